@@ -1,0 +1,192 @@
+// Tensor-core matmul with mma.sync m16n8k16 (sm_80+), KAIO's "sync" design: no cp.async.
+// Global tiles are prefetched into registers while the tensor cores work on the shared-memory
+// tile of the previous step (two shared-memory stages, one barrier per K step).
+//
+// Block tile 128 x 128 x 32, 8 warps in a 2 x 4 grid, each warp 64 x 32 (4 x 4 mma tiles).
+// Rows of the shared tiles are padded by 16 bytes so ldmatrix reads are bank-conflict free.
+// Edges: rows/cols past M, N, K are zero-filled on load and skipped on store, so any shape works.
+// kVec: 16-byte loads (needs K % 8 == 0, N % 8 == 0 unless trans_b, 16-byte aligned bases);
+// otherwise element loads.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "matmul_tc/matmul_tc_params.h"
+
+namespace kaio {
+namespace matmul_tc {
+
+constexpr int kBlockM = 128, kBlockN = 128, kBlockK = 32;
+constexpr int kThreads = 256;
+constexpr int kPad = 8;                         // halves of padding per shared row
+constexpr int kLdA = kBlockK + kPad;            // As[m][k]
+constexpr int kLdBkn = kBlockN + kPad;          // Bs[k][n] (B row-major K x N)
+constexpr int kLdBnk = kBlockK + kPad;          // Bs[n][k] (trans_b: B is N x K)
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(SmemAddr(p)));
+}
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(SmemAddr(p)));
+}
+
+template <typename T>
+__device__ __forceinline__ void Mma16816(float* c, const uint32_t* a, const uint32_t* b) {
+  if constexpr (sizeof(T) == 2 && std::is_same<T, __half>::value) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+// Loads one 8-element row segment [col, col + 8) of a row-major matrix with `rows` x `cols`
+// elements and leading dimension `ld`; out-of-range elements are zero.
+template <typename T, bool kVec>
+__device__ __forceinline__ uint4 LoadSegment(const T* base, int64_t row, int64_t col, int64_t rows, int64_t cols,
+                                             int64_t ld) {
+  uint4 v = make_uint4(0, 0, 0, 0);
+  if (row >= rows) return v;
+  const T* p = base + row * ld + col;
+  if constexpr (kVec) {
+    if (col < cols) v = __ldg(reinterpret_cast<const uint4*>(p));  // cols % 8 == 0: all 8 in range
+  } else {
+    uint16_t h[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) h[i] = col + i < cols ? __ldg(reinterpret_cast<const uint16_t*>(p) + i) : 0;
+    v.x = h[0] | (uint32_t(h[1]) << 16);
+    v.y = h[2] | (uint32_t(h[3]) << 16);
+    v.z = h[4] | (uint32_t(h[5]) << 16);
+    v.w = h[6] | (uint32_t(h[7]) << 16);
+  }
+  return v;
+}
+
+template <typename T, bool kTransB, bool kVec>
+__global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p) {
+  constexpr int kBsElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
+  __shared__ __align__(16) T As[2][kBlockM * kLdA];
+  __shared__ __align__(16) T Bs[2][kBsElems];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int warp_m = warp >> 2, warp_n = warp & 3;
+  const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = int64_t(blockIdx.x) * kBlockN;
+  const int64_t M = p.m, N = p.n, K = p.k;
+
+  for (int64_t batch = blockIdx.z; batch < p.batch_count; batch += gridDim.z) {
+    int64_t a_off = 0, b_off = 0, rest = batch;
+    for (int i = p.batch_rank - 1; i >= 0; --i) {
+      int64_t idx = rest % p.batch_dims[i];
+      rest /= p.batch_dims[i];
+      a_off += idx * p.a_batch_stride[i];
+      b_off += idx * p.b_batch_stride[i];
+    }
+    const T* A = static_cast<const T*>(p.a) + a_off;
+    const T* B = static_cast<const T*>(p.b) + b_off;
+
+    // Each thread moves two 8-element segments of each tile.
+    uint4 ra[2], rb[2];
+    auto load_tiles = [&](int64_t k0) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        int v = tid + i * kThreads;
+        ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
+        if constexpr (kTransB) rb[i] = LoadSegment<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K, K);
+        else rb[i] = LoadSegment<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N, N);
+      }
+    };
+    auto store_tiles = [&](int stage) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        int v = tid + i * kThreads;
+        *reinterpret_cast<uint4*>(&As[stage][(v / 4) * kLdA + (v % 4) * 8]) = ra[i];
+        if constexpr (kTransB) *reinterpret_cast<uint4*>(&Bs[stage][(v / 4) * kLdBnk + (v % 4) * 8]) = rb[i];
+        else *reinterpret_cast<uint4*>(&Bs[stage][(v / 16) * kLdBkn + (v % 16) * 8]) = rb[i];
+      }
+    };
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+    const int64_t k_tiles = (K + kBlockK - 1) / kBlockK;
+    if (k_tiles > 0) {
+      load_tiles(0);
+      store_tiles(0);
+    }
+    __syncthreads();
+    for (int64_t kt = 0; kt < k_tiles; ++kt) {
+      const int stage = kt & 1;
+      if (kt + 1 < k_tiles) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
+#pragma unroll
+      for (int ks = 0; ks < kBlockK / 16; ++ks) {
+        uint32_t af[4][4], bf[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 4; ++mi)
+          LdMatrixX4(af[mi], &As[stage][(warp_m * 64 + mi * 16 + (lane & 15)) * kLdA + ks * 16 + (lane >> 4) * 8]);
+#pragma unroll
+        for (int nj = 0; nj < 2; ++nj) {
+          uint32_t r[4];
+          const int mat = lane >> 3, row = lane & 7;
+          if constexpr (kTransB) {
+            LdMatrixX4(r, &Bs[stage][(warp_n * 32 + nj * 16 + (mat >> 1) * 8 + row) * kLdBnk + ks * 16 + (mat & 1) * 8]);
+          } else {
+            LdMatrixX4Trans(r, &Bs[stage][(ks * 16 + (mat & 1) * 8 + row) * kLdBkn + warp_n * 32 + nj * 16 + (mat >> 1) * 8]);
+          }
+          bf[nj * 2][0] = r[0];
+          bf[nj * 2][1] = r[1];
+          bf[nj * 2 + 1][0] = r[2];
+          bf[nj * 2 + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+          for (int ni = 0; ni < 4; ++ni) Mma16816<T>(acc[mi][ni], af[mi], bf[ni]);
+      }
+      if (kt + 1 < k_tiles) store_tiles(stage ^ 1);
+      __syncthreads();
+    }
+
+    // Epilogue: fragments straight to global memory, edges skipped.
+    const int64_t y_off = batch * M * N;
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          int64_t row = m0 + warp_m * 64 + mi * 16 + (lane >> 2) + h * 8;
+          int64_t col = n0 + warp_n * 32 + ni * 8 + (lane & 3) * 2;
+          if (row >= M) continue;
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            if (col + e >= N) continue;
+            float v = acc[mi][ni][h * 2 + e];
+            int64_t idx = y_off + row * N + col + e;
+            if (p.out_type == MatmulElem::kF32) static_cast<float*>(p.y)[idx] = v;
+            else if constexpr (std::is_same<T, __half>::value) static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
+            else static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+          }
+        }
+  }
+}
+
+}  // namespace matmul_tc
+}  // namespace kaio

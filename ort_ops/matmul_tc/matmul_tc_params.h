@@ -1,0 +1,38 @@
+// What the ORT glue (matmul_tc_op.cc) hands to the CUDA code: pointers, sizes and batch strides.
+// No ORT or CUDA headers: plain data.
+#pragma once
+
+#include <cstdint>
+
+namespace kaio {
+
+constexpr int kMatmulMaxBatchRank = 6;
+
+enum class MatmulElem : int { kF16 = 0, kBF16 = 1, kF32 = 2 };
+
+struct MatmulTcParams {
+  // Y[b] = A[b] (M x K, row-major) * op(B[b]); op(B) = B (K x N) or, with trans_b, B^T (B is N x K).
+  const void* a = nullptr;
+  const void* b = nullptr;
+  void* y = nullptr;
+  MatmulElem in_type = MatmulElem::kF16;   // A and B
+  MatmulElem out_type = MatmulElem::kF32;  // Y
+  bool trans_b = false;
+  bool use_async = false;                  // MatmulTcAsync / MatmulTcBf16Async pipeline
+  int64_t m = 0, n = 0, k = 0;
+
+  // Broadcast batch: the output batch has batch_rank dims; a_batch_stride[i] / b_batch_stride[i]
+  // are the operand's element strides per output batch dim (0 where the operand broadcasts).
+  int batch_rank = 0;
+  int64_t batch_dims[kMatmulMaxBatchRank] = {};
+  int64_t a_batch_stride[kMatmulMaxBatchRank] = {};
+  int64_t b_batch_stride[kMatmulMaxBatchRank] = {};
+  int64_t batch_count = 1;                 // product of batch_dims
+
+  int sm = 0, sm_count = 0;                // device facts for the tile choice
+};
+
+// Launches on `stream`; returns the CUDA error of the launch (never synchronises).
+int RunMatmulTc(const MatmulTcParams& p, void* stream);
+
+}  // namespace kaio

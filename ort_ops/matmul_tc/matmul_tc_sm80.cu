@@ -1,0 +1,41 @@
+// Launcher of the mma.sync matmul (matmul_tc_kernel.cuh), compiled for every CUDA target.
+#include <cuda_runtime.h>
+
+#include "matmul_tc/matmul_tc_kernel.cuh"
+
+namespace kaio {
+namespace {
+
+template <typename T, bool kTransB, bool kVec>
+cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
+  using namespace matmul_tc;
+  dim3 grid(static_cast<unsigned>((p.n + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM),
+            static_cast<unsigned>(p.batch_count < 65535 ? p.batch_count : 65535));
+  MatmulTcSyncKernel<T, kTransB, kVec><<<grid, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+template <typename T>
+cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
+  const bool vec = p.k % 8 == 0 && (p.trans_b || p.n % 8 == 0) && Aligned16(p.a) && Aligned16(p.b);
+  if (p.trans_b) return vec ? Launch<T, true, true>(p, stream) : Launch<T, true, false>(p, stream);
+  return vec ? Launch<T, false, true>(p, stream) : Launch<T, false, false>(p, stream);
+}
+
+}  // namespace
+
+int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (p.m == 0 || p.n == 0 || p.batch_count == 0) return cudaSuccess;
+  if (p.m > int64_t(65535) * matmul_tc::kBlockM) return cudaErrorInvalidConfiguration;
+  if (p.k == 0) {  // empty sum: Y = 0
+    size_t elem = p.out_type == MatmulElem::kF32 ? 4 : 2;
+    return cudaMemsetAsync(p.y, 0, static_cast<size_t>(p.batch_count * p.m * p.n) * elem, stream);
+  }
+  if (p.in_type == MatmulElem::kF16) return Dispatch<__half>(p, stream);
+  return Dispatch<__nv_bfloat16>(p, stream);
+}
+
+}  // namespace kaio

@@ -1,0 +1,5 @@
+"""Python-side declarations of the com.kaio ops (documentation and attributes), one module per
+op family, mirroring ort_ops/<family>/."""
+from .matmul_tc import SPECS as _MATMUL_TC
+
+ALL_SPECS = (*_MATMUL_TC,)

@@ -1,0 +1,126 @@
+"""Builds one-node com.kaio graphs and runs them in ONNX Runtime; the one place tests touch ORT.
+
+Inputs are numpy arrays; ``ml_dtypes.bfloat16`` arrays (which ORT's Python API cannot take) are fed
+as float32 and cast to bfloat16 inside the graph, and bfloat16 outputs are cast back to float32
+(both casts are exact). Expected output element types are declared on the graph outputs, so ORT
+itself checks the op's type inference: a mismatch fails session creation.
+"""
+from __future__ import annotations
+
+import itertools
+
+import ml_dtypes
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+import kaio_ort
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+BF16 = ml_dtypes.bfloat16
+NP_TO_ONNX = {
+    np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
+    np.dtype(BF16): TensorProto.BFLOAT16, np.dtype(np.int8): TensorProto.INT8,
+    np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.uint32): TensorProto.UINT32,
+    np.dtype(np.int32): TensorProto.INT32, np.dtype(np.int64): TensorProto.INT64,
+    np.dtype(np.float64): TensorProto.DOUBLE,
+}
+_counter = itertools.count()
+
+
+def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: list | None = None,
+                out_names: list | None = None, input_shapes: list | None = None,
+                opset: int = 17) -> onnx.ModelProto:
+    """A model with one com.kaio `op` node. `inputs`: arrays, or None for an absent optional input
+    (omitted when trailing, "" otherwise). `out_types`: numpy dtypes of the outputs (None: the
+    output is not requested, ""). `input_shapes` overrides the declared input shapes (None entries:
+    unknown rank)."""
+    attrs = attrs or {}
+    out_types = out_types or [np.float32]
+    nodes, graph_inputs, names = [], [], []
+    last = max((i for i, x in enumerate(inputs) if x is not None), default=-1)
+    for i, x in enumerate(inputs[: last + 1]):
+        if x is None:
+            names.append("")
+            continue
+        name = f"in{i}"
+        dt = np.dtype(x.dtype)
+        shape = list(x.shape) if input_shapes is None else input_shapes[i]
+        if dt == np.dtype(BF16):
+            graph_inputs.append(helper.make_tensor_value_info(name + "_f32", TensorProto.FLOAT, shape))
+            nodes.append(helper.make_node("Cast", [name + "_f32"], [name], to=TensorProto.BFLOAT16))
+        else:
+            graph_inputs.append(helper.make_tensor_value_info(name, NP_TO_ONNX[dt], shape))
+        names.append(name)
+    outs, graph_outputs = [], []
+    for j, t in enumerate(out_types):
+        if t is None:
+            outs.append("")
+            continue
+        name = (out_names[j] if out_names else f"out{j}")
+        outs.append(name)
+        dt = np.dtype(t)
+        if dt == np.dtype(BF16):
+            nodes_after = helper.make_node("Cast", [name], [name + "_f32"], to=TensorProto.FLOAT)
+            graph_outputs.append(helper.make_tensor_value_info(name + "_f32", TensorProto.FLOAT, None))
+            nodes.append(nodes_after)
+        else:
+            graph_outputs.append(helper.make_tensor_value_info(name, NP_TO_ONNX[dt], None))
+    while outs and outs[-1] == "":
+        outs.pop()
+    node = helper.make_node(op, names, outs, domain=kaio_ort.DOMAIN, name=f"{op}_{next(_counter)}", **attrs)
+    nodes.insert(len(nodes) - sum(1 for t in out_types if t is not None and np.dtype(t) == np.dtype(BF16)), node)
+    graph = helper.make_graph(nodes, f"{op}_test", graph_inputs, graph_outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
+                                                   helper.make_opsetid(kaio_ort.DOMAIN, kaio_ort.OPSET_VERSION)],
+                             ir_version=8)
+
+
+def session(model: onnx.ModelProto, provider: str = CPU) -> ort.InferenceSession:
+    so = kaio_ort.register(ort.SessionOptions())
+    so.log_severity_level = 3
+    providers = [provider] if provider == CPU else [provider, CPU]
+    if provider != CPU:
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
+    return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+
+
+def feeds(sess: ort.InferenceSession, inputs: list) -> dict:
+    present = [x for x in inputs if x is not None]
+    return {gi.name: (x.astype(np.float32) if np.dtype(x.dtype) == np.dtype(BF16) else x)
+            for gi, x in zip(sess.get_inputs(), present)}
+
+
+def run_op(op: str, inputs: list, attrs: dict | None = None, out_types: list | None = None,
+           provider: str = CPU, **kw) -> list:
+    """Runs a one-node graph; returns the requested outputs (bfloat16 ones as float32)."""
+    sess = session(build_model(op, inputs, attrs, out_types, **kw), provider)
+    return sess.run(None, feeds(sess, inputs))
+
+
+def rel_err(out, ref) -> float:
+    """||out - ref|| / ||ref|| in float64; NaN or inf anywhere gives inf (never passes)."""
+    out = np.asarray(out, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert out.shape == ref.shape, f"shape {out.shape} != reference {ref.shape}"
+    if not np.all(np.isfinite(out)):
+        return float("inf")
+    denom = np.linalg.norm(ref)
+    return float(np.linalg.norm(out - ref) / (denom if denom > 0 else 1.0))
+
+
+def assert_close(out, ref, tol: float, what: str = ""):
+    err = rel_err(out, ref)
+    assert err <= tol, f"{what} relative error {err:.3e} > {tol:.1e}"
+
+
+def rng(seed=None) -> np.random.Generator:
+    """Fresh random inputs on every run unless a seed is given (the seed is printed on failure
+    through pytest's repr of the test id when tests pass one)."""
+    return np.random.default_rng(seed)
+
+
+def randn(g: np.random.Generator, shape, dtype, scale: float = 1.0) -> np.ndarray:
+    return (g.standard_normal(shape) * scale).astype(np.float32).astype(dtype)

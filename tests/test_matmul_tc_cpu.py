@@ -1,0 +1,71 @@
+"""MatmulTc family and MatmulTcGrad on the CPU EP against the float64 reference."""
+import numpy as np
+import pytest
+from op_harness import BF16, assert_close, randn, rng, run_op
+
+from kaio_ort.reference import matmul, matmul_grad
+
+FWD_OPS = [("MatmulTc", np.float16), ("MatmulTcAsync", np.float16),
+           ("MatmulTcBf16", BF16), ("MatmulTcBf16Async", BF16)]
+# (A shape, B shape as [.., K, N]): M=1, K not a multiple of 16, odd N, batch dims, broadcast B.
+SHAPES = [
+    ((1, 16), (16, 8)),
+    ((1, 33), (33, 7)),
+    ((5, 17), (17, 1)),
+    ((37, 64), (64, 45)),
+    ((2, 3, 9, 31), (31, 13)),
+    ((2, 1, 7, 24), (3, 24, 5)),
+    ((4, 10, 8), (4, 8, 19)),
+    ((3, 0, 8), (8, 4)),      # empty M
+]
+# The CPU kernel rounds the exact (float64) result once to the output type.
+TOL = {np.float32: 1e-6, np.float16: 1e-3, BF16: 8e-3}
+
+
+@pytest.mark.parametrize("op,dtype", FWD_OPS)
+@pytest.mark.parametrize("a_shape,b_shape", SHAPES)
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("out_float", [True, False])
+def test_forward(op, dtype, a_shape, b_shape, trans_b, out_float):
+    g = rng()
+    a = randn(g, a_shape, dtype)
+    b = randn(g, b_shape, dtype)
+    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
+    out_t = np.float32 if out_float else dtype
+    attrs = {"trans_b": trans_b} | ({} if out_float else {"out_dtype": 10 if dtype == np.float16 else 16})
+    (y,) = run_op(op, [a, b_in], attrs, [out_t])
+    ref = matmul(a, b)
+    assert y.shape == ref.shape
+    assert_close(y, ref, TOL[out_t], op)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16])
+@pytest.mark.parametrize("a_shape,b_shape", SHAPES[:-1])
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("dy_float", [True, False])
+def test_grad(dtype, a_shape, b_shape, trans_b, dy_float):
+    g = rng()
+    a = randn(g, a_shape, dtype)
+    b = randn(g, b_shape, dtype)
+    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
+    dy = randn(g, matmul(a, b).shape, np.float32 if dy_float else dtype)
+    da, db = run_op("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [dtype, dtype])
+    ref_da, ref_db = matmul_grad(dy, a, b_in, trans_b=bool(trans_b))
+    assert_close(da, ref_da, TOL[dtype], "dA")
+    assert_close(db, ref_db, TOL[dtype], "dB")
+
+
+def test_reference_grad_matches_finite_differences():
+    """The float64 reference itself, checked by central differences of sum(Y * dY)."""
+    g = rng()
+    a, b, dy = g.standard_normal((2, 3, 4)), g.standard_normal((1, 4, 5)), g.standard_normal((2, 3, 5))
+    da, db = matmul_grad(dy, a, b)
+    h = 1e-6
+    for x, grad in ((a, da), (b, db)):
+        idx = tuple(g.integers(0, s) for s in x.shape)
+        x[idx] += h
+        fp = np.sum(matmul(a, b) * dy)
+        x[idx] -= 2 * h
+        fm = np.sum(matmul(a, b) * dy)
+        x[idx] += h
+        assert abs((fp - fm) / (2 * h) - grad[idx]) < 1e-6

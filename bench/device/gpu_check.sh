@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root of the carried tree, after install.sh of the
+# onnxruntime-gpu wheel: builds HEAD's source (.device/src.tar), runs `pytest -m gpu`, the
+# benchmarks and the SASS check, and leaves logs and result files in $OUT.
+# Usage: bash bench/device/gpu_check.sh [pytest -k expression]
+set -uo pipefail
+here=$PWD
+. /tmp/ort-env.sh
+src=/tmp/kaio-src; rm -rf "$src"; mkdir -p "$src"; tar -xf .device/src.tar -C "$src"
+export KAIO_COMMIT=$(cat .device/COMMIT)
+cmake -S "$src" -B /tmp/kaio-build -G Ninja -DONNXRUNTIME_INCLUDE_DIR="$here/.device/ort-include" >"$OUT/build.log" 2>&1 \
+  && ninja -C /tmp/kaio-build >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+export KAIO_ORT_LIBRARY=/tmp/kaio-build/libkaio_ort_ops.so PYTHONPATH=$src/python:$PYTHONPATH
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
+cuobjdump -sass "$KAIO_ORT_LIBRARY" | grep -oE "\b(HMMA|HGMMA|IMMA|LDSM|LDGSTS|UTMALDG)[.A-Z0-9]*" | sort | uniq -c > "$OUT/sass_ops.txt"
+cd "$src"
+python3 -m pytest -q -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do
+  PYTHONUNBUFFERED=1 python3 "$b" 2>&1 | tee -a "$OUT/bench.log" | tail -12
+done
+cp bench/results/* "$OUT/" 2>/dev/null
+if [[ -n ${KAIO_SANITIZE:-} ]]; then
+  compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
+    >"$OUT/memcheck.log" 2>&1; tail -5 "$OUT/memcheck.log"
+fi

@@ -1,0 +1,167 @@
+"""Side-by-side benchmark harness: a com.kaio op and ORT's own op on the same shapes, in one process.
+
+Method (the anchors' method, ../shared/anchors.md):
+- inputs and outputs live on the GPU (IOBinding), so a run launches only the op's kernels;
+- device time = the sum of the CUDA kernels one run launched, read with CUPTI through
+  torch.profiler; runs are grouped by their kernel count and the median over `iters` runs is
+  reported (after `warmup` runs that stay out of the numbers);
+- "cold" weights: the run cycles through several input sets whose total size exceeds twice the
+  L2 cache, so consecutive runs read their weights from HBM as in a real model.
+Results: a JSON file (every number, device, date, commit) and a markdown table under
+bench/results/, plus a PNG chart when matplotlib is present.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import statistics
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+import kaio_ort
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CUDA = "CUDAExecutionProvider"
+# Ceilings measured on the H100 (anchors.md): HBM bandwidth and cuBLAS f16 / bf16 rates.
+HBM_BYTES_PER_S = 3.0e12
+F16_TENSOR_FLOPS = 771e12
+L2_BYTES = 50 * 2**20
+
+
+def cuda_session(model, register: bool = True) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    if register:
+        kaio_ort.register(so)
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    return ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
+
+
+def bindings(sess: ort.InferenceSession, input_sets: list[list[np.ndarray]]) -> list:
+    """One IOBinding per input set, inputs copied to the GPU once, outputs left on the GPU."""
+    result = []
+    for inputs in input_sets:
+        b = sess.io_binding()
+        keep = []
+        for gi, x in zip(sess.get_inputs(), inputs):
+            v = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", 0)
+            keep.append(v)
+            b.bind_ortvalue_input(gi.name, v)
+        for go in sess.get_outputs():
+            b.bind_output(go.name, "cuda")
+        b._kaio_keep = keep  # the device buffers live as long as the binding
+        result.append(b)
+    return result
+
+
+def sets_for_cold_l2(bytes_per_set: int, max_sets: int = 8) -> int:
+    """Input sets needed so that cycling through them reads more than twice the L2 per round."""
+    return int(min(max_sets, max(1, -(-2 * L2_BYTES // max(1, bytes_per_set)))))
+
+
+def device_times_us(sess: ort.InferenceSession, binds: list, iters: int = 50, warmup: int = 10) -> dict:
+    """Median / mean / min device time (us) of one run, from CUPTI kernel records."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    for i in range(warmup):
+        sess.run_with_iobinding(binds[i % len(binds)])
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for i in range(iters):
+            sess.run_with_iobinding(binds[i % len(binds)])
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
+    kernels.sort(key=lambda e: e.time_range.start)
+    names = sorted({e.name for e in kernels})
+    if len(kernels) % iters:
+        raise RuntimeError(f"{len(kernels)} kernels over {iters} runs: runs launch different kernel counts {names}")
+    per_run = len(kernels) // iters
+    runs = [sum(e.time_range.elapsed_us() for e in kernels[i * per_run:(i + 1) * per_run]) for i in range(iters)]
+    return {"median_us": statistics.median(runs), "mean_us": statistics.fmean(runs), "min_us": min(runs),
+            "kernels_per_run": per_run, "kernel_names": names, "iters": iters, "sets": len(binds)}
+
+
+def run_meta() -> dict:
+    import torch
+
+    commit = os.environ.get("KAIO_COMMIT")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).parent, check=True).stdout.strip()
+        except Exception:
+            commit = "unknown"
+    return {"device": torch.cuda.get_device_name(0), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit, "onnxruntime": ort.__version__, "kaio_ort": kaio_ort.__version__,
+            "torch": torch.__version__, "method": __doc__.split("Results:")[0].strip()}
+
+
+@dataclass
+class Row:
+    """One shape: our op next to ORT's, with the floor."""
+    case: str
+    kaio: dict
+    ort: dict
+    flops: float
+    bytes: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def floor_us(self) -> float:
+        return max(self.flops / F16_TENSOR_FLOPS, self.bytes / HBM_BYTES_PER_S) * 1e6
+
+    def summary(self) -> dict:
+        k, o = self.kaio["median_us"], self.ort["median_us"]
+        return {"case": self.case, "kaio_us": round(k, 2), "ort_us": round(o, 2),
+                "kaio_vs_ort": round(o / k, 3),  # > 1: we are faster
+                "kaio_tflops": round(self.flops / k / 1e6, 1) if self.flops else None,
+                "ort_tflops": round(self.flops / o / 1e6, 1) if self.flops else None,
+                "floor_us": round(self.floor_us, 2), "kaio_over_floor": round(k / self.floor_us, 2), **self.extra}
+
+
+def write_results(name: str, rows: list[Row], title: str, notes: str = "") -> Path:
+    meta = run_meta()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"{meta['date'][:10]}_{name}_{meta['commit'][:8]}"
+    summaries = [r.summary() for r in rows]
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "summary": summaries,
+                                                      "rows": [asdict(r) for r in rows]}, indent=1))
+    cols = list(summaries[0].keys())
+    lines = [f"# {title}", "", f"device: {meta['device']}; date: {meta['date']}; commit: {meta['commit']}; "
+             f"onnxruntime {meta['onnxruntime']}", "", meta["method"], "",
+             "kaio_vs_ort = ORT time / our time (> 1: faster than ORT); floor = max(FLOPs / 771 TFLOP/s, "
+             "bytes / 3.0 TB/s).", ""]
+    if notes:
+        lines += [notes, ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    lines += ["| " + " | ".join("" if s[c] is None else str(s[c]) for c in cols) + " |" for s in summaries]
+    md = RESULTS / f"{stem}.md"
+    md.write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.4), 4))
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [s["kaio_us"] / s["floor_us"] for s in summaries], 0.4, label="kaio_ort")
+        ax.bar(x + 0.2, [s["ort_us"] / s["floor_us"] for s in summaries], 0.4, label="ORT")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(x, [s["case"] for s in summaries], rotation=20, fontsize=8)
+        ax.set_ylabel("device time / floor (lower is better)")
+        ax.set_title(f"{title}\n{meta['device']}, {meta['commit'][:8]}", fontsize=9)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"{stem}.png", dpi=110)
+    except ImportError:
+        pass
+    print("\n".join(lines[-len(summaries) - 2:]))
+    return md

@@ -1,0 +1,83 @@
+"""MatmulTc on the CUDA EP (mma.sync kernel) against the float64 reference; IOBinding, poisoned
+outputs, CUDA-graph replay, and the CUDA-side validation rules."""
+import numpy as np
+import pytest
+from gpu_harness import BoundRun, cuda_session, run_op_cuda
+from op_harness import build_model, randn, rel_err, rng
+
+from kaio_ort.reference import matmul
+
+pytestmark = pytest.mark.gpu
+
+# (batch_a, M, K, N, batch_b) derived from the 128 x 128 x 32 tile: exact multiples, one past,
+# smaller than a tile, K not a multiple of 8 (element-load path), M = 1 (decode), batch + broadcast.
+SHAPES = [
+    ((), 1, 4096, 4096, ()),
+    ((), 1, 16, 8, ()),
+    ((), 7, 40, 33, ()),
+    ((), 128, 128, 128, ()),
+    ((), 129, 160, 257, ()),
+    ((), 127, 131, 130, ()),      # K % 8 != 0: element loads
+    ((), 1000, 72, 1000, ()),
+    ((), 4096, 384, 512, ()),
+    ((2, 3), 65, 48, 33, ()),     # B broadcast over batch
+    ((2, 1), 31, 64, 40, (4,)),   # both broadcast
+    ((3,), 200, 256, 96, (3,)),
+]
+# f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.
+TOL = {np.float32: 1e-4, np.float16: 2e-3}
+
+
+@pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES)
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float16])
+def test_matmul_tc_cuda(batch_a, m, k, n, batch_b, trans_b, out_dtype):
+    g = rng()
+    a = randn(g, (*batch_a, m, k), np.float16)
+    b = randn(g, (*batch_b, k, n), np.float16)
+    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
+    ref = matmul(a, b)
+    attrs = {"trans_b": trans_b} | ({"out_dtype": 10} if out_dtype == np.float16 else {})
+    (y,) = run_op_cuda("MatmulTc", [a, b_in], attrs, [ref.shape], [out_dtype])
+    err = rel_err(y, ref)
+    assert err <= TOL[out_dtype], f"relative error {err:.2e}"
+
+
+def test_cuda_graph_replay_matches_eager():
+    g = rng()
+    m, k, n = 96, 200, 136
+    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    model = build_model("MatmulTc", [a, b], {}, [np.float32])
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b], [(m, n)], [np.float32])
+    first = graph_run.run()[0]  # captures the graph
+    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    graph_run.update_inputs([a2, b2])
+    replay = graph_run.run()[0]
+    eager = BoundRun(cuda_session(model), [a2, b2], [(m, n)], [np.float32]).run()[0]
+    assert rel_err(first, matmul(a, b)) <= TOL[np.float32]
+    np.testing.assert_array_equal(replay, eager)
+
+
+def test_repeated_runs_are_bitwise_identical():
+    g = rng()
+    a, b = randn(g, (300, 520), np.float16), randn(g, (520, 260), np.float16)
+    run = BoundRun(cuda_session(build_model("MatmulTc", [a, b], {}, [np.float32])), [a, b], [(300, 260)],
+                   [np.float32])
+    first = run.run()[0]
+    for _ in range(3):
+        np.testing.assert_array_equal(run.run()[0], first)
+
+
+def test_too_many_batch_dims_is_refused_on_cuda():
+    g = rng()
+    a = randn(g, (1, 1, 1, 1, 1, 1, 1, 4, 8), np.float16)
+    b = randn(g, (8, 4), np.float16)
+    with pytest.raises(Exception, match=r"MatmulTc.*input 'A'.*at most 6 batch dims"):
+        run_op_cuda("MatmulTc", [a, b], {}, [(1, 1, 1, 1, 1, 1, 1, 4, 4)], [np.float32])
+
+
+def test_k_mismatch_is_refused_on_cuda():
+    g = rng()
+    a, b = randn(g, (4, 8), np.float16), randn(g, (9, 4), np.float16)
+    with pytest.raises(Exception, match=r"MatmulTc.*input 'B'.*K of B \(9\) must equal K of A \(8\)"):
+        run_op_cuda("MatmulTc", [a, b], {}, [(4, 4)], [np.float32])

@@ -39,7 +39,7 @@ def cuda_session(model, register: bool = True) -> ort.InferenceSession:
         kaio_ort.register(so)
     so.log_severity_level = 3
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA])
 
 
 def bindings(sess: ort.InferenceSession, input_sets: list[list[np.ndarray]]) -> list:

@@ -15,7 +15,7 @@ def cuda_session(model, cuda_graph: bool = False) -> ort.InferenceSession:
     so.log_severity_level = 3
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
     opts = {"enable_cuda_graph": "1"} if cuda_graph else {}
-    return ort.InferenceSession(model.SerializeToString(), so, providers=[(CUDA, opts), CPU])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=[(CUDA, opts)])
 
 
 class BoundRun:

@@ -81,7 +81,7 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
 def session(model: onnx.ModelProto, provider: str = CPU) -> ort.InferenceSession:
     so = kaio_ort.register(ort.SessionOptions())
     so.log_severity_level = 3
-    providers = [provider] if provider == CPU else [provider, CPU]
+    providers = [provider]
     if provider != CPU:
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
     return ort.InferenceSession(model.SerializeToString(), so, providers=providers)

@@ -1,3 +1,4 @@
 """float64 numpy references of every com.kaio op, shared by all tests and benchmarks.
 One module per op family; each function takes numpy arrays (any float dtype) and returns float64."""
+from .attention import attention, attention_grad  # noqa: F401
 from .matmul import matmul, matmul_grad  # noqa: F401

@@ -3,26 +3,12 @@ import sys
 
 import pytest
 
+import kaio_ort
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-def _cuda_available() -> bool:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return False
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    import ctypes
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False
-    count = ctypes.c_int(0)
-    return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
-
-
-HAVE_CUDA = _cuda_available()
+HAVE_CUDA = kaio_ort.cuda_usable()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,7 +14,7 @@ export KAIO_ORT_LIBRARY=/tmp/kaio-build/libkaio_ort_ops.so PYTHONPATH=$src/pytho
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
 cuobjdump -sass "$KAIO_ORT_LIBRARY" | grep -oE "\b(HMMA|HGMMA|IMMA|LDSM|LDGSTS|UTMALDG)[.A-Z0-9]*" | sort | uniq -c > "$OUT/sass_ops.txt"
 cd "$src"
-python3 -m pytest -q -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do
   PYTHONUNBUFFERED=1 python3 "$b" 2>&1 | tee -a "$OUT/bench.log" | tail -12
 done
@@ -23,3 +23,15 @@ if [[ -n ${KAIO_SANITIZE:-} ]]; then
   compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
     >"$OUT/memcheck.log" 2>&1; tail -5 "$OUT/memcheck.log"
 fi
+# One summary file to commit under bench/results/: device, commit, test and sanitizer outcomes.
+{
+  echo "# GPU checks at commit $KAIO_COMMIT"; echo
+  echo "device: $(cat "$OUT/device.txt") (name, driver, SM clock now, max SM clock); $(python3 -c 'import onnxruntime as o; print("onnxruntime-gpu", o.__version__)'); $(date -u +%FT%TZ)"
+  echo; echo "## pytest -m gpu tests"; echo '```'; tail -30 "$OUT/gpu_tests.log"; echo '```'
+  if [[ -f $OUT/memcheck.log ]]; then
+    echo; echo "## compute-sanitizer memcheck: pytest -m gpu $KAIO_SANITIZE"; echo '```'; grep -v '^\s*$' "$OUT/memcheck.log" | tail -4; echo '```'
+  fi
+} > "$OUT/gpu_checks_${KAIO_COMMIT:0:8}.md"
+# At most 8 files come back from a device call: the logs travel as one archive.
+(cd "$OUT" && tar -czf logs.tgz build.log bench.log device.txt ${KAIO_SANITIZE:+memcheck.log} 2>/dev/null \
+  && rm -f build.log bench.log device.txt memcheck.log)

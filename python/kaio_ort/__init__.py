@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .catalogue import DOMAIN, OPSET_VERSION, OpInfo, ops
 
-__all__ = ["register", "library_path", "ops", "OpInfo", "DOMAIN", "OPSET_VERSION", "library_description"]
+__all__ = ["register", "library_path", "ops", "OpInfo", "DOMAIN", "OPSET_VERSION", "library_description",
+           "cuda_usable", "default_providers"]
 __version__ = "0.1.0"
 
 _LIBRARY_NAME = "libkaio_ort_ops.so"
@@ -62,3 +63,26 @@ def library_description() -> dict:
     lib = ctypes.CDLL(library_path())
     lib.KaioOrtDescribe.restype = ctypes.c_char_p
     return json.loads(lib.KaioOrtDescribe().decode())
+
+
+def cuda_usable() -> bool:
+    """True when ONNX Runtime offers the CUDA execution provider *and* the driver sees a GPU.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even on machines without a GPU (it then fails
+    when a session is created), so this also asks the driver for a device count.
+    """
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+
+
+def default_providers() -> list[str]:
+    """["CUDAExecutionProvider", "CPUExecutionProvider"] where a GPU is usable, else the CPU alone."""
+    return (["CUDAExecutionProvider"] if cuda_usable() else []) + ["CPUExecutionProvider"]

@@ -69,3 +69,59 @@ def test_reference_grad_matches_finite_differences():
         fm = np.sum(matmul(a, b) * dy)
         x[idx] += h
         assert abs((fp - fm) / (2 * h) - grad[idx]) < 1e-6
+
+
+def _f16(*shape):
+    return randn(rng(), shape, np.float16)
+
+
+# One row per validation rule of the MatmulTc family: (op, inputs, attrs, output dtypes, expected
+# error: op, input or attribute, rule). Shape inference reports these when the session is created.
+# Inputs declared with a single element type, and type combinations that contradict the types ORT
+# derives for the outputs, are refused by ORT's own schema check before ours runs: those rows
+# match ORT's message (which names the op or node and the offending type).
+ERROR_CASES = [
+    ("MatmulTc", [_f16(4, 8).astype(np.float32), _f16(8, 3)], {}, [np.float32],
+     r"Type 'tensor\(float\)' of input parameter \(in0\) of operator \(MatmulTc\)"),
+    ("MatmulTcBf16", [_f16(4, 8), _f16(8, 3)], {}, [np.float32],
+     r"Type 'tensor\(float16\)' of input parameter \(in0\) of operator \(MatmulTcBf16\)"),
+    ("MatmulTc", [_f16(8), _f16(8, 3)], {}, [np.float32],
+     r"MatmulTc.*input 'A' \(#0\).*rank must be at least 2"),
+    ("MatmulTc", [_f16(4, 8), _f16(8)], {}, [np.float32],
+     r"MatmulTc.*input 'B' \(#1\).*rank must be at least 2"),
+    ("MatmulTc", [_f16(4, 8), _f16(9, 3)], {}, [np.float32],
+     r"MatmulTc.*input 'B' \(#1\): K of B \(9\) must equal K of A \(8\)"),
+    ("MatmulTcAsync", [_f16(4, 8), _f16(3, 9)], {"trans_b": 1}, [np.float32],
+     r"MatmulTcAsync.*input 'B' \(#1\): K of B \(9\) must equal K of A \(8\).*trans_b=1"),
+    ("MatmulTc", [_f16(2, 4, 8), _f16(3, 8, 5)], {}, [np.float32],
+     r"MatmulTc.*input 'B' \(#1\): batch dims \[3\] do not broadcast with A's \[2\]"),
+    ("MatmulTc", [_f16(4, 8), _f16(8, 3)], {"out_dtype": 16}, [np.float32],
+     r"MatmulTc.*attribute 'out_dtype': must be one of 1 \(float\), 10 \(float16\), got 16"),
+    ("MatmulTc", [_f16(4, 8), _f16(8, 3)], {"trans_b": 2}, [np.float32],
+     r"MatmulTc.*attribute 'trans_b': must be 0 or 1, got 2"),
+    ("MatmulTc", [_f16(4, 8), _f16(8, 3)], {"trans_b": 1.0}, [np.float32],
+     r"MatmulTc.*attribute 'trans_b': must be of type int, got float"),
+    ("MatmulTcGrad", [_f16(4, 3), _f16(4, 8), _f16(8, 3).astype(np.float32)], {}, [np.float16, np.float16],
+     r"Type \(tensor\(float16\)\) of output arg \(out0\) of node \(MatmulTcGrad_\d+\) does not match"),
+    ("MatmulTcGrad", [_f16(4, 3).astype(BF16), _f16(4, 8), _f16(8, 3)], {}, [np.float16, np.float16],
+     r"MatmulTcGrad.*input 'dY' \(#0\): element type must be float or A's type \(float16\), got bfloat16"),
+    ("MatmulTcGrad", [_f16(4, 3), _f16(4, 8), _f16(8, 3).astype(BF16)], {}, [np.float16, BF16],
+     r"Type \(tensor\(float16\)\) of output arg \(out0\) of node \(MatmulTcGrad_\d+\) does not match"),
+    ("MatmulTcGrad", [_f16(4, 4), _f16(4, 8), _f16(8, 3)], {}, [np.float16, np.float16],
+     r"MatmulTcGrad.*input 'dY' \(#0\): shape must be the forward output's \[4, 3\], got \[4, 4\]"),
+]
+
+
+@pytest.mark.parametrize("op,inputs,attrs,out_types,match", ERROR_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(ERROR_CASES)])
+def test_validation_rules(op, inputs, attrs, out_types, match):
+    with pytest.raises(Exception, match=match):
+        run_op(op, inputs, attrs, out_types)
+
+
+def test_validation_at_run_time_names_the_node():
+    """Shapes unknown to shape inference: the kernel's own check fires when it runs, with the node."""
+    a, b = _f16(4, 8), _f16(9, 3)
+    with pytest.raises(Exception, match=r"\[com.kaio.MatmulTc\] node 'MatmulTc_\d+': input 'B' \(#1\): K of B \(9\) "
+                                        r"must equal K of A \(8\)"):
+        run_op("MatmulTc", [a, b], {}, [np.float32], input_shapes=[None, None])

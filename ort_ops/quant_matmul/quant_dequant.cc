@@ -26,6 +26,18 @@ OrtStatus* ReadInt4GroupSize(const AttrSource& s, const ErrCtx& c, int64_t* grou
   return nullptr;
 }
 
+OrtStatus* ReadInt8GroupSize(const AttrSource& s, const ErrCtx& c, int64_t* group_size) {
+  KAIO_RETURN_IF_ERROR(ReadInt(s, c, "group_size", 0, group_size));
+  if (*group_size < 0)
+    return AttrError(c, "group_size", "must be >= 0 (0: per channel), got ", *group_size);
+  return nullptr;
+}
+
+int64_t GroupCount(int64_t k, int64_t group_size) {
+  if (group_size == 0) return 1;
+  return k < 0 ? kUnknownDim : k / group_size;
+}
+
 OrtStatus* CheckGroupDivides(const ErrCtx& c, size_t index, const char* name, int64_t k, int64_t group_size) {
   if (k >= 0 && group_size > 0 && k % group_size != 0)
     return InputError(c, index, name, "K (", k, ") must be a multiple of group_size (", group_size, ")");
@@ -66,6 +78,12 @@ OrtStatus* CheckGroupParams(const ErrCtx& c, size_t index, const char* name, con
                     ShapeStr(t.shape));
 }
 
+OrtStatus* CheckGroupTensor(const ErrCtx& c, size_t index, const char* name, const TensorInfo& t,
+                            const char* ref_name, DType ref_type, int64_t groups, int64_t n, bool accept_vector) {
+  KAIO_RETURN_IF_ERROR(CheckSameType(c, index, name, t, ref_name, ref_type));
+  return CheckGroupParams(c, index, name, t, groups, n, accept_vector);
+}
+
 OrtStatus* CheckOneElement(const ErrCtx& c, size_t index, const char* name, const TensorInfo& t, bool or_per_column,
                            int64_t n) {
   const bool one = t.rank() == 0 || (t.rank() == 1 && DimsMatch(t.dim(0), 1));
@@ -93,6 +111,13 @@ OrtStatus* CheckOutDTypeFloatOr(const ErrCtx& c, DType out_dtype, const char* in
 }
 
 int64_t RowsPerGroup(int64_t group_size, int64_t k) { return group_size > 0 ? group_size : std::max<int64_t>(k, 1); }
+
+GroupParams ToGroupParams(const ConstTensor& t, int64_t rows_per_group) {
+  GroupParams p;
+  if (t.present) p.values = ToDouble(t);
+  p.rows_per_group = rows_per_group;
+  return p;
+}
 
 namespace {
 template <class CodeAt>

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/attrs.h"
+#include "common/cpu_convert.h"
 #include "common/status.h"
 #include "common/tensor_info.h"
 
@@ -28,6 +29,10 @@ OrtStatus* ResolveActivation(const ErrCtx& c, size_t index, const char* name, co
 
 // group_size attribute of the INT4 ops: 32, 64 or 128 (default 128, KAIO's only size).
 OrtStatus* ReadInt4GroupSize(const AttrSource& s, const ErrCtx& c, int64_t* group_size);
+// group_size attribute of MatmulInt8 W8A16: >= 0 (default 0: per channel, one group spanning K).
+OrtStatus* ReadInt8GroupSize(const AttrSource& s, const ErrCtx& c, int64_t* group_size);
+// Number of groups along K: K / group_size (group_size 0: 1, per channel); -1 when K is unknown.
+int64_t GroupCount(int64_t k, int64_t group_size);
 // K % group_size == 0, reported against the activation input that carries K.
 OrtStatus* CheckGroupDivides(const ErrCtx& c, size_t index, const char* name, int64_t k, int64_t group_size);
 
@@ -42,6 +47,10 @@ OrtStatus* ResolveInt8Weight(const ErrCtx& c, size_t index, const char* name, co
 // group, per channel). groups = -1 when K is unknown.
 OrtStatus* CheckGroupParams(const ErrCtx& c, size_t index, const char* name, const TensorInfo& t, int64_t groups,
                             int64_t n, bool accept_vector);
+// Scales / zero points of a weight-only op: element type equal to the activation's (ref_type) and
+// CheckGroupParams' shape rule.
+OrtStatus* CheckGroupTensor(const ErrCtx& c, size_t index, const char* name, const TensorInfo& t,
+                            const char* ref_name, DType ref_type, int64_t groups, int64_t n, bool accept_vector);
 // A tensor of one element: shape [] or [1]; `or_per_column` also accepts [N] (one per column).
 OrtStatus* CheckOneElement(const ErrCtx& c, size_t index, const char* name, const TensorInfo& t,
                            bool or_per_column = false, int64_t n = kUnknownDim);
@@ -71,6 +80,8 @@ struct GroupParams {
 };
 // rows_per_group from a group_size attribute (0: one group spanning K, i.e. per channel).
 int64_t RowsPerGroup(int64_t group_size, int64_t k);
+// A scales / zero points input as GroupParams (an absent tensor gives empty values: none).
+GroupParams ToGroupParams(const ConstTensor& t, int64_t rows_per_group);
 
 // Dequantised weights [K, N] in double: w = (q - zero_point) * scale.
 std::vector<double> DequantizeInt4(const ConstTensor& packed, int64_t k, int64_t n, const GroupParams& scales,

@@ -65,8 +65,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   // released (they are a few bytes each; a process registers a handful at most).
   OrtCustomOpDomain* domain = nullptr;
   if (OrtStatus* st = api.CreateCustomOpDomain("com.kaio", &domain)) return st;
-  for (const auto& op : AllOps())
-    if (OrtStatus* st = api.CustomOpDomain_Add(domain, op.get())) return st;
+  if (OrtStatus* st = AddOpsToDomain(domain, AllOps())) return st;
   return api.AddCustomOpDomain(options, domain);
 }
 

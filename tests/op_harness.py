@@ -8,6 +8,7 @@ itself checks the op's type inference: a mismatch fails session creation.
 from __future__ import annotations
 
 import itertools
+import re
 
 import ml_dtypes
 import numpy as np
@@ -28,6 +29,8 @@ NP_TO_ONNX = {
     np.dtype(np.float64): TensorProto.DOUBLE,
 }
 _counter = itertools.count()
+# (major, minor) of the runtime: tests run in onnxruntime-gpu 1.31 and onnxruntime-training 1.19.
+ORT_VERSION = tuple(int(x) for x in ort.__version__.split(".")[:2])
 
 
 def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: list | None = None,
@@ -54,7 +57,7 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
         else:
             graph_inputs.append(helper.make_tensor_value_info(name, NP_TO_ONNX[dt], shape))
         names.append(name)
-    outs, graph_outputs = [], []
+    outs, graph_outputs, value_info = [], [], []
     for j, t in enumerate(out_types):
         if t is None:
             outs.append("")
@@ -65,6 +68,10 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
         if dt == np.dtype(BF16):
             nodes_after = helper.make_node("Cast", [name], [name + "_f32"], to=TensorProto.FLOAT)
             graph_outputs.append(helper.make_tensor_value_info(name + "_f32", TensorProto.FLOAT, None))
+            # The op's output is now an intermediate: declare its type there too. ORT 1.19's
+            # custom-op shape inference sets shapes only, so a runtime that old takes an
+            # attribute-typed output's element type from the model; newer runtimes check it.
+            value_info.append(helper.make_tensor_value_info(name, TensorProto.BFLOAT16, None))
             nodes.append(nodes_after)
         else:
             graph_outputs.append(helper.make_tensor_value_info(name, NP_TO_ONNX[dt], None))
@@ -72,7 +79,7 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
         outs.pop()
     node = helper.make_node(op, names, outs, domain=kaio_ort.DOMAIN, name=f"{op}_{next(_counter)}", **attrs)
     nodes.insert(len(nodes) - sum(1 for t in out_types if t is not None and np.dtype(t) == np.dtype(BF16)), node)
-    graph = helper.make_graph(nodes, f"{op}_test", graph_inputs, graph_outputs)
+    graph = helper.make_graph(nodes, f"{op}_test", graph_inputs, graph_outputs, value_info=value_info)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                    helper.make_opsetid(kaio_ort.DOMAIN, kaio_ort.OPSET_VERSION)],
                              ir_version=8)
@@ -124,3 +131,14 @@ def rng(seed=None) -> np.random.Generator:
 
 def randn(g: np.random.Generator, shape, dtype, scale: float = 1.0) -> np.ndarray:
     return (g.standard_normal(shape) * scale).astype(np.float32).astype(dtype)
+
+
+def input_rule(op: str, name: str, index: int, rule: str, regex: bool = False) -> str:
+    """Regex of the error one input rule gives: `[com.kaio.<op>] node '<n>': input '<name>' (#i): <rule>`
+    (`rule` is literal text unless `regex`). A rule on which element types an input accepts
+    ("element type must be <types>, got <type>") is reported by ORT's own schema check instead: the
+    library registers one variant per accepted input-type combination (common/custom_op.cc,
+    AddOpsToDomain), and ORT's message names the op, the node and the input."""
+    if re.match(r"element type must be \w+(, \w+)*, got \w+$", rule):
+        return rf"Type 'tensor\(\w+\)' of input parameter \(in{index}\) of operator \({op}\) in node"
+    return rf"\[com\.kaio\.{op}\].*: input '{re.escape(name)}' \(#{index}\): {rule if regex else re.escape(rule)}"

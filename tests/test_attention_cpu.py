@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from op_harness import BF16, assert_close, build_model, feeds, randn, rel_err, rng, run_op, session
+from op_harness import BF16, input_rule, assert_close, build_model, feeds, randn, rel_err, rng, run_op, session
 
 from kaio_ort.reference import attention, attention_grad
 
@@ -241,7 +241,7 @@ def err(op, what, rule):
 
 
 def inp(op, name, index, rule):
-    return err(op, rf"input '{re.escape(name)}' \(#{index}\)", rule)
+    return input_rule(op, name, index, rule, regex=True)
 
 
 def attr(op, name, rule):
@@ -333,26 +333,16 @@ VALIDATION = [
 def _out_types(op, inputs, attrs, n):
     if op == "AttentionFlashGrad":
         return [inputs[1].dtype] * 3
-    return [np.float32 if attrs.get("out_dtype", 1) == 1 else inputs[0].dtype] + [np.float32] * (n - 1)
-
-
-def run_untyped_outputs(op, inputs, attrs, n_out):
-    """Runs the node with graph outputs that declare no type. ORT (1.19 .. 1.31) discards the
-    status our shape inference returns, then types the node's untyped outputs from its inputs'
-    type parameter; a graph output declaring another type would fail with ORT's own "Type
-    Error ... does not match expected type" before our checks run. Left untyped, the rule is
-    reported by the kernel (attributes: at kernel creation; shapes and types: in Compute)."""
-    model = build_model(op, inputs, attrs, _out_types(op, inputs, attrs, n_out))
-    for o in model.graph.output:
-        o.ClearField("type")
-    sess = session(model)
-    return sess.run(None, feeds(sess, inputs))
+    return [{10: np.float16, 16: BF16}.get(attrs.get("out_dtype", 1), np.float32)] + [np.float32] * (n - 1)
 
 
 @pytest.mark.parametrize("op,inputs,attrs,n_out,pattern", [v[1:] for v in VALIDATION], ids=[v[0] for v in VALIDATION])
 def test_validation(op, inputs, attrs, n_out, pattern):
+    """Graph outputs declare the types the op gives them, so ORT's own output type check agrees
+    and our rule is what fails: at session creation (kernel creation validates the graph's
+    declared inputs and the attributes) or, for shapes only known then, in Compute."""
     with pytest.raises(Exception, match=pattern):
-        run_untyped_outputs(op, inputs, attrs, n_out)
+        run_op(op, inputs, attrs, _out_types(op, inputs, attrs, n_out))
 
 
 RUNTIME_ONLY = [
@@ -381,11 +371,9 @@ def test_validation_at_run_time(op, inputs, attrs, n_out, pattern):
     assert re.search(pattern, str(info.value)), str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "common/custom_op.h OpRegistration::Infer returns before setting any output when an input's rank is "
-    "unknown; ORT then types O like Q (float16), which contradicts out_dtype=1 (float) and the session "
-    "fails to load"))
 def test_unknown_rank_inputs_with_float_output():
+    """With inputs of unknown rank our shape inference cannot type O; ORT takes its type from the
+    model (every registered variant has typed inputs, so ORT has no input type to copy)."""
     g = rng()
     q, k, v = (randn(g, (2, 4, 8), np.float16) for _ in range(3))
     o, lse = run_op("AttentionFlash", [q, k, v], {}, [np.float32, np.float32], input_shapes=[None] * 3)

@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 import pytest
-from op_harness import BF16, assert_close, randn, rng, run_op
+from op_harness import input_rule, BF16, assert_close, randn, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, qkv_project_int8, quantize_int4, quantize_int8
 
@@ -159,21 +159,17 @@ VALIDATION = [
 def error_pattern(op, name, index, rule):
     """The op, the input (or attribute) and the rule; the node name may be absent (shape inference)."""
     if name is not None:
-        return rf"\[com\.kaio\.{op}\].*: input '{name}' \(#{index}\): {re.escape(rule)}"
+        return input_rule(op, name, index, rule)
     if rule.startswith("attribute"):
         return rf"\[com\.kaio\.{op}\].*: {re.escape(rule)}"
     return rule  # a regex of ORT's own message (inputs declared with a single element type)
 
 
-# Inputs declared with several element types (ORT derives untyped outputs from the last of them).
-UNTYPED = {Q8: (0, 7, 8, 9), Q4: (0, 4, 5, 6, 7, 8, 9)}
-
-
 @pytest.mark.parametrize("case", VALIDATION, ids=[c[0] for c in VALIDATION])
 def test_validation(case):
     _, op, inputs, attrs, input_shapes, name, index, rule = case
-    # Outputs declared in the type ORT derives when our inference refuses the node, so the rule
-    # itself is what fails (at inference or when the kernel runs), not ORT's output type check.
-    out_t = [inputs[i] for i in UNTYPED[op] if i < len(inputs) and inputs[i] is not None][-1].dtype
+    # Outputs declared in X's type, as the op types them, so the rule itself is what fails (when
+    # the session is created, or when the kernel runs), not ORT's output type check.
+    out_t = inputs[0].dtype
     with pytest.raises(Exception, match=error_pattern(op, name, index, rule)):
         run_op(op, inputs, attrs, [out_t] * 3, input_shapes=input_shapes)

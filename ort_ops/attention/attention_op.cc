@@ -172,7 +172,7 @@ struct AttentionFlashGradOp {
   }
   static std::vector<IoSpec> Outputs() {
     const std::vector<DType> t = AttentionTypes(true);
-    return {{"dQ", t}, {"dK", t}, {"dV", t}};
+    return {{"dQ", t, false, 1, kQ}, {"dK", t, false, 1, kQ}, {"dV", t, false, 1, kQ}};
   }
 
   static OrtStatus* ReadAttrs(const AttrSource& s, const ErrCtx& c, Attrs* a) {

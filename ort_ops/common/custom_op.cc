@@ -98,6 +98,57 @@ CustomOpBase::CustomOpBase(const char* name, Ep ep, std::vector<IoSpec> inputs, 
   ReleaseAliasMap = C::ReleaseNothing;
 }
 
+// One input-type combination of an op, for runtimes before kApiWithOutputTypeInference.
+class TypedVariant final : public CustomOpBase {
+ public:
+  TypedVariant(const CustomOpBase& base, std::vector<IoSpec> inputs)
+      : CustomOpBase(base.name(), base.ep(), std::move(inputs), base.outputs()), base_(base) {}
+
+ protected:
+  OrtStatus* NewKernel(const OrtKernelInfo* info, void** kernel) const override { return base_.NewKernel(info, kernel); }
+  OrtStatus* Infer(OrtShapeInferContext* ctx) const override { return base_.Infer(ctx); }
+
+ private:
+  const CustomOpBase& base_;
+};
+
+namespace {
+// Every combination of single input types of `op` (inputs with one type stay as they are).
+void AddVariants(const CustomOpBase& op, OpList* out) {
+  std::vector<IoSpec> in = op.inputs();
+  std::vector<size_t> pick(in.size(), 0);
+  while (true) {
+    std::vector<IoSpec> v = op.inputs();
+    for (size_t i = 0; i < v.size(); ++i) v[i].types = {op.inputs()[i].types[pick[i]]};
+    out->push_back(std::make_unique<TypedVariant>(op, std::move(v)));
+    size_t i = 0;
+    for (; i < in.size(); ++i) {
+      if (++pick[i] < in[i].types.size()) break;
+      pick[i] = 0;
+    }
+    if (i == in.size()) return;
+  }
+}
+}  // namespace
+
+OrtStatus* AddOpsToDomain(OrtCustomOpDomain* domain, const OpList& ops) {
+  const OrtApi& api = Api();
+  // The version is stamped here, not only at construction: KaioOrtDescribe may build the op table
+  // before any runtime was negotiated (version 0 would make ORT skip the optional-output query).
+  for (const auto& op : ops) op->version = ApiVersion();
+  // Built once per process (a process has one runtime, so one negotiated version).
+  static const OpList variants = [&ops] {
+    OpList list;
+    for (const auto& op : ops) AddVariants(*op, &list);
+    return list;
+  }();
+  for (const auto& op : variants) {
+    op->version = ApiVersion();
+    KAIO_RETURN_IF_ERROR(api.CustomOpDomain_Add(domain, op.get()));
+  }
+  return nullptr;
+}
+
 OrtStatus* CheckDeclaredTypes(const ErrCtx& c, const std::vector<IoSpec>& specs, const TensorInfos& in,
                               bool shapes_final) {
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -162,6 +213,32 @@ OrtStatus* ReadInputInfos(OrtShapeInferContext* ctx, const std::vector<IoSpec>& 
   return nullptr;
 }
 
+OrtStatus* ReadInputInfos(const OrtKernelInfo* info, const std::vector<IoSpec>& specs, TensorInfos* in,
+                          bool* rank_unknown) {
+  const OrtApi& api = Api();
+  size_t count = 0;
+  KAIO_RETURN_IF_ERROR(api.KernelInfo_GetInputCount(info, &count));
+  in->assign(specs.size(), TensorInfo{});
+  for (size_t i = 0; i < count && i < specs.size(); ++i) {
+    OrtTypeInfo* type_info = nullptr;
+    if (OrtStatus* st = api.KernelInfo_GetInputTypeInfo(info, i, &type_info)) {
+      api.ReleaseStatus(st);  // an absent optional input ("") has no type information
+      continue;
+    }
+    if (type_info == nullptr) continue;
+    const OrtTensorTypeAndShapeInfo* tensor = nullptr;
+    OrtStatus* st = api.CastTypeInfoToTensorInfo(type_info, &tensor);
+    if (st == nullptr && tensor != nullptr) {
+      st = ReadTypeShape(const_cast<OrtTensorTypeAndShapeInfo*>(tensor), false, &(*in)[i]);
+      // No shape information reads as rank 0: unknown, not a scalar (as in shape inference).
+      if (st == nullptr && (*in)[i].rank() == 0 && specs[i].min_rank > 0) *rank_unknown = true;
+    }
+    api.ReleaseTypeInfo(type_info);
+    KAIO_RETURN_IF_ERROR(st);
+  }
+  return nullptr;
+}
+
 OrtStatus* SetOutputInfos(OrtShapeInferContext* ctx, const std::vector<IoSpec>& specs, const TensorInfos& out) {
   const OrtApi& api = Api();
   for (size_t i = 0; i < out.size(); ++i) {
@@ -175,6 +252,20 @@ OrtStatus* SetOutputInfos(OrtShapeInferContext* ctx, const std::vector<IoSpec>& 
       if (!specs[i].optional) return st;
       api.ReleaseStatus(st);  // an optional output the node does not have
     }
+  }
+  return nullptr;
+}
+
+OrtStatus* SetTypesOnly(OrtShapeInferContext* ctx, const TensorInfos& out) {
+  const OrtApi& api = Api();
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].type == kUndefined) continue;
+    OrtTensorTypeAndShapeInfo* info = nullptr;
+    KAIO_RETURN_IF_ERROR(api.CreateTensorTypeAndShapeInfo(&info));
+    OrtStatus* st = api.SetTensorElementType(info, out[i].type);
+    if (!st) st = api.ShapeInferContext_SetOutputTypeShape(ctx, i, info);
+    api.ReleaseTensorTypeAndShapeInfo(info);
+    if (st) api.ReleaseStatus(st);  // e.g. an optional output the node does not have
   }
   return nullptr;
 }
@@ -198,21 +289,30 @@ OrtStatus* GatherInputs(OrtKernelContext* ctx, const std::vector<IoSpec>& specs,
   return nullptr;
 }
 
-OrtStatus* AllocateOutputs(OrtKernelContext* ctx, const std::vector<IoSpec>& specs, const TensorInfos& infos,
-                           OutputTensors* out) {
+OrtStatus* AllocateOutputs(OrtKernelContext* ctx, const ErrCtx& c, const std::vector<IoSpec>& specs,
+                           const TensorInfos& infos, OutputTensors* out) {
   const OrtApi& api = Api();
   size_t count = 0;
   KAIO_RETURN_IF_ERROR(api.KernelContext_GetOutputCount(ctx, &count));
   out->assign(specs.size(), MutTensor{});
   for (size_t i = count; i < specs.size(); ++i)
-    if (!specs[i].optional) return MakeStatus(ORT_INVALID_ARGUMENT, Cat("output '", specs[i].name, "' (#", i, ") is required"));
+    if (!specs[i].optional) return OutputError(c, i, specs[i].name, "is required but the node does not produce it");
   for (size_t i = 0; i < count && i < specs.size(); ++i) {
     OrtValue* v = nullptr;
     KAIO_RETURN_IF_ERROR(api.KernelContext_GetOutput(ctx, i, infos[i].shape.data(), infos[i].shape.size(), &v));
     if (v == nullptr) {
-      if (!specs[i].optional) return MakeStatus(ORT_INVALID_ARGUMENT, Cat("output '", specs[i].name, "' (#", i, ") is required"));
+      if (!specs[i].optional) return OutputError(c, i, specs[i].name, "is required but the node does not produce it");
       continue;  // an optional output the node does not produce
     }
+    OrtTensorTypeAndShapeInfo* allocated = nullptr;
+    KAIO_RETURN_IF_ERROR(api.GetTensorTypeAndShape(v, &allocated));
+    DType got = kUndefined;
+    OrtStatus* st = api.GetTensorElementType(allocated, &got);
+    api.ReleaseTensorTypeAndShapeInfo(allocated);
+    KAIO_RETURN_IF_ERROR(st);
+    if (got != infos[i].type)
+      return OutputError(c, i, specs[i].name, "the graph declares element type ", DTypeName(got), " but the op produces ",
+                         DTypeName(infos[i].type), " (check out_dtype against the model's value_info / graph outputs)");
     MutTensor& t = (*out)[i];
     static_cast<TensorInfo&>(t) = infos[i];
     t.present = true;

@@ -16,6 +16,8 @@
 #pragma once
 
 #include <memory>
+#include <type_traits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,13 @@
 #include "common/tensor_info.h"
 
 namespace kaio {
+
+// The first C API version whose ShapeInferContext_SetOutputTypeShape sets the element type as well
+// as the shape (ORT 1.20). Before it (ORT 1.17-1.19) ORT types a custom op's outputs itself, before
+// our inference runs: an output with one declared type gets it; one with several gets the type of
+// the last input that has several (a guess that is wrong whenever out_dtype differs, e.g.
+// AttentionTc's default float output from float16 inputs, and that the model cannot override).
+constexpr uint32_t kApiWithOutputTypeInference = 20;
 
 enum class Ep { kCpu, kCuda };
 const char* EpName(Ep ep);
@@ -36,7 +45,27 @@ struct IoSpec {
   std::vector<DType> types;
   bool optional = false;
   int min_rank = 1;
+  // Outputs with several types: the input whose type the output has, or kTypeFromOutDType (the
+  // op's out_dtype attribute). Lets shape inference type the outputs even when validation fails.
+  int type_like_input = -1;
 };
+constexpr int kTypeFromOutDType = -1;
+
+// The element type an output has without resolving shapes: its one declared type, the type of the
+// input it follows, or the op's out_dtype (kUndefined when none applies).
+template <class A, class = void>
+struct HasOutDType : std::false_type {};
+template <class A>
+struct HasOutDType<A, std::void_t<decltype(std::declval<A>().out_dtype)>> : std::true_type {};
+
+template <class Attrs>
+DType OutputTypeOf(const IoSpec& s, const Attrs& attrs, const TensorInfos& in) {
+  if (s.types.size() == 1) return s.types[0];
+  if (s.type_like_input >= 0)
+    return static_cast<size_t>(s.type_like_input) < in.size() ? in[s.type_like_input].type : kUndefined;
+  if constexpr (HasOutDType<Attrs>::value) return attrs.out_dtype;
+  return kUndefined;
+}
 
 using InputTensors = std::vector<ConstTensor>;
 using OutputTensors = std::vector<MutTensor>;
@@ -72,6 +101,7 @@ class CustomOpBase : public OrtCustomOp {
   Ep ep_;
   std::vector<IoSpec> inputs_, outputs_;
   friend struct CustomOpCallbacks;
+  friend class TypedVariant;
 };
 
 class KernelBase {
@@ -84,10 +114,19 @@ class KernelBase {
 OrtStatus* NodeName(const OrtKernelInfo* info, std::string* name);
 OrtStatus* ReadInputInfos(OrtShapeInferContext* ctx, const std::vector<IoSpec>& specs,
                           TensorInfos* in, bool* rank_unknown);
+// The same from the graph's declared types and shapes, at kernel creation (session load).
+OrtStatus* ReadInputInfos(const OrtKernelInfo* info, const std::vector<IoSpec>& specs, TensorInfos* in,
+                          bool* rank_unknown);
 OrtStatus* SetOutputInfos(OrtShapeInferContext* ctx, const std::vector<IoSpec>& specs,
                           const TensorInfos& out);
+// Sets the element type of every output whose type is known (shape left as rank 0).
+OrtStatus* SetTypesOnly(OrtShapeInferContext* ctx, const TensorInfos& out);
 OrtStatus* GatherInputs(OrtKernelContext* ctx, const std::vector<IoSpec>& specs, InputTensors* in);
-OrtStatus* AllocateOutputs(OrtKernelContext* ctx, const std::vector<IoSpec>& specs,
+// Also checks that each output ORT allocated has the element type the op resolved: runtimes whose
+// shape inference cannot set an output's type (ORT 1.19) take it from the model's value_info or
+// graph outputs, which may disagree with out_dtype; writing through a mismatched buffer would
+// overflow it, so that is an error instead.
+OrtStatus* AllocateOutputs(OrtKernelContext* ctx, const ErrCtx& c, const std::vector<IoSpec>& specs,
                            const TensorInfos& infos, OutputTensors* out);
 OrtStatus* PrepareCuda(OrtKernelContext* ctx, const ErrCtx& c, CudaLaunch* launch);
 OrtStatus* CheckCudaDeviceAtCreation(const ErrCtx& c);
@@ -105,7 +144,7 @@ class OpKernel final : public KernelBase {
     TensorInfos out_infos(Op::Outputs().size());
     KAIO_RETURN_IF_ERROR(Op::Resolve(err_, attrs_, in_infos, &out_infos));
     OutputTensors out;
-    KAIO_RETURN_IF_ERROR(AllocateOutputs(ctx, Op::Outputs(), out_infos, &out));
+    KAIO_RETURN_IF_ERROR(AllocateOutputs(ctx, err_, Op::Outputs(), out_infos, &out));
     if constexpr (kEp == Ep::kCuda) {
       CudaLaunch launch;
       KAIO_RETURN_IF_ERROR(PrepareCuda(ctx, err_, &launch));
@@ -131,6 +170,16 @@ class OpRegistration final : public CustomOpBase {
     KAIO_RETURN_IF_ERROR(NodeName(info, &err.node));
     typename Op::Attrs attrs{};
     KAIO_RETURN_IF_ERROR(Op::ReadAttrs(KernelInfoAttrs(info), err, &attrs));
+    // ORT discards the status of a custom op's shape inference, so the graph's declared inputs are
+    // validated here too: a model that breaks a rule fails at session creation, naming the node.
+    TensorInfos in;
+    bool rank_unknown = false;
+    KAIO_RETURN_IF_ERROR(ReadInputInfos(info, Op::Inputs(), &in, &rank_unknown));
+    if (!rank_unknown) {
+      KAIO_RETURN_IF_ERROR(CheckDeclaredTypes(err, Op::Inputs(), in, false));
+      TensorInfos out(Op::Outputs().size());
+      KAIO_RETURN_IF_ERROR(Op::Resolve(err, attrs, in, &out));
+    }
     if constexpr (kEp == Ep::kCuda) KAIO_RETURN_IF_ERROR(CheckCudaDeviceAtCreation(err));
     *kernel = static_cast<KernelBase*>(new OpKernel<Op, kEp>(std::move(err), std::move(attrs)));
     return nullptr;
@@ -139,20 +188,43 @@ class OpRegistration final : public CustomOpBase {
   OrtStatus* Infer(OrtShapeInferContext* ctx) const override {
     ErrCtx err{Op::kName, ""};
     typename Op::Attrs attrs{};
-    KAIO_RETURN_IF_ERROR(Op::ReadAttrs(ShapeInferAttrs(ctx), err, &attrs));
+    OrtStatus* st = Op::ReadAttrs(ShapeInferAttrs(ctx), err, &attrs);
     TensorInfos in;
     bool rank_unknown = false;
-    KAIO_RETURN_IF_ERROR(ReadInputInfos(ctx, Op::Inputs(), &in, &rank_unknown));
-    if (rank_unknown) return nullptr;  // a shapeless input: leave it to the run-time checks
-    KAIO_RETURN_IF_ERROR(CheckDeclaredTypes(err, Op::Inputs(), in, false));
+    if (OrtStatus* read = ReadInputInfos(ctx, Op::Inputs(), &in, &rank_unknown)) {
+      if (st) Api().ReleaseStatus(st);
+      return read;
+    }
+    if (rank_unknown) return st;  // a shapeless input: leave it to the run-time checks
     TensorInfos out(Op::Outputs().size());
-    KAIO_RETURN_IF_ERROR(Op::Resolve(err, attrs, in, &out));
+    if (!st) st = CheckDeclaredTypes(err, Op::Inputs(), in, false);
+    if (!st) st = Op::Resolve(err, attrs, in, &out);
+    if (st) {
+      // ORT (1.19 to 1.31 at least) discards this status; kernel creation repeats the checks and
+      // reports them. Until then the outputs get their types (rank 0, shape unknown to us), so
+      // ORT does not guess a type, fail its own type check and hide our message.
+      // (Older runtimes set no type here and abort on a rank-0 output: they are left alone.)
+      if (ApiVersion() >= kApiWithOutputTypeInference) {
+        for (size_t i = 0; i < out.size(); ++i) out[i] = {true, OutputTypeOf(Op::Outputs()[i], attrs, in), {}};
+        if (OrtStatus* set = SetTypesOnly(ctx, out)) Api().ReleaseStatus(set);
+      }
+      return st;
+    }
     return SetOutputInfos(ctx, Op::Outputs(), out);
   }
 };
 
 // The library's op table, filled once by each family's Add*Ops function (register.cc).
 using OpList = std::vector<std::unique_ptr<CustomOpBase>>;
+
+
+// Adds `ops` to `domain` in the form the negotiated runtime needs. From API 20 on: each op once.
+// Before: each op once per combination of its inputs' accepted types, every input then declared
+// to ORT with one type, so ORT's guess has nothing to guess from and leaves an output typed by
+// out_dtype (or by the inputs) untyped; ORT then takes its type from the model (graph output or
+// value_info), and AllocateOutputs checks that type against what the op resolves. The variants
+// share their op's kernel code and validation (kept alive for the process, like the domain).
+OrtStatus* AddOpsToDomain(OrtCustomOpDomain* domain, const OpList& ops);
 
 template <class Op>
 void AddCpuOp(OpList& list) {

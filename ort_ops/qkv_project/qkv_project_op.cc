@@ -85,7 +85,7 @@ struct QkvProjectOp {
     for (const char* b : kBNames) in.push_back({b, {kF16, kBF16}, true, 1});
     return in;
   }
-  static std::vector<IoSpec> Outputs() { return {{"Q", {kF16, kBF16}}, {"K", {kF16, kBF16}}, {"V", {kF16, kBF16}}}; }
+  static std::vector<IoSpec> Outputs() { return {{"Q", {kF16, kBF16}, false, 1, 0}, {"K", {kF16, kBF16}, false, 1, 0}, {"V", {kF16, kBF16}, false, 1, 0}}; }
 
   static OrtStatus* ReadAttrs(const AttrSource& s, const ErrCtx& c, Attrs* a) { return Fmt::ReadAttrs(s, c, a); }
 

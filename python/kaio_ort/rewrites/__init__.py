@@ -1,0 +1,98 @@
+"""Graph rewrites that put com.kaio ops into ONNX models (``kaio-ort rewrite``).
+
+    model, report = kaio_ort.rewrites.rewrite_model("model.onnx")
+    kaio_ort.rewrites.save_model(model, "model.kaio.onnx")
+    print(report)                      # per rule: replaced count, every node left alone and why
+
+Rule families, run in this order (one module each):
+    matmulnbits   com.microsoft MatMulNBits bits 4 / 8 -> com.kaio MatmulInt4 / MatmulInt8 (W8A16)
+    qkv           three MatmulInt4 / MatmulInt8 reading one input -> QkvProjectInt4 / QkvProjectInt8
+A rule that cannot apply leaves the nodes as they were and records why. Rewriting a rewritten model
+changes nothing. Graph outputs keep their names, element types and shapes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Union
+
+import onnx
+import onnx_ir as ir
+
+from . import matmulnbits, qkv
+from ._common import Context, LeftAlone, Options, RewriteReport, RuleReport
+from .verify import compare_models
+
+__all__ = ["rewrite_model", "save_model", "compare_models", "RULES", "RewriteReport", "RuleReport", "LeftAlone",
+           "has_external_data"]
+
+RULES = {matmulnbits.RULE: matmulnbits.apply, qkv.RULE: qkv.apply}   # in the order they run
+_TWO_GB = 2 ** 31
+
+
+def _as_ir(model_or_path) -> tuple:
+    if isinstance(model_or_path, ir.Model):
+        return model_or_path, "ir"
+    if isinstance(model_or_path, onnx.ModelProto):
+        return ir.serde.deserialize_model(model_or_path), "proto"
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return ir.load(os.fspath(model_or_path)), "path"
+    raise TypeError(f"rewrite_model takes an onnx.ModelProto, an onnx_ir.Model or a path, got {type(model_or_path)}")
+
+
+def rewrite_model(model_or_path: Union[onnx.ModelProto, ir.Model, str, os.PathLike],
+                  rules: Optional[Iterable[str]] = None, *, cast_float32: bool = False,
+                  progress: Optional[Callable[[str, int, int], None]] = None):
+    """Rewrites a model to use com.kaio ops; returns (model, report).
+
+    model_or_path: an onnx.ModelProto (not modified; a new ModelProto is returned), an
+        onnx_ir.Model (rewritten in place and returned), or a path (loaded with onnx_ir, external
+        data read lazily; an onnx_ir.Model is returned -- save it with ``save_model``).
+    rules: names from RULES (default: all); they always run in RULES' order.
+    cast_float32: float32 MatMulNBits get a Cast of A to float16 and float16 scales (approximate)
+        instead of being left alone.
+    progress: called as progress(rule, done, total) while a rule works through its candidates.
+    report: a RewriteReport -- ``report.replaced`` {rule: count}, ``report.left_alone`` [LeftAlone
+        (rule, nodes, op_type, reason)], ``report.as_dict()`` for JSON.
+    """
+    names = list(RULES) if rules is None else list(rules)
+    unknown = [r for r in names if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown rules {unknown}; the rules are {list(RULES)}")
+    model, kind = _as_ir(model_or_path)
+    ctx = Context(model, Options(cast_float32=cast_float32, progress=progress))
+    report = RewriteReport()
+    for name, apply in RULES.items():
+        if name in names:
+            report.rules[name] = RuleReport(name)
+            apply(ctx, report.rules[name])
+    ctx.remove_unused_initializers()
+    return (ir.serde.serialize_model(model) if kind == "proto" else model), report
+
+
+def has_external_data(model: ir.Model) -> bool:
+    """True when some initializer of `model` is stored outside the .onnx file."""
+    return any(isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values())
+
+
+def _nbytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def save_model(model: Union[ir.Model, onnx.ModelProto], path: Union[str, os.PathLike], *,
+               external_data: Optional[bool] = None) -> Optional[str]:
+    """Saves `model` to `path`; returns the external data file's name, or None.
+
+    external_data None: weights go to ``<name>.data`` beside the model when they total 2 GB or more
+    (protobuf's limit) or the model already had external data; True / False force it.
+    """
+    if isinstance(model, onnx.ModelProto):
+        model = ir.serde.deserialize_model(model)
+    if external_data is None:
+        external_data = has_external_data(model) or _nbytes(model) >= _TWO_GB - (64 << 20)
+    if not external_data:
+        ir.save(model, os.fspath(path))
+        return None
+    data = Path(path).name + ".data"
+    ir.save(model, os.fspath(path), external_data=data)
+    return data

@@ -1,4 +1,4 @@
-// com.kaio MatmulInt4 and MatmulInt8 (CPU kernels; the CUDA kernels land with their own issue).
+// com.kaio MatmulInt4 and MatmulInt8 (CPU kernels; MatmulInt4 also on CUDA: matmul_int4_kernel.cuh).
 //
 // Contract (DESIGN.md, "Contract details"):
 // MatmulInt4(A, B_packed, scales, zero_points?) -> Y: A float16/bfloat16 [..., M, K]; B_packed uint32
@@ -14,6 +14,7 @@
 #include "common/custom_op.h"
 #include "op_families.h"
 #include "quant_matmul/quant_dequant.h"
+#include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
 namespace {
@@ -75,6 +76,34 @@ struct MatmulInt4Op {
     StoreDouble(y.data(), static_cast<int64_t>(y.size()), out[0]);
     return nullptr;
   }
+
+#ifdef KAIO_WITH_CUDA
+  static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
+                                const CudaLaunch& launch) {
+    QuantGeometry g;
+    KAIO_RETURN_IF_ERROR(Geometry(c, at, TensorInfos(in.begin(), in.end()), &g));
+    MatmulInt4Params p;
+    p.a = in[kA].data;
+    p.b = static_cast<const uint32_t*>(in[kB].data);
+    p.scales = in[kScales].data;
+    p.zero_points = in[kZeroPoints].present ? in[kZeroPoints].data : nullptr;
+    p.y = out[0].data;
+    p.bf16 = in[kA].type == kBF16;
+    p.out_f32 = at.out_dtype == kF32;
+    p.m = g.a.rows;
+    p.n = g.n;
+    p.k = g.a.k;
+    p.group_size = static_cast<int>(at.group_size);
+    p.sm = launch.sm;
+    p.sm_count = launch.sm_count;
+    if (int e = RunMatmulInt4(p, launch.stream)) {
+      if (e == 74)  // cudaErrorMisalignedAddress
+        return OpError(ORT_FAIL, c, "inputs 'A' and 'B_packed' must be 16-byte aligned on CUDA");
+      return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    }
+    return nullptr;
+  }
+#endif
 };
 
 struct MatmulInt8Op {
@@ -179,6 +208,9 @@ struct MatmulInt8Op {
 void AddQuantMatmulOps(OpList& list) {
   AddCpuOp<MatmulInt4Op>(list);
   AddCpuOp<MatmulInt8Op>(list);
+#ifdef KAIO_WITH_CUDA
+  AddCudaOp<MatmulInt4Op>(list);
+#endif
 }
 
 }  // namespace kaio

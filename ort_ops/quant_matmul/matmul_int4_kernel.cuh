@@ -1,0 +1,345 @@
+// MatmulInt4 (W4A16) CUDA kernels: INT4 weights dequantised in registers straight into the B
+// fragments of mma.sync m16n8k16 (f32 accumulation); the weights are never expanded in memory.
+//
+// Fragment mapping (shared by both kernels). The order of K inside one mma is free as long as A
+// and B agree, so each lane reads whole 16-byte words of its weight column:
+//   lane = 4 g + t. In a K chunk of 128, lane (g, t) owns column n0 + g and the 32 consecutive
+//   k in [128 j + 32 t, +32): one uint4 (4 words) of B_packed, one scale (a group spans >= 32 k,
+//   32-aligned), and the same 32 k of A rows g and g + 8 (four 16-byte loads per row).
+//   Word i of the uint4 (k 8i..8i+7) feeds two mma steps: step 2i uses nibbles 0-3, step 2i+1
+//   nibbles 4-7. Within a step, mma's k = {2t, 2t+1} is physical k + {0, 1} and {2t+8, 2t+9} is
+//   physical k + {2, 3}, so A's fragment registers are the 32-bit halves of the row's uint4:
+//   step 2i: {row g .x, row g+8 .x, row g .y, row g+8 .y}; step 2i+1: the .z / .w halves.
+// Dequantisation of a nibble pair (n_2p, n_2p+1) of word w: one PRMT picks byte p of w and of
+// w >> 4 into the low bytes of the two halves, one LOP3 masks the nibbles and XORs in the magic
+// exponent (f16 0x6400 = 1024, bf16 0x4300 = 128) together with 8 (signed -> unsigned), which
+// makes the halves exactly 1032 + q (f16) / 136 + q (bf16); one HSUB2 gives q exactly, then
+// (q - zp) * scale in the input type (HSUB2 + HMUL2).
+//
+// GEMV regime (M <= 16): one m16 tile, rows >= M zero (M <= 8 loads only rows 0-7). A block of
+// 8 warps owns 16 columns (2 n8 tiles per warp) and splits K between its warps (chunk j goes to
+// warp j % 8); each lane keeps 4 chunks x 2 columns of 16-byte weight loads in flight, loaded
+// with ld.global.nc.L1::no_allocate. A (at most 16 x K, shared by all blocks) is read through
+// L1/L2. The 8 partial sums are reduced in shared memory: no atomics, no workspace, one launch.
+//
+// GEMM regime (M > 16): block = 4 warps side by side along N (each 8 * NT columns) x 64 rows;
+// the 64 x 128 A chunk goes through shared memory (cp.async, two stages, XOR-swizzled 16-byte
+// units so the fragment loads are conflict-free); each warp loads its weight words for chunk
+// j + 1 into registers while it computes chunk j, and dequantises each word once for its 4 m16
+// tiles.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "quant_matmul/quant_matmul_params.h"
+
+namespace kaio {
+namespace int4mm {
+
+constexpr int kChunk = 128;  // K per chunk: 4 lanes x 32
+
+template <typename T>
+struct Magic;
+template <>
+struct Magic<__half> {
+  static constexpr uint32_t kBias = 0x64086408u;  // 1032 in both halves (1024 + 8)
+};
+template <>
+struct Magic<__nv_bfloat16> {
+  static constexpr uint32_t kBias = 0x43084308u;  // 136 in both halves (128 + 8)
+};
+
+template <typename T>
+__device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  } else {
+    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  }
+  return r;
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 x = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  } else {
+    __nv_bfloat162 x = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  }
+  return r;
+}
+
+// Weight pair (n_2p, n_2p+1) of word w (w4 = w >> 4) as two T in one register:
+// (q - zp) * s, s2 / z2 the group's scale / zero point in both halves.
+template <typename T, bool kZp, int P>
+__device__ __forceinline__ uint32_t DequantPair(uint32_t w, uint32_t w4, uint32_t s2, uint32_t z2) {
+  const uint32_t t = __byte_perm(w, w4, (P) | ((4 + P) << 8));
+  const uint32_t v = (t & 0x000F000Fu) ^ Magic<T>::kBias;
+  uint32_t q = Sub2<T>(v, Magic<T>::kBias);  // exact: the integer code q in [-8, 7]
+  if constexpr (kZp) q = Sub2<T>(q, z2);
+  return Mul2<T>(q, s2);
+}
+
+// The 4 B-fragment registers of word w: {b0, b1} for step 2i, {b2, b3} for step 2i+1.
+template <typename T, bool kZp>
+__device__ __forceinline__ void DequantWord(uint32_t w, uint32_t s2, uint32_t z2, uint32_t* b) {
+  const uint32_t w4 = w >> 4;
+  b[0] = DequantPair<T, kZp, 0>(w, w4, s2, z2);
+  b[1] = DequantPair<T, kZp, 1>(w, w4, s2, z2);
+  b[2] = DequantPair<T, kZp, 2>(w, w4, s2, z2);
+  b[3] = DequantPair<T, kZp, 3>(w, w4, s2, z2);
+}
+
+template <typename T>
+__device__ __forceinline__ void Mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+// The same, as volatile asm: keeps the GEMM kernel's schedule (and register use) in source order.
+template <typename T>
+__device__ __forceinline__ void MmaOrdered(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ uint4 LoadStream(const uint32_t* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t Bcast(uint16_t h) { return uint32_t(h) | (uint32_t(h) << 16); }
+
+__device__ __forceinline__ uint32_t Comp(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+template <typename T>
+__device__ __forceinline__ void StoreOut(const MatmulInt4Params& p, int64_t row, int64_t col, float v) {
+  const int64_t idx = row * p.n + col;
+  if (p.out_f32)
+    static_cast<float*>(p.y)[idx] = v;
+  else if constexpr (std::is_same<T, __half>::value)
+    static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
+  else
+    static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+}
+
+// Weight words, scale and zero point of one lane for chunk j and its column (zeros when out of range).
+template <bool kZp>
+__device__ __forceinline__ void LoadWeights(const MatmulInt4Params& p, int64_t col, int64_t kk, uint4* w,
+                                            uint32_t* s2, uint32_t* z2) {
+  if (col < p.n && kk < p.k) {
+    *w = LoadStream(p.b + col * (p.k >> 3) + (kk >> 3));
+    const int64_t gi = int64_t(uint32_t(kk) >> (__ffs(p.group_size) - 1)) * p.n + col;  // group_size: 2^i
+    *s2 = Bcast(__ldg(static_cast<const unsigned short*>(p.scales) + gi));
+    if constexpr (kZp) *z2 = Bcast(__ldg(static_cast<const unsigned short*>(p.zero_points) + gi));
+  } else {
+    *w = make_uint4(0, 0, 0, 0);
+    *s2 = 0;
+    if constexpr (kZp) *z2 = 0;
+  }
+}
+
+// ---------------------------------------------------------------- GEMV regime, M <= 16
+constexpr int kGemvWarps = 8, kGemvNT = 2, kGemvU = 4;
+constexpr int kGemvThreads = kGemvWarps * 32;
+constexpr int kGemvCols = 8 * kGemvNT;
+
+template <typename T, bool kRows16, bool kZp>
+__global__ void __launch_bounds__(kGemvThreads) MatmulInt4GemvKernel(MatmulInt4Params p) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * kGemvCols;
+  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
+  const T* a = static_cast<const T*>(p.a);
+  const bool row0_ok = g < p.m, row1_ok = kRows16 && g + 8 < p.m;
+  const T* arow0 = a + (row0_ok ? g : 0) * p.k;
+  const T* arow1 = a + (row1_ok ? g + 8 : 0) * p.k;
+  float acc[kGemvNT][4] = {};
+
+  for (int64_t j0 = warp; j0 < chunks; j0 += kGemvWarps * kGemvU) {
+    uint4 wv[kGemvU][kGemvNT];
+    uint32_t s2[kGemvU][kGemvNT], z2[kGemvU][kGemvNT];
+#pragma unroll
+    for (int u = 0; u < kGemvU; ++u) {
+      const int64_t kk = (j0 + u * kGemvWarps) * kChunk + 32 * t;
+#pragma unroll
+      for (int nt = 0; nt < kGemvNT; ++nt)
+        LoadWeights<kZp>(p, n0 + nt * 8 + g, kk, &wv[u][nt], &s2[u][nt], &z2[u][nt]);
+    }
+    // A rows g (and g + 8) of chunk u + 1 are loaded while chunk u is computed.
+    auto load_a = [&](int u, uint4* a0, uint4* a1) {
+      const int64_t kk = (j0 + u * kGemvWarps) * kChunk + 32 * t;
+      const bool k_ok = kk < p.k;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        a0[i] = row0_ok && k_ok ? __ldg(reinterpret_cast<const uint4*>(arow0 + kk) + i) : make_uint4(0, 0, 0, 0);
+        if constexpr (kRows16)
+          a1[i] = row1_ok && k_ok ? __ldg(reinterpret_cast<const uint4*>(arow1 + kk) + i) : make_uint4(0, 0, 0, 0);
+        else
+          a1[i] = make_uint4(0, 0, 0, 0);
+      }
+    };
+    uint4 a0[4], a1[4], n0a[4], n1a[4];
+    load_a(0, a0, a1);
+#pragma unroll
+    for (int u = 0; u < kGemvU; ++u) {
+      if (u + 1 < kGemvU) load_a(u + 1, n0a, n1a);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+#pragma unroll
+        for (int nt = 0; nt < kGemvNT; ++nt) {
+          uint32_t b[4];
+          DequantWord<T, kZp>(Comp(wv[u][nt], i), s2[u][nt], z2[u][nt], b);
+          Mma<T>(acc[nt], a0[i].x, a1[i].x, a0[i].y, a1[i].y, b[0], b[1]);
+          Mma<T>(acc[nt], a0[i].z, a1[i].z, a0[i].w, a1[i].w, b[2], b[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        a0[i] = n0a[i];
+        a1[i] = n1a[i];
+      }
+    }
+  }
+
+  __shared__ float red[kGemvWarps][kGemvNT][4][32];
+#pragma unroll
+  for (int nt = 0; nt < kGemvNT; ++nt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) red[warp][nt][r][lane] = acc[nt][r];
+  __syncthreads();
+  static_assert(kGemvNT * 4 * 32 == kGemvThreads, "one output fragment element per thread");
+  const int nt = threadIdx.x >> 7, r = (threadIdx.x >> 5) & 3, ln = threadIdx.x & 31;
+  float sum = 0.f;
+#pragma unroll
+  for (int w = 0; w < kGemvWarps; ++w) sum += red[w][nt][r][ln];
+  const int64_t row = (ln >> 2) + 8 * (r >> 1), col = n0 + nt * 8 + 2 * (ln & 3) + (r & 1);
+  if (row < p.m && col < p.n) StoreOut<T>(p, row, col, sum);
+}
+
+// ---------------------------------------------------------------- GEMM regime, M > 16
+constexpr int kGemmWarps = 4, kGemmThreads = kGemmWarps * 32, kGemmM = 64, kGemmMT = kGemmM / 16;
+constexpr int kUnits = kChunk / 8;  // 16-byte units per A row of a chunk
+
+// Swizzled 16-byte unit of A row r: the 8 lanes of a quarter warp (rows r, r+1; units 4t + i)
+// land on 8 distinct bank groups.
+__device__ __forceinline__ int Swz(int r, int u) { return u ^ (((u >> 3) & 1) << 1) ^ (r & 1); }
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+
+template <typename T, int NT, bool kZp>
+__global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(MatmulInt4Params p) {
+  __shared__ alignas(16) uint4 as[2][kGemmM][kUnits];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.y) * kGemmM;
+  const int64_t ncol0 = int64_t(blockIdx.x) * (kGemmWarps * 8 * NT) + warp * 8 * NT + g;
+  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
+  const T* a = static_cast<const T*>(p.a);
+
+  auto load_a = [&](int stage, int64_t j) {
+#pragma unroll
+    for (int c = 0; c < kGemmM * kUnits / kGemmThreads; ++c) {
+      const int e = tid + c * kGemmThreads, r = e / kUnits, u = e % kUnits;
+      const int64_t row = m0 + r, kk = j * kChunk + 8 * u;
+      const bool ok = row < p.m && kk < p.k;
+      CpAsync16(&as[stage][r][Swz(r, u)], ok ? a + row * p.k + kk : a, ok);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+  };
+
+  float acc[kGemmMT][NT][4] = {};
+  uint4 wv[NT], wn[NT];
+  uint32_t s2[NT], z2[NT], sn[NT], zn[NT];
+  load_a(0, 0);
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) LoadWeights<kZp>(p, ncol0 + nt * 8, 32 * t, &wv[nt], &s2[nt], &z2[nt]);
+
+  for (int64_t j = 0; j < chunks; ++j) {
+    const int st = int(j & 1);
+    if (j + 1 < chunks) {
+      load_a(st ^ 1, j + 1);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        LoadWeights<kZp>(p, ncol0 + nt * 8, (j + 1) * kChunk + 32 * t, &wn[nt], &sn[nt], &zn[nt]);
+    } else {
+      asm volatile("cp.async.commit_group;\n" ::);
+    }
+    asm volatile("cp.async.wait_group 1;\n" ::);
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint4 lo[kGemmMT], hi[kGemmMT];
+#pragma unroll
+      for (int mt = 0; mt < kGemmMT; ++mt) {
+        const int r0 = mt * 16 + g, u = 4 * t + i;
+        lo[mt] = as[st][r0][Swz(r0, u)];
+        hi[mt] = as[st][r0 + 8][Swz(r0 + 8, u)];
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        uint32_t b[4];
+        DequantWord<T, kZp>(Comp(wv[nt], i), s2[nt], z2[nt], b);
+#pragma unroll
+        for (int mt = 0; mt < kGemmMT; ++mt) {
+          MmaOrdered<T>(acc[mt][nt], lo[mt].x, hi[mt].x, lo[mt].y, hi[mt].y, b[0], b[1]);
+          MmaOrdered<T>(acc[mt][nt], lo[mt].z, hi[mt].z, lo[mt].w, hi[mt].w, b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      wv[nt] = wn[nt];
+      s2[nt] = sn[nt];
+      z2[nt] = zn[nt];
+    }
+  }
+
+#pragma unroll
+  for (int mt = 0; mt < kGemmMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t row = m0 + mt * 16 + g + 8 * (r >> 1), col = ncol0 - g + nt * 8 + 2 * t + (r & 1);
+        if (row < p.m && col < p.n) StoreOut<T>(p, row, col, acc[mt][nt][r]);
+      }
+}
+
+}  // namespace int4mm
+}  // namespace kaio

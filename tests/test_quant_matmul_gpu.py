@@ -1,0 +1,145 @@
+"""MatmulInt4 on the CUDA EP (GEMV regime M <= 16, GEMM regime M > 16) against the float64
+reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloat16 through the
+Cast harness, CUDA-graph replay and repeated runs."""
+import numpy as np
+import pytest
+from gpu_harness import BoundRun, cuda_session, run_op_cuda
+from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
+
+from kaio_ort.reference import matmul_int4, quantize_int4
+
+pytestmark = pytest.mark.gpu
+
+ONNX_TYPE = {np.float32: 1, np.float16: 10, BF16: 16}
+# f32 accumulation of products of f16 activations and f16-rounded weights (one rounding each).
+TOL = {np.float32: 1e-3, np.float16: 2e-3, BF16: 1e-2}  # bf16: weights dequantised in bf16 (8-bit mantissa)
+
+# (lead dims, M, K, N); K as a multiple of the group ("g", "3g") or absolute. Derived from the
+# tiles: the GEMV covers 16 columns per block, 8 warps x 128-k chunks (K = g, 3g: partial chunks,
+# idle warps), M <= 8 (rows 0-7) and 9..16 (both m16 halves); the GEMM covers 64 rows x 64 or
+# 128 columns per block (M = 17, 129: row tails; N odd, 1, not a multiple of 8 or of the tile).
+SHAPES = [
+    ((), 1, 4096, 1000),
+    ((), 1, "g", 1),
+    ((), 2, "3g", 13),
+    ((), 3, "g", 40),
+    ((), 7, "3g", 257),
+    ((), 8, 4096, 40),
+    ((), 9, "3g", 33),
+    ((), 16, 4096, 72),
+    ((3,), 5, "3g", 16),          # batch dims: 15 rows, GEMV
+    ((), 17, "3g", 257),
+    ((2,), 32, "g", 65),          # batch dims: 64 rows, GEMM
+    ((), 129, "3g", 200),
+    ((), 100, 4096, 136),
+]
+
+
+def _k(k, group_size):
+    return {"g": group_size, "3g": 3 * group_size}.get(k, k)
+
+
+def _operands(g, lead, m, k, n, group_size, with_zp, dtype, frac_zp=False):
+    a = randn(g, (*lead, m, k), dtype)
+    b, scales, zp = quantize_int4(g.standard_normal((k, n)), group_size, symmetric=not with_zp)
+    if with_zp and frac_zp:
+        zp = zp + g.uniform(-0.5, 0.5, zp.shape)
+    return a, b, scales.astype(dtype), (zp.astype(dtype) if with_zp else None)
+
+
+@pytest.mark.parametrize("lead,m,k,n", SHAPES)
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+@pytest.mark.parametrize("with_zp", [False, True])
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float16])
+def test_matmul_int4_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
+    g = rng()
+    k = _k(k, group_size)
+    a, b, scales, zp = _operands(g, lead, m, k, n, group_size, with_zp, np.float16)
+    ref = matmul_int4(a, b, scales, zp, group_size)
+    attrs = {"group_size": group_size} | ({"out_dtype": 10} if out_dtype == np.float16 else {})
+    inputs = [a, b, scales] + ([zp] if with_zp else [])
+    (y,) = run_op_cuda("MatmulInt4", inputs, attrs, [ref.shape], [out_dtype])
+    err = rel_err(y, ref)
+    assert err <= TOL[out_dtype], f"relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("lead,m,k,n", [((), 1, 4096, 300), ((), 3, "3g", 13), ((), 12, "g", 40),
+                                        ((2,), 40, "3g", 33), ((), 129, "g", 72)])
+@pytest.mark.parametrize("group_size", [32, 128])
+@pytest.mark.parametrize("with_zp", [False, True])
+@pytest.mark.parametrize("out_float", [True, False])
+def test_matmul_int4_cuda_bf16(lead, m, k, n, group_size, with_zp, out_float):
+    g = rng()
+    k = _k(k, group_size)
+    a, b, scales, zp = _operands(g, lead, m, k, n, group_size, with_zp, BF16)
+    ref = matmul_int4(a, b, scales, zp, group_size)
+    out_t = np.float32 if out_float else BF16
+    attrs = {"group_size": group_size} | ({} if out_float else {"out_dtype": 16})
+    (y,) = run_op("MatmulInt4", [a, b, scales, zp], attrs, [out_t], provider=CUDA)
+    err = rel_err(y, ref)
+    assert err <= TOL[BF16], f"relative error {err:.2e}"  # the weights are dequantised in bf16
+
+
+@pytest.mark.parametrize("m", [4, 48])
+def test_fractional_zero_points(m):
+    """Zero points need not be integers (the contract allows any value of A's type)."""
+    g = rng()
+    a, b, scales, zp = _operands(g, (), m, 256, 24, 64, True, np.float16, frac_zp=True)
+    ref = matmul_int4(a, b, scales, zp, 64)
+    (y,) = run_op_cuda("MatmulInt4", [a, b, scales, zp], {"group_size": 64}, [ref.shape], [np.float32])
+    assert rel_err(y, ref) <= TOL[np.float32]
+
+
+def test_large_m_once():
+    g = rng()
+    a, b, scales, zp = _operands(g, (), 2050, 512, 96, 128, False, np.float16)
+    ref = matmul_int4(a, b, scales, None, 128)
+    (y,) = run_op_cuda("MatmulInt4", [a, b, scales], {"out_dtype": 10}, [ref.shape], [np.float16])
+    assert rel_err(y, ref) <= TOL[np.float16]
+
+
+def test_nibble_order_one_hot():
+    """Each nibble of a word is its own K row: one-hot rows of A pick single rows of q exactly."""
+    g = rng()
+    k, n = 128, 3
+    q = g.integers(-8, 8, size=(k, n))
+    from kaio_ort.packing import pack_int4
+    for m in (9, 40):  # GEMV and GEMM
+        a = np.eye(k, dtype=np.float16)[:m]
+        (y,) = run_op_cuda("MatmulInt4", [a, pack_int4(q), np.ones((1, n), np.float16)], {}, [(m, n)],
+                           [np.float32])
+        np.testing.assert_array_equal(y, q[:m].astype(np.float32))
+
+
+@pytest.mark.parametrize("m", [2, 70])
+def test_cuda_graph_replay_matches_eager(m):
+    g = rng()
+    k, n = 384, 136
+    a, b, scales, zp = _operands(g, (), m, k, n, 128, True, np.float16)
+    model = build_model("MatmulInt4", [a, b, scales, zp], {}, [np.float32])
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b, scales, zp], [(m, n)], [np.float32])
+    first = graph_run.run()[0]  # captures the graph
+    a2, b2, s2, z2 = _operands(g, (), m, k, n, 128, True, np.float16)
+    graph_run.update_inputs([a2, b2, s2, z2])
+    replay = graph_run.run()[0]
+    eager = BoundRun(cuda_session(model), [a2, b2, s2, z2], [(m, n)], [np.float32]).run()[0]
+    assert rel_err(first, matmul_int4(a, b, scales, zp)) <= TOL[np.float32]
+    np.testing.assert_array_equal(replay, eager)
+
+
+def test_repeated_runs_are_bitwise_identical():
+    g = rng()
+    a, b, scales, _ = _operands(g, (), 5, 1024, 300, 128, False, np.float16)
+    run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales], {}, [np.float32])), [a, b, scales],
+                   [(5, 300)], [np.float32])
+    first = run.run()[0]
+    for _ in range(3):
+        np.testing.assert_array_equal(run.run()[0], first)
+
+
+def test_empty_and_k_zero():
+    g = rng()
+    b = np.zeros((4, 0), np.uint32)
+    (y,) = run_op_cuda("MatmulInt4", [randn(g, (3, 0), np.float16), b, np.zeros((0, 4), np.float16)], {},
+                       [(3, 4)], [np.float32])
+    np.testing.assert_array_equal(y, np.zeros((3, 4), np.float32))

@@ -142,3 +142,13 @@ def input_rule(op: str, name: str, index: int, rule: str, regex: bool = False) -
     if re.match(r"element type must be \w+(, \w+)*, got \w+$", rule):
         return rf"Type 'tensor\(\w+\)' of input parameter \(in{index}\) of operator \({op}\) in node"
     return rf"\[com\.kaio\.{op}\].*: input '{re.escape(name)}' \(#{index}\): {rule if regex else re.escape(rule)}"
+
+
+def error_pattern(op: str, name: str | None, index: int | None, rule: str) -> str:
+    """A validation-table row's expected error: an input rule (`name`, `index`), an attribute rule
+    (`rule` starts with "attribute '<name>'"), or else `rule` is a regex of ORT's own message."""
+    if name is not None:
+        return input_rule(op, name, index, rule)
+    if rule.startswith("attribute"):
+        return rf"\[com\.kaio\.{op}\].*: {re.escape(rule)}"
+    return rule

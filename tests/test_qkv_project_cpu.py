@@ -1,9 +1,8 @@
 """QkvProjectInt8 and QkvProjectInt4 on the CPU EP against the float64 reference, and their validation."""
-import re
 
 import numpy as np
 import pytest
-from op_harness import input_rule, BF16, assert_close, randn, rng, run_op
+from op_harness import error_pattern, BF16, assert_close, randn, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, qkv_project_int8, quantize_int4, quantize_int8
 
@@ -154,15 +153,6 @@ VALIDATION = [
     ("i4-runtime-sv", Q4, _with(I4, 6, np.ones((2, 8), F16)), {}, [None] * 10,
      "sv", 6, "shape must be [K/group_size, N] = [1, 8], got [2, 8]"),
 ]
-
-
-def error_pattern(op, name, index, rule):
-    """The op, the input (or attribute) and the rule; the node name may be absent (shape inference)."""
-    if name is not None:
-        return input_rule(op, name, index, rule)
-    if rule.startswith("attribute"):
-        return rf"\[com\.kaio\.{op}\].*: {re.escape(rule)}"
-    return rule  # a regex of ORT's own message (inputs declared with a single element type)
 
 
 @pytest.mark.parametrize("case", VALIDATION, ids=[c[0] for c in VALIDATION])

@@ -1,9 +1,8 @@
 """MatmulInt4 and MatmulInt8 on the CPU EP against the float64 reference, and their validation."""
-import re
 
 import numpy as np
 import pytest
-from op_harness import input_rule, BF16, assert_close, randn, rng, run_op
+from op_harness import error_pattern, BF16, assert_close, randn, rng, run_op
 
 from kaio_ort.packing import pack_int4
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -229,15 +228,6 @@ VALIDATION = [
     ("w8-runtime-scales", "MatmulInt8", _with(W8, 2, np.ones((8,), np.float32)), {}, [None, [32, 8], [8]],
      "scales", 2, "must hold one element (shape [] or [1]), got shape [8]"),
 ]
-
-
-def error_pattern(op, name, index, rule):
-    """The op, the input (or attribute) and the rule; the node name may be absent (shape inference)."""
-    if name is not None:
-        return input_rule(op, name, index, rule)
-    if rule.startswith("attribute"):
-        return rf"\[com\.kaio\.{op}\].*: {re.escape(rule)}"
-    return rule  # a regex of ORT's own message (inputs declared with a single element type)
 
 
 @pytest.mark.parametrize("case", VALIDATION, ids=[c[0] for c in VALIDATION])

@@ -10,27 +10,27 @@ from op_harness import BF16, CPU, CUDA, build_model
 import kaio_ort
 
 
-def cuda_session(model, cuda_graph: bool = False) -> ort.InferenceSession:
+def cuda_session(model, cuda_graph: bool = False, device_id: int = 0) -> ort.InferenceSession:
     so = kaio_ort.register(ort.SessionOptions())
     so.log_severity_level = 3
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
-    opts = {"enable_cuda_graph": "1"} if cuda_graph else {}
+    opts = {"device_id": str(device_id)} | ({"enable_cuda_graph": "1"} if cuda_graph else {})
     return ort.InferenceSession(model.SerializeToString(), so, providers=[(CUDA, opts)])
 
 
 class BoundRun:
     """One session with its inputs and poisoned outputs resident on the GPU."""
 
-    def __init__(self, sess, inputs: list, out_shapes: list, out_dtypes: list):
+    def __init__(self, sess, inputs: list, out_shapes: list, out_dtypes: list, device_id: int = 0):
         assert not any(np.dtype(x.dtype) == np.dtype(BF16) for x in inputs), "bf16 I/O: use the Cast harness"
         self.sess = sess
         self.binding = sess.io_binding()
-        self.inputs = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", 0) for x in inputs]
+        self.inputs = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", device_id) for x in inputs]
         for gi, v in zip(sess.get_inputs(), self.inputs):
             self.binding.bind_ortvalue_input(gi.name, v)
         self.outputs = []
         for go, shape, dt in zip(sess.get_outputs(), out_shapes, out_dtypes):
-            v = ort.OrtValue.ortvalue_from_numpy(np.full(shape, np.nan, dtype=dt), "cuda", 0)
+            v = ort.OrtValue.ortvalue_from_numpy(np.full(shape, np.nan, dtype=dt), "cuda", device_id)
             self.binding.bind_ortvalue_output(go.name, v)
             self.outputs.append(v)
 

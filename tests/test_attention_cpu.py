@@ -382,3 +382,18 @@ def test_unknown_rank_inputs_with_float_output():
 
 def test_rel_err_rejects_nan():
     assert rel_err(np.array([np.nan, 1.0]), np.array([1.0, 1.0])) == float("inf")
+
+
+@pytest.mark.parametrize("wanted", [(0,), (1, 2), (2,)], ids=["dQ", "dK_dV", "dV"])
+def test_grad_with_outputs_left_out(wanted):
+    """ORT training leaves out gradients nobody needs (output name ""): the others are unchanged."""
+    g = rng()
+    q, k, v = randn(g, (2, 4, 5, 8), np.float32), randn(g, (2, 2, 7, 8), np.float32), randn(g, (2, 2, 7, 6), np.float32)
+    o, lse = run_op("AttentionFlashCausal", [q, k, v], {}, [np.float32, np.float32])
+    d_o = randn(g, o.shape, np.float32)
+    ref = attention_grad(d_o, q, k, v, None, True, "bhsd", o=o, lse=lse)
+    out_types = [np.float32 if i in wanted else None for i in range(3)]
+    got = run_op("AttentionFlashGrad", [d_o, q, k, v, o, lse], {"causal": 1}, out_types)
+    assert len(got) == len(wanted)
+    for i, out in zip(wanted, got):
+        assert_close(out, ref[i], 1e-6, ("dQ", "dK", "dV")[i])

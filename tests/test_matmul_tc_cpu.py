@@ -125,3 +125,15 @@ def test_validation_at_run_time_names_the_node():
     with pytest.raises(Exception, match=r"\[com.kaio.MatmulTc\] node 'MatmulTc_\d+': input 'B' \(#1\): K of B \(9\) "
                                         r"must equal K of A \(8\)"):
         run_op("MatmulTc", [a, b], {}, [np.float32], input_shapes=[None, None])
+
+
+@pytest.mark.parametrize("wanted", ["dA", "dB"])
+def test_grad_with_one_output_left_out(wanted):
+    """ORT training leaves out gradients nobody needs (output name ""): the other is still exact."""
+    g = rng()
+    a, b = randn(g, (5, 12), np.float16), randn(g, (12, 7), np.float16)
+    dy = randn(g, (5, 7), np.float32)
+    ref = dict(zip(("dA", "dB"), matmul_grad(dy, a, b)))
+    out_types = [np.float16 if name == wanted else None for name in ("dA", "dB")]
+    (got,) = run_op("MatmulTcGrad", [dy, a, b], {}, out_types)
+    assert_close(got, ref[wanted], TOL[np.float16], wanted)

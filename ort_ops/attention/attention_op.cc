@@ -172,7 +172,7 @@ struct AttentionFlashGradOp {
   }
   static std::vector<IoSpec> Outputs() {
     const std::vector<DType> t = AttentionTypes(true);
-    return {{"dQ", t, false, 1, kQ}, {"dK", t, false, 1, kQ}, {"dV", t, false, 1, kQ}};
+    return {{"dQ", t, true, 1, kQ}, {"dK", t, true, 1, kQ}, {"dV", t, true, 1, kQ}};  // any may be left out
   }
 
   static OrtStatus* ReadAttrs(const AttrSource& s, const ErrCtx& c, Attrs* a) {

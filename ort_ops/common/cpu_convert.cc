@@ -22,6 +22,7 @@ std::vector<double> ToDouble(const ConstTensor& t) {
 }
 
 void StoreDouble(const double* src, int64_t n, const MutTensor& t) {
+  if (!t.present) return;  // an optional output the node does not produce
   for (int64_t i = 0; i < n; ++i) {
     float f = static_cast<float>(src[i]);
     switch (t.type) {

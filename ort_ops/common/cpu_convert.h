@@ -10,7 +10,7 @@ namespace kaio {
 
 // float, float16, bfloat16, int8, uint8, uint32 -> double.
 std::vector<double> ToDouble(const ConstTensor& t);
-// double -> float, float16 or bfloat16, n elements into t.data.
+// double -> float, float16 or bfloat16, n elements into t.data (nothing when t is absent).
 void StoreDouble(const double* src, int64_t n, const MutTensor& t);
 
 }  // namespace kaio

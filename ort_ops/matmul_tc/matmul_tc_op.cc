@@ -109,7 +109,8 @@ struct MatmulTcGradOp {
   static std::vector<IoSpec> Inputs() {
     return {{"dY", {kF32, kF16, kBF16}, false, 2}, {"A", {kF16, kBF16}, false, 2}, {"B", {kF16, kBF16}, false, 2}};
   }
-  static std::vector<IoSpec> Outputs() { return {{"dA", {kF16, kBF16}, false, 1, 1}, {"dB", {kF16, kBF16}, false, 1, 2}}; }
+  // Either gradient may be left out of the node (ORT training omits those nobody needs).
+  static std::vector<IoSpec> Outputs() { return {{"dA", {kF16, kBF16}, true, 1, 1}, {"dB", {kF16, kBF16}, true, 1, 2}}; }
 
   static OrtStatus* ReadAttrs(const AttrSource& s, const ErrCtx& c, Attrs* a) {
     return ReadBool(s, c, "trans_b", false, &a->trans_b);

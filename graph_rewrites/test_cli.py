@@ -28,7 +28,7 @@ def test_rewrite_external_data_verify_json(tmp_path, capsys):
     rc = main(["rewrite", str(src), str(dst), "--verify", "--json", str(tmp_path / "report.json")])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "matmulnbits: replaced 2, left alone 0\nqkv: replaced 0, left alone 0\n" in out
+    assert "matmulnbits: replaced 2, left alone 0\nqkv: replaced 0, left alone 0\nattention: replaced 0, left alone 0\n" in out
     assert f"wrote {dst} (weights in model.kaio.onnx.data)" in out
     errors = dict(re.findall(r"^  (\w+): ([0-9.e+-]+)$", out, re.M))
     assert list(errors) == ["Y"] and float(errors["Y"]) <= 1e-2, out
@@ -39,7 +39,7 @@ def test_rewrite_external_data_verify_json(tmp_path, capsys):
     onnx.checker.check_model(str(dst))
     assert ops(m) == {"MatmulInt4": 2, "Add": 1, "Relu": 1}
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [(r["rule"], r["replaced"]) for r in report["rules"]] == [("matmulnbits", 2), ("qkv", 0)]
+    assert [(r["rule"], r["replaced"]) for r in report["rules"]] == [("matmulnbits", 2), ("qkv", 0), ("attention", 0)]
 
 
 def test_report_names_nodes_left_alone(tmp_path, capsys):
@@ -58,15 +58,15 @@ def test_report_names_nodes_left_alone(tmp_path, capsys):
 def test_bad_rules_and_dims(tmp_path, capsys):
     src = tmp_path / "m.onnx"
     onnx.save_model(mlp(), str(src))
-    assert main(["rewrite", str(src), str(tmp_path / "o.onnx"), "--rules", "matmulnbits,attention"]) == 2
-    assert "unknown rules ['attention']" in capsys.readouterr().err
+    assert main(["rewrite", str(src), str(tmp_path / "o.onnx"), "--rules", "matmulnbits,flash"]) == 2
+    assert "unknown rules ['flash']" in capsys.readouterr().err
 
 
 def test_python_api_save_round_trip(tmp_path):
     q = quantize(mlp(), bits=8, block_size=32)
     _save_external(q, tmp_path / "in.onnx")
     model, report = rewrite_model(tmp_path / "in.onnx")          # a path: onnx_ir model, lazy external data
-    assert report.replaced == {"matmulnbits": 2, "qkv": 0}
+    assert report.replaced == {"matmulnbits": 2, "qkv": 0, "attention": 0}
     assert save_model(model, tmp_path / "out.onnx") == "out.onnx.data"   # the input had external data
     small, _ = rewrite_model(q)
     assert save_model(small, tmp_path / "small.onnx") is None

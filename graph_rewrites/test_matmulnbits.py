@@ -167,7 +167,7 @@ NEGATIVE = [
 def test_left_alone_with_reason(kw, reason):
     m = _mnb_model(**kw)
     out, report = rewrite_model(m)
-    assert report.replaced == {"matmulnbits": 0, "qkv": 0}
+    assert report.replaced == {"matmulnbits": 0, "qkv": 0, "attention": 0}
     assert report.left_alone == [LeftAlone("matmulnbits", ("mnb",), "MatMulNBits", reason)]
     assert out.graph.node[0] == m.graph.node[0] and ops(out) == {"MatMulNBits": 1}
     assert sorted(i.name for i in out.graph.initializer) == sorted(i.name for i in m.graph.initializer)
@@ -178,7 +178,7 @@ def test_one_node_left_alone_the_other_rewritten():
     set_attr(q, "fc1_Q4", accuracy_level=9)
     out, report = rewrite_model(q)
     assert ops(out) == {"MatMulNBits": 1, "MatmulInt4": 1, "Add": 1, "Relu": 1}
-    assert report.replaced == {"matmulnbits": 1, "qkv": 0}
+    assert report.replaced == {"matmulnbits": 1, "qkv": 0, "attention": 0}
     assert [x.nodes for x in report.left_alone] == [("fc1_Q4",)]
     set_attr(q, "fc1_Q4", accuracy_level=0)
     set_attr(out, "fc1_Q4", accuracy_level=0)
@@ -186,7 +186,7 @@ def test_one_node_left_alone_the_other_rewritten():
 
 
 def test_unknown_rule_and_input_type():
-    with pytest.raises(ValueError, match=r"unknown rules \['attention'\]; the rules are \['matmulnbits', 'qkv'\]"):
-        rewrite_model(mlp(), rules=["attention"])
+    with pytest.raises(ValueError, match=r"unknown rules \['flash'\]; the rules are \['matmulnbits', 'qkv', 'attention'\]"):
+        rewrite_model(mlp(), rules=["flash"])
     with pytest.raises(TypeError, match="rewrite_model takes an onnx.ModelProto"):
         rewrite_model(b"bytes")

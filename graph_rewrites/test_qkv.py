@@ -25,7 +25,7 @@ def _rewrite_checked(model):
     assert_graph_outputs_unchanged(model, out)
     again, report2 = rewrite_model(out)
     assert again.SerializeToString() == out.SerializeToString()
-    assert report2.replaced == {"matmulnbits": 0, "qkv": 0}
+    assert report2.replaced == {"matmulnbits": 0, "qkv": 0, "attention": 0}
     return out, report
 
 
@@ -34,7 +34,7 @@ def test_int4_qkv_fused(bs):
     q = quantize(qkv(), bits=4, block_size=bs, symmetric=True)
     out, report = _rewrite_checked(q)
     assert ops(out) == {"QkvProjectInt4": 1}
-    assert report.replaced == {"matmulnbits": 3, "qkv": 1} and report.left_alone == []
+    assert report.replaced == {"matmulnbits": 3, "qkv": 1, "attention": 0} and report.left_alone == []
     assert report.rules["qkv"].replaced_nodes == [NAMES]
     n = _fused(out)
     assert n.domain == "com.kaio" and len(n.input) == 7 and list(n.output) == ["Q", "K", "V"]

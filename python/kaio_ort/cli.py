@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kaio-ort", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="library path, runtime, and the ops with their execution providers")
-    rw = sub.add_parser("rewrite", help="put com.kaio ops into a model (MatMulNBits, fused Q/K/V projections)")
+    rw = sub.add_parser("rewrite", help="put com.kaio ops into a model (MatMulNBits, fused Q/K/V projections, attention)")
     rw.add_argument("input", help="the model to rewrite (.onnx; external data next to it is read too)")
     rw.add_argument("output", help="where to write the rewritten model (external data beside it when the input "
                                    "had some or the weights reach 2 GB)")
-    rw.add_argument("--rules", help="comma-separated rule families (default: all): matmulnbits, qkv")
+    rw.add_argument("--rules", help="comma-separated rule families (default: all): matmulnbits, qkv, attention")
     rw.add_argument("--cast-float32", action="store_true",
                     help="rewrite float32 MatMulNBits too, casting A to float16 (approximate)")
     rw.add_argument("--verify", action="store_true",

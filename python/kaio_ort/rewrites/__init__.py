@@ -7,6 +7,8 @@
 Rule families, run in this order (one module each):
     matmulnbits   com.microsoft MatMulNBits bits 4 / 8 -> com.kaio MatmulInt4 / MatmulInt8 (W8A16)
     qkv           three MatmulInt4 / MatmulInt8 reading one input -> QkvProjectInt4 / QkvProjectInt8
+    attention     com.microsoft MultiHeadAttention / GroupQueryAttention, ONNX Attention-23, and the decomposed
+                  MatMul -> Softmax -> MatMul pattern -> AttentionFlash / AttentionFlashCausal
 A rule that cannot apply leaves the nodes as they were and records why. Rewriting a rewritten model
 changes nothing. Graph outputs keep their names, element types and shapes.
 """
@@ -19,14 +21,14 @@ from typing import Callable, Iterable, Optional, Union
 import onnx
 import onnx_ir as ir
 
-from . import matmulnbits, qkv
+from . import attention, matmulnbits, qkv
 from ._common import Context, LeftAlone, Options, RewriteReport, RuleReport
 from .verify import compare_models
 
 __all__ = ["rewrite_model", "save_model", "compare_models", "RULES", "RewriteReport", "RuleReport", "LeftAlone",
            "has_external_data"]
 
-RULES = {matmulnbits.RULE: matmulnbits.apply, qkv.RULE: qkv.apply}   # in the order they run
+RULES = {matmulnbits.RULE: matmulnbits.apply, qkv.RULE: qkv.apply, attention.RULE: attention.apply}   # in the order they run
 _TWO_GB = 2 ** 31
 
 

@@ -1,0 +1,326 @@
+"""kaio_ort.rewrites.attention: MultiHeadAttention, ONNX Attention-23, GroupQueryAttention and the decomposed
+MatMul -> Softmax -> MatMul pattern -> AttentionFlash / AttentionFlashCausal.
+
+Each form is built here (f16 and f32, GQA where the form has it, causal or not, Sq != Sk where it
+means something); after the rewrite: op types, attributes, no Transpose added, graph outputs unchanged,
+onnx.checker, outputs equal to the original's on the CPU EP, idempotency; every case left alone with
+its exact reason."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from kaio_ort.rewrites import LeftAlone, rewrite_model
+from rw_models import assert_graph_outputs_unchanged, assert_same_outputs, ops, rng
+
+T = {np.float16: TensorProto.FLOAT16, np.float32: TensorProto.FLOAT}
+MS = helper.make_opsetid("com.microsoft", 1)
+
+
+def _model(nodes, inputs, outputs, dtype, opset=17, inits=(), ir_version=8, extra_opsets=()):
+    t = T[dtype]
+    g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info(n, t, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, t, s) for n, s in outputs], list(inits))
+    return helper.make_model(g, ir_version=ir_version,
+                             opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+
+
+def _attrs(node):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _flash(model):
+    (n,) = [n for n in model.graph.node if n.op_type.startswith("AttentionFlash")]
+    return n
+
+
+def _rewrite_checked(model, tol=1e-2):
+    out, report = rewrite_model(model, rules=["attention"])
+    onnx.checker.check_model(out)
+    assert_graph_outputs_unchanged(model, out)
+    again, report2 = rewrite_model(out, rules=["attention"])
+    assert again.SerializeToString() == out.SerializeToString()
+    assert report2.replaced == {"attention": 0} and report2.left_alone == []
+    assert report.left_alone == []
+    errs = assert_same_outputs(model, out, tol=tol)
+    return out, report, errs
+
+
+def _left_alone(model, reason, op_type, nodes=("attn",)):
+    out, report = rewrite_model(model, rules=["attention"])
+    assert report.replaced == {"attention": 0}
+    assert report.left_alone == [LeftAlone("attention", tuple(nodes), op_type, reason)]
+    assert not any(n.domain == "com.kaio" for n in out.graph.node)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ONNX Attention-23
+def onnx_attention(dtype=np.float32, rank=4, hq=4, hkv=4, sq=5, sk=5, d=16, inputs=("Q", "K", "V"), outputs=("Y",),
+                   **attrs):
+    if rank == 4:
+        shapes = [["b", hq, sq, d], ["b", hkv, sk, d], ["b", hkv, sk, d]]
+        out = ["b", hq, sq, d]
+    else:
+        shapes = [["b", sq, hq * d], ["b", sk, hkv * d], ["b", sk, hkv * d]]
+        out = ["b", sq, hq * d]
+        attrs.setdefault("q_num_heads", hq)
+        attrs.setdefault("kv_num_heads", hkv)
+    node = helper.make_node("Attention", list(inputs), list(outputs), name="attn", **attrs)
+    ins = list(zip(("Q", "K", "V"), shapes))
+    extra = {"mask": ["b", 1, sq, sk], "pk": ["b", hkv, 2, d], "pv": ["b", hkv, 2, d]}
+    ins += [(n, extra[n]) for n in inputs[3:] if n]
+    outs = [("Y", out)] + [(n, None) for n in outputs[1:] if n]
+    return _model([node], ins, outs, dtype, opset=23, ir_version=10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("rank,hq,hkv,sq,sk,causal", [
+    (4, 4, 4, 5, 5, 0), (4, 4, 4, 5, 5, 1), (4, 4, 2, 3, 7, 0), (4, 4, 1, 6, 6, 1),
+    (3, 4, 4, 5, 5, 1), (3, 4, 2, 3, 7, 0), (3, 4, 2, 6, 6, 1)])
+def test_onnx_attention(dtype, rank, hq, hkv, sq, sk, causal):
+    m = onnx_attention(dtype, rank, hq, hkv, sq, sk, is_causal=causal)
+    out, report, errs = _rewrite_checked(m)
+    assert report.replaced == {"attention": 1} and report.rules["attention"].replaced_nodes == [("attn",)]
+    n = _flash(out)
+    assert n.op_type == ("AttentionFlashCausal" if causal else "AttentionFlash") and n.domain == "com.kaio"
+    assert _attrs(n) == {"layout": b"bhsd" if rank == 4 else b"bshd", "out_dtype": T[dtype]}
+    assert ops(out) == ({n.op_type: 1} if rank == 4 else {n.op_type: 1, "Reshape": 4})
+    assert max(errs) <= (2e-3 if dtype == np.float16 else 1e-5), errs
+
+
+def test_onnx_attention_scale():
+    m = onnx_attention(np.float32, 4, scale=0.3)
+    out, _, errs = _rewrite_checked(m)
+    assert _attrs(_flash(out))["scale"] == pytest.approx(0.3)
+    assert max(errs) <= 1e-5
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(inputs=("Q", "K", "V", "mask")),
+     "attn_mask input: AttentionFlash takes no mask (padding or arbitrary masks are not mapped)"),
+    (dict(inputs=("Q", "K", "V", "", "pk", "pv"), outputs=("Y", "pko", "pvo")),
+     "the present_key/present_value/qk_matmul_output outputs are used: AttentionFlash writes no KV cache / scores"),
+    (dict(inputs=("Q", "K", "V", "", "pk", "pv")),
+     "past_key/past_value inputs (KV cache): AttentionFlash reads no cache"),
+    (dict(softcap=30.0), "softcap 30: AttentionFlash has no soft capping"),
+    (dict(sq=3, sk=7, is_causal=1),
+     "is_causal with Q and K lengths not known to be equal: Attention aligns the causal mask top-left, "
+     "AttentionFlashCausal bottom-right"),
+])
+def test_onnx_attention_left_alone(kw, reason):
+    _left_alone(onnx_attention(np.float32, 4, **kw), reason, "Attention")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# com.microsoft MultiHeadAttention
+def mha(dtype=np.float32, h=4, sq=5, sk=5, d=16, inputs=("q", "k", "v"), **attrs):
+    node = helper.make_node("MultiHeadAttention", list(inputs), ["Y"], name="attn", domain="com.microsoft",
+                            num_heads=h, **attrs)
+    shapes = {"q": ["b", sq, h * d], "k": ["b", sk, h * d], "v": ["b", sk, h * d], "kpm": ["b", sk],
+              "ab": ["b", h, sq, sk], "pk": ["b", h, 2, d], "pv": ["b", h, 2, d], "k4": ["b", h, sk, d],
+              "v4": ["b", h, sk, d]}
+    ins = [(n, shapes[n]) for n in inputs if n and n != "kpm"]
+    m = _model([node], ins, [("Y", ["b", sq, h * d])], dtype, extra_opsets=[MS])
+    if "kpm" in inputs:
+        m.graph.input.append(helper.make_tensor_value_info("kpm", TensorProto.INT32, ["b", sk]))
+    return m
+
+
+@pytest.mark.parametrize("sq,sk,causal", [(5, 5, 0), (3, 7, 0), (6, 6, 1)])
+def test_mha(sq, sk, causal):
+    m = mha(sq=sq, sk=sk, unidirectional=causal)
+    out, report, errs = _rewrite_checked(m)
+    n = _flash(out)
+    assert n.op_type == ("AttentionFlashCausal" if causal else "AttentionFlash")
+    assert _attrs(n) == {"layout": b"bshd", "out_dtype": TensorProto.FLOAT}
+    assert ops(out) == {n.op_type: 1, "Reshape": 4}
+    assert max(errs) <= 1e-5
+
+
+def test_mha_scale():
+    out, _, errs = _rewrite_checked(mha(scale=0.125 / 2))
+    assert _attrs(_flash(out))["scale"] == pytest.approx(0.0625)
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(inputs=("q", "k", "v", "", "kpm")), "key_padding_mask input: AttentionFlash takes no padding mask"),
+    (dict(inputs=("q", "k", "v", "", "", "ab")),
+     "attention_bias input: AttentionFlash takes no additive mask or bias"),
+    (dict(inputs=("q", "k4", "v4")),
+     "query/key/value ranks [3, 4, 4]: only [B, S, N*H] query, key and value map without a Transpose"),
+    (dict(inputs=("q",)), "packed QKV or KV (no separate key and value inputs): not mapped"),
+    (dict(sq=3, sk=7, unidirectional=1), "unidirectional with query and key lengths not known to be equal: "
+                                         "AttentionFlashCausal aligns the mask bottom-right"),
+])
+def test_mha_left_alone(kw, reason):
+    _left_alone(mha(**kw), reason, "MultiHeadAttention")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# com.microsoft GroupQueryAttention
+def gqa(dtype=np.float16, hq=4, hkv=2, s=6, d=16, seqlens=None, total=None, past=False):
+    seqlens = np.full(2, s - 1, np.int32) if seqlens is None else np.asarray(seqlens, np.int32)
+    inits = [numpy_helper.from_array(seqlens, "seqlens_k"),
+             numpy_helper.from_array(np.array(s if total is None else total, np.int32), "total_len")]
+    ins = ["q", "k", "v", "pk" if past else "", "pv" if past else "", "seqlens_k", "total_len"]
+    node = helper.make_node("GroupQueryAttention", ins, ["Y", "present_k", "present_v"], name="attn",
+                            domain="com.microsoft", num_heads=hq, kv_num_heads=hkv)
+    inputs = [("q", [2, s, hq * d]), ("k", [2, s, hkv * d]), ("v", [2, s, hkv * d])]
+    if past:
+        inputs += [("pk", [2, hkv, 3, d]), ("pv", [2, hkv, 3, d])]
+    return _model([node], inputs, [("Y", [2, s, hq * d])], dtype, inits=inits, extra_opsets=[MS])
+
+
+def test_gqa_constant_lengths():
+    out, report, errs = _rewrite_checked(gqa())
+    n = _flash(out)
+    assert n.op_type == "AttentionFlashCausal" and _attrs(n) == {"layout": b"bshd", "out_dtype": TensorProto.FLOAT16}
+    assert ops(out) == {"AttentionFlashCausal": 1, "Reshape": 4}
+    assert max(errs) <= 2e-3, errs
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(past=True), "past_key/past_value inputs (KV cache, updated by the op): AttentionFlash reads no cache"),
+    (dict(seqlens=[5, 3]), "constant seqlens_k [5, 3] / total_sequence_length 6 do not cover every key of the "
+                           "sequence"),
+])
+def test_gqa_left_alone(kw, reason):
+    _left_alone(gqa(**kw), reason, "GroupQueryAttention")
+
+
+def test_gqa_runtime_lengths_left_alone():
+    m = gqa()
+    del m.graph.initializer[:]
+    m.graph.input.extend([helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [2]),
+                          helper.make_tensor_value_info("total_len", TensorProto.INT32, [])])
+    _left_alone(m, "seqlens_k/total_sequence_length are computed at run time (per-batch key lengths): "
+                   "AttentionFlash attends to every key", "GroupQueryAttention")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the decomposed pattern (plain torch.onnx export)
+def causal_mask(sq, sk, neg=-np.inf, dtype=np.float32):
+    i, j = np.arange(sq)[:, None], np.arange(sk)[None]
+    return np.where(j <= i + sk - sq, 0, neg).astype(dtype)
+
+
+def decomposed(dtype=np.float32, h=4, hkv=None, sq=5, sk=5, d=16, layout="bhsd", scale="div", mask=None,
+               where=None, guard=False, commuted=False):
+    """Q, K, V [B, H, S, D] (or [B, S, H, D] with Transposes, as torch exports q.transpose(1, 2))."""
+    nodes, inits = [], []
+    c = lambda name, a: inits.append(numpy_helper.from_array(np.asarray(a), name)) or name  # noqa: E731
+    hkv = hkv or h
+    if layout == "bhsd":
+        ins = [("Q", ["b", h, sq, d]), ("K", ["b", h, sk, d]), ("V", ["b", h, sk, d])]
+        q, v = "Q", "V"
+        nodes.append(helper.make_node("Transpose", ["K"], ["kt"], perm=[0, 1, 3, 2]))
+    else:
+        ins = [("Q", ["b", sq, h, d]), ("K", ["b", sk, h, d]), ("V", ["b", sk, h, d])]
+        nodes += [helper.make_node("Transpose", ["Q"], ["q"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Transpose", ["V"], ["v"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Transpose", ["K"], ["kt"], perm=[0, 2, 3, 1])]
+        q, v = "q", "v"
+    s = "scores"
+    nodes.append(helper.make_node("MatMul", [q, "kt"], [s], name="attn"))
+    if scale == "div":
+        nodes.append(helper.make_node("Div", [s, c("sqrt_d", np.array(np.sqrt(d), dtype))], ["scaled"]))
+        s = "scaled"
+    elif scale == "mul":
+        nodes.append(helper.make_node("Mul", [c("sc", np.array(0.2, dtype)), s], ["scaled"]))
+        s = "scaled"
+    if mask is not None:
+        args = [c("mask", mask.astype(dtype)), s] if commuted else [s, c("mask", mask.astype(dtype))]
+        nodes.append(helper.make_node("Add", args, ["masked"]))
+        s = "masked"
+    if where is not None:
+        nodes.append(helper.make_node("Where", [c("keep", where), s, c("fill", np.array(-np.inf, dtype))],
+                                      ["masked"]))
+        s = "masked"
+    nodes.append(helper.make_node("Softmax", [s], ["probs"], axis=-1))
+    p = "probs"
+    if guard:
+        nodes += [helper.make_node("IsNaN", ["probs"], ["nan"]),
+                  helper.make_node("Where", ["nan", c("zero", np.array(0, dtype)), "probs"], ["probs_g"])]
+        p = "probs_g"
+    if layout == "bhsd":
+        nodes.append(helper.make_node("MatMul", [p, v], ["Y"], name="pv"))
+        out = ["b", h, sq, d]
+    else:
+        nodes += [helper.make_node("MatMul", [p, v], ["o"], name="pv"),
+                  helper.make_node("Transpose", ["o"], ["Y"], perm=[0, 2, 1, 3])]
+        out = ["b", sq, h, d]
+    return _model(nodes, ins, [("Y", out)], dtype, inits=inits)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+@pytest.mark.parametrize("sq,sk,masked", [(5, 5, None), (5, 5, "add"), (3, 7, "add"), (6, 6, "where"),
+                                          (1, 6, "add")])
+def test_decomposed(dtype, layout, sq, sk, masked):
+    kw = {}
+    if masked == "add":
+        kw["mask"] = causal_mask(sq, sk, -np.inf if dtype == np.float32 else -65504.0)
+    elif masked == "where":
+        kw["where"] = causal_mask(sq, sk) == 0
+    m = decomposed(dtype, sq=sq, sk=sk, layout=layout, **kw)
+    out, report, errs = _rewrite_checked(m)
+    assert report.replaced == {"attention": 1}
+    causal = masked is not None and sq > 1
+    n = _flash(out)
+    assert n.op_type == ("AttentionFlashCausal" if causal else "AttentionFlash")
+    a = _attrs(n)
+    assert (a["layout"], a["out_dtype"]) == (layout.encode(), T[dtype]) and a["scale"] == pytest.approx(0.25)
+    assert ops(out) == {n.op_type: 1}                       # Transposes (bshd) and the mask gone
+    assert list(n.input) == ["Q", "K", "V"] and list(n.output) == ["Y"]
+    assert len(out.graph.initializer) == 0
+    assert max(errs) <= (2e-3 if dtype == np.float16 else 1e-5), errs
+
+
+def test_decomposed_mul_scale_commuted_mask_nan_guard():
+    m = decomposed(np.float32, scale="mul", mask=causal_mask(4, 4, -1e9), commuted=True, guard=True, sq=4, sk=4)
+    out, report, errs = _rewrite_checked(m)
+    assert _flash(out).op_type == "AttentionFlashCausal" and _attrs(_flash(out))["scale"] == pytest.approx(0.2)
+    assert ops(out) == {"AttentionFlashCausal": 1}
+
+
+def test_decomposed_zero_mask_is_not_causal():
+    for mask in (np.zeros((1, 1, 5, 5), np.float32), np.zeros((2, 4, 5, 5), np.float32)):   # same over batch/heads
+        out, _, _ = _rewrite_checked(decomposed(np.float32, mask=mask))
+        assert _flash(out).op_type == "AttentionFlash"
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(mask=causal_mask(5, 5).T.copy()),
+     "the mask is not causal (bottom-right triangular): a padding or other mask is not mapped"),
+    (dict(sq=3, sk=7, mask=np.triu(np.full((3, 7), -np.inf, np.float32), 1)),   # top-left aligned
+     "the mask is not causal (bottom-right triangular): a padding or other mask is not mapped"),
+    (dict(mask=np.where(np.arange(5) < 3, 0, -np.inf).astype(np.float32)[None, :]),     # padding: last 2 keys
+     "the mask is not causal (bottom-right triangular): a padding or other mask is not mapped"),
+    (dict(mask=np.stack([np.zeros((1, 5, 5)), np.where(np.arange(5) < 3, 0, -np.inf)[None, None].repeat(5, 1)]
+                        ).astype(np.float32)),                      # batch 1 pads its last 2 keys
+     "the mask [2, 1, 5, 5] differs across batch or heads (a padding mask): not mapped"),
+    (dict(mask=0.5 * rng("bias").standard_normal((5, 5)).astype(np.float32)),
+     "the mask has values other than 0 and large negatives (an additive bias): not mapped"),
+])
+def test_decomposed_left_alone(kw, reason):
+    _left_alone(decomposed(np.float32, **kw), reason, "MatMul/Softmax/MatMul", nodes=("pv",))
+
+
+def test_decomposed_runtime_mask_left_alone():
+    m = decomposed(np.float32, mask=np.zeros((5, 5), np.float32))
+    del m.graph.initializer[[i.name for i in m.graph.initializer].index("mask")]
+    m.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["b", 1, 5, 5]))
+    _left_alone(m, "the mask 'mask' is computed at run time (padding or other mask): AttentionFlash takes no mask",
+                "MatMul/Softmax/MatMul", nodes=("pv",))
+
+
+def test_decomposed_bshd_key_without_matching_transposes_left_alone():
+    m = decomposed(np.float32, layout="bshd")
+    y = m.graph.node[-1]
+    assert y.op_type == "Transpose"
+    y.op_type, y.attribute[0].ints[:] = "Identity", []          # the output stays [B, H, S, D]
+    del y.attribute[:]
+    m.graph.output[0].type.tensor_type.shape.dim[1].dim_value, m.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 4, 5
+    _left_alone(m, "K is transposed [B, S, H, D] -> [B, H, D, S] but Q, V or the output are not the matching "
+                   "Transposes of [B, S, H, D] values: a Transpose would be added", "MatMul/Softmax/MatMul",
+                nodes=("pv",))

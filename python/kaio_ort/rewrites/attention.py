@@ -1,0 +1,484 @@
+"""Attention -> com.kaio AttentionFlash / AttentionFlashCausal (layout chosen so no Transpose is added).
+
+    com.microsoft MultiHeadAttention(q [B,S,H*D], k [B,L,H*D], v [B,L,H*Dv]; num_heads, scale?, unidirectional?)
+      -> Reshape [B,S,H,D] -> AttentionFlash[Causal](layout "bshd") -> Reshape [B,S,H*Dv]
+    ai.onnx Attention-23/24(Q, K, V; is_causal, scale, softcap, q_num_heads, kv_num_heads)
+      4-D [B,H,S,D] -> AttentionFlash[Causal](layout "bhsd");  3-D [B,S,H*D] -> Reshapes + "bshd" (GQA kept)
+    com.microsoft GroupQueryAttention(q, k, v, no past, constant seqlens_k/total_sequence_length that say
+      "every key") -> Reshapes + AttentionFlash[Causal](layout "bshd", GQA kept)
+    decomposed: MatMul(Q, Transpose(K)) -> Mul/Div by constants -> [Add(mask) | Where(mask)] -> Softmax(-1)
+      -> MatMul(., V): a constant mask that is all zeros / exactly bottom-right triangular -> (causal) op;
+      K^T = Transpose(K, [0,1,3,2]) -> "bhsd"; Transpose(K, [0,2,3,1]) with Q, V Transposes [0,2,1,3] of
+      [B,S,H,D] values and the output read only through Transpose [0,2,1,3] -> "bshd" on the untransposed
+      values (the three Transposes go away).
+
+out_dtype is always the input type (the graph's), Reshapes are views. Everything else -- masks that
+are not causal (padding, bias), KV caches, packed QKV, softcap, top-left causal alignment with
+Sq != Sk (Attention-23, MultiHeadAttention), unknown ranks -- is left alone with the reason.
+
+The single-node forms (MultiHeadAttention, Attention, GroupQueryAttention; several outputs, optional
+inputs anywhere) are matched on onnx-ir directly; the decomposed form with onnxscript's pattern
+rewriter (commuted operands, optional scalings, the IsNaN guard torch's exporter adds).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import pattern
+
+from ._common import KAIO_DOMAIN, KAIO_OPSET, MS_DOMAIN, Context, RuleReport, const_array, dtype_name
+
+RULE = "attention"
+INPUT_TYPES = (ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.FLOAT)
+MASKED = -1e4           # an additive mask entry at or below this (or -inf) hides the key; 0 shows it
+
+
+@dataclasses.dataclass
+class _Plan:
+    q: ir.Value
+    k: ir.Value
+    v: ir.Value
+    causal: bool
+    scale: Optional[float]           # None: the op's default 1/sqrt(D)
+    layout: str
+    dtype: ir.DataType
+    heads: Optional[tuple] = None    # (Hq, Hkv): 3-D [B, S, H*D] inputs reshaped to [B, S, H, D]
+
+
+def _dtype(v: Optional[ir.Value]) -> Optional[ir.DataType]:
+    return None if v is None or v.type is None else v.type.dtype
+
+
+def _rank(v: Optional[ir.Value]) -> Optional[int]:
+    return None if v is None or v.shape is None else len(v.shape)
+
+
+def _same_dim(a, b) -> bool:
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return (isinstance(a, ir.SymbolicDim) and isinstance(b, ir.SymbolicDim) and a.value is not None
+            and a.value == b.value)
+
+
+def _seq_dim(v: ir.Value, axis: int):
+    return None if v.shape is None else v.shape[axis]
+
+
+def _used(v: Optional[ir.Value]) -> bool:
+    return v is not None and (bool(v.uses()) or v.is_graph_output())
+
+
+def _present(node: ir.Node, i: int) -> Optional[ir.Value]:
+    return node.inputs[i] if len(node.inputs) > i else None
+
+
+def _check_type(q, k, v) -> Optional[str]:
+    types = {_dtype(x) for x in (q, k, v)} - {None}
+    if len(types) > 1:
+        return f"query, key and value have different element types ({', '.join(sorted(map(dtype_name, types)))})"
+    if not types:
+        return "the element type of the query is unknown"
+    t = types.pop()
+    if t not in INPUT_TYPES:
+        return f"{dtype_name(t)} inputs: AttentionFlash takes float16, bfloat16 or float32"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# building the replacement (shared by the single-node forms)
+class _Builder:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self._shapes: dict = {}
+
+    def _shape(self, dims: tuple) -> ir.Value:
+        if dims not in self._shapes:
+            self._shapes[dims] = self.ctx.new_initializer(np.array(dims, np.int64), "kaio_attention_shape")
+        return self._shapes[dims]
+
+    def _node(self, domain, op_type, inputs, attrs, name, dtype) -> ir.Node:
+        n = ir.Node(domain, op_type, inputs, attributes=attrs, name=self.ctx.unique_name(name))
+        n.outputs[0].name = self.ctx.unique_name(name + "_out")
+        n.outputs[0].type = ir.TensorType(dtype)
+        return n
+
+    def build(self, plan: _Plan, name: str) -> list:
+        """The new nodes; the last one's output replaces the attention's output."""
+        nodes, (q, k, v) = [], (plan.q, plan.k, plan.v)
+        if plan.heads:
+            hq, hkv = plan.heads
+            qkv = []
+            for x, h, tag in ((q, hq, "q"), (k, hkv, "k"), (v, hkv, "v")):
+                r = self._node("", "Reshape", [x, self._shape((0, 0, h, -1))], [], f"{name}/reshape_{tag}", plan.dtype)
+                nodes.append(r)
+                qkv.append(r.outputs[0])
+            q, k, v = qkv
+        attrs = [ir.AttrString("layout", plan.layout), ir.AttrInt64("out_dtype", int(plan.dtype))]
+        if plan.scale is not None:
+            attrs.append(ir.AttrFloat32("scale", float(plan.scale)))
+        op_type = "AttentionFlashCausal" if plan.causal else "AttentionFlash"
+        nodes.append(self._node(KAIO_DOMAIN, op_type, [q, k, v], attrs, name, plan.dtype))
+        if plan.heads:
+            nodes.append(self._node("", "Reshape", [nodes[-1].outputs[0], self._shape((0, 0, -1))], [],
+                                    f"{name}/reshape_out", plan.dtype))
+        return nodes
+
+
+# ------------------------------------------------------------------------------------------------
+# single-node forms
+def _extra_outputs_used(node: ir.Node, names: str) -> Optional[str]:
+    if any(_used(o) for o in node.outputs[1:]):
+        return f"the {names} outputs are used: AttentionFlash writes no KV cache / scores"
+    return None
+
+
+def _scale_attr(node: ir.Node) -> Optional[float]:
+    s = node.attributes.get_float("scale", 0.0)
+    return None if s == 0.0 else s
+
+
+def check_mha(node: ir.Node) -> tuple:
+    """com.microsoft MultiHeadAttention -> (reason, None) or (None, plan)."""
+    q, k, v = (_present(node, i) for i in range(3))
+    names = ("bias", "key_padding_mask", "attention_bias", "past_key", "past_value", "past_sequence_length",
+             "cache_indirection")
+    extra = {n: _present(node, 3 + i) for i, n in enumerate(names)}
+    reason = _extra_outputs_used(node, "present_key/present_value")
+    if reason:
+        return reason, None
+    if k is None or v is None:
+        return "packed QKV or KV (no separate key and value inputs): not mapped", None
+    if extra["key_padding_mask"] is not None:
+        return "key_padding_mask input: AttentionFlash takes no padding mask", None
+    if extra["attention_bias"] is not None:
+        return "attention_bias input: AttentionFlash takes no additive mask or bias", None
+    if extra["past_key"] is not None or extra["past_value"] is not None:
+        return "past_key/past_value inputs (KV cache): AttentionFlash reads no cache", None
+    if extra["past_sequence_length"] is not None or extra["cache_indirection"] is not None:
+        return "past_sequence_length/cache_indirection inputs (beam search cache): not mapped", None
+    if extra["bias"] is not None:
+        return "bias input (the projections' biases packed into the op): not mapped", None
+    reason = _check_type(q, k, v)
+    if reason:
+        return reason, None
+    ranks = (_rank(q), _rank(k), _rank(v))
+    if None in ranks:
+        return "the rank of query, key or value is unknown (run shape inference first)", None
+    if ranks != (3, 3, 3):
+        return (f"query/key/value ranks {list(ranks)}: only [B, S, N*H] query, key and value map without a "
+                "Transpose"), None
+    causal = node.attributes.get_int("unidirectional", 0) != 0
+    if causal and not _same_dim(_seq_dim(q, 1), _seq_dim(k, 1)):
+        return ("unidirectional with query and key lengths not known to be equal: AttentionFlashCausal aligns the "
+                "mask bottom-right"), None
+    h = node.attributes.get_int("num_heads", 0)
+    if h <= 0:
+        return f"num_heads {h}", None
+    return None, _Plan(q, k, v, causal, _scale_attr(node), "bshd", _dtype(q), heads=(h, h))
+
+
+def check_onnx_attention(node: ir.Node) -> tuple:
+    """ai.onnx Attention (opset 23 / 24) -> (reason, None) or (None, plan)."""
+    q, k, v = (_present(node, i) for i in range(3))
+    reason = _extra_outputs_used(node, "present_key/present_value/qk_matmul_output")
+    if reason:
+        return reason, None
+    if _present(node, 3) is not None:
+        return "attn_mask input: AttentionFlash takes no mask (padding or arbitrary masks are not mapped)", None
+    if _present(node, 4) is not None or _present(node, 5) is not None:
+        return "past_key/past_value inputs (KV cache): AttentionFlash reads no cache", None
+    if _present(node, 6) is not None:
+        return "nonpad_kv_seqlen input (per-batch key lengths): AttentionFlash attends to every key", None
+    softcap = node.attributes.get_float("softcap", 0.0)
+    if softcap != 0.0:
+        return f"softcap {softcap:g}: AttentionFlash has no soft capping", None
+    reason = _check_type(q, k, v)
+    if reason:
+        return reason, None
+    ranks = (_rank(q), _rank(k), _rank(v))
+    if None in ranks:
+        return "the rank of Q, K or V is unknown (run shape inference first)", None
+    if ranks not in ((4, 4, 4), (3, 3, 3)):
+        return f"Q/K/V ranks {list(ranks)}: only all 4-D or all 3-D map", None
+    causal = node.attributes.get_int("is_causal", 0) != 0
+    seq_axis = 2 if ranks[0] == 4 else 1
+    if causal and not _same_dim(_seq_dim(q, seq_axis), _seq_dim(k, seq_axis)):
+        return ("is_causal with Q and K lengths not known to be equal: Attention aligns the causal mask top-left, "
+                "AttentionFlashCausal bottom-right"), None
+    scale = _scale_attr(node)
+    if ranks[0] == 4:
+        return None, _Plan(q, k, v, causal, scale, "bhsd", _dtype(q))
+    hq, hkv = node.attributes.get_int("q_num_heads", 0), node.attributes.get_int("kv_num_heads", 0)
+    if hq <= 0 or hkv <= 0:
+        return "3-D Q/K/V without q_num_heads/kv_num_heads", None
+    return None, _Plan(q, k, v, causal, scale, "bshd", _dtype(q), heads=(hq, hkv))
+
+
+def check_gqa(node: ir.Node) -> tuple:
+    """com.microsoft GroupQueryAttention -> (reason, None) or (None, plan). Maps only without a KV cache
+    and with constant seqlens_k / total_sequence_length that make every key visible (causally)."""
+    q, k, v = (_present(node, i) for i in range(3))
+    a = node.attributes
+    if _present(node, 3) is not None or _present(node, 4) is not None:
+        return "past_key/past_value inputs (KV cache, updated by the op): AttentionFlash reads no cache", None
+    reason = _extra_outputs_used(node, "present_key/present_value/output_qk")
+    if reason:
+        return reason, None
+    if k is None or v is None:
+        return "packed QKV (no separate key and value inputs): not mapped", None
+    if a.get_int("do_rotary", 0) or _present(node, 7) is not None:
+        return "rotary embedding inside the op (do_rotary / cos_cache): not mapped", None
+    names = {9: "position_ids", 10: "attention_bias", 11: "head_sink", 12: "k_scale", 13: "v_scale",
+             14: "q_norm_weight", 15: "k_norm_weight"}
+    for i, name in names.items():
+        if _present(node, i) is not None:
+            return f"{name} input: not mapped", None
+    if a.get_float("softcap", 0.0) != 0.0:
+        return f"softcap {a.get_float('softcap', 0.0):g}: AttentionFlash has no soft capping", None
+    if a.get_int("local_window_size", -1) != -1:
+        return f"local_window_size {a.get_int('local_window_size', -1)} (sliding window): not mapped", None
+    if a.get_int("smooth_softmax", 0):
+        return "smooth_softmax: not mapped", None
+    reason = _check_type(q, k, v)
+    if reason:
+        return reason, None
+    seqlens, total = const_array(_present(node, 5)), const_array(_present(node, 6))
+    if seqlens is None or total is None:
+        return ("seqlens_k/total_sequence_length are computed at run time (per-batch key lengths): "
+                "AttentionFlash attends to every key"), None
+    s = _seq_dim(q, 1) if _rank(q) == 3 else None
+    total = int(np.asarray(total).reshape(-1)[0])
+    if not isinstance(s, int) or s != total or np.any(np.asarray(seqlens) != total - 1):
+        return (f"constant seqlens_k {np.asarray(seqlens).reshape(-1).tolist()} / total_sequence_length {total} do "
+                "not cover every key of the sequence"), None
+    causal = a.get_int("causal", 1) != 0
+    hq, hkv = a.get_int("num_heads", 0), a.get_int("kv_num_heads", 0)
+    return None, _Plan(q, k, v, causal, _scale_attr(node), "bshd", _dtype(q), heads=(hq, hkv))
+
+
+_SINGLE = {(MS_DOMAIN, "MultiHeadAttention"): check_mha, ("", "Attention"): check_onnx_attention,
+           (MS_DOMAIN, "GroupQueryAttention"): check_gqa}
+
+
+def _apply_single_node(ctx: Context, report: RuleReport, builder: _Builder) -> bool:
+    changed = False
+    graphs = [ctx.model.graph] + [attr.value for node in ir.traversal.RecursiveGraphIterator(ctx.model.graph)
+                                  for attr in node.attributes.values() if attr.type == ir.AttributeType.GRAPH]
+    for graph in graphs:
+        for node in list(graph):
+            check = _SINGLE.get((node.domain, node.op_type))
+            if check is None:
+                continue
+            reason, plan = check(node)
+            if reason is not None:
+                report.add_left_alone(node, node.op_type, reason)
+                continue
+            new = builder.build(plan, node.name or node.op_type)
+            ir.convenience.replace_nodes_and_values(graph, node, [node], new, [node.outputs[0]], [new[-1].outputs[0]])
+            report.add_replaced(node)
+            changed = True
+    return changed
+
+
+# ------------------------------------------------------------------------------------------------
+# the decomposed pattern
+def classify_mask(mask: np.ndarray, sq, sk, keep: bool) -> tuple:
+    """(reason, None) or (None, causal: bool) for a constant mask broadcast onto [..., Sq, Sk] scores.
+    keep: the mask is boolean True = attend (Where's condition); else additive (0 attend, <= MASKED hide)."""
+    m = np.asarray(mask)
+    while m.ndim > 2 and np.all(m == m[:1]):      # the same over a batch / heads axis
+        m = m[0]
+    if m.ndim > 2:
+        return f"the mask {list(mask.shape)} differs across batch or heads (a padding mask): not mapped", None
+    m = m.reshape((1,) * (2 - m.ndim) + m.shape)
+    if keep:
+        show = m.astype(bool)
+    else:
+        m = m.astype(np.float64)
+        show = m == 0
+        if not np.all(show | (m <= MASKED)):
+            return "the mask has values other than 0 and large negatives (an additive bias): not mapped", None
+    if show.all():
+        return None, False
+    rows, cols = show.shape
+    if (isinstance(sq, int) and rows not in (1, sq)) or (isinstance(sk, int) and cols not in (1, sk)):
+        return f"the mask {list(mask.shape)} does not match the scores' [{sq}, {sk}]", None
+    if rows > cols:
+        return f"the mask [{rows}, {cols}] has rows that see no key (Sq > Sk)", None
+    i, j = np.arange(rows)[:, None], np.arange(cols)[None]
+    if rows == 1 or cols == 1 or not np.array_equal(show, j <= i + (cols - rows)):
+        return "the mask is not causal (bottom-right triangular): a padding or other mask is not mapped", None
+    return None, True
+
+
+def _unrepeat_kv(x: ir.Value) -> Optional[ir.Value]:
+    """The [B, Hkv, S, D] value that transformers' repeat_kv expanded into x ([B, Hkv, n, S, D], or that
+    reshaped to [B, Hkv*n, S, D]): Expand(Unsqueeze(kv, axes=[2]), [B, Hkv, n, S, D]); else None."""
+    n = x.producer()
+    if n is not None and n.op_type == "Reshape" and _rank(x) == 4:
+        x, n = n.inputs[0], n.inputs[0].producer()
+    if n is None or n.op_type != "Expand" or _rank(x) != 5:
+        return None
+    u = n.inputs[0].producer()
+    if u is None or u.op_type != "Unsqueeze" or _rank(u.inputs[0]) != 4:
+        return None
+    axes = const_array(u.inputs[1]) if len(u.inputs) > 1 else np.array(u.attributes.get_ints("axes", []))
+    if axes is None or [int(a) % 5 for a in np.asarray(axes).reshape(-1)] != [2]:
+        return None
+    kv, shape = u.inputs[0].shape, x.shape
+    if not all(_same_dim(shape[i], kv[j]) for i, j in ((0, 0), (1, 1), (3, 2), (4, 3))):
+        return None
+    return u.inputs[0]
+
+
+class DecomposedAttention(pattern.RewriteRuleClassBase):
+    """MatMul(Q, K^T) [* scale] [+ mask] -> Softmax(-1) -> MatMul(·, V) -> AttentionFlash[Causal]."""
+
+    def __init__(self, ctx: Context, report: RuleReport, pending: dict, bshd: bool):
+        super().__init__(f"{RULE}_decomposed_{'bshd' if bshd else 'any'}")
+        self.ctx = ctx
+        self.report = report
+        self.pending = pending           # anchor node -> (nodes, reason): reported if left in the graph
+        self.bshd = bshd
+        self._plan = None
+
+    def pattern(self, op, query, key, value, mask, cond, fill, query_scale, key_scale, qk_scale):
+        if self.bshd:      # Q, K, V [B, S, H, D]; scores from bhsd views; output back to [B, S, H, D]
+            query = op.Transpose(query, perm=[0, 2, 1, 3])
+            v = op.Transpose(value, perm=[0, 2, 1, 3])
+            key_t = op.Transpose(key, perm=[0, 2, 3, 1])
+        else:
+            v = value
+            # torch's SDPA decomposition: K [B, H, S, D] -> [B*H, S, D] -> [B*H, D, S] -> [B, H, D, S]
+            key_3d_t = op.Reshape(op.Transpose(op.Reshape(key, pattern.ANY_VALUE), perm=[0, 2, 1]), pattern.ANY_VALUE)
+            key_t = pattern.OrValue([op.Transpose(key, perm=[0, 1, 3, 2]), key_3d_t, op.Transpose(key, perm=[0, 2, 1]),
+                                     op.Transpose(key, perm=[0, 2, 3, 1])],
+                                    tag_var="key_format", tag_values=["bhsd", "bhsd4", "bhsd", "bshd"])
+        query = pattern.OrValue([op.Mul(query, query_scale), op.Div(query, query_scale), query],
+                                tag_var="query_scaling", tag_values=["Mul", "Div", None])
+        key_t = pattern.OrValue([op.Mul(key_t, key_scale), op.Div(key_t, key_scale), key_t],
+                                tag_var="key_scaling", tag_values=["Mul", "Div", None])
+        scores = op.MatMul(query, key_t)
+        scores = pattern.OrValue([op.Mul(scores, qk_scale), op.Div(scores, qk_scale), scores],
+                                 tag_var="qk_scaling", tag_values=["Mul", "Div", None])
+        scores = pattern.OrValue([op.Add(scores, mask), op.Where(cond, scores, fill), scores],
+                                 tag_var="mask_kind", tag_values=["add", "where", None])
+        probs = op.Softmax(scores, _outputs=["probs"])
+        probs = pattern.OrValue([op.Where(op.IsNaN(probs), 0.0, probs), probs])
+        out = op.MatMul(probs, v)
+        if self.bshd:
+            out = op.Transpose(out, perm=[0, 2, 1, 3])
+        return out
+
+    def check(self, context, query, key, value, probs, mask_kind=None, key_format="bshd", **b) -> pattern.MatchResult:
+        result = pattern.MatchResult()
+        self._plan = None
+        anchor = context.root
+        reason, plan = self._check(query, key, value, probs, mask_kind, key_format, b)
+        if reason is not None:
+            if not self.bshd:
+                self.pending[id(anchor)] = (anchor, reason)
+            return result.fail(reason)
+        consts = [b.get(n) for n in ("mask", "cond", "fill", "query_scale", "key_scale", "qk_scale")]
+        self._plan = (plan, anchor, [c for c in consts if c is not None])
+        return result
+
+    def _check(self, query, key, value, probs, mask_kind, key_format, b):
+        if key_format == "bshd" and not self.bshd:
+            return ("K is transposed [B, S, H, D] -> [B, H, D, S] but Q, V or the output are not the matching "
+                    "Transposes of [B, S, H, D] values: a Transpose would be added"), None
+        if b.get("query_scaling") == "Mul" and const_array(b["query_scale"]) is None and const_array(query) is not None:
+            query, b["query_scale"] = b["query_scale"], query     # the commuted match of Mul(Q, scale)
+        if key_format == "bhsd4":
+            k4, v4 = _unrepeat_kv(key), _unrepeat_kv(value)
+            if k4 is not None and v4 is not None:       # repeat_kv (GQA) undone: AttentionFlash maps the heads
+                key, value = k4, v4
+            if _rank(key) != 4 or _rank(query) != 4:
+                return "K is transposed through 3-D Reshapes but Q or K is not known to be 4-D", None
+            key_format = "bhsd"
+        softmax = probs.producer()
+        axis = softmax.attributes.get_int("axis", -1 if self.ctx.model.opset_imports.get("", 13) >= 13 else 1)
+        rank = 4 if key_format == "bshd" or _rank(key) in (None, 4) else _rank(key)
+        if axis not in (-1, rank - 1):
+            return f"Softmax over axis {axis}, not the keys' (last) axis", None
+        reason = _check_type(query, key, value)
+        if reason:
+            return reason, None
+        for name, x in (("Q", query), ("V", value)):
+            if _rank(x) is not None and _rank(x) != rank:
+                return f"{name} has rank {_rank(x)}, K^T rank {rank}: broadcasting batch matmuls are not mapped", None
+        scale = 1.0
+        for tag, name in (("query_scaling", "query_scale"), ("key_scaling", "key_scale"), ("qk_scaling", "qk_scale")):
+            kind = b.get(tag)
+            if kind is None:
+                continue
+            c = const_array(b.get(name))
+            if c is None or c.size != 1:
+                return f"the {kind} of the scores by '{b[name].name}' is not by a constant scalar", None
+            c = float(np.asarray(c, np.float64).reshape(()))
+            scale *= c if kind == "Mul" else 1.0 / c
+        causal = False
+        if mask_kind is not None:
+            m = b.get("mask") if mask_kind == "add" else b.get("cond")
+            arr = const_array(m)
+            if arr is None:
+                return (f"the mask '{m.name}' is computed at run time (padding or other mask): AttentionFlash "
+                        "takes no mask"), None
+            if mask_kind == "where":
+                fill = const_array(b.get("fill"))
+                if fill is None or fill.size != 1 or not float(np.asarray(fill, np.float64).reshape(())) <= MASKED:
+                    return "Where's fill value is not a constant large negative", None
+            seq = 1 if key_format == "bshd" else rank - 2
+            sq = query.shape[seq] if query.shape is not None else None
+            sk = key.shape[seq] if key.shape is not None else None
+            reason, causal = classify_mask(arr, sq, sk, keep=mask_kind == "where")
+            if reason:
+                return reason, None
+        return None, _Plan(query, key, value, causal, scale, "bshd" if self.bshd else "bhsd", _dtype(query))
+
+    def rewrite(self, op, **_):
+        (plan, anchor, consts), self._plan = self._plan, None
+        self.report.add_replaced(anchor)
+        self.ctx.maybe_unused.extend(consts)
+        attrs = dict(layout=plan.layout, out_dtype=int(plan.dtype), scale=float(plan.scale))
+        return op.op("AttentionFlashCausal" if plan.causal else "AttentionFlash", plan.q, plan.k, plan.v,
+                     _domain=KAIO_DOMAIN, _version=KAIO_OPSET, **attrs)
+
+
+def _apply_decomposed(ctx: Context, report: RuleReport) -> bool:
+    pending: dict = {}
+    rules = pattern.RewriteRuleSet([DecomposedAttention.rule(ctx, report, pending, True),
+                                    DecomposedAttention.rule(ctx, report, pending, False)], commute=True)
+    count = rules.apply_to_model(ctx.model)
+    for anchor, reason in pending.values():
+        if anchor.graph is not None:
+            report.add_left_alone([anchor], "MatMul/Softmax/MatMul", reason)
+    return count > 0
+
+
+def _infer_shapes(model: ir.Model) -> None:
+    """ONNX shape inference into the model's values (exporters often leave intermediate ranks unknown);
+    best effort: a model it cannot handle is matched with the shapes it has."""
+    from onnx_ir.passes.common import ShapeInferencePass
+
+    declared = [(v, v.shape, v.type) for v in model.graph.outputs]     # graph outputs keep what they declared
+    try:
+        result = ShapeInferencePass(strict_mode=False)(model)
+    except Exception:       # noqa: BLE001 -- shapes are a help here, not a requirement
+        return
+    assert result.model is model
+    for v, shape, type_ in declared:
+        v.shape, v.type = shape, type_
+
+
+def apply(ctx: Context, report: RuleReport) -> None:
+    """Rewrites every attention of ctx.model that maps; fills `report`."""
+    ctx.use_kaio_opset()
+    if any(n.op_type in ("Softmax", "Attention", "MultiHeadAttention", "GroupQueryAttention")
+           for n in ir.traversal.RecursiveGraphIterator(ctx.model.graph)):
+        _infer_shapes(ctx.model)
+    _apply_single_node(ctx, report, _Builder(ctx))
+    _apply_decomposed(ctx, report)

@@ -176,7 +176,8 @@ void AddMatmulTcOps(OpList& list) {
   AddCpuOp<MatmulTcOp<kBF16, true>>(list);
   AddCpuOp<MatmulTcGradOp>(list);
 #ifdef KAIO_WITH_CUDA
-  AddCudaOp<MatmulTcOp<kF16, false>>(list);  // the other variants land with the dense-matmul issue
+  AddCudaOp<MatmulTcOp<kF16, false>>(list);
+  AddCudaOp<MatmulTcOp<kBF16, false>>(list);  // the Async variants and the gradient land with the dense-matmul issue
 #endif
 }
 

@@ -18,7 +18,7 @@ python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests
 for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do
   PYTHONUNBUFFERED=1 python3 "$b" 2>&1 | tee -a "$OUT/bench.log" | tail -12
 done
-cp bench/results/* "$OUT/" 2>/dev/null
+cp bench/results/*"${KAIO_COMMIT:0:8}"* "$OUT/" 2>/dev/null   # this run's results only (8 files come back)
 if [[ -n ${KAIO_SANITIZE:-} ]]; then
   compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
     >"$OUT/memcheck.log" 2>&1; tail -5 "$OUT/memcheck.log"

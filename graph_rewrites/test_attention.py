@@ -34,7 +34,7 @@ def _flash(model):
     return n
 
 
-def _rewrite_checked(model, tol=1e-2):
+def _rewrite_checked(model, tol=1e-2, ref=None):
     out, report = rewrite_model(model, rules=["attention"])
     onnx.checker.check_model(out)
     assert_graph_outputs_unchanged(model, out)
@@ -42,7 +42,7 @@ def _rewrite_checked(model, tol=1e-2):
     assert again.SerializeToString() == out.SerializeToString()
     assert report2.replaced == {"attention": 0} and report2.left_alone == []
     assert report.left_alone == []
-    errs = assert_same_outputs(model, out, tol=tol)
+    errs = assert_same_outputs(ref or model, out, tol=tol)
     return out, report, errs
 
 
@@ -324,3 +324,115 @@ def test_decomposed_bshd_key_without_matching_transposes_left_alone():
     _left_alone(m, "K is transposed [B, S, H, D] -> [B, H, D, S] but Q, V or the output are not the matching "
                    "Transposes of [B, S, H, D] values: a Transpose would be added", "MatMul/Softmax/MatMul",
                 nodes=("pv",))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# com.microsoft MultiHeadAttention with a packed bias input (Q + bq, K + bk, V + bv)
+def mha_bias(dtype=np.float32, h=4, sq=5, sk=7, d=16, dv=8, bias_input=False, **attrs):
+    r = rng("mha_bias", dtype, sq, sk)
+    bias = (0.5 * r.standard_normal(2 * h * d + h * dv)).astype(dtype)
+    node = helper.make_node("MultiHeadAttention", ["q", "k", "v", "bias"], ["Y"], name="attn",
+                            domain="com.microsoft", num_heads=h, **attrs)
+    ins = [("q", ["b", sq, h * d]), ("k", ["b", sk, h * d]), ("v", ["b", sk, h * dv])]
+    inits = [] if bias_input else [numpy_helper.from_array(bias, "bias")]
+    if bias_input:
+        ins.append(("bias", [bias.size]))
+    return _model([node], ins, [("Y", ["b", sq, h * dv])], dtype, inits=inits, extra_opsets=[MS])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("bias_input,sq,sk,causal", [(False, 5, 7, 0), (False, 6, 6, 1), (True, 5, 7, 0)])
+def test_mha_bias(dtype, bias_input, sq, sk, causal):
+    m = mha_bias(dtype, sq=sq, sk=sk, bias_input=bias_input, unidirectional=causal)
+    out, report, errs = _rewrite_checked(m)
+    n = _flash(out)
+    assert n.op_type == ("AttentionFlashCausal" if causal else "AttentionFlash")
+    assert _attrs(n) == {"layout": b"bshd", "out_dtype": T[dtype]}
+    extra = {"Split": 1} if bias_input else {}
+    assert ops(out) == {n.op_type: 1, "Reshape": 4, "Add": 3, **extra}
+    assert [i.name for i in out.graph.initializer if i.name == "bias"] == []       # cut into bias_q/k/v
+    assert max(errs) <= (2e-3 if dtype == np.float16 else 1e-5), errs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# com.microsoft Attention (packed QKV weights, ORT's transformers optimizer's BERT form)
+def ms_attention(dtype=np.float32, h=4, s=6, hidden=64, sizes=None, bias=True, mask=None, past=False,
+                 present=False, opset=17, **attrs):
+    r = rng("ms_attention", hidden, sizes)
+    sizes = sizes or (hidden,) * 3
+    w = (r.standard_normal((hidden, sum(sizes))) / np.sqrt(hidden)).astype(dtype)
+    inits = [numpy_helper.from_array(w, "qkv_weight")]
+    ins = ["x", "qkv_weight", ""]
+    if bias:
+        b = np.zeros(sum(sizes), dtype) if bias == "zeros" else (0.3 * r.standard_normal(sum(sizes))).astype(dtype)
+        inits.append(numpy_helper.from_array(b, "qkv_bias"))
+        ins[2] = "qkv_bias"
+    if isinstance(mask, np.ndarray):
+        inits.append(numpy_helper.from_array(mask, "mask_index"))
+    if mask is not None:
+        ins.append("mask_index")
+    if past:
+        ins += [""] * (4 - len(ins)) + ["past"]
+    if sizes != (hidden,) * 3:
+        attrs["qkv_hidden_sizes"] = list(sizes)
+    outs = ["Y", "present"] if present else ["Y"]
+    node = helper.make_node("Attention", ins, outs, name="attn", domain="com.microsoft", num_heads=h, **attrs)
+    graph_ins = [("x", ["b", s, hidden])] + ([("past", [2, "b", h, 2, hidden // h])] if past else [])
+    outputs = [("Y", ["b", s, sizes[2]])] + ([("present", None)] if present else [])
+    m = _model([node], graph_ins, outputs, dtype, opset=opset, inits=inits, extra_opsets=[MS])
+    if isinstance(mask, str) and mask == "input":
+        m.graph.input.append(helper.make_tensor_value_info("mask_index", TensorProto.INT32, ["b", s]))
+    return m
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(unidirectional=1), dict(bias=False), dict(scale=0.2),
+                                dict(sizes=(64, 64, 32)), dict(mask=np.ones((2, 6), np.int32)), dict(opset=11)])
+def test_ms_attention(kw):
+    m = ms_attention(**kw)
+    ref = None if kw.get("bias", True) else ms_attention(**dict(kw, bias="zeros"))   # ORT 1.31's CPU Attention
+    out, report, errs = _rewrite_checked(m, ref=ref)                                 # crashes without a bias
+    n = _flash(out)
+    assert n.op_type == ("AttentionFlashCausal" if kw.get("unidirectional") else "AttentionFlash")
+    a = _attrs(n)
+    assert (a["layout"], a["out_dtype"]) == (b"bshd", TensorProto.FLOAT)
+    if "scale" in kw:
+        assert a["scale"] == pytest.approx(0.2)
+    assert ops(out) == {n.op_type: 1, "Reshape": 4, "MatMul": 1, "Split": 1, **({"Add": 1} if kw.get("bias", True) else {})}
+    split = next(x for x in out.graph.node if x.op_type == "Split")
+    assert ("split" in _attrs(split)) == (kw.get("opset") == 11)          # Split-11: attribute; 13+: input
+    assert "mask_index" not in [i.name for i in out.graph.initializer]
+    assert max(errs) <= 1e-5, errs
+
+
+def test_ms_attention_with_dense_rule():
+    """f16 with the opt-in dense rule: the packed projection becomes MatmulTcAsync. (ORT's CPU EP has no
+    float16 Attention, so the reference is the float32 model.)"""
+    m16 = ms_attention(np.float16)
+    out, report = rewrite_model(m16, rules=["attention", "dense"])
+    onnx.checker.check_model(out)
+    assert report.replaced == {"attention": 1, "dense": 1} and report.left_alone == []
+    assert ops(out) == {"AttentionFlash": 1, "Reshape": 4, "MatmulTcAsync": 1, "Add": 1, "Split": 1}
+    m32 = ms_attention(np.float32)
+    for t in m32.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16).astype(np.float32), t.name))
+    x = rng("x").standard_normal((2, 6, 64)).astype(np.float16)
+    from rw_models import rel_err, run
+    (y16,), (y32,) = run(out, {"x": x}), run(m32, {"x": x.astype(np.float32)})
+    assert y16.dtype == np.float16 and rel_err(y16, y32) <= 1e-2
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(mask="input"), "mask_index input ('mask_index') is computed at run time (a padding mask): AttentionFlash "
+                         "takes no mask"),
+    (dict(mask=np.array([[1, 1, 1, 1, 0, 0]] * 2, np.int32)),
+     "constant mask_index [2, 6] that hides keys (or key lengths, 1-D): AttentionFlash takes no mask"),
+    (dict(mask=np.array([6, 6], np.int32)),
+     "constant mask_index [2] that hides keys (or key lengths, 1-D): AttentionFlash takes no mask"),
+    (dict(past=True), "past input (KV cache): AttentionFlash reads no cache"),
+    (dict(present=True), "the present output is used: AttentionFlash writes no KV cache"),
+    (dict(do_rotary=1), "do_rotary: rotary embedding inside the op is not mapped"),
+    (dict(sizes=(64, 32, 64)), "qkv_hidden_sizes [64, 32, 64] with num_heads 4: Q and K sizes must match and divide "
+                               "by the heads"),
+])
+def test_ms_attention_left_alone(kw, reason):
+    _left_alone(ms_attention(**kw), reason, "Attention")

@@ -186,7 +186,7 @@ def test_one_node_left_alone_the_other_rewritten():
 
 
 def test_unknown_rule_and_input_type():
-    with pytest.raises(ValueError, match=r"unknown rules \['flash'\]; the rules are \['matmulnbits', 'qkv', 'attention'\]"):
+    with pytest.raises(ValueError, match=r"unknown rules \['flash'\]; the rules are \['matmulnbits', 'qkv', 'attention', 'dense'\]"):
         rewrite_model(mlp(), rules=["flash"])
     with pytest.raises(TypeError, match="rewrite_model takes an onnx.ModelProto"):
         rewrite_model(b"bytes")

@@ -94,3 +94,91 @@ def test_quantized_model(kind, bits, block, sym, tmp):
     assert again.SerializeToString() == out.SerializeToString()
     errs = assert_same_outputs(q, out, feeds=_feeds())
     assert max(errs) <= 1e-2, errs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# through ORT's transformers optimizer: BERT (eager attention, TorchScript export -- the forms its fusions
+# recognise; transformers' SDPA attention and the dynamo export are not fused) -> EmbedLayerNormalization,
+# com.microsoft Attention (packed QKV weights, mask_index from the attention_mask input), SkipLayerNormalization,
+# BiasGelu. float32: ORT's CPU EP has no float16 Attention, so the MatMulNBits are rewritten with cast_float32.
+@functools.lru_cache(maxsize=None)
+def optimized_bert(tmp: str) -> onnx.ModelProto:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64, attn_implementation="eager")
+    model = transformers.BertModel(config, add_pooling_layer=False).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+    path = f"{tmp}/bert_ts.onnx"
+    names = ["input_ids", "attention_mask"]
+    args = (torch.randint(0, VOCAB, (B, S)), torch.ones(B, S, dtype=torch.int64))
+    torch.onnx.export(Encoder(), args, path, input_names=names, dynamo=False, opset_version=17,
+                      dynamic_axes={n: {0: "batch", 1: "seq"} for n in names})
+    return optimize_model(path, model_type="bert", num_heads=4, hidden_size=64, opt_level=0).model
+
+
+def _bert_feeds():
+    return {"input_ids": _feeds()["input_ids"], "attention_mask": np.ones((B, S), np.int64)}
+
+
+def test_optimized_bert_forms(tmp):
+    ops = _ops(optimized_bert(tmp))
+    assert ops["Attention"] == 2 and ops["EmbedLayerNormalization"] == 1 and "Softmax" not in ops
+    att = [n for n in optimized_bert(tmp).graph.node if n.op_type == "Attention"]
+    assert all(len(n.input) == 4 and n.input[3] == "EmbedLayerNormalization_0_dummy_mask_index" for n in att)
+
+
+@pytest.mark.parametrize("bits,block,sym", [(4, 32, True), (8, 32, False)])
+def test_optimized_bert_quantized(bits, block, sym, tmp):
+    """Every MatMulNBits replaced; the fused Attentions read a mask_index computed from the attention_mask
+    input (a padding mask): left alone with that reason."""
+    q = quantize(optimized_bert(tmp), bits=bits, block_size=block, symmetric=sym)
+    n_mnb = _ops(q)["MatMulNBits"]
+    assert n_mnb >= 4
+    out, report = rewrite_model(q, cast_float32=True)
+    assert report.replaced == {"matmulnbits": n_mnb, "qkv": 0, "attention": 0}
+    reason = ("mask_index input ('EmbedLayerNormalization_0_dummy_mask_index') is computed at run time (a padding "
+              "mask): AttentionFlash takes no mask")
+    assert [(x.rule, x.op_type, x.reason) for x in report.left_alone] == [("attention", "Attention", reason)] * 2
+    assert "MatMulNBits" not in _ops(out) and _ops(out)["Attention"] == 2
+    onnx.checker.check_model(out)
+    assert_graph_outputs_unchanged(q, out)
+    again, _ = rewrite_model(out, cast_float32=True)
+    assert again.SerializeToString() == out.SerializeToString()
+    errs = assert_same_outputs(q, out, feeds=_bert_feeds())
+    assert max(errs) <= 1e-2, errs
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_optimized_bert_without_mask(dense, tmp):
+    """The optimizer's Attention with its mask_index input dropped (what an all-ones attention_mask means):
+    both replaced (MatMul + Add + Split + AttentionFlash); compared to the masked original fed all-ones masks."""
+    q = quantize(optimized_bert(tmp), bits=4, block_size=32, symmetric=True)
+    unmasked = onnx.ModelProto()
+    unmasked.CopyFrom(q)
+    for n in unmasked.graph.node:
+        if n.op_type == "Attention":
+            del n.input[3]
+    out, report = rewrite_model(unmasked, cast_float32=True, rules=None if not dense else
+                                ["matmulnbits", "qkv", "attention", "dense"])
+    assert report.replaced["attention"] == 2, report.format()
+    assert [x for x in report.left_alone if x.rule != "dense"] == []
+    ops = _ops(out)
+    assert "Attention" not in ops and ops["AttentionFlash"] == 2 and ops["Split"] == 2
+    if dense:       # float32: the dense rule leaves the packed projections to ORT, with the reason
+        assert report.replaced["dense"] == 0 and ops["MatMul"] == 2
+        assert {x.reason for x in report.left_alone if x.rule == "dense"} == {
+            "float operands: MatmulTcAsync takes float16 and MatmulTcBf16Async bfloat16 (the model keeps ORT's MatMul)"}
+    onnx.checker.check_model(out)
+    assert_graph_outputs_unchanged(q, out)
+    errs = assert_same_outputs(q, out, feeds=_bert_feeds())
+    assert max(errs) <= 1e-2, errs

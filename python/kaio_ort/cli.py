@@ -38,6 +38,9 @@ def _rewrite(args) -> int:
     from . import rewrites
 
     rules = None if args.rules is None else [r.strip() for r in args.rules.split(",") if r.strip()]
+    if args.dense:
+        rules = list(rewrites.DEFAULT_RULES if rules is None else rules)
+        rules += [] if "dense" in rules else ["dense"]
     unknown = [r for r in rules or [] if r not in rewrites.RULES]
     if unknown:
         print(f"kaio-ort rewrite: unknown rules {unknown}; the rules are {', '.join(rewrites.RULES)}", file=sys.stderr)
@@ -86,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     rw.add_argument("input", help="the model to rewrite (.onnx; external data next to it is read too)")
     rw.add_argument("output", help="where to write the rewritten model (external data beside it when the input "
                                    "had some or the weights reach 2 GB)")
-    rw.add_argument("--rules", help="comma-separated rule families (default: all): matmulnbits, qkv, attention")
+    rw.add_argument("--rules", help="comma-separated rule families (default: matmulnbits, qkv, attention); "
+                                    "dense (opt-in) too")
+    rw.add_argument("--dense", action="store_true",
+                    help="also run the opt-in dense rule: float16/bfloat16 MatMul with constant weights -> "
+                         "MatmulTcAsync/MatmulTcBf16Async (same as adding dense to --rules)")
     rw.add_argument("--cast-float32", action="store_true",
                     help="rewrite float32 MatMulNBits too, casting A to float16 (approximate)")
     rw.add_argument("--verify", action="store_true",

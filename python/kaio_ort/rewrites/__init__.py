@@ -7,8 +7,10 @@
 Rule families, run in this order (one module each):
     matmulnbits   com.microsoft MatMulNBits bits 4 / 8 -> com.kaio MatmulInt4 / MatmulInt8 (W8A16)
     qkv           three MatmulInt4 / MatmulInt8 reading one input -> QkvProjectInt4 / QkvProjectInt8
-    attention     com.microsoft MultiHeadAttention / GroupQueryAttention, ONNX Attention-23, and the decomposed
-                  MatMul -> Softmax -> MatMul pattern -> AttentionFlash / AttentionFlashCausal
+    attention     com.microsoft Attention (packed QKV weights) / MultiHeadAttention / GroupQueryAttention, ONNX
+                  Attention-23, and the decomposed MatMul -> Softmax -> MatMul pattern -> AttentionFlash[Causal]
+    dense         (opt-in, not in DEFAULT_RULES) float16 / bfloat16 MatMul with constant weights ->
+                  MatmulTcAsync / MatmulTcBf16Async (cuBLAS is already good there)
 A rule that cannot apply leaves the nodes as they were and records why. Rewriting a rewritten model
 changes nothing. Graph outputs keep their names, element types and shapes.
 """
@@ -21,14 +23,16 @@ from typing import Callable, Iterable, Optional, Union
 import onnx
 import onnx_ir as ir
 
-from . import attention, matmulnbits, qkv
+from . import attention, dense, matmulnbits, qkv
 from ._common import Context, LeftAlone, Options, RewriteReport, RuleReport
 from .verify import compare_models
 
-__all__ = ["rewrite_model", "save_model", "compare_models", "RULES", "RewriteReport", "RuleReport", "LeftAlone",
+__all__ = ["rewrite_model", "save_model", "compare_models", "RULES", "DEFAULT_RULES", "RewriteReport", "RuleReport", "LeftAlone",
            "has_external_data"]
 
-RULES = {matmulnbits.RULE: matmulnbits.apply, qkv.RULE: qkv.apply, attention.RULE: attention.apply}   # in the order they run
+RULES = {matmulnbits.RULE: matmulnbits.apply, qkv.RULE: qkv.apply, attention.RULE: attention.apply,
+         dense.RULE: dense.apply}   # in the order they run (dense last: it also maps the MatMul attention adds)
+DEFAULT_RULES = (matmulnbits.RULE, qkv.RULE, attention.RULE)      # dense is opt-in
 _TWO_GB = 2 ** 31
 
 
@@ -50,14 +54,15 @@ def rewrite_model(model_or_path: Union[onnx.ModelProto, ir.Model, str, os.PathLi
     model_or_path: an onnx.ModelProto (not modified; a new ModelProto is returned), an
         onnx_ir.Model (rewritten in place and returned), or a path (loaded with onnx_ir, external
         data read lazily; an onnx_ir.Model is returned -- save it with ``save_model``).
-    rules: names from RULES (default: all); they always run in RULES' order.
+    rules: names from RULES (default: DEFAULT_RULES, every family but the opt-in "dense"); they always
+        run in RULES' order.
     cast_float32: float32 MatMulNBits get a Cast of A to float16 and float16 scales (approximate)
         instead of being left alone.
     progress: called as progress(rule, done, total) while a rule works through its candidates.
     report: a RewriteReport -- ``report.replaced`` {rule: count}, ``report.left_alone`` [LeftAlone
         (rule, nodes, op_type, reason)], ``report.as_dict()`` for JSON.
     """
-    names = list(RULES) if rules is None else list(rules)
+    names = list(DEFAULT_RULES) if rules is None else list(rules)
     unknown = [r for r in names if r not in RULES]
     if unknown:
         raise ValueError(f"unknown rules {unknown}; the rules are {list(RULES)}")

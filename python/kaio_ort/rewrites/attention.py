@@ -1,7 +1,10 @@
 """Attention -> com.kaio AttentionFlash / AttentionFlashCausal (layout chosen so no Transpose is added).
 
-    com.microsoft MultiHeadAttention(q [B,S,H*D], k [B,L,H*D], v [B,L,H*Dv]; num_heads, scale?, unidirectional?)
-      -> Reshape [B,S,H,D] -> AttentionFlash[Causal](layout "bshd") -> Reshape [B,S,H*Dv]
+    com.microsoft MultiHeadAttention(q [B,S,H*D], k [B,L,H*D], v [B,L,H*Dv], bias? [3 hidden]; num_heads, scale?,
+      unidirectional?) -> [Add bq/bk/bv] -> Reshape [B,S,H,D] -> AttentionFlash[Causal](layout "bshd") -> Reshape
+    com.microsoft Attention(input [B,S,in], weights [in, hq+hk+hv], bias?, mask_index absent or constant all-ones;
+      num_heads, qkv_hidden_sizes?, unidirectional?, scale?) -> MatMul [+ Add bias] -> Split -> Reshapes ->
+      AttentionFlash[Causal](bshd) -> Reshape (the MatMul becomes MatmulTcAsync when the opt-in dense rule runs)
     ai.onnx Attention-23/24(Q, K, V; is_causal, scale, softcap, q_num_heads, kv_num_heads)
       4-D [B,H,S,D] -> AttentionFlash[Causal](layout "bhsd");  3-D [B,S,H*D] -> Reshapes + "bshd" (GQA kept)
     com.microsoft GroupQueryAttention(q, k, v, no past, constant seqlens_k/total_sequence_length that say
@@ -13,7 +16,8 @@
       values (the three Transposes go away).
 
 out_dtype is always the input type (the graph's), Reshapes are views. Everything else -- masks that
-are not causal (padding, bias), KV caches, packed QKV, softcap, top-left causal alignment with
+are not causal (padding, bias; Attention's mask_index unless a constant all-ones), KV caches, packed QKV
+inputs of MHA/GQA, softcap, top-left causal alignment with
 Sq != Sk (Attention-23, MultiHeadAttention), unknown ranks -- is left alone with the reason.
 
 The single-node forms (MultiHeadAttention, Attention, GroupQueryAttention; several outputs, optional
@@ -46,6 +50,7 @@ class _Plan:
     layout: str
     dtype: ir.DataType
     heads: Optional[tuple] = None    # (Hq, Hkv): 3-D [B, S, H*D] inputs reshaped to [B, S, H, D]
+    pre: Optional[object] = None     # pre(builder, name) -> (nodes, q, k, v): a prologue (packed projection, biases)
 
 
 def _dtype(v: Optional[ir.Value]) -> Optional[ir.DataType]:
@@ -108,6 +113,8 @@ class _Builder:
     def build(self, plan: _Plan, name: str) -> list:
         """The new nodes; the last one's output replaces the attention's output."""
         nodes, (q, k, v) = [], (plan.q, plan.k, plan.v)
+        if plan.pre is not None:
+            nodes, q, k, v = plan.pre(self, name)
         if plan.heads:
             hq, hkv = plan.heads
             qkv = []
@@ -125,6 +132,41 @@ class _Builder:
             nodes.append(self._node("", "Reshape", [nodes[-1].outputs[0], self._shape((0, 0, -1))], [],
                                     f"{name}/reshape_out", plan.dtype))
         return nodes
+
+
+    def split(self, x: ir.Value, sizes: tuple, name: str, dtype) -> tuple:
+        """Split(x, sizes) on the last axis -> (node, outputs); Split-13+ takes the sizes as an input."""
+        if self.ctx.model.opset_imports.get("", 13) >= 13:
+            n = ir.Node("", "Split", [x, self._shape(tuple(sizes))], attributes=[ir.AttrInt64("axis", -1)],
+                        num_outputs=len(sizes), name=self.ctx.unique_name(name))
+        else:
+            n = ir.Node("", "Split", [x], attributes=[ir.AttrInt64("axis", -1), ir.AttrInt64s("split", list(sizes))],
+                        num_outputs=len(sizes), name=self.ctx.unique_name(name))
+        for o, tag in zip(n.outputs, "qkv"):
+            o.name = self.ctx.unique_name(f"{name}_{tag}")
+            o.type = ir.TensorType(dtype)
+        return n, tuple(n.outputs)
+
+    def add_biases(self, qkv: tuple, bias: ir.Value, sizes: tuple, name: str, dtype) -> tuple:
+        """Adds the packed bias [hq + hk + hv] to q, k, v: (nodes, (q, k, v)). A constant bias is cut into three
+        initializers; a computed one is Split."""
+        nodes, arr = [], const_array(bias)
+        if arr is not None:
+            cuts = np.split(np.asarray(arr).reshape(-1), np.cumsum(sizes)[:-1])
+            parts = [self.ctx.new_initializer(c, f"{bias.name or name}_{t}") for c, t in zip(cuts, "qkv")]
+            self.ctx.maybe_unused.append(bias)
+        else:
+            sp, parts = self.split(bias, sizes, f"{name}/split_bias", dtype)
+            nodes.append(sp)
+        out = []
+        for x, b, tag in zip(qkv, parts, "qkv"):
+            nodes.append(self._node("", "Add", [x, b], [], f"{name}/bias_{tag}", dtype))
+            out.append(nodes[-1].outputs[0])
+        return nodes, tuple(out)
+
+
+def _last_dim(v: Optional[ir.Value]):
+    return None if v is None or v.shape is None or len(v.shape) == 0 else v.shape[-1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,8 +201,6 @@ def check_mha(node: ir.Node) -> tuple:
         return "past_key/past_value inputs (KV cache): AttentionFlash reads no cache", None
     if extra["past_sequence_length"] is not None or extra["cache_indirection"] is not None:
         return "past_sequence_length/cache_indirection inputs (beam search cache): not mapped", None
-    if extra["bias"] is not None:
-        return "bias input (the projections' biases packed into the op): not mapped", None
     reason = _check_type(q, k, v)
     if reason:
         return reason, None
@@ -177,7 +217,85 @@ def check_mha(node: ir.Node) -> tuple:
     h = node.attributes.get_int("num_heads", 0)
     if h <= 0:
         return f"num_heads {h}", None
-    return None, _Plan(q, k, v, causal, _scale_attr(node), "bshd", _dtype(q), heads=(h, h))
+    plan = _Plan(q, k, v, causal, _scale_attr(node), "bshd", _dtype(q), heads=(h, h))
+    bias = extra["bias"]
+    if bias is not None:        # Q + bq, K + bk, V + bv (bias [hq + hk + hv]) before the attention
+        sizes = tuple(_last_dim(x) for x in (q, k, v))
+        if not all(isinstance(d, int) for d in sizes):
+            return "bias input with the query/key/value hidden sizes unknown (run shape inference first)", None
+        if _rank(bias) != 1 or _dtype(bias) not in (None, _dtype(q)):
+            return f"bias input of rank {_rank(bias)} / type {dtype_name(_dtype(bias))}: expected [{sum(sizes)}]", None
+        if isinstance(bias.shape[0], int) and bias.shape[0] != sum(sizes):
+            return f"bias input [{bias.shape[0]}] is not query + key + value hidden sizes {list(sizes)}", None
+
+        def pre(builder: _Builder, name: str):
+            nodes, qkv = builder.add_biases((q, k, v), bias, sizes, name, plan.dtype)
+            return (nodes, *qkv)
+        plan.pre = pre
+    return None, plan
+
+
+def _all_visible(mask: np.ndarray) -> bool:
+    """A constant raw mask_index ([B, S_total], [B, S, S_total] or [B, 1, M, M], 1 = attend) that shows every key."""
+    return mask.ndim >= 2 and bool(np.all(mask != 0))
+
+
+def check_ms_attention(node: ir.Node) -> tuple:
+    """com.microsoft Attention (packed QKV weights) -> (reason, None) or (None, plan): MatMul(input, weights)
+    [+ bias] -> Split -> Reshapes -> AttentionFlash[Causal](bshd) -> Reshape."""
+    x, w, bias, mask = (_present(node, i) for i in range(4))
+    a = node.attributes
+    if _used(node.outputs[1] if len(node.outputs) > 1 else None):
+        return "the present output is used: AttentionFlash writes no KV cache", None
+    if _present(node, 4) is not None:
+        return "past input (KV cache): AttentionFlash reads no cache", None
+    if _present(node, 5) is not None:
+        return "attention_bias input: AttentionFlash takes no additive mask or bias", None
+    if _present(node, 6) is not None:
+        return "past_sequence_length input (KV cache): not mapped", None
+    if a.get_int("do_rotary", 0):
+        return "do_rotary: rotary embedding inside the op is not mapped", None
+    if mask is not None:
+        arr = const_array(mask)
+        if arr is None:
+            return (f"mask_index input ('{mask.name}') is computed at run time (a padding mask): AttentionFlash "
+                    "takes no mask"), None
+        if not _all_visible(np.asarray(arr)):
+            return (f"constant mask_index {list(np.shape(arr))} that hides keys (or key lengths, 1-D): AttentionFlash "
+                    "takes no mask"), None
+    if None not in (_dtype(w), _dtype(x)) and _dtype(w) != _dtype(x):
+        return f"weights are {dtype_name(_dtype(w))}, input is {dtype_name(_dtype(x))}", None
+    dtype = _dtype(x) or _dtype(w)      # the op's schema: one type T (contrib ops' outputs often carry no type)
+    if dtype not in INPUT_TYPES:
+        return f"{dtype_name(dtype)} input: AttentionFlash takes float16, bfloat16 or float32", None
+    if _rank(x) not in (None, 3):       # the op requires [B, S, hidden]
+        return f"input of rank {_rank(x)}: only [B, S, hidden] maps", None
+    h = a.get_int("num_heads", 0)
+    if h <= 0:
+        return f"num_heads {h}", None
+    sizes = tuple(a.get_ints("qkv_hidden_sizes", []) or ())
+    if not sizes:
+        n = _last_dim(w)
+        if not isinstance(n, int) or n % 3:
+            return f"weights' last dimension {n} is not 3 * hidden (and no qkv_hidden_sizes)", None
+        sizes = (n // 3,) * 3
+    if len(sizes) != 3 or sizes[0] != sizes[1] or any(s % h for s in sizes):
+        return f"qkv_hidden_sizes {list(sizes)} with num_heads {h}: Q and K sizes must match and divide by the heads", \
+            None
+    causal = a.get_int("unidirectional", 0) != 0       # no past: Sq == Sk, so top-left == bottom-right
+    plan = _Plan(None, None, None, causal, _scale_attr(node), "bshd", dtype, heads=(h, h))
+
+    def pre(builder: _Builder, name: str):
+        mm = builder._node("", "MatMul", [x, w], [], f"{name}/qkv_proj", dtype)
+        nodes, y = [mm], mm.outputs[0]
+        if bias is not None:
+            nodes.append(builder._node("", "Add", [y, bias], [], f"{name}/qkv_bias", dtype))
+            y = nodes[-1].outputs[0]
+        sp, qkv = builder.split(y, sizes, f"{name}/split_qkv", dtype)
+        nodes.append(sp)
+        return (nodes, *qkv)
+    plan.pre = pre
+    return None, plan
 
 
 def check_onnx_attention(node: ir.Node) -> tuple:
@@ -260,7 +378,7 @@ def check_gqa(node: ir.Node) -> tuple:
 
 
 _SINGLE = {(MS_DOMAIN, "MultiHeadAttention"): check_mha, ("", "Attention"): check_onnx_attention,
-           (MS_DOMAIN, "GroupQueryAttention"): check_gqa}
+           (MS_DOMAIN, "GroupQueryAttention"): check_gqa, (MS_DOMAIN, "Attention"): check_ms_attention}
 
 
 def _apply_single_node(ctx: Context, report: RuleReport, builder: _Builder) -> bool:
@@ -277,8 +395,10 @@ def _apply_single_node(ctx: Context, report: RuleReport, builder: _Builder) -> b
                 report.add_left_alone(node, node.op_type, reason)
                 continue
             new = builder.build(plan, node.name or node.op_type)
+            consts = [v for v in node.inputs if v is not None and v.is_initializer()]   # removal detaches them
             ir.convenience.replace_nodes_and_values(graph, node, [node], new, [node.outputs[0]], [new[-1].outputs[0]])
             report.add_replaced(node)
+            ctx.maybe_unused.extend(consts)
             changed = True
     return changed
 

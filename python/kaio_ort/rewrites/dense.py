@@ -1,0 +1,139 @@
+"""Dense float16 / bfloat16 MatMul with constant weights -> com.kaio MatmulTcAsync / MatmulTcBf16Async.
+
+Opt-in only (``rules=[..., "dense"]``, ``kaio-ort rewrite --dense``): cuBLAS is already good at dense
+GEMMs, so the default rule set leaves ONNX MatMul to ORT.
+
+    MatMul(A [..., M, K], B [..., K, N] constant)          -> MatmulTcAsync(A, B; out_dtype=A's type)
+    MatMul(A, Transpose(W [..., N, K] constant, perm swaps the last two axes))
+                                                           -> MatmulTcAsync(A, W; trans_b=1, out_dtype)
+    (bfloat16: MatmulTcBf16Async.)
+
+Decisions:
+- out_dtype is the operands' type, so no Cast appears; the output keeps MatMul's type and shape
+  (our op broadcasts batch dimensions like ONNX MatMul).
+- B must be a constant (an initializer that is not also a graph input, or a Constant node): the
+  issue asks for "MatMul with constant weights"; activation x activation products (attention
+  scores, which the attention family handles) are left to ORT. Our op would accept them too.
+- A Transpose in front of a constant B is folded into trans_b=1 only when it is trivial (it swaps
+  the last two axes and nothing else); the Transpose stays where something else reads it.
+- Left alone with the reason: float32 / float64 (our ops take float16 / bfloat16 operands), integer
+  MatMuls, unknown types, rank-1 operands (ONNX MatMul's vector cases), unknown A rank.
+- Weights are not read: the rule looks at initializers' types and shapes only (external data stays
+  where it is).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import onnx_ir as ir
+
+from ._common import KAIO_DOMAIN, Context, RuleReport, dtype_name
+
+RULE = "dense"
+OPS = {ir.DataType.FLOAT16: "MatmulTcAsync", ir.DataType.BFLOAT16: "MatmulTcBf16Async"}
+_FLOATS = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
+
+
+def _dtype(v: Optional[ir.Value]) -> Optional[ir.DataType]:
+    return None if v is None or v.type is None else v.type.dtype
+
+
+def _constant(v: ir.Value) -> bool:
+    """A value fixed when the model is built: an initializer that is not a graph input, or a Constant's output."""
+    if v.is_graph_input():
+        return False
+    if v.const_value is not None and v.is_initializer():
+        return True
+    p = v.producer()
+    return p is not None and p.op_type == "Constant" and p.domain == "" and len(p.inputs) == 0
+
+
+def _shape_of(v: ir.Value) -> Optional[tuple]:
+    if v.const_value is not None:
+        return tuple(v.const_value.shape)
+    return None if v.shape is None else tuple(v.shape)
+
+
+def _trivial_transpose(v: ir.Value) -> Optional[ir.Value]:
+    """W when v = Transpose(W constant, perm swapping only the last two axes), else None."""
+    p = v.producer()
+    if p is None or p.op_type != "Transpose" or p.domain != "" or not p.inputs or not _constant(p.inputs[0]):
+        return None
+    w = p.inputs[0]
+    shape = _shape_of(w)
+    if shape is None or len(shape) < 2:
+        return None
+    perm = p.attributes.get_ints("perm", None)
+    r = len(shape)
+    want = list(range(r - 2)) + [r - 1, r - 2]
+    if perm is None:
+        perm = list(range(r))[::-1]          # Transpose's default reverses the axes
+    return w if list(perm) == want else None
+
+
+def check(node: ir.Node) -> tuple:
+    """(reason, None) or (None, (op_type, b, trans_b, dtype)) for one ONNX MatMul."""
+    a, b = node.inputs[0], node.inputs[1]
+    ta, tb = _dtype(a), _dtype(b)
+    t = ta or tb
+    if t is None:
+        return "the element type of A and B is unknown", None
+    if t in _FLOATS:
+        return (f"{dtype_name(t)} operands: MatmulTcAsync takes float16 and MatmulTcBf16Async bfloat16 "
+                "(the model keeps ORT's MatMul)"), None
+    if t not in OPS:
+        return f"{dtype_name(t)} operands: integer MatMul is not mapped", None
+    trans_b, weight = 0, b
+    if not _constant(b):
+        w = _trivial_transpose(b)
+        if w is None:
+            return (f"B ('{b.name}') is not a constant initializer: the dense rule maps MatMuls with constant "
+                    "weights only"), None
+        weight, trans_b = w, 1
+    if _dtype(weight) not in (None, t):
+        return f"B is {dtype_name(_dtype(weight))}, A is {dtype_name(t)}", None
+    rb = _shape_of(weight)
+    ra = None if a.shape is None else len(a.shape)
+    if rb is None or len(rb) < 2:
+        return f"B has rank {None if rb is None else len(rb)}: a vector B (rank 1) is not mapped", None
+    if ra is None:
+        return "the rank of A is unknown (a rank-1 A is a vector product): run shape inference first", None
+    if ra < 2:
+        return "A has rank 1 (a vector product): not mapped", None
+    return None, (OPS[t], weight, trans_b, t)
+
+
+def apply(ctx: Context, report: RuleReport) -> None:
+    """Rewrites every float16 / bfloat16 MatMul with constant weights; fills `report`."""
+    ctx.use_kaio_opset()
+    graph0 = ctx.model.graph
+    if any(n.op_type == "MatMul" and n.domain == "" and n.inputs[0].shape is None
+           for n in ir.traversal.RecursiveGraphIterator(graph0)):
+        from .attention import _infer_shapes    # shared best-effort shape inference
+        _infer_shapes(ctx.model)
+    graphs = [graph0] + [attr.value for node in ir.traversal.RecursiveGraphIterator(graph0)
+                         for attr in node.attributes.values() if attr.type == ir.AttributeType.GRAPH]
+    for graph in graphs:
+        for node in list(graph):
+            if node.op_type != "MatMul" or node.domain != "":
+                continue
+            reason, plan = check(node)
+            if reason is not None:
+                report.add_left_alone(node, "MatMul", reason)
+                continue
+            op_type, weight, trans_b, t = plan
+            attrs = [ir.AttrInt64("out_dtype", int(t))]
+            if trans_b:
+                attrs.append(ir.AttrInt64("trans_b", 1))
+            old_b = node.inputs[1]
+            new = ir.Node(KAIO_DOMAIN, op_type, [node.inputs[0], weight], attributes=attrs,
+                          name=node.name or ctx.unique_name("kaio_dense"))
+            y = node.outputs[0]
+            new.outputs[0].name = ctx.unique_name((y.name or "dense") + "_kaio")
+            new.outputs[0].type, new.outputs[0].shape = y.type, y.shape
+            ir.convenience.replace_nodes_and_values(graph, node, [node], [new], [y], [new.outputs[0]])
+            if trans_b:           # the Transpose goes when nothing else reads it
+                tr = old_b.producer()
+                if tr is not None and not old_b.uses() and not old_b.is_graph_output():
+                    graph.remove(tr, safe=True)
+            report.add_replaced(node)

@@ -8,8 +8,9 @@
 //   static OrtStatus* ComputeCpu(const ErrCtx&, const Attrs&, const InputTensors&, const OutputTensors&);
 //   static OrtStatus* ComputeCuda(..., const CudaLaunch&);           (ops with a CUDA kernel)
 // Resolve is the single place where shapes, types and cross-input rules are checked; it runs at
-// shape inference (dims may be unknown) and again on every Compute with the real shapes, before
-// any output is allocated, so no kernel ever sees inputs that break the contract.
+// shape inference (dims may be unknown), at kernel creation on the graph's declared inputs (so a
+// bad model fails when the session is created) and again on every Compute with the real shapes,
+// before any output is allocated, so no kernel ever sees inputs that break the contract.
 //
 // Only API calls listed in ort_api.cc are made (all exist since API 17), and OrtCustomOp::version
 // is the negotiated version, so the struct is read correctly by older runtimes.
@@ -28,18 +29,16 @@
 namespace kaio {
 
 // The first C API version whose ShapeInferContext_SetOutputTypeShape sets the element type as well
-// as the shape (ORT 1.20). Before it (ORT 1.17-1.19) ORT types a custom op's outputs itself, before
-// our inference runs: an output with one declared type gets it; one with several gets the type of
-// the last input that has several (a guess that is wrong whenever out_dtype differs, e.g.
-// AttentionTc's default float output from float16 inputs, and that the model cannot override).
+// as the shape (ORT 1.20). Before it (ORT 1.17-1.19) the type of an untyped output comes from the
+// model (graph output or value_info), since every registered variant has typed inputs.
 constexpr uint32_t kApiWithOutputTypeInference = 20;
 
 enum class Ep { kCpu, kCuda };
 const char* EpName(Ep ep);
 
-// One formal input or output: its name, the element types it accepts (several -> ORT sees an
-// unconstrained type and our validation checks membership), whether it may be absent (only
-// trailing inputs/outputs may be), and the smallest rank it may have (0: scalars allowed).
+// One formal input or output: its name, the element types it accepts (an input with several is
+// registered once per type: AddOpsToDomain), whether it may be absent (only trailing inputs may
+// be; any optional output), and the smallest rank it may have (0: scalars allowed).
 struct IoSpec {
   const char* name;
   std::vector<DType> types;

@@ -18,7 +18,7 @@ import harness  # noqa: E402
 from kaio_ort.packing import to_matmulnbits  # noqa: E402
 
 GROUP = 128
-SHAPES = [(m, n, k) for m in (1, 16, 128) for n, k in ((4096, 4096), (14336, 4096), (4096, 14336))]
+SHAPES = [(m, n, k) for m in (1, 4, 16, 128) for n, k in ((4096, 4096), (14336, 4096), (4096, 14336))]
 SHAPES += [(2048, 4096, 4096)]
 
 

@@ -1,4 +1,4 @@
-"""MatmulInt4 on the CUDA EP (GEMV regime M <= 16, GEMM regime M > 16) against the float64
+"""MatmulInt4 on the CUDA EP (FMA GEMV M = 1, mma GEMV M <= 16, GEMM regime M > 16) against the float64
 reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloat16 through the
 Cast harness, CUDA-graph replay and repeated runs."""
 import numpy as np
@@ -16,11 +16,17 @@ ONNX_TYPE = {np.float32: 1, np.float16: 10, BF16: 16}
 TOL = {np.float32: 1e-3, np.float16: 2e-3, BF16: 8e-3}
 
 # (lead dims, M, K, N); K as a multiple of the group ("g", "3g") or absolute. Derived from the
-# tiles: the GEMV covers 16 columns per block, 8 warps x 128-k chunks (K = g, 3g: partial chunks,
+# tiles: the FMA GEMV (M = 1) streams 32-k pieces, 32 per warp load (K = g, 3g: one partial load;
+# K = 11008: 11 loads, the last partial; N = 1000: warps with 1 or more columns; K = 60160: A does
+# not fit in shared memory, the mma GEMV takes M = 1); the mma GEMV covers 16 columns per block, 8 warps x 128-k chunks (K = g, 3g: partial chunks,
 # idle warps), M <= 8 (rows 0-7) and 9..16 (both m16 halves); the GEMM covers 64 rows x 64 or
 # 128 columns per block (M = 17, 129: row tails; N odd, 1, not a multiple of 8 or of the tile).
 SHAPES = [
     ((), 1, 4096, 1000),
+    ((), 1, 11008, 40),
+    ((), 1, "3g", 300),
+    ((), 1, 60160, 8),            # A over 227 KB of shared memory: mma GEMV
+    ((), 2, 4096, 72),            # first M on the mma GEMV
     ((), 1, "g", 1),
     ((), 2, "3g", 13),
     ((), 3, "g", 40),
@@ -79,7 +85,7 @@ def test_matmul_int4_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
     assert err <= TOL[out_dtype], f"relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("lead,m,k,n", [((), 1, 4096, 300), ((), 3, "3g", 13), ((), 12, "g", 40),
+@pytest.mark.parametrize("lead,m,k,n", [((), 1, 4096, 300), ((), 1, "3g", 40), ((), 3, "3g", 13), ((), 12, "g", 40),
                                         ((2,), 40, "3g", 33), ((), 129, "g", 72)])
 @pytest.mark.parametrize("group_size", [32, 128])
 @pytest.mark.parametrize("with_zp", [False, True])

@@ -20,7 +20,7 @@ for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do
 done
 cp bench/results/*"${KAIO_COMMIT:0:8}"* "$OUT/" 2>/dev/null   # this run's results only (8 files come back)
 if [[ -n ${KAIO_SANITIZE:-} ]]; then
-  compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
+  timeout ${KAIO_SANITIZE_TIMEOUT:-420} compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
     >"$OUT/memcheck.log" 2>&1; tail -5 "$OUT/memcheck.log"
 fi
 # One summary file to commit under bench/results/: device, commit, test and sanitizer outcomes.

@@ -4,13 +4,7 @@
 # benchmarks and the SASS check, and leaves logs and result files in $OUT.
 # Usage: bash bench/device/gpu_check.sh [pytest -k expression]
 set -uo pipefail
-here=$PWD
-. /tmp/ort-env.sh
-src=/tmp/kaio-src; rm -rf "$src"; mkdir -p "$src"; tar -xf .device/src.tar -C "$src"
-export KAIO_COMMIT=$(cat .device/COMMIT)
-cmake -S "$src" -B /tmp/kaio-build -G Ninja -DONNXRUNTIME_INCLUDE_DIR="$here/.device/ort-include" >"$OUT/build.log" 2>&1 \
-  && ninja -C /tmp/kaio-build >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-export KAIO_ORT_LIBRARY=/tmp/kaio-build/libkaio_ort_ops.so PYTHONPATH=$src/python:$PYTHONPATH
+. bench/device/build_src.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
 cuobjdump -sass "$KAIO_ORT_LIBRARY" | grep -oE "\b(HMMA|HGMMA|IMMA|LDSM|LDGSTS|UTMALDG)[.A-Z0-9]*" | sort | uniq -c > "$OUT/sass_ops.txt"
 cd "$src"

@@ -3,13 +3,7 @@
 # wheel: builds HEAD's source (.device/src.tar), runs tests/test_multi_gpu.py while nvidia-smi samples
 # both GPUs, and leaves a summary file (and logs) in $OUT to commit under bench/results/.
 set -uo pipefail
-here=$PWD
-. /tmp/ort-env.sh
-src=/tmp/kaio-src; rm -rf "$src"; mkdir -p "$src"; tar -xf .device/src.tar -C "$src"
-export KAIO_COMMIT=$(cat .device/COMMIT)
-cmake -S "$src" -B /tmp/kaio-build -G Ninja -DONNXRUNTIME_INCLUDE_DIR="$here/.device/ort-include" >"$OUT/build.log" 2>&1 \
-  && ninja -C /tmp/kaio-build >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-export KAIO_ORT_LIBRARY=/tmp/kaio-build/libkaio_ort_ops.so PYTHONPATH=$src/python:$PYTHONPATH
+. bench/device/build_src.sh
 nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader -lms 200 > "$OUT/smi.csv" &
 smi=$!

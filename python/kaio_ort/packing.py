@@ -343,6 +343,20 @@ def from_matmulnbits(B, scales, zero_points=None, *, K: int, N: int, block_size:
     return Int8Weights(b, sc, zp, 0 if per_channel else block_size)
 
 
+def _kaio_weight_dims(fn: str, b: np.ndarray, bits: int, group_size: int) -> tuple[int, int]:
+    """(K, N) of a weight in KAIO's layout: uint32 [N, K/8] for bits 4 (group 32/64/128), int8 [K, N]
+    for bits 8."""
+    if bits == 4:
+        if b.dtype != np.uint32 or b.ndim != 2:
+            raise _err(fn, f"b must be uint32 [N, K/8] (KAIO INT4) for bits 4, got {b.dtype} {list(b.shape)}")
+        if group_size not in _KAIO_INT4_GROUPS:
+            raise _err(fn, f"group_size must be 32, 64 or 128 for bits 4 (MatmulInt4), got {group_size}")
+        return b.shape[1] * 8, b.shape[0]
+    if b.dtype != np.int8 or b.ndim != 2:
+        raise _err(fn, f"b must be int8 [K, N] for bits 8, got {b.dtype} {list(b.shape)}")
+    return b.shape[0], b.shape[1]
+
+
 def to_matmulnbits(b, scales, zero_points=None, *, group_size: int, bits: int = 4,
                    zero_points_format: str = "auto") -> MatMulNBitsWeights:
     """com.kaio MatmulInt4 / MatmulInt8 (W8A16) weights -> ORT MatMulNBits (from_matmulnbits' inverse).
@@ -371,18 +385,11 @@ def to_matmulnbits(b, scales, zero_points=None, *, group_size: int, bits: int = 
     group_size = _int(fn, "group_size", group_size)
     b = np.asarray(b)
     scales = _float_array(fn, "scales", scales)
+    K, N = _kaio_weight_dims(fn, b, bits, group_size)
     if bits == 4:
-        if b.dtype != np.uint32 or b.ndim != 2:
-            raise _err(fn, f"b must be uint32 [N, K/8] (KAIO INT4) for bits 4, got {b.dtype} {list(b.shape)}")
-        N, K = b.shape[0], b.shape[1] * 8
-        if group_size not in _KAIO_INT4_GROUPS:
-            raise _err(fn, f"group_size must be 32, 64 or 128 for bits 4 (MatmulInt4), got {group_size}")
         _group_multiple(fn, K, group_size, "group_size")
         block_size = group_size
     else:
-        if b.dtype != np.int8 or b.ndim != 2:
-            raise _err(fn, f"b must be int8 [K, N] for bits 8, got {b.dtype} {list(b.shape)}")
-        K, N = b.shape
         if group_size == 0:
             block_size = max(16, _next_pow2(K))
         else:
@@ -518,16 +525,7 @@ def to_gptq(b, scales, zero_points=None, *, group_size: int, bits: int = 4, form
     group_size = _int(fn, "group_size", group_size)
     b = np.asarray(b)
     scales = _float_array(fn, "scales", scales)
-    if bits == 4:
-        if b.dtype != np.uint32 or b.ndim != 2:
-            raise _err(fn, f"b must be uint32 [N, K/8] (KAIO INT4) for bits 4, got {b.dtype} {list(b.shape)}")
-        N, K = b.shape[0], b.shape[1] * 8
-        if group_size not in _KAIO_INT4_GROUPS:
-            raise _err(fn, f"group_size must be 32, 64 or 128 for bits 4 (MatmulInt4), got {group_size}")
-    else:
-        if b.dtype != np.int8 or b.ndim != 2:
-            raise _err(fn, f"b must be int8 [K, N] for bits 8, got {b.dtype} {list(b.shape)}")
-        K, N = b.shape
+    K, N = _kaio_weight_dims(fn, b, bits, group_size)
     if group_size:
         _group_multiple(fn, K, group_size, "group_size")
     if N % f:

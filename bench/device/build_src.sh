@@ -1,0 +1,10 @@
+# Sourced by the device scripts (gpu_check.sh, multi_gpu_check.sh), from the repository root of the
+# carried tree: onnxruntime-gpu's environment, HEAD's source (.device/src.tar) built into
+# /tmp/kaio-build, and KAIO_COMMIT, KAIO_ORT_LIBRARY, PYTHONPATH, src set for what follows.
+here=$PWD
+. /tmp/ort-env.sh
+src=/tmp/kaio-src; rm -rf "$src"; mkdir -p "$src"; tar -xf .device/src.tar -C "$src"
+export KAIO_COMMIT=$(cat .device/COMMIT)
+cmake -S "$src" -B /tmp/kaio-build -G Ninja -DONNXRUNTIME_INCLUDE_DIR="$here/.device/ort-include" >"$OUT/build.log" 2>&1 \
+  && ninja -C /tmp/kaio-build >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+export KAIO_ORT_LIBRARY=/tmp/kaio-build/libkaio_ort_ops.so PYTHONPATH=$src/python:$PYTHONPATH

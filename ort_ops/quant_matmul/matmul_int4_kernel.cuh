@@ -16,9 +16,12 @@
 // makes the halves exactly 1032 + q (f16) / 136 + q (bf16); one HSUB2 gives q exactly, then
 // (q - zp) * scale in the input type (HSUB2 + HMUL2).
 //
-// FMA GEMV regime (M = 1): see MatmulInt4GemvFmaKernel below (coalesced column streams, FFMA).
+// Decode regime (M <= 16, N % 8 == 0): MatmulInt4DecodeKernel below (weights as mma's A operand,
+// coalesced cp.async ring in shared memory); the launcher holds the measurements.
 //
-// GEMV regime (M <= 16, and M = 1 where A does not fit in shared memory): one m16 tile, rows >= M zero (M <= 8 loads only rows 0-7). A block of
+// FMA GEMV regime (M = 1 where the decode kernel does not apply): MatmulInt4GemvFmaKernel below.
+//
+// GEMV regime (M <= 16 where neither applies): one m16 tile, rows >= M zero (M <= 8 loads only rows 0-7). A block of
 // 8 warps owns 16 columns (2 n8 tiles per warp) and splits K between its warps (chunk j goes to
 // warp j % 8); each lane keeps 4 chunks x 2 columns of 16-byte weight loads in flight, loaded
 // with ld.global.nc.L1::no_allocate. A (at most 16 x K, shared by all blocks) is read through
@@ -477,6 +480,150 @@ __device__ __forceinline__ int Swz(int r, int u) { return u ^ (((u >> 3) & 1) <<
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+
+// ---------------------------------------------------------------- decode regime (M <= 16, N % 8 == 0)
+// Swapped operands: the weights are mma's A operand (16 weight columns x 16 k), A's rows (tokens)
+// its B operand (8 tokens per n8 tile, rows >= M read as zero), so M <= 8 costs one mma per
+// 16 columns x 16 k. Block = 4 warps, tile = 16 MW columns x all of K; K goes in stages of 512
+// through a kDecStages-deep cp.async ring in shared memory: per stage the tile's weights (each
+// column's 256 bytes contiguous: 16 lanes copy one column, coalesced), the M real rows of A
+// (512 k) and the stage's scales / zero points (rows of 16 MW contiguous columns: needs N % 8 == 0).
+// Warp w takes k [128 w, +128) of each stage: lane (g, t) reads one 16-byte unit (32 k) of columns
+// g and g + 8 (one LDS.128 each) and the same 32 k of tokens g (+ 8): the fragment mapping of the
+// header with the roles of A and B exchanged. The 4 warps' partial sums are reduced in shared
+// memory at the end of the tile.
+constexpr int kDecWarps = 4, kDecThreads = kDecWarps * 32, kDecKs = 512, kDecStages = 4;
+
+template <int MW, int NT8>
+struct DecLayout {
+  static constexpr int kCols = 16 * MW, kRows = 8 * NT8;
+  static constexpr int kW = kCols * (kDecKs / 2);      // weight bytes per stage
+  static constexpr int kA = kRows * kDecKs * 2;        // A bytes per stage
+  static constexpr int kS = (kDecKs / 32) * kCols * 2;  // scale bytes per stage (group 32 at most rows)
+  static constexpr int kStage = kW + kA + 2 * kS;
+  static constexpr int kSmem = kDecStages * kStage;
+};
+
+template <typename T, int MW, int NT8, bool kZp>
+__global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(MatmulInt4Params p) {
+  using L = DecLayout<MW, NT8>;
+  extern __shared__ uint4 dec_smem[];
+  char* sm = reinterpret_cast<char*>(dec_smem);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * L::kCols;
+  const int k = int(p.k), kw = k >> 3, m = int(p.m);
+  const int lg = __ffs(p.group_size) - 1;
+  const int stages = (k + kDecKs - 1) / kDecKs;
+  const int srows = kDecKs >> lg;  // scale rows per stage
+  const T* a = static_cast<const T*>(p.a);
+  const unsigned short* sc = static_cast<const unsigned short*>(p.scales);
+  const unsigned short* zp = static_cast<const unsigned short*>(p.zero_points);
+
+  auto issue = [&](int s) {
+    char* st = sm + (s % kDecStages) * L::kStage;
+    const int k0 = s * kDecKs;
+    // weights: unit e -> column e >> 4, 16-byte piece e & 15 (32 k); odd columns swizzled by 4 units
+#pragma unroll
+    for (int c = 0; c < L::kW / 16 / kDecThreads; ++c) {
+      const int e = tid + c * kDecThreads, col = e >> 4, pc = e & 15;
+      const int64_t n = n0 + col;
+      const int kk = k0 + 32 * pc;
+      const bool ok = n < p.n && kk < k;
+      CpAsync16(st + col * (kDecKs / 2) + ((pc ^ ((col & 1) << 2)) << 4),
+                ok ? p.b + n * kw + (kk >> 3) : p.b, ok);
+    }
+    // A: the M real rows, 64 units each (Swz layout)
+    char* as = st + L::kW;
+    for (int e = tid; e < m * (kDecKs / 8); e += kDecThreads) {
+      const int r = e >> 6, u = e & 63, kk = k0 + 8 * u;
+      const bool ok = kk < k;
+      CpAsync16(as + r * (kDecKs * 2) + (Swz(r, u) << 4), ok ? a + int64_t(r) * k + kk : a, ok);
+    }
+    // scales (and zero points): srows rows of kCols columns, 2 MW units a row
+    char* ss = as + L::kA;
+    if (tid < srows * 2 * MW) {
+      const int r = tid / (2 * MW), u = tid % (2 * MW);
+      const int64_t gr = (int64_t(k0) >> lg) + r, n = n0 + 8 * u;
+      const bool ok = n < p.n && gr < (k >> lg);
+      const int64_t gi = ok ? gr * p.n + n : 0;
+      CpAsync16(ss + r * (L::kCols * 2) + u * 16, sc + gi, ok);
+      if constexpr (kZp) CpAsync16(ss + L::kS + r * (L::kCols * 2) + u * 16, zp + gi, ok);
+    }
+  };
+
+  float acc[MW][NT8][4] = {};
+#pragma unroll
+  for (int s = 0; s < kDecStages - 1; ++s) {
+    if (s < stages) issue(s);
+    asm volatile("cp.async.commit_group;\n" ::);
+  }
+  for (int s = 0; s < stages; ++s) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kDecStages - 2));
+    __syncthreads();
+    if (s + kDecStages - 1 < stages) issue(s + kDecStages - 1);
+    asm volatile("cp.async.commit_group;\n" ::);
+    const char* st = sm + (s % kDecStages) * L::kStage;
+    const char* as = st + L::kW;
+    const char* ss = as + L::kA;
+    const int kl = 128 * warp + 32 * t;  // this lane's 32 k inside the stage
+    const int gr = kl >> lg;
+    uint4 av[NT8][4];
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt) {
+      const int r = g + 8 * nt;
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        av[nt][i] = r < m ? *reinterpret_cast<const uint4*>(as + r * (kDecKs * 2) + (Swz(r, (kl >> 3) + i) << 4))
+                          : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int mw = 0; mw < MW; ++mw) {
+      const int c0 = 16 * mw + g, c1 = c0 + 8;
+      const int unit = (kl >> 5);
+      const uint4 w0 = *reinterpret_cast<const uint4*>(st + c0 * (kDecKs / 2) + ((unit ^ ((c0 & 1) << 2)) << 4));
+      const uint4 w1 = *reinterpret_cast<const uint4*>(st + c1 * (kDecKs / 2) + ((unit ^ ((c1 & 1) << 2)) << 4));
+      const unsigned short* srow = reinterpret_cast<const unsigned short*>(ss + gr * (L::kCols * 2));
+      const uint32_t s0 = Bcast(srow[c0]), s1 = Bcast(srow[c1]);
+      uint32_t z0 = 0, z1 = 0;
+      if constexpr (kZp) {
+        const unsigned short* zrow = reinterpret_cast<const unsigned short*>(ss + L::kS + gr * (L::kCols * 2));
+        z0 = Bcast(zrow[c0]);
+        z1 = Bcast(zrow[c1]);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        uint32_t x[4], y[4];
+        DequantWord<T, kZp>(Comp(w0, i), s0, z0, x);
+        DequantWord<T, kZp>(Comp(w1, i), s1, z1, y);
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt) {
+          Mma<T>(acc[mw][nt], x[0], y[0], x[1], y[1], av[nt][i].x, av[nt][i].y);
+          Mma<T>(acc[mw][nt], x[2], y[2], x[3], y[3], av[nt][i].z, av[nt][i].w);
+        }
+      }
+    }
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::);
+  __syncthreads();  // the ring is free: reuse it for the cross-warp reduction
+  float* red = reinterpret_cast<float*>(sm);
+  constexpr int kAcc = MW * NT8 * 4;
+#pragma unroll
+  for (int mw = 0; mw < MW; ++mw)
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) red[((warp * kAcc) + (mw * NT8 + nt) * 4 + r) * 32 + lane] = acc[mw][nt][r];
+  __syncthreads();
+  for (int e = tid; e < kAcc * 32; e += kDecThreads) {
+    const int ln = e & 31, idx = e >> 5, r = idx & 3, nt = (idx >> 2) % NT8, mw = (idx >> 2) / NT8;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; ++w) sum += red[(w * kAcc + idx) * 32 + ln];
+    const int64_t col = n0 + 16 * mw + (ln >> 2) + 8 * (r >> 1);
+    const int64_t row = 8 * nt + 2 * (ln & 3) + (r & 1);
+    if (row < p.m && col < p.n) StoreOut<T>(p, row, col, sum);
+  }
 }
 
 template <typename T, int NT, bool kZp>

@@ -52,6 +52,49 @@ bool LaunchFma(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err)
   return true;
 }
 
+// Opts a kernel into more than 48 KB of dynamic shared memory, once per device.
+template <typename K>
+cudaError_t OptInSmem(K kernel, std::atomic<uint64_t>& done, int smem_max) {
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
+  if (bit && (done.load(std::memory_order_relaxed) & bit)) return cudaSuccess;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max);
+  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
+  return err;
+}
+
+// The decode kernel (swapped-operand mma, cp.async ring). Returns false where it does not apply
+// (N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
+template <typename T, int MW, int NT8, bool kZp>
+bool LaunchDecode(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err) {
+  using namespace int4mm;
+  constexpr int smem = DecLayout<MW, NT8>::kSmem;
+  int smem_max = 0, sm_smem = 0;
+  SmemLimits(p.sm, &smem_max, &sm_smem);
+  if (p.n % 8 != 0 || smem > smem_max) return false;
+  static std::atomic<uint64_t> done{0};
+  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, kZp>, done, smem)) != cudaSuccess) return true;
+  const int64_t grid = (p.n + DecLayout<MW, NT8>::kCols - 1) / DecLayout<MW, NT8>::kCols;
+  MatmulInt4DecodeKernel<T, MW, NT8, kZp><<<unsigned(grid), kDecThreads, smem, stream>>>(p);
+  *err = cudaGetLastError();
+  return true;
+}
+
+// Decode variants: M <= 8 one token tile and 16 columns a block, M = 9..16 two token tiles and 32
+// columns a block (each A fragment feeds two weight tiles: half the A traffic per weight).
+// Measured on H100 (standalone harness, CUDA-graph replay, f16, group 128, cold weights, us;
+// decode MW x NT8 vs the kernel it replaced):
+//   M = 1:  4096^2 6.95 (1x1) vs FMA GEMV 7.46; 14336x4096 16.4 vs 18.9; 4096x14336 18.6 vs 21.6
+//   M = 4:  4096^2 7.07 vs mma GEMV 8.18; 14336x4096 16.7 vs 25.1;  M = 8: 4096^2 7.54 vs 8.12
+//   M = 16: 4096^2 8.85 (2x2; 1x2 9.33) vs 10.0; 14336x4096 22.9 (1x2 31.6) vs 33.2; 4096x14336 26.1 vs 29.5
+//   (a plain coalesced read of the weights alone: 4.2 us at 4096^2, 11.2 us at 14336x4096).
+// Small N loses a little (3x1000x4096: 5.68 vs 5.42 us) and stays on the decode kernel for simplicity.
+// The FMA and mma GEMVs remain for N % 8 != 0 and where the decode ring does not fit.
+constexpr int kDecMw16 = 2;
+constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GEMV)
+
 template <typename T, bool kZp>
 cudaError_t Launch(const MatmulInt4Params& p, cudaStream_t stream) {
   using namespace int4mm;
@@ -61,7 +104,10 @@ cudaError_t Launch(const MatmulInt4Params& p, cudaStream_t stream) {
   // 1x4096x14336 22.1 vs 23.6, 1x11008x4096 16.8 vs 20.6, 1x1000x4096 4.4 vs 5.7. At M = 2 and 4 the
   // FFMA work (one FFMA per weight and row, plus the f32 conversion) makes it issue-bound and slower
   // (2x4096x4096 9.8 vs 8.3 us, 4x4096x4096 17.0 vs 8.3), so M >= 2 stays on the mma GEMV.
+  if (p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kZp>(p, stream, &err)) return err;
   if (p.m == 1 && LaunchFma<T, 1, kZp>(p, stream, &err)) return err;
+  if (p.m > 1 && p.m <= 8 && LaunchDecode<T, 1, 1, kZp>(p, stream, &err)) return err;
+  if (p.m > 8 && p.m <= 16 && LaunchDecode<T, kDecMw16, 2, kZp>(p, stream, &err)) return err;
   if (p.m <= 16) {
     const dim3 grid(static_cast<unsigned>((p.n + kGemvCols - 1) / kGemvCols));
     if (p.m <= 8)

@@ -140,3 +140,18 @@ def assert_same_outputs(original, rewritten, tol=1e-2, feeds=None):
 
 def assert_graph_outputs_unchanged(original, rewritten):
     assert [(o.name, o.type) for o in original.graph.output] == [(o.name, o.type) for o in rewritten.graph.output]
+
+
+def rewrite_checked(model, rules=None, **kw):
+    """rewrite_model plus what every rewrite must keep: the result passes onnx.checker, the graph
+    outputs keep their names, types and shapes, and rewriting it again changes nothing (identical
+    bytes, nothing replaced). Returns (rewritten model, report)."""
+    from kaio_ort.rewrites import rewrite_model
+
+    out, report = rewrite_model(model, rules=rules, **kw)
+    onnx.checker.check_model(out)
+    assert_graph_outputs_unchanged(model, out)
+    again, report2 = rewrite_model(out, rules=rules, **kw)
+    assert again.SerializeToString() == out.SerializeToString()
+    assert not any(report2.replaced.values()), report2.replaced
+    return out, report

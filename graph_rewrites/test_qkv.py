@@ -4,12 +4,11 @@ Q/K/V MatMuls (GQA-sized: Nq 128, Nk = Nv 32) quantized by ORT's quantizer, rewr
 families: node counts and op types, inputs of the fused node, numerics against the original on
 the CPU EP, idempotency, and the exact reason for every group left alone."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from kaio_ort.rewrites import LeftAlone, rewrite_model
-from rw_models import (add_bias, assert_graph_outputs_unchanged, assert_same_outputs, ops, qkv, quantize, rng)
+from rw_models import add_bias, assert_same_outputs, ops, qkv, quantize, rewrite_checked, rng
 
 NAMES = ("q_proj_Q4", "k_proj_Q4", "v_proj_Q4")
 
@@ -20,13 +19,7 @@ def _fused(model):
 
 
 def _rewrite_checked(model):
-    out, report = rewrite_model(model)
-    onnx.checker.check_model(out)
-    assert_graph_outputs_unchanged(model, out)
-    again, report2 = rewrite_model(out)
-    assert again.SerializeToString() == out.SerializeToString()
-    assert report2.replaced == {"matmulnbits": 0, "qkv": 0, "attention": 0}
-    return out, report
+    return rewrite_checked(model)
 
 
 @pytest.mark.parametrize("bs", [32, 128])

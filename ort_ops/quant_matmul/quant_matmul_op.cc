@@ -27,6 +27,27 @@ struct QuantGeometry {
   int64_t n = 0;
 };
 
+// The weight-only modes' group parameters (scales, optional zero points, both in A's type) and
+// out_dtype (float or A's type), shared by MatmulInt4 and MatmulInt8 W8A16.
+OrtStatus* CheckGroupParamsAndOut(const ErrCtx& c, const TensorInfos& in, int64_t groups, int64_t n, bool per_channel,
+                                  DType out_dtype) {
+  KAIO_RETURN_IF_ERROR(
+      CheckGroupTensor(c, kScales, "scales", in[kScales], "A", in[kA].type, groups, n, per_channel));
+  if (in[kZeroPoints].present)
+    KAIO_RETURN_IF_ERROR(
+        CheckGroupTensor(c, kZeroPoints, "zero_points", in[kZeroPoints], "A", in[kA].type, groups, n, per_channel));
+  return CheckOutDTypeFloatOr(c, out_dtype, "A", in[kA].type);
+}
+
+// Y's type and shape once an op's Geometry accepted the inputs.
+template <class Op>
+OrtStatus* ResolveQuantMatmul(const ErrCtx& c, const typename Op::Attrs& at, const TensorInfos& in, TensorInfos* out) {
+  QuantGeometry g;
+  KAIO_RETURN_IF_ERROR(Op::Geometry(c, at, in, &g));
+  (*out)[0] = {true, at.out_dtype, g.a.OutShape(g.n)};
+  return nullptr;
+}
+
 struct MatmulInt4Op {
   static constexpr const char* kName = "MatmulInt4";
   struct Attrs {
@@ -51,19 +72,11 @@ struct MatmulInt4Op {
     KAIO_RETURN_IF_ERROR(ResolveActivation(c, kA, "A", in[kA], &g->a));
     KAIO_RETURN_IF_ERROR(CheckGroupDivides(c, kA, "A", g->a.k, at.group_size));
     KAIO_RETURN_IF_ERROR(ResolveInt4Weight(c, kB, "B_packed", in[kB], g->a.k, &g->n));
-    const int64_t groups = GroupCount(g->a.k, at.group_size);
-    KAIO_RETURN_IF_ERROR(CheckGroupTensor(c, kScales, "scales", in[kScales], "A", in[kA].type, groups, g->n, false));
-    if (in[kZeroPoints].present)
-      KAIO_RETURN_IF_ERROR(
-          CheckGroupTensor(c, kZeroPoints, "zero_points", in[kZeroPoints], "A", in[kA].type, groups, g->n, false));
-    return CheckOutDTypeFloatOr(c, at.out_dtype, "A", in[kA].type);
+    return CheckGroupParamsAndOut(c, in, GroupCount(g->a.k, at.group_size), g->n, false, at.out_dtype);
   }
 
   static OrtStatus* Resolve(const ErrCtx& c, const Attrs& at, const TensorInfos& in, TensorInfos* out) {
-    QuantGeometry g;
-    KAIO_RETURN_IF_ERROR(Geometry(c, at, in, &g));
-    (*out)[0] = {true, at.out_dtype, g.a.OutShape(g.n)};
-    return nullptr;
+    return ResolveQuantMatmul<MatmulInt4Op>(c, at, in, out);
   }
 
   static OrtStatus* ComputeCpu(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out) {
@@ -147,21 +160,12 @@ struct MatmulInt8Op {
     }
     KAIO_RETURN_IF_ERROR(CheckGroupDivides(c, kA, "A", g->a.k, at.group_size));
     KAIO_RETURN_IF_ERROR(ResolveInt8Weight(c, kB, "B", in[kB], g->a.k, &g->n));
-    const int64_t groups = GroupCount(g->a.k, at.group_size);
-    const bool per_channel = at.group_size == 0;
-    KAIO_RETURN_IF_ERROR(
-        CheckGroupTensor(c, kScales, "scales", in[kScales], "A", in[kA].type, groups, g->n, per_channel));
-    if (in[kZeroPoints].present)
-      KAIO_RETURN_IF_ERROR(CheckGroupTensor(c, kZeroPoints, "zero_points", in[kZeroPoints], "A", in[kA].type, groups,
-                                            g->n, per_channel));
-    return CheckOutDTypeFloatOr(c, at.out_dtype, "A", in[kA].type);
+    return CheckGroupParamsAndOut(c, in, GroupCount(g->a.k, at.group_size), g->n, at.group_size == 0,
+                                  at.out_dtype);
   }
 
   static OrtStatus* Resolve(const ErrCtx& c, const Attrs& at, const TensorInfos& in, TensorInfos* out) {
-    QuantGeometry g;
-    KAIO_RETURN_IF_ERROR(Geometry(c, at, in, &g));
-    (*out)[0] = {true, at.out_dtype, g.a.OutShape(g.n)};
-    return nullptr;
+    return ResolveQuantMatmul<MatmulInt8Op>(c, at, in, out);
   }
 
   // W8A8: exact int64 sums of int8 products, then one multiplication by the scale in double.

@@ -105,10 +105,11 @@ def run_meta() -> dict:
 
 @dataclass
 class Row:
-    """One shape: our op next to ORT's, with the floor."""
+    """One shape: our op next to ORT's, with the floor. kaio / ort None: that op failed for the
+    shape (its numbers are None in the summary)."""
     case: str
-    kaio: dict
-    ort: dict
+    kaio: dict | None
+    ort: dict | None
     flops: float
     bytes: float
     extra: dict = field(default_factory=dict)
@@ -118,12 +119,16 @@ class Row:
         return max(self.flops / F16_TENSOR_FLOPS, self.bytes / HBM_BYTES_PER_S) * 1e6
 
     def summary(self) -> dict:
-        k, o = self.kaio["median_us"], self.ort["median_us"]
-        return {"case": self.case, "kaio_us": round(k, 2), "ort_us": round(o, 2),
-                "kaio_vs_ort": round(o / k, 3),  # > 1: we are faster
-                "kaio_tflops": round(self.flops / k / 1e6, 1) if self.flops else None,
-                "ort_tflops": round(self.flops / o / 1e6, 1) if self.flops else None,
-                "floor_us": round(self.floor_us, 2), "kaio_over_floor": round(k / self.floor_us, 2), **self.extra}
+        k = self.kaio["median_us"] if self.kaio else None
+        o = self.ort["median_us"] if self.ort else None
+        return {"case": self.case, "kaio_us": None if k is None else round(k, 2),
+                "ort_us": None if o is None else round(o, 2),
+                "kaio_vs_ort": round(o / k, 3) if k and o else None,  # > 1: we are faster
+                "kaio_tflops": round(self.flops / k / 1e6, 1) if self.flops and k else None,
+                "ort_tflops": round(self.flops / o / 1e6, 1) if self.flops and o else None,
+                "floor_us": round(self.floor_us, 2),
+                "kaio_over_floor": None if k is None else round(k / self.floor_us, 2),
+                **self.extra}
 
 
 def write_results(name: str, rows: list[Row], title: str, notes: str = "") -> Path:
@@ -152,8 +157,8 @@ def write_results(name: str, rows: list[Row], title: str, notes: str = "") -> Pa
 
         fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.4), 4))
         x = np.arange(len(rows))
-        ax.bar(x - 0.2, [s["kaio_us"] / s["floor_us"] for s in summaries], 0.4, label="kaio_ort")
-        ax.bar(x + 0.2, [s["ort_us"] / s["floor_us"] for s in summaries], 0.4, label="ORT")
+        ax.bar(x - 0.2, [(s["kaio_us"] or 0) / s["floor_us"] for s in summaries], 0.4, label="kaio_ort")
+        ax.bar(x + 0.2, [(s["ort_us"] or 0) / s["floor_us"] for s in summaries], 0.4, label="ORT")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(x, [s["case"] for s in summaries], rotation=20, fontsize=8)
         ax.set_ylabel("device time / floor (lower is better)")

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "attention/attention_geometry.h"
+#include "attention/attention_params.h"
 #include "common/cpu_convert.h"
 #include "common/custom_op.h"
 #include "common/shape_match.h"
@@ -158,6 +159,53 @@ struct AttentionOp {
     if (want_lse) StoreDouble(lse.data(), static_cast<int64_t>(lse.size()), out[1]);
     return nullptr;
   }
+
+#ifdef KAIO_WITH_CUDA
+  // The CUDA kernels take float16 and bfloat16; a float32 node stays on the CPU EP.
+  static std::vector<IoSpec> CudaInputs() {
+    const std::vector<DType> t{kF16, kBF16};
+    return {{"Q", t, false, 2}, {"K", t, false, 2}, {"V", t, false, 2}};
+  }
+
+  static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
+                                const CudaLaunch& launch) {
+    static_assert(kFlash, "AttentionTc's CUDA kernel is not built yet");
+    AttentionGeometry g;
+    KAIO_RETURN_IF_ERROR(ResolveAttention(c, in[0], in[1], in[2], 0, at.layout, kFlash, &g));
+    AttentionFlashParams p;
+    p.q = in[0].data;
+    p.k = in[1].data;
+    p.v = in[2].data;
+    p.o = out[0].data;
+    p.lse = out.size() > 1 && out[1].present ? static_cast<float*>(out[1].data) : nullptr;
+    p.in_type = in[0].type == kF16 ? AttentionElem::kF16 : AttentionElem::kBF16;
+    p.out_f32 = at.out_dtype == kF32;
+    p.causal = kCausal;
+    p.batch = g.batch_count();
+    p.hq = g.hq;
+    p.hkv = g.hkv;
+    p.sq = g.sq;
+    p.sk = g.sk;
+    p.d = g.d;
+    p.dv = g.dv;
+    auto strides = [](const RowIndexer& r) { return AttentionStrides{r.batch_stride, r.head_stride, r.row_stride}; };
+    p.q_str = strides(g.q_rows);
+    p.k_str = strides(g.k_rows);
+    p.v_str = strides(g.v_rows);
+    p.o_str = strides(g.o_rows);
+    p.scale = static_cast<float>(EffectiveScale(at, g.d));
+    p.sm = launch.sm;
+    p.sm_count = launch.sm_count;
+    CudaScratch workspace;
+    KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashWorkspaceBytes(p)));
+    const int e = RunAttentionFlash(p, workspace.data(), launch.stream);
+    if (e == -1)
+      return InputError(c, 0, "Q", "batch (", p.batch, ") and head count (", p.hq,
+                        ") must each be at most 65535 on CUDA");
+    if (e) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    return nullptr;
+  }
+#endif
 };
 
 struct AttentionFlashGradOp {
@@ -224,6 +272,10 @@ void AddAttentionOps(OpList& list) {
   AddCpuOp<AttentionOp<AttentionKernel::kFlash, false>>(list);
   AddCpuOp<AttentionOp<AttentionKernel::kFlash, true>>(list);
   AddCpuOp<AttentionFlashGradOp>(list);
+#ifdef KAIO_WITH_CUDA
+  AddCudaOp<AttentionOp<AttentionKernel::kFlash, false>>(list);
+  AddCudaOp<AttentionOp<AttentionKernel::kFlash, true>>(list);  // AttentionTc* and the gradient: not yet
+#endif
 }
 
 }  // namespace kaio

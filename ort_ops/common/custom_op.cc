@@ -359,7 +359,34 @@ OrtStatus* CheckCudaDeviceAtCreation(const ErrCtx& c) {
   return nullptr;
 }
 
+CudaScratch::~CudaScratch() {
+  if (data_) {
+    if (OrtStatus* st = Api().AllocatorFree(allocator_, data_)) Api().ReleaseStatus(st);
+  }
+  if (allocator_) Api().ReleaseAllocator(allocator_);
+}
+
+OrtStatus* CudaScratch::Allocate(const CudaLaunch& launch, const ErrCtx& c, size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const OrtApi& api = Api();
+  OrtMemoryInfo* info = nullptr;
+  OrtStatus* st = api.CreateMemoryInfo("Cuda", OrtArenaAllocator, launch.device, OrtMemTypeDefault, &info);
+  if (!st) {
+    st = api.KernelContext_GetAllocator(launch.ctx, info, &allocator_);
+    api.ReleaseMemoryInfo(info);
+  }
+  if (!st) st = api.AllocatorAlloc(allocator_, bytes, &data_);
+  if (st) {
+    OrtStatus* err = OpError(ORT_FAIL, c, "could not get ", bytes, " bytes of CUDA scratch memory from ORT: ",
+                             api.GetErrorMessage(st));
+    api.ReleaseStatus(st);
+    return err;
+  }
+  return nullptr;
+}
+
 OrtStatus* PrepareCuda(OrtKernelContext* ctx, const ErrCtx& c, CudaLaunch* launch) {
+  launch->ctx = ctx;
   KAIO_RETURN_IF_ERROR(Api().KernelContext_GetGPUComputeStream(ctx, &launch->stream));
   // ORT's CUDA EP makes the session's device current on the thread that runs the kernel.
   cudaError_t e = cudaGetDevice(&launch->device);

@@ -75,6 +75,24 @@ struct CudaLaunch {
   int device = 0;
   int sm = 0;                // compute capability, major * 10 + minor
   int sm_count = 0;
+  OrtKernelContext* ctx = nullptr;  // for CudaScratch
+};
+
+// Device scratch memory from the session's CUDA allocator for one Compute. It is released when
+// Compute returns, after the kernels using it were queued on ORT's stream: ORT's allocator hands
+// such memory only to work queued later on that stream (how ORT's own CUDA kernels use scratch).
+class CudaScratch {
+ public:
+  CudaScratch() = default;
+  CudaScratch(const CudaScratch&) = delete;
+  CudaScratch& operator=(const CudaScratch&) = delete;
+  ~CudaScratch();
+  OrtStatus* Allocate(const CudaLaunch& launch, const ErrCtx& c, size_t bytes);  // bytes == 0: nothing
+  void* data() const { return data_; }
+
+ private:
+  OrtAllocator* allocator_ = nullptr;
+  void* data_ = nullptr;
 };
 
 // Validation shared by all ops: dtypes in IoSpec::types, required inputs present, ranks.
@@ -130,6 +148,19 @@ OrtStatus* AllocateOutputs(OrtKernelContext* ctx, const ErrCtx& c, const std::ve
 OrtStatus* PrepareCuda(OrtKernelContext* ctx, const ErrCtx& c, CudaLaunch* launch);
 OrtStatus* CheckCudaDeviceAtCreation(const ErrCtx& c);
 
+// The inputs an op declares to ORT for one EP: Op::CudaInputs() where a CUDA kernel takes fewer
+// types than the CPU one (ORT then places a node of another type on the CPU EP), else Op::Inputs().
+template <class Op, class = void>
+struct HasCudaInputs : std::false_type {};
+template <class Op>
+struct HasCudaInputs<Op, std::void_t<decltype(Op::CudaInputs())>> : std::true_type {};
+
+template <class Op, Ep kEp>
+std::vector<IoSpec> RegisteredInputs() {
+  if constexpr (kEp == Ep::kCuda && HasCudaInputs<Op>::value) return Op::CudaInputs();
+  else return Op::Inputs();
+}
+
 template <class Op, Ep kEp>
 class OpKernel final : public KernelBase {
  public:
@@ -137,9 +168,9 @@ class OpKernel final : public KernelBase {
 
   OrtStatus* Compute(OrtKernelContext* ctx) override {
     InputTensors in;
-    KAIO_RETURN_IF_ERROR(GatherInputs(ctx, Op::Inputs(), &in));
+    KAIO_RETURN_IF_ERROR(GatherInputs(ctx, RegisteredInputs<Op, kEp>(), &in));
     TensorInfos in_infos(in.begin(), in.end());
-    KAIO_RETURN_IF_ERROR(CheckDeclaredTypes(err_, Op::Inputs(), in_infos, true));
+    KAIO_RETURN_IF_ERROR(CheckDeclaredTypes(err_, RegisteredInputs<Op, kEp>(), in_infos, true));
     TensorInfos out_infos(Op::Outputs().size());
     KAIO_RETURN_IF_ERROR(Op::Resolve(err_, attrs_, in_infos, &out_infos));
     OutputTensors out;
@@ -161,7 +192,7 @@ class OpKernel final : public KernelBase {
 template <class Op, Ep kEp>
 class OpRegistration final : public CustomOpBase {
  public:
-  OpRegistration() : CustomOpBase(Op::kName, kEp, Op::Inputs(), Op::Outputs()) {}
+  OpRegistration() : CustomOpBase(Op::kName, kEp, RegisteredInputs<Op, kEp>(), Op::Outputs()) {}
 
  protected:
   OrtStatus* NewKernel(const OrtKernelInfo* info, void** kernel) const override {
@@ -173,9 +204,9 @@ class OpRegistration final : public CustomOpBase {
     // validated here too: a model that breaks a rule fails at session creation, naming the node.
     TensorInfos in;
     bool rank_unknown = false;
-    KAIO_RETURN_IF_ERROR(ReadInputInfos(info, Op::Inputs(), &in, &rank_unknown));
+    KAIO_RETURN_IF_ERROR(ReadInputInfos(info, RegisteredInputs<Op, kEp>(), &in, &rank_unknown));
     if (!rank_unknown) {
-      KAIO_RETURN_IF_ERROR(CheckDeclaredTypes(err, Op::Inputs(), in, false));
+      KAIO_RETURN_IF_ERROR(CheckDeclaredTypes(err, RegisteredInputs<Op, kEp>(), in, false));
       TensorInfos out(Op::Outputs().size());
       KAIO_RETURN_IF_ERROR(Op::Resolve(err, attrs, in, &out));
     }

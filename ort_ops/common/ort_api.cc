@@ -18,7 +18,7 @@ uint32_t g_version = 0;
 // ReleaseTensorTypeAndShapeInfo, CreateTensorTypeAndShapeInfo, SetTensorElementType,
 // SetDimensions, ShapeInferContext_* (17), ReadOpAttr (17), AllocatorAlloc, AllocatorFree,
 // ReleaseAllocator, KernelInfo_GetInputCount (14), KernelInfo_GetInputTypeInfo (14),
-// CastTypeInfoToTensorInfo, ReleaseTypeInfo.
+// CastTypeInfoToTensorInfo, ReleaseTypeInfo, CreateMemoryInfo (1), ReleaseMemoryInfo (1).
 OrtStatus* NegotiateOrtApi(const OrtApiBase* base) {
   // ORT 1.x offers C API versions 1..x (and logs every refused GetApi), so start at the
   // runtime's minor version when its version string says "1.<minor>...".

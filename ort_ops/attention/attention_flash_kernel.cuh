@@ -1,0 +1,280 @@
+// FlashAttention-2 forward with mma.sync m16n8k16 (sm_80+).
+//
+// Block = 4 warps and a tile of 64 query rows of one (batch, head); each warp owns 16 rows. The
+// block walks the K/V sequence in tiles of kBlockN keys through a two-stage cp.async ring (tile
+// t + 1 loads while tile t is computed). Per tile a warp computes S = Q K^T (ldmatrix from shared
+// memory), masks it (keys past Sk, the bottom-right causal triangle), updates its rows' running
+// max and sum (online softmax in base 2, scale * log2(e) folded into the scores), and adds
+// P V to its f32 output accumulators, P going from the S accumulators to mma's A operand in
+// registers. Nothing of size Sq x Sk is ever stored.
+//
+// kD is the head dim rounded up to a supported tile width (32, 64, 96, 128, 256); the real D and
+// Dv may be smaller: columns past them are zero-filled on load and never stored. Rows past Sq/Sk
+// are zero-filled too, so any shape works. Split-KV (flash-decoding): with splits > 1 each block
+// takes one slice of the K/V tiles and writes its normalised partial O and LSE to a workspace;
+// AttentionCombineKernel merges the slices.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "attention/attention_params.h"
+#include "common/ptx.cuh"
+
+namespace kaio {
+namespace attention_flash {
+
+constexpr int kWarps = 4, kThreads = kWarps * 32, kBlockM = 64;
+constexpr int kPad = 8;  // halves of padding per shared row: ldmatrix rows hit distinct banks
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+template <int kD>
+struct Tiles {
+  static constexpr int kBlockN = kD > 128 ? 32 : 64;  // keeps the 256-wide tiles within registers
+  static constexpr int kLd = kD + kPad;
+  static constexpr int kQElems = kBlockM * kLd, kKVElems = kBlockN * kLd;
+  static constexpr int kSmemBytes = (kQElems + 4 * kKVElems) * 2;  // Q + two stages of K and V
+};
+
+// Where split-KV blocks put their slices: o [split][row][Dv] (normalised), lse [split][row],
+// row = (b * Hq + h) * Sq + i. splits == 1: no workspace, blocks write O and LSE directly.
+struct SplitKv {
+  float* o = nullptr;
+  float* lse = nullptr;
+  int splits = 1;
+};
+
+// Rows [row0, row0 + kRows) of one head's matrix (row stride `ld` elements, `rows` valid rows,
+// `cols` valid columns) into a shared tile of kRows x kD (row stride kD + kPad), zero-filled
+// outside. vec: 16-byte cp.async (cols % 8 == 0, 16-byte aligned rows); else element loads.
+template <typename T, int kD, int kRows>
+__device__ __forceinline__ void LoadTile(T* tile, const T* base, int64_t ld, int64_t row0, int64_t rows, int64_t cols,
+                                         bool vec) {
+  constexpr int kChunks = kD / 8, kLd = kD + kPad;
+#pragma unroll
+  for (int i = 0; i < (kRows * kChunks + kThreads - 1) / kThreads; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= kRows * kChunks) break;
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    T* dst = tile + r * kLd + col;
+    const int64_t row = row0 + r;
+    if (vec) {
+      const bool in = row < rows && col < cols;
+      ptx::CpAsync16(dst, in ? base + row * ld + col : base, in);
+    } else {
+      uint16_t h[8];
+      const uint16_t* src = reinterpret_cast<const uint16_t*>(base + (row < rows ? row * ld : 0) + col);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) h[i] = row < rows && col + i < cols ? src[i] : 0;
+      *reinterpret_cast<uint4*>(dst) = make_uint4(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16),
+                                                  h[4] | (uint32_t(h[5]) << 16), h[6] | (uint32_t(h[7]) << 16));
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void StoreOut(void* o, int64_t idx, float v, bool out_f32) {
+  if (out_f32) static_cast<float*>(o)[idx] = v;
+  else if constexpr (std::is_same<T, __half>::value) static_cast<__half*>(o)[idx] = __float2half_rn(v);
+  else static_cast<__nv_bfloat16*>(o)[idx] = __float2bfloat16_rn(v);
+}
+
+template <typename T, int kD>
+__global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashParams p, SplitKv split, bool vec) {
+  using Tl = Tiles<kD>;
+  constexpr int kN = Tl::kBlockN, kLd = Tl::kLd, kSN = kN / 8, kON = kD / 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sq = reinterpret_cast<T*>(smem);
+  T* sk = sq + Tl::kQElems;        // stages 0, 1
+  T* sv = sk + 2 * Tl::kKVElems;   // stages 0, 1
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
+  const int64_t q_tile = blockIdx.x % q_tiles, split_index = blockIdx.x / q_tiles;
+  const int64_t h = blockIdx.y, b = blockIdx.z, kvh = h / (p.hq / p.hkv);
+  const int64_t m0 = q_tile * kBlockM;
+  const T* Q = static_cast<const T*>(p.q) + b * p.q_str.batch + h * p.q_str.head;
+  const T* K = static_cast<const T*>(p.k) + b * p.k_str.batch + kvh * p.k_str.head;
+  const T* V = static_cast<const T*>(p.v) + b * p.v_str.batch + kvh * p.v_str.head;
+  const int64_t diag = p.sk - p.sq;  // causal: query i sees keys j <= i + diag
+
+  // The K/V tiles this block visits: all keys any of its rows sees, then this split's slice.
+  const int64_t kv_end = p.causal ? max(int64_t(0), min(p.sk, m0 + kBlockM + diag)) : p.sk;
+  const int64_t n_tiles = (kv_end + kN - 1) / kN;
+  int64_t t_begin = 0, t_end = n_tiles;
+  if (split.splits > 1) {
+    const int64_t per = (n_tiles + split.splits - 1) / split.splits;
+    t_begin = min(n_tiles, split_index * per);
+    t_end = min(n_tiles, t_begin + per);
+  }
+
+  const int64_t warp_row0 = m0 + warp * 16;
+  const bool warp_active = warp_row0 < p.sq;
+  const int64_t warp_key_end = p.causal ? warp_row0 + 16 + diag : p.sk;  // keys past it: masked for all 16 rows
+  const int64_t row_a = warp_row0 + (lane >> 2);                       // this thread's rows: row_a, row_a + 8
+  const float scale_log2 = p.scale * kLog2e;
+
+  float o_acc[kON][4];
+#pragma unroll
+  for (int n = 0; n < kON; ++n) o_acc[n][0] = o_acc[n][1] = o_acc[n][2] = o_acc[n][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+
+  if (t_begin < t_end) {
+    LoadTile<T, kD, kBlockM>(sq, Q, p.q_str.row, m0, p.sq, p.d, vec);
+    LoadTile<T, kD, kN>(sk, K, p.k_str.row, t_begin * kN, p.sk, p.d, vec);
+    LoadTile<T, kD, kN>(sv, V, p.v_str.row, t_begin * kN, p.sk, p.dv, vec);
+    ptx::CpAsyncCommit();
+  }
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    const int stage = static_cast<int>((t - t_begin) & 1);
+    if (t + 1 < t_end) {
+      LoadTile<T, kD, kN>(sk + (stage ^ 1) * Tl::kKVElems, K, p.k_str.row, (t + 1) * kN, p.sk, p.d, vec);
+      LoadTile<T, kD, kN>(sv + (stage ^ 1) * Tl::kKVElems, V, p.v_str.row, (t + 1) * kN, p.sk, p.dv, vec);
+      ptx::CpAsyncCommit();
+      ptx::CpAsyncWait<1>();
+    } else {
+      ptx::CpAsyncWait<0>();
+    }
+    __syncthreads();
+    const int64_t n0 = t * kN;
+    if (warp_active && n0 < warp_key_end) {
+      const T* k_tile = sk + stage * Tl::kKVElems;
+      const T* v_tile = sv + stage * Tl::kKVElems;
+      // S = Q K^T for the warp's 16 rows x kN keys.
+      float s[kSN][4];
+#pragma unroll
+      for (int n = 0; n < kSN; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kD / 16; ++kk) {
+        uint32_t a[4];
+        ptx::LdMatrixX4(a, sq + (warp * 16 + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int j = 0; j < kN / 16; ++j) {
+          uint32_t bk[4];
+          ptx::LdMatrixX4(bk, k_tile + (j * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8);
+          ptx::Mma16816<T>(s[2 * j], a, bk);
+          ptx::Mma16816<T>(s[2 * j + 1], a, bk + 2);
+        }
+      }
+      // Scale into base-2 logits; mask keys past Sk and, causal, past each row's diagonal.
+      const bool masked = n0 + kN > p.sk || (p.causal && n0 + kN - 1 > warp_row0 + diag);
+      float tile_max[2] = {row_max[0], row_max[1]};
+#pragma unroll
+      for (int n = 0; n < kSN; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[n][e] * scale_log2;
+          if (masked) {
+            const int64_t key = n0 + n * 8 + (lane & 3) * 2 + (e & 1);
+            const int64_t row = row_a + (e >> 1) * 8;
+            if (key >= p.sk || (p.causal && key > row + diag)) x = -INFINITY;
+          }
+          s[n][e] = x;
+          tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
+        }
+      float base[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+        base[r] = tile_max[r] == -INFINITY ? 0.f : tile_max[r];  // a row that has seen no key yet
+        const float corr = exp2f(row_max[r] - base[r]);
+        row_max[r] = tile_max[r];
+        row_sum[r] *= corr;
+#pragma unroll
+        for (int n = 0; n < kON; ++n) {
+          o_acc[n][2 * r] *= corr;
+          o_acc[n][2 * r + 1] *= corr;
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kSN; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[n][e] = exp2f(s[n][e] - base[e >> 1]);
+          row_sum[e >> 1] += s[n][e];
+        }
+      // O += P V: P's accumulators become mma's A fragments (16 keys per k step).
+#pragma unroll
+      for (int j = 0; j < kN / 16; ++j) {
+        const uint32_t a[4] = {ptx::Pack2<T>(s[2 * j][0], s[2 * j][1]), ptx::Pack2<T>(s[2 * j][2], s[2 * j][3]),
+                               ptx::Pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]),
+                               ptx::Pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+        for (int n = 0; n < kD / 16; ++n) {
+          uint32_t bv[4];
+          ptx::LdMatrixX4Trans(bv, v_tile + (j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + n * 16 + (lane >> 4) * 8);
+          ptx::Mma16816<T>(o_acc[2 * n], a, bv);
+          ptx::Mma16816<T>(o_acc[2 * n + 1], a, bv + 2);
+        }
+      }
+    }
+    __syncthreads();  // the stage just read is the one the next iteration's loads overwrite
+  }
+
+  // Epilogue: finish the row sums across the quad, normalise, store.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  if (!warp_active) return;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = row_a + r * 8;
+    if (row >= p.sq) continue;
+    const float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
+    const float lse = row_sum[r] > 0.f ? (row_max[r] + log2f(row_sum[r])) * kLn2 : -INFINITY;
+    const int64_t lse_row = (b * p.hq + h) * p.sq + row;
+    if (split.splits > 1) {
+      float* o_part = split.o + (split_index * p.batch * p.hq * p.sq + lse_row) * p.dv;
+#pragma unroll
+      for (int n = 0; n < kON; ++n) {
+        const int64_t col = n * 8 + (lane & 3) * 2;
+        if (col < p.dv) o_part[col] = o_acc[n][2 * r] * inv;
+        if (col + 1 < p.dv) o_part[col + 1] = o_acc[n][2 * r + 1] * inv;
+      }
+      if ((lane & 3) == 0) split.lse[split_index * p.batch * p.hq * p.sq + lse_row] = lse;
+    } else {
+      const int64_t o_row = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row;
+#pragma unroll
+      for (int n = 0; n < kON; ++n) {
+        const int64_t col = n * 8 + (lane & 3) * 2;
+        if (col < p.dv) StoreOut<T>(p.o, o_row + col, o_acc[n][2 * r] * inv, p.out_f32);
+        if (col + 1 < p.dv) StoreOut<T>(p.o, o_row + col + 1, o_acc[n][2 * r + 1] * inv, p.out_f32);
+      }
+      if (p.lse && (lane & 3) == 0) p.lse[lse_row] = lse;
+    }
+  }
+}
+
+// Merges the split-KV slices of each row: one warp per row, O = sum_s exp(lse_s - lse) O_s.
+template <typename T>
+__global__ void __launch_bounds__(256) AttentionCombineKernel(AttentionFlashParams p, SplitKv split) {
+  const int64_t rows = p.batch * p.hq * p.sq;
+  const int64_t row = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  float m = -INFINITY;
+  for (int s = 0; s < split.splits; ++s) m = fmaxf(m, split.lse[s * rows + row]);
+  float sum = 0.f;
+  for (int s = 0; s < split.splits; ++s) {
+    const float l = split.lse[s * rows + row];
+    if (l != -INFINITY) sum += exp2f((l - m) * kLog2e);
+  }
+  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
+  const int64_t o_row = b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row;
+  for (int64_t col = lane; col < p.dv; col += 32) {
+    float acc = 0.f;
+    for (int s = 0; s < split.splits; ++s) {
+      const float l = split.lse[s * rows + row];
+      if (l != -INFINITY) acc += exp2f((l - m) * kLog2e) / sum * split.o[(s * rows + row) * p.dv + col];
+    }
+    StoreOut<T>(p.o, o_row + col, acc, p.out_f32);
+  }
+  if (p.lse && lane == 0) p.lse[row] = m == -INFINITY ? -INFINITY : m + logf(sum);
+}
+
+}  // namespace attention_flash
+}  // namespace kaio

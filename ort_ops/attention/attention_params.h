@@ -1,0 +1,38 @@
+// What the ORT glue (attention_op.cc) hands to the CUDA attention code: pointers, sizes and
+// element strides. No ORT or CUDA headers: plain data.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kaio {
+
+enum class AttentionElem : int { kF16 = 0, kBF16 = 1 };
+
+// Element strides of one tensor: (batch, head, row); the head dim is contiguous.
+struct AttentionStrides {
+  int64_t batch = 0, head = 0, row = 0;
+};
+
+struct AttentionFlashParams {
+  const void *q = nullptr, *k = nullptr, *v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;  // [batch, Hq, Sq], optional
+  AttentionElem in_type = AttentionElem::kF16;
+  bool out_f32 = true;   // O in float, else in the input type
+  bool causal = false;   // bottom-right aligned: query i sees keys j <= i + Sk - Sq
+  int64_t batch = 0, hq = 0, hkv = 0, sq = 0, sk = 0, d = 0, dv = 0;
+  AttentionStrides q_str, k_str, v_str, o_str;
+  float scale = 0.f;     // applied to Q K^T
+  int sm = 0, sm_count = 0;
+};
+
+// Bytes of device scratch a launch with `p` needs (0: none; split-KV decode needs some).
+size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p);
+
+// Launches on `stream` (never synchronises); `workspace` holds AttentionFlashWorkspaceBytes(p)
+// bytes. Returns a CUDA error code (0: launched), or -1 when the shape is beyond the launch
+// grid's limits.
+int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stream);
+
+}  // namespace kaio

@@ -1,6 +1,8 @@
 // FlashAttention-2 forward with mma.sync m16n8k16 (sm_80+).
 //
-// Block = 4 warps and a tile of 64 query rows of one (batch, head); each warp owns 16 rows. The
+// Block = 4 warps and a tile of 64 * kMT query rows of one (batch, head); each warp owns 16 * kMT
+// rows (kMT = 2 reads each K/V fragment from shared memory once for two row tiles: ldmatrix
+// traffic, not the tensor cores, bounds this kernel). The
 // block walks the K/V sequence in tiles of kBlockN keys through a two-stage cp.async ring (tile
 // t + 1 loads while tile t is computed). Per tile a warp computes S = Q K^T (ldmatrix from shared
 // memory), masks it (keys past Sk, the bottom-right causal triangle), updates its rows' running
@@ -25,13 +27,16 @@
 namespace kaio {
 namespace attention_flash {
 
-constexpr int kWarps = 4, kThreads = kWarps * 32, kBlockM = 64;
+constexpr int kWarps = 4, kThreads = kWarps * 32;
 constexpr int kPad = 8;  // halves of padding per shared row: ldmatrix rows hit distinct banks
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
-template <int kD>
+// kMT: 16-row tiles per warp (1 or 2). kBlockN: keys per K/V tile, narrower where the f32
+// accumulators (kMT * (kD + kBlockN) / 2 per thread) would not fit the registers.
+template <int kD, int kMT>
 struct Tiles {
-  static constexpr int kBlockN = kD > 128 ? 32 : 64;  // keeps the 256-wide tiles within registers
+  static constexpr int kBlockM = kWarps * 16 * kMT;
+  static constexpr int kBlockN = (kMT == 2 ? kD > 64 : kD > 128) ? 32 : 64;
   static constexpr int kLd = kD + kPad;
   static constexpr int kQElems = kBlockM * kLd, kKVElems = kBlockN * kLd;
   static constexpr int kSmemBytes = (kQElems + 4 * kKVElems) * 2;  // Q + two stages of K and V
@@ -80,27 +85,27 @@ __device__ __forceinline__ void StoreOut(void* o, int64_t idx, float v, bool out
   else static_cast<__nv_bfloat16*>(o)[idx] = __float2bfloat16_rn(v);
 }
 
-template <typename T, int kD>
+template <typename T, int kD, int kMT>
 __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashParams p, SplitKv split, bool vec) {
-  using Tl = Tiles<kD>;
-  constexpr int kN = Tl::kBlockN, kLd = Tl::kLd, kSN = kN / 8, kON = kD / 8;
+  using Tl = Tiles<kD, kMT>;
+  constexpr int kM = Tl::kBlockM, kN = Tl::kBlockN, kLd = Tl::kLd, kSN = kN / 8, kON = kD / 8;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sq = reinterpret_cast<T*>(smem);
   T* sk = sq + Tl::kQElems;        // stages 0, 1
   T* sv = sk + 2 * Tl::kKVElems;   // stages 0, 1
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
+  const int64_t q_tiles = (p.sq + kM - 1) / kM;
   const int64_t q_tile = blockIdx.x % q_tiles, split_index = blockIdx.x / q_tiles;
   const int64_t h = blockIdx.y, b = blockIdx.z, kvh = h / (p.hq / p.hkv);
-  const int64_t m0 = q_tile * kBlockM;
+  const int64_t m0 = q_tile * kM;
   const T* Q = static_cast<const T*>(p.q) + b * p.q_str.batch + h * p.q_str.head;
   const T* K = static_cast<const T*>(p.k) + b * p.k_str.batch + kvh * p.k_str.head;
   const T* V = static_cast<const T*>(p.v) + b * p.v_str.batch + kvh * p.v_str.head;
   const int64_t diag = p.sk - p.sq;  // causal: query i sees keys j <= i + diag
 
   // The K/V tiles this block visits: all keys any of its rows sees, then this split's slice.
-  const int64_t kv_end = p.causal ? max(int64_t(0), min(p.sk, m0 + kBlockM + diag)) : p.sk;
+  const int64_t kv_end = p.causal ? max(int64_t(0), min(p.sk, m0 + kM + diag)) : p.sk;
   const int64_t n_tiles = (kv_end + kN - 1) / kN;
   int64_t t_begin = 0, t_end = n_tiles;
   if (split.splits > 1) {
@@ -109,19 +114,26 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
     t_end = min(n_tiles, t_begin + per);
   }
 
-  const int64_t warp_row0 = m0 + warp * 16;
+  const int warp_tile_row = warp * 16 * kMT;  // the warp's first row in the Q tile
+  const int64_t warp_row0 = m0 + warp_tile_row;
   const bool warp_active = warp_row0 < p.sq;
-  const int64_t warp_key_end = p.causal ? warp_row0 + 16 + diag : p.sk;  // keys past it: masked for all 16 rows
-  const int64_t row_a = warp_row0 + (lane >> 2);                       // this thread's rows: row_a, row_a + 8
+  const int64_t warp_key_end = p.causal ? warp_row0 + 16 * kMT + diag : p.sk;  // keys past it: masked in every row
   const float scale_log2 = p.scale * kLog2e;
 
-  float o_acc[kON][4];
+  // Thread (lane) holds rows warp_row0 + 16 mt + lane / 4 (+ 8) and, per 8-column block, the
+  // columns 2 (lane % 4) and + 1: mma's accumulator layout.
+  float o_acc[kMT][kON][4];
+  float row_max[kMT][2], row_sum[kMT][2];
 #pragma unroll
-  for (int n = 0; n < kON; ++n) o_acc[n][0] = o_acc[n][1] = o_acc[n][2] = o_acc[n][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int n = 0; n < kON; ++n) o_acc[mt][n][0] = o_acc[mt][n][1] = o_acc[mt][n][2] = o_acc[mt][n][3] = 0.f;
+    row_max[mt][0] = row_max[mt][1] = -INFINITY;
+    row_sum[mt][0] = row_sum[mt][1] = 0.f;
+  }
 
   if (t_begin < t_end) {
-    LoadTile<T, kD, kBlockM>(sq, Q, p.q_str.row, m0, p.sq, p.d, vec);
+    LoadTile<T, kD, kM>(sq, Q, p.q_str.row, m0, p.sq, p.d, vec);
     LoadTile<T, kD, kN>(sk, K, p.k_str.row, t_begin * kN, p.sk, p.d, vec);
     LoadTile<T, kD, kN>(sv, V, p.v_str.row, t_begin * kN, p.sk, p.dv, vec);
     ptx::CpAsyncCommit();
@@ -141,72 +153,91 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
     if (warp_active && n0 < warp_key_end) {
       const T* k_tile = sk + stage * Tl::kKVElems;
       const T* v_tile = sv + stage * Tl::kKVElems;
-      // S = Q K^T for the warp's 16 rows x kN keys.
-      float s[kSN][4];
+      // S = Q K^T for the warp's rows x kN keys; each K fragment serves all kMT row tiles.
+      float s[kMT][kSN][4];
 #pragma unroll
-      for (int n = 0; n < kSN; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int n = 0; n < kSN; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < kD / 16; ++kk) {
-        uint32_t a[4];
-        ptx::LdMatrixX4(a, sq + (warp * 16 + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
+        uint32_t a[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+          ptx::LdMatrixX4(a[mt], sq + (warp_tile_row + mt * 16 + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
         for (int j = 0; j < kN / 16; ++j) {
           uint32_t bk[4];
           ptx::LdMatrixX4(bk, k_tile + (j * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8);
-          ptx::Mma16816<T>(s[2 * j], a, bk);
-          ptx::Mma16816<T>(s[2 * j + 1], a, bk + 2);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            ptx::Mma16816<T>(s[mt][2 * j], a[mt], bk);
+            ptx::Mma16816<T>(s[mt][2 * j + 1], a[mt], bk + 2);
+          }
         }
       }
       // Scale into base-2 logits; mask keys past Sk and, causal, past each row's diagonal.
       const bool masked = n0 + kN > p.sk || (p.causal && n0 + kN - 1 > warp_row0 + diag);
-      float tile_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
-      for (int n = 0; n < kSN; ++n)
+      for (int mt = 0; mt < kMT; ++mt) {
+        const int64_t row_a = warp_row0 + mt * 16 + (lane >> 2);
+        float tile_max[2] = {row_max[mt][0], row_max[mt][1]};
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float x = s[n][e] * scale_log2;
-          if (masked) {
-            const int64_t key = n0 + n * 8 + (lane & 3) * 2 + (e & 1);
-            const int64_t row = row_a + (e >> 1) * 8;
-            if (key >= p.sk || (p.causal && key > row + diag)) x = -INFINITY;
+        for (int n = 0; n < kSN; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            float x = s[mt][n][e] * scale_log2;
+            if (masked) {
+              const int64_t key = n0 + n * 8 + (lane & 3) * 2 + (e & 1);
+              if (key >= p.sk || (p.causal && key > row_a + (e >> 1) * 8 + diag)) x = -INFINITY;
+            }
+            s[mt][n][e] = x;
+            tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
           }
-          s[n][e] = x;
-          tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
-        }
-      float base[2];
+        float base[2];
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-        base[r] = tile_max[r] == -INFINITY ? 0.f : tile_max[r];  // a row that has seen no key yet
-        const float corr = exp2f(row_max[r] - base[r]);
-        row_max[r] = tile_max[r];
-        row_sum[r] *= corr;
+        for (int r = 0; r < 2; ++r) {
+          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+          base[r] = tile_max[r] == -INFINITY ? 0.f : tile_max[r];  // a row that has seen no key yet
+          const float corr = exp2f(row_max[mt][r] - base[r]);
+          row_max[mt][r] = tile_max[r];
+          row_sum[mt][r] *= corr;
 #pragma unroll
-        for (int n = 0; n < kON; ++n) {
-          o_acc[n][2 * r] *= corr;
-          o_acc[n][2 * r + 1] *= corr;
+          for (int n = 0; n < kON; ++n) {
+            o_acc[mt][n][2 * r] *= corr;
+            o_acc[mt][n][2 * r + 1] *= corr;
+          }
         }
+#pragma unroll
+        for (int n = 0; n < kSN; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            s[mt][n][e] = exp2f(s[mt][n][e] - base[e >> 1]);
+            row_sum[mt][e >> 1] += s[mt][n][e];
+          }
       }
-#pragma unroll
-      for (int n = 0; n < kSN; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          s[n][e] = exp2f(s[n][e] - base[e >> 1]);
-          row_sum[e >> 1] += s[n][e];
-        }
-      // O += P V: P's accumulators become mma's A fragments (16 keys per k step).
+      // O += P V: P's accumulators become mma's A fragments (16 keys per k step); each V
+      // fragment serves all kMT row tiles.
 #pragma unroll
       for (int j = 0; j < kN / 16; ++j) {
-        const uint32_t a[4] = {ptx::Pack2<T>(s[2 * j][0], s[2 * j][1]), ptx::Pack2<T>(s[2 * j][2], s[2 * j][3]),
-                               ptx::Pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]),
-                               ptx::Pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+        uint32_t a[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          a[mt][0] = ptx::Pack2<T>(s[mt][2 * j][0], s[mt][2 * j][1]);
+          a[mt][1] = ptx::Pack2<T>(s[mt][2 * j][2], s[mt][2 * j][3]);
+          a[mt][2] = ptx::Pack2<T>(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+          a[mt][3] = ptx::Pack2<T>(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+        }
 #pragma unroll
         for (int n = 0; n < kD / 16; ++n) {
           uint32_t bv[4];
           ptx::LdMatrixX4Trans(bv, v_tile + (j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + n * 16 + (lane >> 4) * 8);
-          ptx::Mma16816<T>(o_acc[2 * n], a, bv);
-          ptx::Mma16816<T>(o_acc[2 * n + 1], a, bv + 2);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            ptx::Mma16816<T>(o_acc[mt][2 * n], a[mt], bv);
+            ptx::Mma16816<T>(o_acc[mt][2 * n + 1], a[mt], bv + 2);
+          }
         }
       }
     }
@@ -215,38 +246,43 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
 
   // Epilogue: finish the row sums across the quad, normalise, store.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      row_sum[mt][r] += __shfl_xor_sync(0xffffffffu, row_sum[mt][r], 1);
+      row_sum[mt][r] += __shfl_xor_sync(0xffffffffu, row_sum[mt][r], 2);
+    }
   if (!warp_active) return;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int64_t row = row_a + r * 8;
-    if (row >= p.sq) continue;
-    const float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
-    const float lse = row_sum[r] > 0.f ? (row_max[r] + log2f(row_sum[r])) * kLn2 : -INFINITY;
-    const int64_t lse_row = (b * p.hq + h) * p.sq + row;
-    if (split.splits > 1) {
-      float* o_part = split.o + (split_index * p.batch * p.hq * p.sq + lse_row) * p.dv;
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int n = 0; n < kON; ++n) {
-        const int64_t col = n * 8 + (lane & 3) * 2;
-        if (col < p.dv) o_part[col] = o_acc[n][2 * r] * inv;
-        if (col + 1 < p.dv) o_part[col + 1] = o_acc[n][2 * r + 1] * inv;
-      }
-      if ((lane & 3) == 0) split.lse[split_index * p.batch * p.hq * p.sq + lse_row] = lse;
-    } else {
-      const int64_t o_row = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row;
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = warp_row0 + mt * 16 + (lane >> 2) + r * 8;
+      if (row >= p.sq) continue;
+      const float sum = row_sum[mt][r];
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const float lse = sum > 0.f ? (row_max[mt][r] + log2f(sum)) * kLn2 : -INFINITY;
+      const int64_t lse_row = (b * p.hq + h) * p.sq + row;
+      if (split.splits > 1) {
+        float* o_part = split.o + (split_index * p.batch * p.hq * p.sq + lse_row) * p.dv;
 #pragma unroll
-      for (int n = 0; n < kON; ++n) {
-        const int64_t col = n * 8 + (lane & 3) * 2;
-        if (col < p.dv) StoreOut<T>(p.o, o_row + col, o_acc[n][2 * r] * inv, p.out_f32);
-        if (col + 1 < p.dv) StoreOut<T>(p.o, o_row + col + 1, o_acc[n][2 * r + 1] * inv, p.out_f32);
+        for (int n = 0; n < kON; ++n) {
+          const int64_t col = n * 8 + (lane & 3) * 2;
+          if (col < p.dv) o_part[col] = o_acc[mt][n][2 * r] * inv;
+          if (col + 1 < p.dv) o_part[col + 1] = o_acc[mt][n][2 * r + 1] * inv;
+        }
+        if ((lane & 3) == 0) split.lse[split_index * p.batch * p.hq * p.sq + lse_row] = lse;
+      } else {
+        const int64_t o_row = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row;
+#pragma unroll
+        for (int n = 0; n < kON; ++n) {
+          const int64_t col = n * 8 + (lane & 3) * 2;
+          if (col < p.dv) StoreOut<T>(p.o, o_row + col, o_acc[mt][n][2 * r] * inv, p.out_f32);
+          if (col + 1 < p.dv) StoreOut<T>(p.o, o_row + col + 1, o_acc[mt][n][2 * r + 1] * inv, p.out_f32);
+        }
+        if (p.lse && (lane & 3) == 0) p.lse[lse_row] = lse;
       }
-      if (p.lse && (lane & 3) == 0) p.lse[lse_row] = lse;
     }
-  }
 }
 
 // Merges the split-KV slices of each row: one warp per row, O = sum_s exp(lse_s - lse) O_s.

@@ -1,5 +1,5 @@
 // Launcher of the FlashAttention-2 forward (attention_flash_kernel.cuh), compiled for every CUDA
-// target: head-dim tile choice, split-KV decision and the combine pass.
+// target: tile configuration, split-KV decision and the combine pass.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,44 +12,60 @@ namespace {
 using attention_flash::SplitKv;
 using attention_flash::Tiles;
 
-// The narrowest tile width that holds both head dims.
-int HeadTile(const AttentionFlashParams& p) {
+// One kernel configuration: head-dim tile, row tiles per warp and what follows from them.
+struct Config {
+  int d_tile = 0, mt = 0, block_m = 0, block_n = 0, smem = 0;
+};
+
+template <int kD, int kMT>
+Config ConfigOf() {
+  using Tl = Tiles<kD, kMT>;
+  return {kD, kMT, Tl::kBlockM, Tl::kBlockN, Tl::kSmemBytes};
+}
+
+// The narrowest head-dim tile that holds D and Dv; two row tiles per warp for prefill (halves the
+// shared-memory reads per product), one for short queries (decode) and the 256-wide tile.
+Config ChooseConfig(const AttentionFlashParams& p) {
   const int64_t d = std::max(p.d, p.dv);
-  for (int w : {32, 64, 96, 128}) if (d <= w) return w;
-  return 256;
+  const bool wide_rows = p.sq > 64;
+  if (d <= 32) return wide_rows ? ConfigOf<32, 2>() : ConfigOf<32, 1>();
+  if (d <= 64) return wide_rows ? ConfigOf<64, 2>() : ConfigOf<64, 1>();
+  if (d <= 96) return wide_rows ? ConfigOf<96, 2>() : ConfigOf<96, 1>();
+  if (d <= 128) return wide_rows ? ConfigOf<128, 2>() : ConfigOf<128, 1>();
+  return ConfigOf<256, 1>();
 }
 
 int64_t RowCount(const AttentionFlashParams& p) { return p.batch * p.hq * p.sq; }
 
-// Split the K/V sequence when the (batch, head, query tile) blocks alone cannot fill the GPU:
-// about two blocks per SM, each slice at least two K/V tiles long.
-int SplitCount(const AttentionFlashParams& p) {
-  const int64_t blocks = (p.sq + attention_flash::kBlockM - 1) / attention_flash::kBlockM * p.hq * p.batch;
-  const int64_t block_n = HeadTile(p) > 128 ? 32 : 64;
-  const int64_t kv_tiles = (p.sk + block_n - 1) / block_n;
-  const int64_t sms = std::max(1, p.sm_count);
-  if (blocks == 0 || blocks >= sms || kv_tiles < 4) return 1;
-  const int64_t want = (2 * sms + blocks - 1) / blocks;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, kv_tiles / 2, 64})));
+// Split the K/V sequence when the (batch, head, query tile) blocks fill less than half of the
+// GPU's block slots: as many slices as keep every block in one wave, each at least two K/V tiles.
+int SplitCount(const AttentionFlashParams& p, const Config& c) {
+  const int64_t blocks = (p.sq + c.block_m - 1) / c.block_m * p.hq * p.batch;
+  const int64_t kv_tiles = (p.sk + c.block_n - 1) / c.block_n;
+  // Resident blocks per SM: shared memory (227 KiB usable) and registers (wide tiles: ~2).
+  const int64_t per_sm = std::max(1, std::min(227 * 1024 / c.smem, c.d_tile <= 64 ? 4 : 2));
+  const int64_t slots = std::max(1, p.sm_count) * per_sm;
+  if (blocks == 0 || 2 * blocks > slots || kv_tiles < 4) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({slots / blocks, kv_tiles / 2, 64})));
 }
 
 bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
-template <typename T, int kD>
+template <typename T, int kD, int kMT>
 cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
-  constexpr int kSmem = Tiles<kD>::kSmemBytes;
-  auto kernel = attention_flash::AttentionFlashKernel<T, kD>;
+  using Tl = Tiles<kD, kMT>;
+  auto kernel = attention_flash::AttentionFlashKernel<T, kD, kMT>;
   // Over 48 KiB of dynamic shared memory must be asked for (per device; cheap to repeat).
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSmemBytes);
   if (e != cudaSuccess) return e;
   const bool vec = p.d % 8 == 0 && p.dv % 8 == 0 && p.q_str.row % 8 == 0 && p.k_str.row % 8 == 0 &&
                    p.v_str.row % 8 == 0 && p.q_str.head % 8 == 0 && p.k_str.head % 8 == 0 && p.v_str.head % 8 == 0 &&
                    p.q_str.batch % 8 == 0 && p.k_str.batch % 8 == 0 && p.v_str.batch % 8 == 0 && Aligned16(p.q) &&
                    Aligned16(p.k) && Aligned16(p.v);
-  const int64_t q_tiles = (p.sq + attention_flash::kBlockM - 1) / attention_flash::kBlockM;
+  const int64_t q_tiles = (p.sq + Tl::kBlockM - 1) / Tl::kBlockM;
   dim3 grid(static_cast<unsigned>(q_tiles * split.splits), static_cast<unsigned>(p.hq),
             static_cast<unsigned>(p.batch));
-  kernel<<<grid, attention_flash::kThreads, kSmem, stream>>>(p, split, vec);
+  kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split, vec);
   e = cudaGetLastError();
   if (e != cudaSuccess || split.splits == 1) return e;
   const int64_t rows = RowCount(p);
@@ -58,20 +74,24 @@ cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStre
 }
 
 template <typename T>
-cudaError_t DispatchHeadDim(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
-  switch (HeadTile(p)) {
-    case 32: return Launch<T, 32>(p, split, stream);
-    case 64: return Launch<T, 64>(p, split, stream);
-    case 96: return Launch<T, 96>(p, split, stream);
-    case 128: return Launch<T, 128>(p, split, stream);
-    default: return Launch<T, 256>(p, split, stream);
+cudaError_t DispatchConfig(const AttentionFlashParams& p, const Config& c, const SplitKv& split, cudaStream_t stream) {
+  switch (c.d_tile * 10 + c.mt) {
+    case 321: return Launch<T, 32, 1>(p, split, stream);
+    case 322: return Launch<T, 32, 2>(p, split, stream);
+    case 641: return Launch<T, 64, 1>(p, split, stream);
+    case 642: return Launch<T, 64, 2>(p, split, stream);
+    case 961: return Launch<T, 96, 1>(p, split, stream);
+    case 962: return Launch<T, 96, 2>(p, split, stream);
+    case 1281: return Launch<T, 128, 1>(p, split, stream);
+    case 1282: return Launch<T, 128, 2>(p, split, stream);
+    default: return Launch<T, 256, 1>(p, split, stream);
   }
 }
 
 }  // namespace
 
 size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p) {
-  const int splits = SplitCount(p);
+  const int splits = SplitCount(p, ChooseConfig(p));
   if (splits == 1) return 0;
   return static_cast<size_t>(splits) * static_cast<size_t>(RowCount(p)) * static_cast<size_t>(p.dv + 1) * sizeof(float);
 }
@@ -79,9 +99,10 @@ size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p) {
 int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (RowCount(p) == 0 || p.dv == 0) return cudaSuccess;
-  const int64_t q_tiles = (p.sq + attention_flash::kBlockM - 1) / attention_flash::kBlockM;
+  const Config c = ChooseConfig(p);
+  const int64_t q_tiles = (p.sq + c.block_m - 1) / c.block_m;
   SplitKv split;
-  split.splits = SplitCount(p);
+  split.splits = SplitCount(p, c);
   if (q_tiles * split.splits > 0x7fffffff || p.hq > 65535 || p.batch > 65535 || RowCount(p) / 8 > 0x7fffffff)
     return -1;
   if (split.splits > 1) {
@@ -89,8 +110,8 @@ int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stre
     split.o = static_cast<float*>(workspace);
     split.lse = split.o + static_cast<size_t>(split.splits) * RowCount(p) * p.dv;
   }
-  if (p.in_type == AttentionElem::kF16) return DispatchHeadDim<__half>(p, split, stream);
-  return DispatchHeadDim<__nv_bfloat16>(p, split, stream);
+  if (p.in_type == AttentionElem::kF16) return DispatchConfig<__half>(p, c, split, stream);
+  return DispatchConfig<__nv_bfloat16>(p, c, split, stream);
 }
 
 }  // namespace kaio

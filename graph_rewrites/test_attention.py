@@ -309,6 +309,27 @@ def test_decomposed_runtime_mask_left_alone():
                 "MatMul/Softmax/MatMul", nodes=("pv",))
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_decomposed_mask_from_where_of_constants(shared):
+    """The additive mask as Where(keep, 0, -1e9) of constants (torch.onnx stops folding at 8192 input elements:
+    a 512-token causal mask, a batch-16 decode mask): read as the constant it is; the Where goes once unread
+    (it stays when something else reads it, here a second graph output)."""
+    m = decomposed(np.float32, sq=4, sk=6, mask=causal_mask(4, 6))
+    names = [i.name for i in m.graph.initializer]
+    del m.graph.initializer[names.index("mask")]
+    m.graph.initializer.extend([numpy_helper.from_array(causal_mask(4, 6) == 0, "keep"),
+                                numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
+                                numpy_helper.from_array(np.array(-1e9, np.float32), "neg_inf")])
+    m.graph.node.insert(0, helper.make_node("Where", ["keep", "zero_f", "neg_inf"], ["mask"], name="mask_where"))
+    if shared:
+        m.graph.output.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [4, 6]))
+    out, report, errs = _rewrite_checked(m)
+    assert _flash(out).op_type == "AttentionFlashCausal"
+    assert ops(out) == ({"AttentionFlashCausal": 1, "Where": 1} if shared else {"AttentionFlashCausal": 1})
+    assert len(out.graph.initializer) == (3 if shared else 0)
+    assert max(errs) <= 1e-5, errs
+
+
 def test_decomposed_bshd_key_without_matching_transposes_left_alone():
     m = decomposed(np.float32, layout="bshd")
     y = m.graph.node[-1]

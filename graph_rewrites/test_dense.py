@@ -1,5 +1,6 @@
-"""kaio_ort.rewrites.dense (opt-in): float16 / bfloat16 MatMul with constant weights -> MatmulTcAsync /
-MatmulTcBf16Async, out_dtype the operands' type; a trivial Transpose of a constant B -> trans_b=1.
+"""kaio_ort.rewrites.dense (opt-in): float16 / bfloat16 MatMul and Gemm with constant weights -> MatmulTcAsync /
+MatmulTcBf16Async, out_dtype the operands' type; a trivial Transpose of a constant B -> trans_b=1; Gemm's transB
+-> trans_b, a power-of-two alpha -> Mul after, a bias C (beta 1) -> Add after.
 
 Each case: op types and attributes, graph outputs unchanged, onnx.checker, outputs equal to the original on
 the CPU EP (bfloat16: to a float64 reference, ORT's CPU EP has no bfloat16 MatMul), idempotency; every
@@ -172,3 +173,129 @@ def test_cli_dense_flag(tmp_path, capsys):
     assert out.startswith("dense: replaced 2, left alone 0\n")
     assert main(["rewrite", str(src), str(tmp_path / "o3.onnx")]) == 0
     assert "dense:" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Gemm (torch's 2-D Linear export: Gemm(X, W [N, K], b, transB=1))
+def gemm(dtype=np.float16, m=3, k=64, n=32, trans_b=1, alpha=None, beta=None, bias="vector", trans_a=0,
+         transposed=False, c_input=False):
+    """Y = alpha * X @ B' + beta * C; B constant [N, K] (transB=1) or [K, N]; C constant [N] / [M, N] or an input."""
+    r = rng("gemm", m, k, n, trans_b, bias)
+    t = T[dtype]
+    w = (r.standard_normal((k, n)) / np.sqrt(k)).astype(dtype)
+    stored = np.ascontiguousarray(w.T) if trans_b else w
+    nodes, inits, ins = [], [], [helper.make_tensor_value_info("X", t, [k, m] if trans_a else [m, k])]
+    b_name = "W"
+    if transposed:          # B = Transpose(W stored the other way round)
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(stored.T), "Wt"))
+        nodes.append(helper.make_node("Transpose", ["Wt"], ["W"], name="wt", perm=[1, 0]))
+    else:
+        inits.append(numpy_helper.from_array(stored, "W"))
+    args = ["X", b_name]
+    if bias is not None:
+        c = (0.5 * r.standard_normal(n if bias == "vector" else (m, n))).astype(dtype)
+        if c_input:
+            ins.append(helper.make_tensor_value_info("C", t, list(c.shape)))
+        else:
+            inits.append(numpy_helper.from_array(c, "C"))
+        args.append("C")
+    attrs = {"transB": trans_b}
+    if trans_a:
+        attrs["transA"] = 1
+    if alpha is not None:
+        attrs["alpha"] = alpha
+    if beta is not None:
+        attrs["beta"] = beta
+    nodes.append(helper.make_node("Gemm", args, ["Y"], name="mm", **attrs))
+    g = helper.make_graph(nodes, "gemm", ins, [helper.make_tensor_value_info("Y", t, [m, n])], inits)
+    return helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _gemm_feeds(model):
+    x = model.graph.input[0].type.tensor_type.shape.dim
+    feeds = {"X": rng("gx").standard_normal([d.dim_value for d in x]).astype(np.float16)}
+    if len(model.graph.input) > 1:
+        c = model.graph.input[1].type.tensor_type.shape.dim
+        feeds["C"] = rng("gc").standard_normal([d.dim_value for d in c]).astype(np.float16)
+    return feeds
+
+
+@pytest.mark.parametrize("kw,trans_b,after", [
+    (dict(), 1, ["Add"]),                                          # torch's Linear: transB=1, bias [N]
+    (dict(trans_b=0), 0, ["Add"]),
+    (dict(bias=None), 1, []),
+    (dict(bias="matrix", trans_b=0), 0, ["Add"]),                  # C [M, N]
+    (dict(alpha=0.5), 1, ["Mul", "Add"]),                          # a power of two: a Mul after
+    (dict(alpha=4.0, beta=0.0), 1, ["Mul"]),                       # beta 0: C dropped
+    (dict(beta=1.0, c_input=True), 1, ["Add"]),                    # C computed at run time
+    (dict(transposed=True, trans_b=0), 1, ["Add"]),                # Gemm(X, Transpose(Wt)) -> Wt, trans_b=1
+    (dict(transposed=True, trans_b=1), 0, ["Add"]),                # transB of a Transpose: back to [K, N]
+])
+def test_gemm(kw, trans_b, after):
+    m = gemm(np.float16, **kw)
+    out, report = _rewrite_checked(m)
+    assert report.replaced == {"dense": 1} and report.rules["dense"].replaced_nodes == [("mm",)]
+    n = _node(out)
+    assert n.op_type == "MatmulTcAsync" and list(n.input) == ["X", "Wt" if kw.get("transposed") else "W"]
+    want = {"out_dtype": TensorProto.FLOAT16, **({"trans_b": 1} if trans_b else {})}
+    assert _attrs(n) == want
+    assert [x.op_type for x in out.graph.node] == ["MatmulTcAsync", *after]     # no Transpose, no Gemm
+    assert list(out.graph.node[-1].output) == ["Y"]
+    errs = assert_same_outputs(m, out, feeds=_gemm_feeds(m))
+    assert max(errs) <= 2e-3, errs
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_gemm_bf16(full):
+    """Cast bf16 -> Gemm(W bf16 [N, K], transB=1) -> Cast f32, against a float64 reference; with alpha 2 and a
+    bias (full) the graph only: ORT's CPU EP has no bfloat16 Mul / Add."""
+    r = rng("gemm_bf16")
+    w = (r.standard_normal((32, 64)) / 8).astype(ml_dtypes.bfloat16)
+    b = r.standard_normal(32).astype(ml_dtypes.bfloat16)
+    raw = lambda name, a: helper.make_tensor(name, TensorProto.BFLOAT16, a.shape, a.view(np.uint16).tobytes(),  # noqa: E731
+                                             raw=True)
+    nodes = [helper.make_node("Cast", ["X"], ["xb"], to=TensorProto.BFLOAT16),
+             helper.make_node("Gemm", ["xb", "W", "C"] if full else ["xb", "W"], ["yb"], name="mm", transB=1,
+                              alpha=2.0 if full else 1.0),
+             helper.make_node("Cast", ["yb"], ["Y"], to=TensorProto.FLOAT)]
+    g = helper.make_graph(nodes, "bf16", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [3, 64])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3, 32])], [raw("W", w), raw("C", b)])
+    m = helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
+    out, report = _rewrite_checked(m)
+    n = _node(out)
+    assert n.op_type == "MatmulTcBf16Async" and _attrs(n) == {"out_dtype": TensorProto.BFLOAT16, "trans_b": 1}
+    assert [x.op_type for x in out.graph.node] == ["Cast", "MatmulTcBf16Async", *(["Mul", "Add"] if full else []),
+                                                   "Cast"]
+    if full:
+        mul = out.graph.node[2]
+        alpha = next(i for i in out.graph.initializer if i.name == mul.input[1])
+        assert alpha.data_type == TensorProto.BFLOAT16 and list(alpha.dims) == [1]
+        return
+    x = r.standard_normal((3, 64)).astype(np.float32)
+    (y,) = run(out, {"X": x})
+    ref = x.astype(ml_dtypes.bfloat16).astype(np.float64) @ w.astype(np.float64).T
+    assert rel_err(y, ref) <= 1e-2
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(trans_a=1), "transA=1: MatmulTcAsync has no transposed A (the model keeps ORT's Gemm)"),
+    (dict(alpha=0.3), "alpha=0.3: only 1 or a power of two maps exactly (alpha * (A @ B) after our op rounds A @ B "
+                      "to the output type first; a power of two scales without rounding)"),
+    (dict(beta=0.5), "beta=0.5 with a bias C: only beta 1 (an Add after) or 0 maps without changing C's values"),
+    (dict(dtype=np.float32),
+     "float operands: MatmulTcAsync takes float16 and MatmulTcBf16Async bfloat16 (the model keeps ORT's Gemm)"),
+])
+def test_gemm_left_alone(kw, reason):
+    out, report = rewrite_model(gemm(**kw), rules=["dense"])
+    assert report.replaced == {"dense": 0}
+    assert report.left_alone == [LeftAlone("dense", ("mm",), "Gemm", reason)]
+    assert ops(out)["Gemm"] == 1 and not any(n.domain == "com.kaio" for n in out.graph.node)
+
+
+def test_gemm_runtime_b_left_alone():
+    m = gemm()
+    del m.graph.initializer[[i.name for i in m.graph.initializer].index("W")]
+    m.graph.input.append(helper.make_tensor_value_info("W", TensorProto.FLOAT16, [32, 64]))
+    out, report = rewrite_model(m, rules=["dense"])
+    assert report.left_alone == [LeftAlone("dense", ("mm",), "Gemm", "B ('W') is not a constant initializer: the dense "
+                                           "rule maps Gemms with constant weights only")]

@@ -45,6 +45,14 @@ SHAPES = [
     ("d256_decode", "bhsd", (1,), 4, 4, 1, 1000, 256, 256),
     ("long_decode", "bhsd", (2,), 8, 8, 1, 4096, 128, 128),     # split-KV
     ("long_decode_gqa_bshd", "bshd", (2,), 8, 2, 1, 4096, 128, 128),
+    # D % 8 != 0: element loads (the 16-byte cp.async path and the decode kernel need D % 8 == 0)
+    ("d20_elementwise", "bhsd", (1,), 2, 2, 65, 129, 20, 20),
+    ("d12_dv36_elementwise_decode", "bhsd", (2,), 4, 2, 1, 300, 12, 36),
+    # the decode kernel: all query rows of a kv head (Sq * Hq / Hkv <= 16) in one tile
+    ("decode_gqa_sq4", "bhsd", (1,), 8, 2, 4, 777, 64, 64),    # 16 packed rows, 4 queries each causal
+    ("decode_mqa16_bshd", "bshd", (1,), 16, 1, 1, 2000, 128, 128),
+    ("decode_sq_gt_sk", "bhsd", (1,), 2, 2, 5, 3, 64, 64),     # causal: 2 rows see no key
+    ("decode_d96_split", "bhsd", (1,), 4, 4, 1, 3000, 96, 96),
 ]
 SHAPE = {s[0]: s for s in SHAPES}
 # (id, O's type, scale attribute (None: absent), LSE requested?); the third only on LSE_F16_SHAPES.

@@ -4,17 +4,19 @@
 
 #include <algorithm>
 
-#include "attention/attention_flash_kernel.cuh"
+#include "attention/attention_decode_kernel.cuh"
 
 namespace kaio {
 namespace {
 
+using attention_flash::DecodeTiles;
 using attention_flash::SplitKv;
 using attention_flash::Tiles;
 
 // One kernel configuration: head-dim tile, row tiles per warp and what follows from them.
 struct Config {
   int d_tile = 0, mt = 0, block_m = 0, block_n = 0, smem = 0;
+  bool decode = false;  // AttentionDecodeKernel: block = one kv head, keys in 16-key chunks per warp
 };
 
 template <int kD, int kMT>
@@ -23,10 +25,33 @@ Config ConfigOf() {
   return {kD, kMT, Tl::kBlockM, Tl::kBlockN, Tl::kSmemBytes};
 }
 
-// The narrowest head-dim tile that holds D and Dv; two row tiles per warp for prefill (halves the
-// shared-memory reads per product), one for short queries (decode) and the 256-wide tile.
+template <int kD>
+Config DecodeConfigOf() {
+  using Tl = DecodeTiles<kD>;
+  return {kD, 1, attention_flash::kDecodeRows, attention_flash::kDecodeChunk, Tl::kSmemBytes, true};
+}
+
+bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+// 16-byte loads need D, Dv and every stride to be multiples of 8 elements and aligned bases.
+bool VectorLoads(const AttentionFlashParams& p) {
+  return p.d % 8 == 0 && p.dv % 8 == 0 && p.q_str.row % 8 == 0 && p.k_str.row % 8 == 0 && p.v_str.row % 8 == 0 &&
+         p.q_str.head % 8 == 0 && p.k_str.head % 8 == 0 && p.v_str.head % 8 == 0 && p.q_str.batch % 8 == 0 &&
+         p.k_str.batch % 8 == 0 && p.v_str.batch % 8 == 0 && Aligned16(p.q) && Aligned16(p.k) && Aligned16(p.v);
+}
+
+// The narrowest head-dim tile that holds D and Dv. Short queries (all query rows of a kv head fit
+// one 16-row tile) take the decode kernel; otherwise two row tiles per warp for prefill (halves the
+// shared-memory reads per product), one for short queries and the 256-wide tile.
 Config ChooseConfig(const AttentionFlashParams& p) {
   const int64_t d = std::max(p.d, p.dv);
+  if (p.sq * (p.hq / p.hkv) <= attention_flash::kDecodeRows && VectorLoads(p)) {
+    if (d <= 32) return DecodeConfigOf<32>();
+    if (d <= 64) return DecodeConfigOf<64>();
+    if (d <= 96) return DecodeConfigOf<96>();
+    if (d <= 128) return DecodeConfigOf<128>();
+    return DecodeConfigOf<256>();
+  }
   const bool wide_rows = p.sq > 64;
   if (d <= 32) return wide_rows ? ConfigOf<32, 2>() : ConfigOf<32, 1>();
   if (d <= 64) return wide_rows ? ConfigOf<64, 2>() : ConfigOf<64, 1>();
@@ -39,17 +64,17 @@ int64_t RowCount(const AttentionFlashParams& p) { return p.batch * p.hq * p.sq; 
 
 // Split the K/V sequence when the (batch, head, query tile) blocks fill less than half of the
 // GPU's block slots: as many slices as keep every block in one wave, each at least two K/V tiles.
+// The decode kernel: as many slices as fill the block slots, each giving every warp >= 4 chunks.
 int SplitCount(const AttentionFlashParams& p, const Config& c) {
-  const int64_t blocks = (p.sq + c.block_m - 1) / c.block_m * p.hq * p.batch;
+  const int64_t blocks = c.decode ? p.hkv * p.batch : (p.sq + c.block_m - 1) / c.block_m * p.hq * p.batch;
   const int64_t kv_tiles = (p.sk + c.block_n - 1) / c.block_n;
   // Resident blocks per SM: shared memory (227 KiB usable) and registers (wide tiles: ~2).
   const int64_t per_sm = std::max(1, std::min(227 * 1024 / c.smem, c.d_tile <= 64 ? 4 : 2));
   const int64_t slots = std::max(1, p.sm_count) * per_sm;
-  if (blocks == 0 || 2 * blocks > slots || kv_tiles < 4) return 1;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({slots / blocks, kv_tiles / 2, 64})));
+  const int64_t min_tiles = c.decode ? 4 * attention_flash::kWarps : 2;  // per slice
+  if (blocks == 0 || 2 * blocks > slots || kv_tiles < 2 * min_tiles) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({slots / blocks, kv_tiles / min_tiles, 64})));
 }
-
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 template <typename T, int kD, int kMT>
 cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
@@ -58,23 +83,43 @@ cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStre
   // Over 48 KiB of dynamic shared memory must be asked for (per device; cheap to repeat).
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSmemBytes);
   if (e != cudaSuccess) return e;
-  const bool vec = p.d % 8 == 0 && p.dv % 8 == 0 && p.q_str.row % 8 == 0 && p.k_str.row % 8 == 0 &&
-                   p.v_str.row % 8 == 0 && p.q_str.head % 8 == 0 && p.k_str.head % 8 == 0 && p.v_str.head % 8 == 0 &&
-                   p.q_str.batch % 8 == 0 && p.k_str.batch % 8 == 0 && p.v_str.batch % 8 == 0 && Aligned16(p.q) &&
-                   Aligned16(p.k) && Aligned16(p.v);
+  const bool vec = VectorLoads(p);
   const int64_t q_tiles = (p.sq + Tl::kBlockM - 1) / Tl::kBlockM;
   dim3 grid(static_cast<unsigned>(q_tiles * split.splits), static_cast<unsigned>(p.hq),
             static_cast<unsigned>(p.batch));
   kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split, vec);
-  e = cudaGetLastError();
-  if (e != cudaSuccess || split.splits == 1) return e;
+  return cudaGetLastError();
+}
+
+template <typename T, int kD>
+cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
+  using Tl = DecodeTiles<kD>;
+  auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSmemBytes);
+  if (e != cudaSuccess) return e;
+  dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
+  kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t Combine(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   const int64_t rows = RowCount(p);
   attention_flash::AttentionCombineKernel<T><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p, split);
   return cudaGetLastError();
 }
 
 template <typename T>
-cudaError_t DispatchConfig(const AttentionFlashParams& p, const Config& c, const SplitKv& split, cudaStream_t stream) {
+cudaError_t DispatchKernel(const AttentionFlashParams& p, const Config& c, const SplitKv& split, cudaStream_t stream) {
+  if (c.decode) {
+    switch (c.d_tile) {
+      case 32: return LaunchDecode<T, 32>(p, split, stream);
+      case 64: return LaunchDecode<T, 64>(p, split, stream);
+      case 96: return LaunchDecode<T, 96>(p, split, stream);
+      case 128: return LaunchDecode<T, 128>(p, split, stream);
+      default: return LaunchDecode<T, 256>(p, split, stream);
+    }
+  }
   switch (c.d_tile * 10 + c.mt) {
     case 321: return Launch<T, 32, 1>(p, split, stream);
     case 322: return Launch<T, 32, 2>(p, split, stream);
@@ -86,6 +131,12 @@ cudaError_t DispatchConfig(const AttentionFlashParams& p, const Config& c, const
     case 1282: return Launch<T, 128, 2>(p, split, stream);
     default: return Launch<T, 256, 1>(p, split, stream);
   }
+}
+
+template <typename T>
+cudaError_t DispatchConfig(const AttentionFlashParams& p, const Config& c, const SplitKv& split, cudaStream_t stream) {
+  const cudaError_t e = DispatchKernel<T>(p, c, split, stream);
+  return e != cudaSuccess || split.splits == 1 ? e : Combine<T>(p, split, stream);
 }
 
 }  // namespace
@@ -100,7 +151,7 @@ int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stre
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (RowCount(p) == 0 || p.dv == 0) return cudaSuccess;
   const Config c = ChooseConfig(p);
-  const int64_t q_tiles = (p.sq + c.block_m - 1) / c.block_m;
+  const int64_t q_tiles = c.decode ? 1 : (p.sq + c.block_m - 1) / c.block_m;
   SplitKv split;
   split.splits = SplitCount(p, c);
   if (q_tiles * split.splits > 0x7fffffff || p.hq > 65535 || p.batch > 65535 || RowCount(p) / 8 > 0x7fffffff)

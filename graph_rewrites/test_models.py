@@ -182,3 +182,53 @@ def test_optimized_bert_without_mask(dense, tmp):
     assert_graph_outputs_unchanged(q, out)
     errs = assert_same_outputs(q, out, feeds=_bert_feeds())
     assert max(errs) <= 1e-2, errs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the Llama decoder through ORT's transformers optimizer. Its model types have no Llama (bert, gpt2, gpt_neox,
+# phi, qwen3, ...); gpt2 and qwen3 were tried on the dynamo export (float16) and do the same thing:
+# - opt_level 0 (the Python fusions only): nothing is fused -- the graph comes out node for node as exported
+#   (the RMSNorm in the exporter's Pow/ReduceMean/Add/Sqrt/Reciprocal/Mul form, rotary as Slice/Neg/Concat, the
+#   attention decomposed with the IsNaN guard: none is a form its attention / layer-norm fusions look for);
+# - opt_level 1 (ORT's own basic passes, on the CPU EP here: no GPU, use_gpu changes nothing): 5
+#   SimplifiedLayerNormalization, float32 Casts ("InsertedPrecisionFreeCast_*", 54 Casts in all) in front of
+#   every float16 node the CPU EP has no float16 kernel for -- the MatMul weights included -- and Softmax
+#   inlined as its function body (ReduceMax / Sub / Exp / ReduceSum / Div); still no fused attention. The
+#   MatMulNBits quantizer then finds no MatMul with a constant B (each B is a Cast), so there is nothing to
+#   rewrite: that graph is a CPU-EP artefact, not a model to deploy.
+# The level-0 graph is quantized and rewritten: every MatMulNBits replaced, Q/K/V fused, both attentions
+# replaced (the decomposed pattern), outputs equal to the optimized quantized original (rel err <= 1e-2).
+@functools.lru_cache(maxsize=None)
+def optimized_llama(tmp: str, level: int) -> onnx.ModelProto:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    exported("llama", tmp)          # writes tmp/llama.onnx (the optimizer rewrites a ModelProto's weights)
+    return optimize_model(f"{tmp}/llama.onnx", model_type="gpt2", num_heads=4, hidden_size=64, opt_level=level).model
+
+
+def test_optimized_llama_forms(tmp):
+    assert _ops(optimized_llama(tmp, 0)) == _ops(exported("llama", tmp))
+    ops1 = _ops(optimized_llama(tmp, 1))
+    assert ops1["SimplifiedLayerNormalization"] == 5 and "Softmax" not in ops1 and ops1["ReduceMax"] == 2
+    assert not {"Attention", "MultiHeadAttention", "GroupQueryAttention"} & set(ops1)
+    q1 = quantize(optimized_llama(tmp, 1), bits=4, block_size=32, symmetric=True)
+    assert "MatMulNBits" not in _ops(q1)        # every MatMul's B is a float32 Cast of the float16 weight
+
+
+def test_optimized_llama_quantized(tmp):
+    level = 0
+    q = quantize(optimized_llama(tmp, level), bits=4, block_size=32, symmetric=True)
+    n_mnb = _ops(q)["MatMulNBits"]
+    assert n_mnb >= 14
+    out, report = rewrite_model(q)
+    assert report.replaced == {"matmulnbits": n_mnb, "qkv": 2, "attention": 2 if level == 0 else 0}, report.format()
+    assert report.left_alone == []
+    ops = _ops(out)
+    assert "MatMulNBits" not in ops and ops["QkvProjectInt4"] == 2
+    assert ops["AttentionFlashCausal"] == (2 if level == 0 else 0)
+    onnx.checker.check_model(out)
+    assert_graph_outputs_unchanged(q, out)
+    again, _ = rewrite_model(out)
+    assert again.SerializeToString() == out.SerializeToString()
+    errs = assert_same_outputs(q, out, feeds=_feeds())
+    assert max(errs) <= 1e-2, errs

@@ -68,6 +68,7 @@ def test_attention_of_the_float_model(kind, causal, tmp):
     assert report.replaced == {"matmulnbits": 0, "qkv": 0, "attention": 2} and report.left_alone == []
     op = "AttentionFlashCausal" if causal else "AttentionFlash"
     assert _ops(out)[op] == 2 and "Softmax" not in _ops(out)
+    assert not causal or "Expand" not in _ops(out)     # Llama's repeat_kv (Unsqueeze/Expand/Reshape) goes with the attention
     onnx.checker.check_model(out)
     assert_graph_outputs_unchanged(fp, out)
     errs = assert_same_outputs(fp, out, feeds=_feeds())

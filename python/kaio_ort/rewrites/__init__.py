@@ -69,12 +69,36 @@ def rewrite_model(model_or_path: Union[onnx.ModelProto, ir.Model, str, os.PathLi
     model, kind = _as_ir(model_or_path)
     ctx = Context(model, Options(cast_float32=cast_float32, progress=progress))
     report = RewriteReport()
+    dead_before = {id(n) for n in _dead_nodes(model.graph)}
     for name, apply in RULES.items():
         if name in names:
             report.rules[name] = RuleReport(name)
             apply(ctx, report.rules[name])
+    _remove_dead_nodes(ctx, dead_before)
     ctx.remove_unused_initializers()
     return (ir.serde.serialize_model(model) if kind == "proto" else model), report
+
+
+def _dead_nodes(graph: ir.Graph) -> list:
+    """Nodes of `graph` (not its subgraphs) whose outputs reach no graph output, last first."""
+    dead, gone = [], set()
+    for node in reversed(list(graph)):
+        if all(not v.is_graph_output() and all(id(u) in gone for u, _ in v.uses()) for v in node.outputs):
+            dead.append(node)
+            gone.add(id(node))
+    return dead
+
+
+def _remove_dead_nodes(ctx: Context, keep: set) -> None:
+    """Drops the nodes a rewrite left without readers (transformers' repeat_kv Expand / Reshape once the
+    attention reads the kv heads directly, a mask's producer); nodes that were dead in the input stay."""
+    graph = ctx.model.graph
+    for node in _dead_nodes(graph):
+        if id(node) in keep:
+            continue
+        inputs = [v for v in node.inputs if v is not None]
+        graph.remove(node, safe=True)
+        ctx.maybe_unused.extend(inputs)
 
 
 def has_external_data(model: ir.Model) -> bool:

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_session
-from op_harness import build_model, randn, rng
+from op_harness import BF16, build_model, randn, rng
 
 from kaio_ort.reference import quantize_int4
 
@@ -32,28 +32,43 @@ pytestmark = [pytest.mark.gpu,
 
 
 def _cases():
-    """Every op with a CUDA kernel: (op, inputs, attrs, output shape, output dtype)."""
+    """Every op with a CUDA kernel: (op, inputs, attrs, output shape, output dtype). bfloat16 inputs
+    enter the graph as float32 through a Cast (build_model); they are fed as float32."""
     g = rng()
     a, b = randn(g, (3, 100, 264), np.float16), randn(g, (264, 72), np.float16)
     x = randn(g, (7, 512), np.float16)
     q, s, _ = quantize_int4(g.standard_normal((512, 300)), 128, symmetric=True)
     x_big = randn(g, (200, 512), np.float16)
+    qa, ka, va = randn(g, (2, 8, 130, 64), np.float16), randn(g, (2, 2, 200, 64), np.float16), randn(
+        g, (2, 2, 200, 64), np.float16)
+    # decode against a long cache: the split-KV path, whose scratch comes from the session's allocator
+    qd, kd, vd = randn(g, (1, 1, 32, 128), np.float16), randn(g, (1, 4096, 32, 128), np.float16), randn(
+        g, (1, 4096, 32, 128), np.float16)
     return {
         "MatmulTc": ("MatmulTc", [a, b], {}, (3, 100, 72), np.float32),
+        "MatmulTcBf16": ("MatmulTcBf16", [a.astype(BF16), b.astype(BF16)], {}, (3, 100, 72), np.float32),
         "MatmulInt4_gemv": ("MatmulInt4", [x, q, s.astype(np.float16)], {"out_dtype": 10}, (7, 300), np.float16),
         "MatmulInt4_gemm": ("MatmulInt4", [x_big, q, s.astype(np.float16)], {"out_dtype": 10}, (200, 300), np.float16),
+        "AttentionFlashCausal_gqa": ("AttentionFlashCausal", [qa, ka, va], {}, (2, 8, 130, 64), np.float32),
+        "AttentionFlash_decode_split": ("AttentionFlash", [qd, kd, vd], {"layout": "bshd", "out_dtype": 10},
+                                        (1, 1, 32, 128), np.float16),
     }
 
 
 CASES = _cases()
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_two_gpus_two_threads_match_one_gpu(case):
+def bound_run(case: str, device_id: int) -> BoundRun:
     op, inputs, attrs, shape, dtype = CASES[case]
     model = build_model(op, inputs, attrs, [dtype])
-    reference = BoundRun(cuda_session(model, device_id=0), inputs, [shape], [dtype]).run()[0]
-    runs = {d: BoundRun(cuda_session(model, device_id=d), inputs, [shape], [dtype], device_id=d) for d in (0, 1)}
+    fed = [x.astype(np.float32) if np.dtype(x.dtype) == np.dtype(BF16) else x for x in inputs]
+    return BoundRun(cuda_session(model, device_id=device_id), fed, [shape], [dtype], device_id=device_id)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_gpus_two_threads_match_one_gpu(case):
+    reference = bound_run(case, 0).run()[0]
+    runs = {d: bound_run(case, d) for d in (0, 1)}
     results, errors = {0: [], 1: []}, []
 
     def worker(d):
@@ -88,12 +103,9 @@ def test_session_on_gpu1_leaves_gpu0_untouched():
             return [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(d)).used for d in (0, 1)]
         before = used()
         import test_multi_gpu as t
-        from gpu_harness import BoundRun, cuda_session
-        from op_harness import build_model
-        for op, inputs, attrs, shape, dtype in t.CASES.values():
-            model = build_model(op, inputs, attrs, [dtype])
-            y = BoundRun(cuda_session(model, device_id=1), inputs, [shape], [dtype], device_id=1).run()[0]
-            assert np.isfinite(y).all()
+        for case in t.CASES:
+            y = t.bound_run(case, 1).run()[0]
+            assert np.isfinite(y).all(), case
         after = used()
         grew = [(a - b) / 2**20 for a, b in zip(after, before)]
         print("MiB used more: GPU0 %.0f, GPU1 %.0f" % tuple(grew))

@@ -17,6 +17,10 @@ if [[ -n ${KAIO_SANITIZE:-} ]]; then
   timeout ${KAIO_SANITIZE_TIMEOUT:-420} compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
     >"$OUT/memcheck.log" 2>&1; tail -5 "$OUT/memcheck.log"
 fi
+if [[ -n ${KAIO_RACECHECK:-} ]]; then  # shared-memory races (e.g. "tests/test_attention_gpu.py -k decode")
+  timeout ${KAIO_SANITIZE_TIMEOUT:-420} compute-sanitizer --tool racecheck --target-processes all python3 -m pytest -q -m gpu $KAIO_RACECHECK \
+    >"$OUT/racecheck.log" 2>&1; tail -5 "$OUT/racecheck.log"
+fi
 # One summary file to commit under bench/results/: device, commit, test and sanitizer outcomes.
 {
   echo "# GPU checks at commit $KAIO_COMMIT"; echo
@@ -25,7 +29,10 @@ fi
   if [[ -f $OUT/memcheck.log ]]; then
     echo; echo "## compute-sanitizer memcheck: pytest -m gpu $KAIO_SANITIZE"; echo '```'; grep -v '^\s*$' "$OUT/memcheck.log" | tail -4; echo '```'
   fi
+  if [[ -f $OUT/racecheck.log ]]; then
+    echo; echo "## compute-sanitizer racecheck: pytest -m gpu $KAIO_RACECHECK"; echo '```'; grep -v '^\s*$' "$OUT/racecheck.log" | tail -4; echo '```'
+  fi
 } > "$OUT/gpu_checks_${KAIO_COMMIT:0:8}.md"
 # At most 8 files come back from a device call: the logs travel as one archive.
-(cd "$OUT" && tar -czf logs.tgz build.log bench.log device.txt ${KAIO_SANITIZE:+memcheck.log} 2>/dev/null \
-  && rm -f build.log bench.log device.txt memcheck.log)
+(cd "$OUT" && tar -czf logs.tgz build.log bench.log device.txt ${KAIO_SANITIZE:+memcheck.log} ${KAIO_RACECHECK:+racecheck.log} 2>/dev/null \
+  && rm -f build.log bench.log device.txt memcheck.log racecheck.log)

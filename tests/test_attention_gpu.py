@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_session, run_op_cuda
 from op_harness import BF16, CUDA, build_model, input_rule, randn, rel_err, rng, run_op
+from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
 from kaio_ort.reference import attention
 
@@ -60,22 +61,6 @@ VARIANTS = [("f32_lse", np.float32, None, True), ("f16_scale", np.float16, 0.3, 
             ("f16_lse", np.float16, 0.0, True)]
 LSE_F16_SHAPES = {"d64_128", "d128_200_700", "sq_gt_sk", "sk1_mqa_bshd", "gqa_bshd_decode", "long_decode"}
 OPS = [("AttentionFlash", False), ("AttentionFlashCausal", True)]
-
-
-def qkv_shapes(layout, batch, hq, hkv, sq, sk, d, dv):
-    if layout == "bshd":
-        return (batch + (sq, hq, d), batch + (sk, hkv, d), batch + (sk, hkv, dv))
-    if hq is None:
-        return ((sq, d), (sk, d), (sk, dv))
-    return (batch + (hq, sq, d), batch + (hkv, sk, d), batch + (hkv, sk, dv))
-
-
-def heads_first(x, layout):
-    """O as [..., H, S, D] (the reference's view), to index rows by an LSE mask."""
-    x = np.asarray(x)
-    if layout == "bshd":
-        return np.swapaxes(x, 1, 2)
-    return x[None] if x.ndim == 2 else x
 
 
 def attrs_for(shape, out_t, scale):

@@ -17,8 +17,8 @@ if [[ -n ${KAIO_SANITIZE:-} ]]; then
   timeout ${KAIO_SANITIZE_TIMEOUT:-420} compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -m gpu $KAIO_SANITIZE \
     >"$OUT/memcheck.log" 2>&1; tail -5 "$OUT/memcheck.log"
 fi
-if [[ -n ${KAIO_RACECHECK:-} ]]; then  # shared-memory races (e.g. "tests/test_attention_gpu.py -k decode")
-  timeout ${KAIO_SANITIZE_TIMEOUT:-420} compute-sanitizer --tool racecheck --target-processes all python3 -m pytest -q -m gpu $KAIO_RACECHECK \
+if [[ -n ${KAIO_RACECHECK:-} ]]; then  # shared-memory races: KAIO_RACECHECK=tests/x.py, KAIO_RACECHECK_K="a or b"
+  timeout ${KAIO_SANITIZE_TIMEOUT:-420} compute-sanitizer --tool racecheck --target-processes all python3 -m pytest -q -m gpu $KAIO_RACECHECK ${KAIO_RACECHECK_K:+-k "$KAIO_RACECHECK_K"} \
     >"$OUT/racecheck.log" 2>&1; tail -5 "$OUT/racecheck.log"
 fi
 # One summary file to commit under bench/results/: device, commit, test and sanitizer outcomes.
@@ -30,7 +30,7 @@ fi
     echo; echo "## compute-sanitizer memcheck: pytest -m gpu $KAIO_SANITIZE"; echo '```'; grep -v '^\s*$' "$OUT/memcheck.log" | tail -4; echo '```'
   fi
   if [[ -f $OUT/racecheck.log ]]; then
-    echo; echo "## compute-sanitizer racecheck: pytest -m gpu $KAIO_RACECHECK"; echo '```'; grep -v '^\s*$' "$OUT/racecheck.log" | tail -4; echo '```'
+    echo; echo "## compute-sanitizer racecheck: pytest -m gpu $KAIO_RACECHECK ${KAIO_RACECHECK_K:+-k \"$KAIO_RACECHECK_K\"}"; echo '```'; grep -v '^\s*$' "$OUT/racecheck.log" | tail -4; echo '```'
   fi
 } > "$OUT/gpu_checks_${KAIO_COMMIT:0:8}.md"
 # At most 8 files come back from a device call: the logs travel as one archive.

@@ -3,11 +3,13 @@
 the Cast harness, CUDA-graph replay, repeated runs, and the CUDA-side validation rules. The CUDA
 kernels take float16 / bfloat16 Q, K, V only (a float32 node runs on the CPU EP)."""
 import numpy as np
+import onnxruntime as ort
 import pytest
 from gpu_harness import BoundRun, cuda_session, run_op_cuda
-from op_harness import BF16, CUDA, build_model, input_rule, randn, rel_err, rng, run_op
+from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, run_op, session
 from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
+import kaio_ort
 from kaio_ort.reference import attention
 
 pytestmark = pytest.mark.gpu
@@ -210,3 +212,26 @@ def test_validation_on_cuda(op, shapes, o_shape, pattern, known_shapes):
         model = build_model(op, inputs, attrs, [np.float16],
                             input_shapes=None if known_shapes else [None] * len(inputs))
         BoundRun(cuda_session(model), inputs, [o_shape], [np.float16]).run()
+
+
+def test_float32_node_runs_on_the_cpu_ep_in_a_cuda_session():
+    """The CUDA registration declares float16 / bfloat16 Q, K, V only (Op::CudaInputs), so ORT places a
+    float32 node on the CPU EP: correct with CPU fallback allowed, refused with it disabled."""
+    g = rng()
+    q, k, v = (randn(g, s, np.float32) for s in ((2, 4, 33, 16), (2, 4, 40, 16), (2, 4, 40, 16)))
+    model = build_model("AttentionFlash", [q, k, v], {}, [np.float32])
+    so = kaio_ort.register(ort.SessionOptions())
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
+    (o,) = sess.run(None, feeds(sess, [q, k, v]))
+    ref_o, _ = attention(q, k, v)
+    assert rel_err(o, ref_o) <= 1e-6  # the CPU kernel: float64 arithmetic, one rounding to float32
+    with pytest.raises(Exception, match="assigned to the default CPU EP"):
+        session(model, CUDA)  # CPU fallback disabled
+
+
+def test_batch_past_the_launch_grid_is_refused_on_cuda():
+    q = np.zeros((65536, 1, 1, 8), np.float16)
+    with pytest.raises(Exception, match=r"AttentionFlash.*input 'Q'.*batch \(65536\) and head count \(1\) must each "
+                                        r"be at most 65535 on CUDA"):
+        run_op_cuda("AttentionFlash", [q, q, q], {}, [q.shape], [np.float32])

@@ -104,41 +104,17 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlash
       ptx::Mma16816<T>(s[0], qf[kk], bk);
       ptx::Mma16816<T>(s[1], qf[kk], bk + 2);
     }
-    float tile_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
     for (int n = 0; n < 2; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t key = key0 + n * 8 + (lane & 3) * 2 + (e & 1);
-        float x = s[n][e] * scale_log2;
-        if (key >= p.sk || (p.causal && key > query[e >> 1] + diag)) x = -INFINITY;
-        s[n][e] = x;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
+        const bool hidden = key >= p.sk || (p.causal && key > query[e >> 1] + diag);
+        s[n][e] = hidden ? -INFINITY : s[n][e] * scale_log2;
       }
-    float base[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      base[r] = tile_max[r] == -INFINITY ? 0.f : tile_max[r];
-      const float corr = exp2f(row_max[r] - base[r]);
-      row_max[r] = tile_max[r];
-      row_sum[r] *= corr;
-#pragma unroll
-      for (int n = 0; n < kON; ++n) {
-        o_acc[n][2 * r] *= corr;
-        o_acc[n][2 * r + 1] *= corr;
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < 2; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[n][e] = exp2f(s[n][e] - base[e >> 1]);
-        row_sum[e >> 1] += s[n][e];
-      }
-    const uint32_t a[4] = {ptx::Pack2<T>(s[0][0], s[0][1]), ptx::Pack2<T>(s[0][2], s[0][3]),
-                           ptx::Pack2<T>(s[1][0], s[1][1]), ptx::Pack2<T>(s[1][2], s[1][3])};
+    SoftmaxStep(s, row_max, row_sum, o_acc);
+    uint32_t a[4];
+    PFragment<T>(s, 0, a);
 #pragma unroll
     for (int n = 0; n < kD / 16; ++n) {
       uint32_t bv[4];
@@ -151,11 +127,7 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlash
   ptx::CpAsyncWait<0>();
 
   // Merge the 4 warps' partial rows in shared memory (the rings are free now).
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
+  QuadSum(row_sum);
   __syncthreads();
   float* m_o = reinterpret_cast<float*>(ring_base);               // [warp][row][kD]
   float* m_max = m_o + kWarps * kDecodeRows * kD;                  // [warp][row]
@@ -191,18 +163,9 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlash
         acc += f * m_o[(w * kDecodeRows + r) * kD + col];
       }
     }
-    const float out = sum > 0.f ? acc / sum : 0.f;
-    const float lse = sum > 0.f ? (mx + log2f(sum)) * kLn2 : -INFINITY;
-    const int64_t h = kvh * group + r / p.sq, i = r % p.sq;
-    const int64_t lse_row = (b * p.hq + h) * p.sq + i;
-    if (split.splits > 1) {
-      const int64_t slot = split_index * p.batch * p.hq * p.sq + lse_row;
-      split.o[slot * p.dv + col] = out;
-      if (col == 0) split.lse[slot] = lse;
-    } else {
-      StoreOut<T>(p.o, b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row + col, out, p.out_f32);
-      if (col == 0 && p.lse) p.lse[lse_row] = lse;
-    }
+    const RowTarget target = TargetOf(p, split, split_index, b, kvh * group + r / p.sq, r % p.sq);
+    Store<T>(p, target, col, sum > 0.f ? acc / sum : 0.f);
+    if (target.lse && col == 0) *target.lse = sum > 0.f ? (mx + log2f(sum)) * kLn2 : -INFINITY;
   }
 }
 

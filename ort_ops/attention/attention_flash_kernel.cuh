@@ -71,7 +71,7 @@ __device__ __forceinline__ void LoadTile(T* tile, const T* base, int64_t ld, int
       uint16_t h[8];
       const uint16_t* src = reinterpret_cast<const uint16_t*>(base + (row < rows ? row * ld : 0) + col);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) h[i] = row < rows && col + i < cols ? src[i] : 0;
+      for (int e = 0; e < 8; ++e) h[e] = row < rows && col + e < cols ? src[e] : 0;
       *reinterpret_cast<uint4*>(dst) = make_uint4(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16),
                                                   h[4] | (uint32_t(h[5]) << 16), h[6] | (uint32_t(h[7]) << 16));
     }
@@ -83,6 +83,82 @@ __device__ __forceinline__ void StoreOut(void* o, int64_t idx, float v, bool out
   if (out_f32) static_cast<float*>(o)[idx] = v;
   else if constexpr (std::is_same<T, __half>::value) static_cast<__half*>(o)[idx] = __float2half_rn(v);
   else static_cast<__nv_bfloat16*>(o)[idx] = __float2bfloat16_rn(v);
+}
+
+// Where result row (b, h, i) goes: its split-KV slice (f32, normalised) or O, and its LSE (natural
+// log; nullptr when not requested).
+struct RowTarget {
+  float* part;     // split-KV slice row, or nullptr: O at o_offset
+  int64_t o_offset;
+  float* lse;
+};
+__device__ __forceinline__ RowTarget TargetOf(const AttentionFlashParams& p, const SplitKv& split, int64_t split_index,
+                                              int64_t b, int64_t h, int64_t i) {
+  const int64_t row = (b * p.hq + h) * p.sq + i;
+  if (split.splits > 1) {
+    const int64_t slot = split_index * p.batch * p.hq * p.sq + row;
+    return {split.o + slot * p.dv, 0, split.lse + slot};
+  }
+  return {nullptr, b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row, p.lse ? p.lse + row : nullptr};
+}
+template <typename T>
+__device__ __forceinline__ void Store(const AttentionFlashParams& p, const RowTarget& t, int64_t col, float v) {
+  if (t.part) t.part[col] = v;
+  else StoreOut<T>(p.o, t.o_offset + col, v, p.out_f32);
+}
+
+// One K/V tile's online-softmax step for a 16-row mma tile in accumulator layout (a thread holds
+// rows lane / 4 and + 8, columns 2 (lane % 4) and + 1 of each 8-column block). s: the tile's
+// base-2 logits, -inf where masked. Updates the rows' running max and (quad-partial) sum, rescales
+// the output accumulators, and leaves the probabilities P in s.
+template <int kSN, int kON>
+__device__ __forceinline__ void SoftmaxStep(float (&s)[kSN][4], float (&row_max)[2], float (&row_sum)[2],
+                                            float (&o_acc)[kON][4]) {
+  float tile_max[2] = {row_max[0], row_max[1]};
+#pragma unroll
+  for (int n = 0; n < kSN; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
+  float base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+    base[r] = tile_max[r] == -INFINITY ? 0.f : tile_max[r];  // a row that has seen no key yet
+    const float corr = exp2f(row_max[r] - base[r]);
+    row_max[r] = tile_max[r];
+    row_sum[r] *= corr;
+#pragma unroll
+    for (int n = 0; n < kON; ++n) {
+      o_acc[n][2 * r] *= corr;
+      o_acc[n][2 * r + 1] *= corr;
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < kSN; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[n][e] = exp2f(s[n][e] - base[e >> 1]);
+      row_sum[e >> 1] += s[n][e];
+    }
+}
+
+// P's keys [16 j, 16 j + 16) as mma's A fragment (two 8-column accumulator blocks = one k16 step).
+template <typename T, int kSN>
+__device__ __forceinline__ void PFragment(const float (&s)[kSN][4], int j, uint32_t (&a)[4]) {
+  a[0] = ptx::Pack2<T>(s[2 * j][0], s[2 * j][1]);
+  a[1] = ptx::Pack2<T>(s[2 * j][2], s[2 * j][3]);
+  a[2] = ptx::Pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]);
+  a[3] = ptx::Pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3]);
+}
+
+// The quad-partial row sums of SoftmaxStep, summed over the 4 lanes that share the rows.
+__device__ __forceinline__ void QuadSum(float (&row_sum)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
 }
 
 template <typename T, int kD, int kMT>
@@ -181,7 +257,6 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
         const int64_t row_a = warp_row0 + mt * 16 + (lane >> 2);
-        float tile_max[2] = {row_max[mt][0], row_max[mt][1]};
 #pragma unroll
         for (int n = 0; n < kSN; ++n)
 #pragma unroll
@@ -192,30 +267,8 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
               if (key >= p.sk || (p.causal && key > row_a + (e >> 1) * 8 + diag)) x = -INFINITY;
             }
             s[mt][n][e] = x;
-            tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
           }
-        float base[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-          base[r] = tile_max[r] == -INFINITY ? 0.f : tile_max[r];  // a row that has seen no key yet
-          const float corr = exp2f(row_max[mt][r] - base[r]);
-          row_max[mt][r] = tile_max[r];
-          row_sum[mt][r] *= corr;
-#pragma unroll
-          for (int n = 0; n < kON; ++n) {
-            o_acc[mt][n][2 * r] *= corr;
-            o_acc[mt][n][2 * r + 1] *= corr;
-          }
-        }
-#pragma unroll
-        for (int n = 0; n < kSN; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            s[mt][n][e] = exp2f(s[mt][n][e] - base[e >> 1]);
-            row_sum[mt][e >> 1] += s[mt][n][e];
-          }
+        SoftmaxStep(s[mt], row_max[mt], row_sum[mt], o_acc[mt]);
       }
       // O += P V: P's accumulators become mma's A fragments (16 keys per k step); each V
       // fragment serves all kMT row tiles.
@@ -223,12 +276,7 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
       for (int j = 0; j < kN / 16; ++j) {
         uint32_t a[kMT][4];
 #pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          a[mt][0] = ptx::Pack2<T>(s[mt][2 * j][0], s[mt][2 * j][1]);
-          a[mt][1] = ptx::Pack2<T>(s[mt][2 * j][2], s[mt][2 * j][3]);
-          a[mt][2] = ptx::Pack2<T>(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
-          a[mt][3] = ptx::Pack2<T>(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
-        }
+        for (int mt = 0; mt < kMT; ++mt) PFragment<T>(s[mt], j, a[mt]);
 #pragma unroll
         for (int n = 0; n < kD / 16; ++n) {
           uint32_t bv[4];
@@ -246,12 +294,7 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
 
   // Epilogue: finish the row sums across the quad, normalise, store.
 #pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      row_sum[mt][r] += __shfl_xor_sync(0xffffffffu, row_sum[mt][r], 1);
-      row_sum[mt][r] += __shfl_xor_sync(0xffffffffu, row_sum[mt][r], 2);
-    }
+  for (int mt = 0; mt < kMT; ++mt) QuadSum(row_sum[mt]);
   if (!warp_active) return;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
@@ -261,27 +304,14 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
       if (row >= p.sq) continue;
       const float sum = row_sum[mt][r];
       const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      const float lse = sum > 0.f ? (row_max[mt][r] + log2f(sum)) * kLn2 : -INFINITY;
-      const int64_t lse_row = (b * p.hq + h) * p.sq + row;
-      if (split.splits > 1) {
-        float* o_part = split.o + (split_index * p.batch * p.hq * p.sq + lse_row) * p.dv;
+      const RowTarget target = TargetOf(p, split, split_index, b, h, row);
 #pragma unroll
-        for (int n = 0; n < kON; ++n) {
-          const int64_t col = n * 8 + (lane & 3) * 2;
-          if (col < p.dv) o_part[col] = o_acc[mt][n][2 * r] * inv;
-          if (col + 1 < p.dv) o_part[col + 1] = o_acc[mt][n][2 * r + 1] * inv;
-        }
-        if ((lane & 3) == 0) split.lse[split_index * p.batch * p.hq * p.sq + lse_row] = lse;
-      } else {
-        const int64_t o_row = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row;
-#pragma unroll
-        for (int n = 0; n < kON; ++n) {
-          const int64_t col = n * 8 + (lane & 3) * 2;
-          if (col < p.dv) StoreOut<T>(p.o, o_row + col, o_acc[mt][n][2 * r] * inv, p.out_f32);
-          if (col + 1 < p.dv) StoreOut<T>(p.o, o_row + col + 1, o_acc[mt][n][2 * r + 1] * inv, p.out_f32);
-        }
-        if (p.lse && (lane & 3) == 0) p.lse[lse_row] = lse;
+      for (int n = 0; n < kON; ++n) {
+        const int64_t col = n * 8 + (lane & 3) * 2;
+        if (col < p.dv) Store<T>(p, target, col, o_acc[mt][n][2 * r] * inv);
+        if (col + 1 < p.dv) Store<T>(p, target, col + 1, o_acc[mt][n][2 * r + 1] * inv);
       }
+      if (target.lse && (lane & 3) == 0) *target.lse = sum > 0.f ? (row_max[mt][r] + log2f(sum)) * kLn2 : -INFINITY;
     }
 }
 

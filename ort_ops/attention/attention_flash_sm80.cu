@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "attention/attention_decode_kernel.cuh"
 
@@ -76,13 +77,26 @@ int SplitCount(const AttentionFlashParams& p, const Config& c) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({slots / blocks, kv_tiles / min_tiles, 64})));
 }
 
+// Over 48 KiB of dynamic shared memory must be asked for once per kernel and device (the
+// attribute belongs to the device's context); later launches skip the driver call.
+template <class Kernel>
+cudaError_t AllowSharedMemory(Kernel kernel, int bytes) {
+  static std::atomic<uint64_t> done{0};  // one bit per device (ids >= 64 ask every time)
+  int device = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e != cudaSuccess) return e;
+  const uint64_t bit = device < 64 ? uint64_t(1) << device : 0;
+  if (bit && (done.load(std::memory_order_relaxed) & bit)) return cudaSuccess;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
+  return e;
+}
+
 template <typename T, int kD, int kMT>
 cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   using Tl = Tiles<kD, kMT>;
   auto kernel = attention_flash::AttentionFlashKernel<T, kD, kMT>;
-  // Over 48 KiB of dynamic shared memory must be asked for (per device; cheap to repeat).
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSmemBytes);
-  if (e != cudaSuccess) return e;
+  if (cudaError_t e = AllowSharedMemory(kernel, Tl::kSmemBytes)) return e;
   const bool vec = VectorLoads(p);
   const int64_t q_tiles = (p.sq + Tl::kBlockM - 1) / Tl::kBlockM;
   dim3 grid(static_cast<unsigned>(q_tiles * split.splits), static_cast<unsigned>(p.hq),
@@ -95,8 +109,7 @@ template <typename T, int kD>
 cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   using Tl = DecodeTiles<kD>;
   auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSmemBytes);
-  if (e != cudaSuccess) return e;
+  if (cudaError_t e = AllowSharedMemory(kernel, Tl::kSmemBytes)) return e;
   dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
   kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split);
   return cudaGetLastError();
@@ -149,7 +162,7 @@ size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p) {
 
 int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  if (RowCount(p) == 0 || p.dv == 0) return cudaSuccess;
+  if (RowCount(p) == 0) return cudaSuccess;
   const Config c = ChooseConfig(p);
   const int64_t q_tiles = c.decode ? 1 : (p.sq + c.block_m - 1) / c.block_m;
   SplitKv split;

@@ -163,8 +163,9 @@ struct AttentionOp {
 #ifdef KAIO_WITH_CUDA
   // The CUDA kernels take float16 and bfloat16; a float32 node stays on the CPU EP.
   static std::vector<IoSpec> CudaInputs() {
-    const std::vector<DType> t{kF16, kBF16};
-    return {{"Q", t, false, 2}, {"K", t, false, 2}, {"V", t, false, 2}};
+    std::vector<IoSpec> in = Inputs();
+    for (IoSpec& s : in) s.types = {kF16, kBF16};
+    return in;
   }
 
   static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
@@ -194,14 +195,13 @@ struct AttentionOp {
     p.v_str = strides(g.v_rows);
     p.o_str = strides(g.o_rows);
     p.scale = static_cast<float>(EffectiveScale(at, g.d));
-    p.sm = launch.sm;
     p.sm_count = launch.sm_count;
     CudaScratch workspace;
     KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashWorkspaceBytes(p)));
     const int e = RunAttentionFlash(p, workspace.data(), launch.stream);
     if (e == -1)
       return InputError(c, 0, "Q", "batch (", p.batch, ") and head count (", p.hq,
-                        ") must each be at most 65535 on CUDA");
+                        ") must each be at most 65535 on CUDA (the launch grid's limit)");
     if (e) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
     return nullptr;
   }

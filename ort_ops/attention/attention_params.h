@@ -24,15 +24,15 @@ struct AttentionFlashParams {
   int64_t batch = 0, hq = 0, hkv = 0, sq = 0, sk = 0, d = 0, dv = 0;
   AttentionStrides q_str, k_str, v_str, o_str;
   float scale = 0.f;     // applied to Q K^T
-  int sm = 0, sm_count = 0;
+  int sm_count = 0;      // the split-KV decision
 };
 
 // Bytes of device scratch a launch with `p` needs (0: none; split-KV decode needs some).
 size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p);
 
 // Launches on `stream` (never synchronises); `workspace` holds AttentionFlashWorkspaceBytes(p)
-// bytes. Returns a CUDA error code (0: launched), or -1 when the shape is beyond the launch
-// grid's limits.
+// bytes. Returns a CUDA error code (0: launched), or -1 when the batch or head count exceeds the
+// launch grid's 65535 (the only limit a tensor that fits in memory can reach).
 int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stream);
 
 }  // namespace kaio

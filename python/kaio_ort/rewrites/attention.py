@@ -447,17 +447,6 @@ def _mask_array(v: Optional[ir.Value]) -> Optional[np.ndarray]:
     return arr
 
 
-def _remove_dead_where(ctx: Context, values) -> None:
-    """Drops the Where nodes _mask_array read through once no replaced attention reads them any more."""
-    for v in values:
-        p = v.producer()
-        if p is None or p.graph is None or v.uses() or v.is_graph_output():
-            continue
-        inputs = [i for i in p.inputs if i is not None]
-        p.graph.remove(p, safe=True)          # (detaches its inputs)
-        ctx.maybe_unused.extend(inputs)
-
-
 def _unrepeat_kv(x: ir.Value) -> Optional[ir.Value]:
     """The [B, Hkv, S, D] value that transformers' repeat_kv expanded into x ([B, Hkv, n, S, D], or that
     reshaped to [B, Hkv*n, S, D]): Expand(Unsqueeze(kv, axes=[2]), [B, Hkv, n, S, D]); else None."""
@@ -481,14 +470,13 @@ def _unrepeat_kv(x: ir.Value) -> Optional[ir.Value]:
 class DecomposedAttention(pattern.RewriteRuleClassBase):
     """MatMul(Q, K^T) [* scale] [+ mask] -> Softmax(-1) -> MatMul(·, V) -> AttentionFlash[Causal]."""
 
-    def __init__(self, ctx: Context, report: RuleReport, pending: dict, bshd: bool, folded: list):
+    def __init__(self, ctx: Context, report: RuleReport, pending: dict, bshd: bool):
         super().__init__(f"{RULE}_decomposed_{'bshd' if bshd else 'any'}")
         self.ctx = ctx
         self.report = report
         self.pending = pending           # anchor node -> (nodes, reason): reported if left in the graph
         self.bshd = bshd
         self._plan = None
-        self.folded = folded             # masks read through a Where of constants (removed once unused)
 
     def pattern(self, op, query, key, value, mask, cond, fill, query_scale, key_scale, qk_scale):
         if self.bshd:      # Q, K, V [B, S, H, D]; scores from bhsd views; output back to [B, S, H, D]
@@ -568,9 +556,7 @@ class DecomposedAttention(pattern.RewriteRuleClassBase):
         causal = False
         if mask_kind is not None:
             m = b.get("mask") if mask_kind == "add" else b.get("cond")
-            arr = _mask_array(m)
-            if arr is not None and const_array(m) is None:
-                self.folded.append(m)
+            arr = _mask_array(m)  # a Where it reads through goes with the other dead nodes (rewrite_model)
             if arr is None:
                 return (f"the mask '{m.name}' is computed at run time (padding or other mask): AttentionFlash "
                         "takes no mask"), None
@@ -597,11 +583,9 @@ class DecomposedAttention(pattern.RewriteRuleClassBase):
 
 def _apply_decomposed(ctx: Context, report: RuleReport) -> bool:
     pending: dict = {}
-    folded: list = []
-    rules = pattern.RewriteRuleSet([DecomposedAttention.rule(ctx, report, pending, True, folded),
-                                    DecomposedAttention.rule(ctx, report, pending, False, folded)], commute=True)
+    rules = pattern.RewriteRuleSet([DecomposedAttention.rule(ctx, report, pending, True),
+                                    DecomposedAttention.rule(ctx, report, pending, False)], commute=True)
     count = rules.apply_to_model(ctx.model)
-    _remove_dead_where(ctx, folded)
     for anchor, reason in pending.values():
         if anchor.graph is not None:
             report.add_left_alone([anchor], "MatMul/Softmax/MatMul", reason)

@@ -194,7 +194,6 @@ def apply(ctx: Context, report: RuleReport) -> None:
             attrs = [ir.AttrInt64("out_dtype", int(t))]
             if trans_b:
                 attrs.append(ir.AttrInt64("trans_b", 1))
-            old_b = node.inputs[1]
             y = node.outputs[0]
             base = ctx.unique_name((y.name or "dense") + "_kaio")
             new = [ir.Node(KAIO_DOMAIN, op_type, [node.inputs[0], weight], attributes=attrs,
@@ -208,8 +207,4 @@ def apply(ctx: Context, report: RuleReport) -> None:
                 n.outputs[0].name = base if i == len(new) - 1 else ctx.unique_name(f"{base}_{i}")
                 n.outputs[0].type, n.outputs[0].shape = y.type, y.shape
             ir.convenience.replace_nodes_and_values(graph, node, [node], new, [y], [new[-1].outputs[0]])
-            if weight is not old_b:           # a folded Transpose goes when nothing else reads it
-                tr = old_b.producer()
-                if tr is not None and not old_b.uses() and not old_b.is_graph_output():
-                    graph.remove(tr, safe=True)
             report.add_replaced(node)

@@ -12,7 +12,6 @@ Usage: python bench/bench_attention.py [--quick]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -102,10 +101,7 @@ def max_diff(a, b):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = ap.parse_args()
-    iters = 20 if args.quick else 50
+    iters = harness.iterations()
     rng = np.random.default_rng(0)
     rows = []
     for b, sq, sk, h, d, causal in SHAPES:

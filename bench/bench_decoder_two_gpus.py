@@ -98,7 +98,9 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     info = harness.run_meta()
-    info["devices"] = [__import__("torch").cuda.get_device_name(i) for i in (0, 1)]
+    import torch
+
+    info["devices"] = [torch.cuda.get_device_name(i) for i in (0, 1)]
     stem = f"{info['date'][:10]}_decoder_two_gpus_{info['commit'][:8]}"
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     (harness.RESULTS / f"{stem}.json").write_text(json.dumps({"meta": info, "models": meta, "rows": rows}, indent=1))

@@ -4,7 +4,6 @@ Usage: python bench/bench_matmul_tc.py [--quick]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -36,10 +35,7 @@ def model(op: str, m: int, n: int, k: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = ap.parse_args()
-    iters = 20 if args.quick else 50
+    iters = harness.iterations()
     rng = np.random.default_rng(0)
     rows = []
     for m, n, k in SHAPES:

@@ -12,7 +12,9 @@ bench/results/, plus a PNG chart when matplotlib is present.
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import statistics
@@ -27,10 +29,27 @@ import kaio_ort
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CUDA = "CUDAExecutionProvider"
-# Ceilings measured on the H100 (anchors.md): HBM bandwidth and cuBLAS f16 / bf16 rates.
-HBM_BYTES_PER_S = 3.0e12
-F16_TENSOR_FLOPS = 771e12
+# The floor's ceilings per card: (HBM bytes/s, dense f16 tensor FLOP/s). H100: measured (anchors.md:
+# a plain read of HBM, cuBLAS f16 at 4096^3). H200: its nominal 4.8 TB/s HBM3e (no measured anchor;
+# ORT reached 4.5 TB/s on it in our attention decode runs) and the H100's compute (the same GH100 chip).
+CEILINGS = {"H100": (3.0e12, 771e12), "H200": (4.8e12, 771e12)}
 L2_BYTES = 50 * 2**20
+
+
+@functools.lru_cache(maxsize=None)
+def ceilings() -> tuple:
+    """(HBM bytes/s, f16 FLOP/s) of GPU 0 (the H100's where the card is not in CEILINGS)."""
+    import torch
+
+    name = torch.cuda.get_device_name(0)
+    return next((c for key, c in CEILINGS.items() if key in name), CEILINGS["H100"])
+
+
+def iterations() -> int:
+    """The side-by-side benchmarks' one flag, --quick: 20 timed runs instead of 50."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    return 20 if ap.parse_args().quick else 50
 
 
 def cuda_session(model, register: bool = True) -> ort.InferenceSession:
@@ -116,7 +135,8 @@ class Row:
 
     @property
     def floor_us(self) -> float:
-        return max(self.flops / F16_TENSOR_FLOPS, self.bytes / HBM_BYTES_PER_S) * 1e6
+        hbm, flops = ceilings()
+        return max(self.flops / flops, self.bytes / hbm) * 1e6
 
     def summary(self) -> dict:
         k = self.kaio["median_us"] if self.kaio else None
@@ -141,8 +161,8 @@ def write_results(name: str, rows: list[Row], title: str, notes: str = "") -> Pa
     cols = list(summaries[0].keys())
     lines = [f"# {title}", "", f"device: {meta['device']}; date: {meta['date']}; commit: {meta['commit']}; "
              f"onnxruntime {meta['onnxruntime']}", "", meta["method"], "",
-             "kaio_vs_ort = ORT time / our time (> 1: faster than ORT); floor = max(FLOPs / 771 TFLOP/s, "
-             "bytes / 3.0 TB/s).", ""]
+             "kaio_vs_ort = ORT time / our time (> 1: faster than ORT); floor = max(FLOPs / "
+             f"{ceilings()[1] / 1e12:.0f} TFLOP/s, bytes / {ceilings()[0] / 1e12:.1f} TB/s).", ""]
     if notes:
         lines += [notes, ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]

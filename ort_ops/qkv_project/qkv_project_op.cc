@@ -1,4 +1,5 @@
-// com.kaio QkvProjectInt8 and QkvProjectInt4 (CPU kernels).
+// com.kaio QkvProjectInt8 and QkvProjectInt4 (CPU kernels; QkvProjectInt4 also on CUDA through the
+// MatmulInt4 kernels, the three projections in one launch).
 //
 // Contract (DESIGN.md, "Contract details"): three weight-only quantized projections of one input,
 // (Q, K, V) = (X Wq * sq + bq, X Wk * sk + bk, X Wv * sv + bv), written in X's type.
@@ -12,6 +13,7 @@
 #include "common/custom_op.h"
 #include "op_families.h"
 #include "quant_matmul/quant_dequant.h"
+#include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
 namespace {
@@ -71,6 +73,37 @@ struct Int4Weights {
                                         int64_t n) {
     return DequantizeInt4(w, k, n, ToGroupParams(s, RowsPerGroup(at.group_size, k)), GroupParams{});
   }
+#ifdef KAIO_WITH_CUDA
+  // The three projections as segments of one MatmulInt4 launch (matmul_int4_kernel.cuh): the
+  // kernels' column blocks run over Q's, K's and V's columns in turn, so each column is computed
+  // exactly as a MatmulInt4 with out_dtype = X's type would compute it (plus the bias in f32).
+  static OrtStatus* RunCuda(const ErrCtx& c, const Attrs& at, int64_t rows, int64_t k, const int64_t* n, bool bias,
+                            const InputTensors& in, const OutputTensors& out, const CudaLaunch& launch) {
+    MatmulInt4Params seg[3];
+    for (int i = 0; i < 3; ++i) {
+      MatmulInt4Params& p = seg[i];
+      p.a = in[kX].data;
+      p.b = static_cast<const uint32_t*>(in[kW + i].data);
+      p.scales = in[kS + i].data;
+      p.bias = bias ? in[kBias + i].data : nullptr;
+      p.y = out[i].data;
+      p.bf16 = in[kX].type == kBF16;
+      p.out_f32 = false;
+      p.m = rows;
+      p.n = n[i];
+      p.k = k;
+      p.group_size = static_cast<int>(at.group_size);
+      p.sm = launch.sm;
+      p.sm_count = launch.sm_count;
+    }
+    if (int e = RunMatmulInt4(seg, 3, launch.stream)) {
+      if (e == 74)  // cudaErrorMisalignedAddress
+        return OpError(ORT_FAIL, c, "inputs 'X', 'Wq', 'Wk' and 'Wv' must be 16-byte aligned on CUDA");
+      return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    }
+    return nullptr;
+  }
+#endif
 };
 
 template <class Fmt>
@@ -140,6 +173,16 @@ struct QkvProjectOp {
     }
     return nullptr;
   }
+
+#ifdef KAIO_WITH_CUDA
+  // Instantiated only for formats with a CUDA kernel (Fmt::RunCuda; QkvProjectInt4).
+  static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
+                                const CudaLaunch& launch) {
+    Geometry g;
+    KAIO_RETURN_IF_ERROR(ResolveGeometry(c, at, TensorInfos(in.begin(), in.end()), &g));
+    return Fmt::RunCuda(c, at, g.x.rows, g.x.k, g.n, g.bias, in, out, launch);
+  }
+#endif
 };
 
 }  // namespace
@@ -147,6 +190,9 @@ struct QkvProjectOp {
 void AddQkvProjectOps(OpList& list) {
   AddCpuOp<QkvProjectOp<Int8Weights>>(list);
   AddCpuOp<QkvProjectOp<Int4Weights>>(list);
+#ifdef KAIO_WITH_CUDA
+  AddCudaOp<QkvProjectOp<Int4Weights>>(list);
+#endif
 }
 
 }  // namespace kaio

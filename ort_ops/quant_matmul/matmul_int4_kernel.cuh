@@ -157,9 +157,47 @@ __device__ __forceinline__ uint32_t Comp(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
+// The projections of one launch (MatmulInt4: one; QkvProjectInt4: three) and the first column
+// block of each: block x of the grid belongs to the last segment whose first block is <= x.
+struct Int4Batch {
+  MatmulInt4Params seg[kMaxInt4Segments];
+  int64_t first_block[kMaxInt4Segments];
+  int count;
+};
+
+template <typename F>
+__device__ __forceinline__ F Pick(int s, F f0, F f1, F f2) { return s == 0 ? f0 : s == 1 ? f1 : f2; }
+
+// This block's projection and its column block inside it. Only the per-segment fields are
+// selected (constant indices: no local-memory copy of the parameters), so the shared ones stay
+// kernel-parameter reads.
+__device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64_t* block) {
+  const int64_t bx = blockIdx.x;
+  const int s = (bt.count > 1 && bx >= bt.first_block[1]) + (bt.count > 2 && bx >= bt.first_block[2]);
+  MatmulInt4Params p = bt.seg[0];
+  p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
+  p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
+  p.zero_points = Pick(s, bt.seg[0].zero_points, bt.seg[1].zero_points, bt.seg[2].zero_points);
+  p.bias = Pick(s, bt.seg[0].bias, bt.seg[1].bias, bt.seg[2].bias);
+  p.y = Pick(s, bt.seg[0].y, bt.seg[1].y, bt.seg[2].y);
+  p.n = Pick(s, bt.seg[0].n, bt.seg[1].n, bt.seg[2].n);
+  *block = bx - Pick(s, int64_t(0), bt.first_block[1], bt.first_block[2]);
+  return p;
+}
+
+template <typename T>
+__device__ __forceinline__ float ToFloat(unsigned short h) {
+  if constexpr (std::is_same<T, __half>::value)
+    return __half2float(__ushort_as_half(h));
+  else
+    return __uint_as_float(uint32_t(h) << 16);
+}
+
+// Y[row, col] = v (+ bias[col]), rounded once to Y's type.
 template <typename T>
 __device__ __forceinline__ void StoreOut(const MatmulInt4Params& p, int64_t row, int64_t col, float v) {
   const int64_t idx = row * p.n + col;
+  if (p.bias) v += ToFloat<T>(__ldg(static_cast<const unsigned short*>(p.bias) + col));
   if (p.out_f32)
     static_cast<float*>(p.y)[idx] = v;
   else if constexpr (std::is_same<T, __half>::value)
@@ -190,9 +228,11 @@ constexpr int kGemvThreads = kGemvWarps * 32;
 constexpr int kGemvCols = 8 * kGemvNT;
 
 template <typename T, bool kRows16, bool kZp>
-__global__ void __launch_bounds__(kGemvThreads) MatmulInt4GemvKernel(MatmulInt4Params p) {
+__global__ void __launch_bounds__(kGemvThreads) MatmulInt4GemvKernel(Int4Batch bt) {
+  int64_t blk;
+  const MatmulInt4Params p = SegmentOf(bt, &blk);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int64_t n0 = int64_t(blockIdx.x) * kGemvCols;
+  const int64_t n0 = blk * kGemvCols;
   const int64_t chunks = (p.k + kChunk - 1) / kChunk;
   const T* a = static_cast<const T*>(p.a);
   const bool row0_ok = g < p.m, row1_ok = kRows16 && g + 8 < p.m;
@@ -486,33 +526,39 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok)
 // Swapped operands: the weights are mma's A operand (16 weight columns x 16 k), A's rows (tokens)
 // its B operand (8 tokens per n8 tile, rows >= M read as zero), so M <= 8 costs one mma per
 // 16 columns x 16 k. Block = 4 warps, tile = 16 MW columns x all of K; K goes in stages of 512
-// through a kDecStages-deep cp.async ring in shared memory: per stage the tile's weights (each
+// through a cp.async ring (4 or 8 stages deep, see the launcher) in shared memory: per stage the tile's weights (each
 // column's 256 bytes contiguous: 16 lanes copy one column, coalesced), the M real rows of A
 // (512 k) and the stage's scales / zero points (rows of 16 MW contiguous columns: needs N % 8 == 0).
 // Warp w takes k [128 w, +128) of each stage: lane (g, t) reads one 16-byte unit (32 k) of columns
 // g and g + 8 (one LDS.128 each) and the same 32 k of tokens g (+ 8): the fragment mapping of the
 // header with the roles of A and B exchanged. The 4 warps' partial sums are reduced in shared
 // memory at the end of the tile.
-constexpr int kDecWarps = 4, kDecThreads = kDecWarps * 32, kDecKs = 512, kDecStages = 4;
+constexpr int kDecWarps = 4, kDecThreads = kDecWarps * 32, kDecKs = 512;
 
-template <int MW, int NT8>
+// A stage holds the weights, the M real rows of A (not all 8 NT8 rows: small M gets a deeper ring
+// in the same shared memory) and the scales / zero points.
+template <int MW, int NT8, int ST>
 struct DecLayout {
+  static constexpr int kStages = ST;
   static constexpr int kCols = 16 * MW, kRows = 8 * NT8;
   static constexpr int kW = kCols * (kDecKs / 2);      // weight bytes per stage
-  static constexpr int kA = kRows * kDecKs * 2;        // A bytes per stage
   static constexpr int kS = (kDecKs / 32) * kCols * 2;  // scale bytes per stage (group 32 at most rows)
-  static constexpr int kStage = kW + kA + 2 * kS;
-  static constexpr int kSmem = kDecStages * kStage;
+  static constexpr int kRowBytes = kDecKs * 2;          // one row of A per stage
+  __host__ __device__ static constexpr int Stage(int m) { return kW + m * kRowBytes + 2 * kS; }
+  __host__ __device__ static constexpr int Smem(int m) { return kStages * Stage(m); }
 };
 
-template <typename T, int MW, int NT8, bool kZp>
-__global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(MatmulInt4Params p) {
-  using L = DecLayout<MW, NT8>;
+template <typename T, int MW, int NT8, int ST, bool kZp>
+__global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch bt) {
+  using L = DecLayout<MW, NT8, ST>;
   extern __shared__ uint4 dec_smem[];
+  int64_t blk;
+  const MatmulInt4Params p = SegmentOf(bt, &blk);
   char* sm = reinterpret_cast<char*>(dec_smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int64_t n0 = int64_t(blockIdx.x) * L::kCols;
+  const int64_t n0 = blk * L::kCols;
   const int k = int(p.k), kw = k >> 3, m = int(p.m);
+  const int stage_bytes = L::Stage(m), a_bytes = m * L::kRowBytes;
   const int lg = __ffs(p.group_size) - 1;
   const int stages = (k + kDecKs - 1) / kDecKs;
   const int srows = kDecKs >> lg;  // scale rows per stage
@@ -521,7 +567,7 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(MatmulInt4
   const unsigned short* zp = static_cast<const unsigned short*>(p.zero_points);
 
   auto issue = [&](int s) {
-    char* st = sm + (s % kDecStages) * L::kStage;
+    char* st = sm + (s % L::kStages) * stage_bytes;
     const int k0 = s * kDecKs;
     // weights: unit e -> column e >> 4, 16-byte piece e & 15 (32 k); odd columns swizzled by 4 units
 #pragma unroll
@@ -541,7 +587,7 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(MatmulInt4
       CpAsync16(as + r * (kDecKs * 2) + (Swz(r, u) << 4), ok ? a + int64_t(r) * k + kk : a, ok);
     }
     // scales (and zero points): srows rows of kCols columns, 2 MW units a row
-    char* ss = as + L::kA;
+    char* ss = as + a_bytes;
     if (tid < srows * 2 * MW) {
       const int r = tid / (2 * MW), u = tid % (2 * MW);
       const int64_t gr = (int64_t(k0) >> lg) + r, n = n0 + 8 * u;
@@ -554,18 +600,18 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(MatmulInt4
 
   float acc[MW][NT8][4] = {};
 #pragma unroll
-  for (int s = 0; s < kDecStages - 1; ++s) {
+  for (int s = 0; s < L::kStages - 1; ++s) {
     if (s < stages) issue(s);
     asm volatile("cp.async.commit_group;\n" ::);
   }
   for (int s = 0; s < stages; ++s) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(kDecStages - 2));
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(L::kStages - 2));
     __syncthreads();
-    if (s + kDecStages - 1 < stages) issue(s + kDecStages - 1);
+    if (s + L::kStages - 1 < stages) issue(s + L::kStages - 1);
     asm volatile("cp.async.commit_group;\n" ::);
-    const char* st = sm + (s % kDecStages) * L::kStage;
+    const char* st = sm + (s % L::kStages) * stage_bytes;
     const char* as = st + L::kW;
-    const char* ss = as + L::kA;
+    const char* ss = as + a_bytes;
     const int kl = 128 * warp + 32 * t;  // this lane's 32 k inside the stage
     const int gr = kl >> lg;
     uint4 av[NT8][4];
@@ -627,11 +673,13 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(MatmulInt4
 }
 
 template <typename T, int NT, bool kZp>
-__global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(MatmulInt4Params p) {
+__global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch bt) {
   __shared__ alignas(16) uint4 as[2][kGemmM][kUnits];
+  int64_t blk;
+  const MatmulInt4Params p = SegmentOf(bt, &blk);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int64_t m0 = int64_t(blockIdx.y) * kGemmM;
-  const int64_t ncol0 = int64_t(blockIdx.x) * (kGemmWarps * 8 * NT) + warp * 8 * NT + g;
+  const int64_t ncol0 = blk * (kGemmWarps * 8 * NT) + warp * 8 * NT + g;
   const int64_t chunks = (p.k + kChunk - 1) / kChunk;
   const T* a = static_cast<const T*>(p.a);
 
@@ -649,7 +697,7 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(MatmulInt4P
   float acc[kGemmMT][NT][4] = {};
   uint4 wv[NT], wn[NT];
   uint32_t s2[NT], z2[NT], sn[NT], zn[NT];
-  load_a(0, 0);
+  if (chunks > 0) load_a(0, 0);  // (K = 0: no copy from A at all)
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) LoadWeights<kZp>(p, ncol0 + nt * 8, 32 * t, &wv[nt], &s2[nt], &z2[nt]);
 

@@ -65,19 +65,40 @@ cudaError_t OptInSmem(K kernel, std::atomic<uint64_t>& done, int smem_max) {
   return err;
 }
 
+// The batch of `count` segments for a kernel whose blocks cover `cols` columns each; *blocks is
+// the grid's x extent (every segment's column blocks in turn).
+int4mm::Int4Batch MakeBatch(const MatmulInt4Params* segs, int count, int64_t cols, int64_t* blocks) {
+  int4mm::Int4Batch bt{};
+  bt.count = count;
+  int64_t first = 0;
+  for (int i = 0; i < count; ++i) {
+    bt.seg[i] = segs[i];
+    bt.first_block[i] = first;
+    first += (segs[i].n + cols - 1) / cols;
+  }
+  *blocks = first;
+  return bt;
+}
+
 // The decode kernel (swapped-operand mma, cp.async ring). Returns false where it does not apply
-// (N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
-template <typename T, int MW, int NT8, bool kZp>
-bool LaunchDecode(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err) {
+// (some N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
+template <typename T, int MW, int NT8, int ST, bool kZp>
+bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
   using namespace int4mm;
-  constexpr int smem = DecLayout<MW, NT8>::kSmem;
+  using L = DecLayout<MW, NT8, ST>;
+  const MatmulInt4Params& p = segs[0];
+  const int smem = L::Smem(int(p.m));
   int smem_max = 0, sm_smem = 0;
   SmemLimits(p.sm, &smem_max, &sm_smem);
-  if (p.n % 8 != 0 || smem > smem_max) return false;
+  for (int i = 0; i < count; ++i)
+    if (segs[i].n % 8 != 0) return false;
+  if (L::Smem(L::kRows) > smem_max) return false;
   static std::atomic<uint64_t> done{0};
-  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, kZp>, done, smem)) != cudaSuccess) return true;
-  const int64_t grid = (p.n + DecLayout<MW, NT8>::kCols - 1) / DecLayout<MW, NT8>::kCols;
-  MatmulInt4DecodeKernel<T, MW, NT8, kZp><<<unsigned(grid), kDecThreads, smem, stream>>>(p);
+  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, ST, kZp>, done, L::Smem(L::kRows))) != cudaSuccess)
+    return true;
+  int64_t grid = 0;
+  const Int4Batch bt = MakeBatch(segs, count, L::kCols, &grid);
+  MatmulInt4DecodeKernel<T, MW, NT8, ST, kZp><<<unsigned(grid), kDecThreads, smem, stream>>>(bt);
   *err = cudaGetLastError();
   return true;
 }
@@ -94,37 +115,54 @@ bool LaunchDecode(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* e
 // The FMA and mma GEMVs remain for N % 8 != 0 and where the decode ring does not fit.
 constexpr int kDecMw16 = 2;
 constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GEMV)
+#ifndef KAIO_INT4_DEC_STAGES_SMALL_M
+#define KAIO_INT4_DEC_STAGES_SMALL_M 8
+#endif
+// M <= 4: A takes little of a stage, so the ring is deeper.
+constexpr int kDecStagesSmallM = KAIO_INT4_DEC_STAGES_SMALL_M, kDecStages = 4;
 
 template <typename T, bool kZp>
-cudaError_t Launch(const MatmulInt4Params& p, cudaStream_t stream) {
+cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   using namespace int4mm;
+  const MatmulInt4Params& p = segs[0];  // m, k, types and the device: shared by every segment
   cudaError_t err = cudaSuccess;
-  // M = 1: the FMA GEMV (coalesced 512-byte warp loads of one column). Measured on H100 (standalone
-  // harness, CUDA-graph replay), f16, group 128, cold weights, vs the mma GEMV: 1x4096x4096 7.9 vs 8.2 us, 1x14336x4096 19.2 vs 25.0,
+  // M = 1: the FMA GEMV (coalesced 512-byte warp loads of one column) where the decode kernel does
+  // not apply. Measured on H100 (standalone harness, CUDA-graph replay), f16, group 128, cold weights, vs the mma GEMV: 1x4096x4096 7.9 vs 8.2 us, 1x14336x4096 19.2 vs 25.0,
   // 1x4096x14336 22.1 vs 23.6, 1x11008x4096 16.8 vs 20.6, 1x1000x4096 4.4 vs 5.7. At M = 2 and 4 the
   // FFMA work (one FFMA per weight and row, plus the f32 conversion) makes it issue-bound and slower
   // (2x4096x4096 9.8 vs 8.3 us, 4x4096x4096 17.0 vs 8.3), so M >= 2 stays on the mma GEMV.
-  if (p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kZp>(p, stream, &err)) return err;
-  if (p.m == 1 && LaunchFma<T, 1, kZp>(p, stream, &err)) return err;
-  if (p.m > 1 && p.m <= 8 && LaunchDecode<T, 1, 1, kZp>(p, stream, &err)) return err;
-  if (p.m > 8 && p.m <= 16 && LaunchDecode<T, kDecMw16, 2, kZp>(p, stream, &err)) return err;
-  if (p.m <= 16) {
-    const dim3 grid(static_cast<unsigned>((p.n + kGemvCols - 1) / kGemvCols));
+  // It strides over its own columns, so it takes one launch per segment.
+  // K = 0 (an empty sum: Y = bias) goes to the GEMM kernel, which handles it at any M.
+  if (p.k > 0 && p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kDecStagesSmallM, kZp>(segs, count, stream, &err))
+    return err;
+  if (p.k > 0 && p.m == 1) {
+    bool fma = true;
+    for (int i = 0; i < count && fma && err == cudaSuccess; ++i) fma = LaunchFma<T, 1, kZp>(segs[i], stream, &err);
+    if (fma || err != cudaSuccess) return err;  // (the first segment decides: all share K)
+  }
+  if (p.k > 0 && p.m > 1 && p.m <= 4 && LaunchDecode<T, 1, 1, kDecStagesSmallM, kZp>(segs, count, stream, &err))
+    return err;
+  if (p.k > 0 && p.m > 4 && p.m <= 8 && LaunchDecode<T, 1, 1, kDecStages, kZp>(segs, count, stream, &err)) return err;
+  if (p.k > 0 && p.m > 8 && p.m <= 16 && LaunchDecode<T, kDecMw16, 2, kDecStages, kZp>(segs, count, stream, &err))
+    return err;
+  int64_t blocks = 0;
+  if (p.k > 0 && p.m <= 16) {
+    const Int4Batch bt = MakeBatch(segs, count, kGemvCols, &blocks);
     if (p.m <= 8)
-      MatmulInt4GemvKernel<T, false, kZp><<<grid, kGemvThreads, 0, stream>>>(p);
+      MatmulInt4GemvKernel<T, false, kZp><<<unsigned(blocks), kGemvThreads, 0, stream>>>(bt);
     else
-      MatmulInt4GemvKernel<T, true, kZp><<<grid, kGemvThreads, 0, stream>>>(p);
+      MatmulInt4GemvKernel<T, true, kZp><<<unsigned(blocks), kGemvThreads, 0, stream>>>(bt);
     return cudaGetLastError();
   }
   const int64_t mblocks = (p.m + kGemmM - 1) / kGemmM;
-  // Wide tiles (4 x 32 columns) when they still give two blocks per SM, else 4 x 16 columns.
-  const int64_t wide = (p.n + 127) / 128;
   if (mblocks > 65535) return cudaErrorInvalidConfiguration;
-  if (wide * mblocks >= 2 * int64_t(p.sm_count > 0 ? p.sm_count : 132)) {
-    MatmulInt4GemmKernel<T, 4, kZp><<<dim3(unsigned(wide), unsigned(mblocks)), kGemmThreads, 0, stream>>>(p);
+  // Wide tiles (4 x 32 columns) when they still give two blocks per SM, else 4 x 16 columns.
+  const Int4Batch wide = MakeBatch(segs, count, 128, &blocks);
+  if (blocks * mblocks >= 2 * int64_t(p.sm_count > 0 ? p.sm_count : 132)) {
+    MatmulInt4GemmKernel<T, 4, kZp><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(wide);
   } else {
-    const int64_t narrow = (p.n + 63) / 64;
-    MatmulInt4GemmKernel<T, 2, kZp><<<dim3(unsigned(narrow), unsigned(mblocks)), kGemmThreads, 0, stream>>>(p);
+    const Int4Batch narrow = MakeBatch(segs, count, 64, &blocks);
+    MatmulInt4GemmKernel<T, 2, kZp><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(narrow);
   }
   return cudaGetLastError();
 }
@@ -133,17 +171,30 @@ bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15)
 
 }  // namespace
 
-int RunMatmulInt4(const MatmulInt4Params& p, void* stream_ptr) {
+int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  if (p.m == 0 || p.n == 0) return cudaSuccess;
-  if (p.k == 0) {  // empty sum: Y = 0
-    const size_t elem = p.out_f32 ? 4 : 2;
-    return cudaMemsetAsync(p.y, 0, static_cast<size_t>(p.m * p.n) * elem, stream);
+  if (count < 1 || count > kMaxInt4Segments) return cudaErrorInvalidValue;
+  // Segments with no columns take no blocks; K = 0 is an empty sum (Y = bias or 0).
+  MatmulInt4Params live[kMaxInt4Segments];
+  int n_live = 0;
+  for (int i = 0; i < count; ++i)
+    if (segs[i].n > 0) live[n_live++] = segs[i];
+  if (n_live == 0 || segs[0].m == 0) return cudaSuccess;
+  const MatmulInt4Params& p = live[0];
+  if (p.k == 0 && !p.bias) {  // Y = 0 (biases: all segments or none)
+    for (int i = 0; i < n_live; ++i) {
+      const size_t elem = p.out_f32 ? 4 : 2;
+      const cudaError_t e = cudaMemsetAsync(live[i].y, 0, static_cast<size_t>(p.m * live[i].n) * elem, stream);
+      if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
   }
-  if (!Aligned16(p.a) || !Aligned16(p.b)) return cudaErrorMisalignedAddress;
+  if (!Aligned16(p.a)) return cudaErrorMisalignedAddress;
+  for (int i = 0; i < n_live; ++i)
+    if (!Aligned16(live[i].b)) return cudaErrorMisalignedAddress;
   const bool zp = p.zero_points != nullptr;
-  if (p.bf16) return zp ? Launch<__nv_bfloat16, true>(p, stream) : Launch<__nv_bfloat16, false>(p, stream);
-  return zp ? Launch<__half, true>(p, stream) : Launch<__half, false>(p, stream);
+  if (p.bf16) return zp ? Launch<__nv_bfloat16, true>(live, n_live, stream) : Launch<__nv_bfloat16, false>(live, n_live, stream);
+  return zp ? Launch<__half, true>(live, n_live, stream) : Launch<__half, false>(live, n_live, stream);
 }
 
 }  // namespace kaio

@@ -1,17 +1,19 @@
-// What the ORT glue (quant_matmul_op.cc) hands to the MatmulInt4 CUDA code: pointers and sizes.
-// No ORT or CUDA headers: plain data.
+// What the ORT glue (quant_matmul_op.cc, qkv_project_op.cc) hands to the INT4 CUDA code: pointers
+// and sizes. No ORT or CUDA headers: plain data.
 #pragma once
 
 #include <cstdint>
 
 namespace kaio {
 
+// One INT4 projection: Y[M, N] = A[M, K] * W (+ bias),
+// W[k, n] = (q[k, n] - zp[k / g, n]) * scale[k / g, n].
 struct MatmulInt4Params {
-  // Y[M, N] = A[M, K] * W, W[k, n] = (q[k, n] - zp[k / g, n]) * scale[k / g, n].
   const void* a = nullptr;            // f16 / bf16 [M, K] (leading dims of A flattened into M)
   const uint32_t* b = nullptr;        // [N, K/8]: column n's K/8 words contiguous, nibble i = k 8*(k/8)+i
   const void* scales = nullptr;       // A's type [K/g, N]
   const void* zero_points = nullptr;  // A's type [K/g, N] or nullptr
+  const void* bias = nullptr;         // A's type [N] or nullptr (added in f32 before Y's rounding)
   void* y = nullptr;                  // float or A's type [M, N]
   bool bf16 = false;                  // A's type: bf16 (else f16)
   bool out_f32 = true;                // Y float (else A's type)
@@ -20,8 +22,14 @@ struct MatmulInt4Params {
   int sm = 0, sm_count = 0;
 };
 
+// Up to three projections of the same A (QkvProjectInt4) in one launch: the kernels' column
+// blocks run over the segments' columns in turn. Every segment shares A, m, k, group_size, the
+// types and whether zero points are present; n, b, scales, zero_points, bias and y are its own.
+constexpr int kMaxInt4Segments = 3;
+
 // Launches on `stream`; returns the CUDA error of the launch (never synchronises).
-// cudaErrorMisalignedAddress (74): A or B_packed not 16-byte aligned.
-int RunMatmulInt4(const MatmulInt4Params& p, void* stream);
+// cudaErrorMisalignedAddress (74): A or a B_packed not 16-byte aligned.
+int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* stream);
+inline int RunMatmulInt4(const MatmulInt4Params& p, void* stream) { return RunMatmulInt4(&p, 1, stream); }
 
 }  // namespace kaio

@@ -1,0 +1,227 @@
+"""QkvProjectInt4 on the CUDA EP (decode regimes M <= 16, GEMM regime M > 16) against the float64
+reference of the weights as the kernel forms them; IOBinding with NaN-poisoned outputs, bfloat16
+through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-graph replay, repeated
+runs, the CUDA-side validation and an empty M."""
+import numpy as np
+import pytest
+from gpu_harness import BoundRun, cuda_session, run_op_cuda
+from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
+
+from kaio_ort.reference import qkv_project_int4, quantize_int4
+
+pytestmark = pytest.mark.gpu
+
+OP = "QkvProjectInt4"
+# Against _chain_ref_qkv (the weights rounded as the kernel rounds them): f32 accumulation, then one
+# rounding to X's type (bf16: 8-bit mantissa). Against the contract's reference (exact weights) the
+# weight rounding adds to that, which a single badly conditioned element (M = N = 1, a bias that
+# cancels the product) can blow up: PLAIN_TOL, checked on shapes with many elements only.
+TOL = {np.float16: 2e-3, BF16: 8e-3}
+PLAIN_TOL = 1e-2
+
+# (lead dims, M, K, (Nq, Nk, Nv)); K as a multiple of the group ("g": one group, "3g") or absolute.
+# M = 1, 2, 7, 8, 9, 16: the decode kernels (both m16 halves from M = 9); M = 17, 100, 129: the
+# GEMM regime with row tails; batch dims on X (15 and 80 rows); GQA widths (256, 64, 64) and
+# Llama-like ones (512, 128, 128) at small K; unequal odd widths, not multiples of 8 (the fallbacks).
+SHAPES = [
+    ((), 1, 4096, (256, 64, 64)),
+    ((), 1, "g", (1, 1, 1)),
+    ((), 1, "3g", (40, 13, 7)),
+    ((), 2, 512, (512, 128, 128)),
+    ((), 7, "3g", (257, 33, 24)),
+    ((), 8, 4096, (256, 64, 64)),
+    ((), 9, "3g", (40, 13, 7)),
+    ((), 16, 512, (512, 128, 128)),
+    ((), 16, "g", (1, 1, 1)),
+    ((3,), 5, "3g", (64, 16, 16)),
+    ((), 17, "3g", (257, 33, 24)),
+    ((2,), 40, "g", (40, 13, 7)),
+    ((), 100, 512, (512, 128, 128)),
+    ((), 129, "3g", (256, 64, 64)),
+]
+BF16_SHAPES = [
+    ((), 1, 4096, (256, 64, 64)),
+    ((), 3, "3g", (40, 13, 7)),
+    ((), 12, "g", (1, 1, 1)),
+    ((2,), 40, "3g", (257, 33, 24)),
+    ((), 129, "g", (512, 128, 128)),
+]
+
+
+def _id(shape):
+    lead, m, k, ns = shape
+    return "x".join(map(str, (*lead, m))) + f"-k{k}-n" + ".".join(map(str, ns))
+
+
+def _k(k, group_size):
+    return {"g": group_size, "3g": 3 * group_size}.get(k, k)
+
+
+def _operands(g, lead, m, k, ns, group_size, dtype, with_bias):
+    """X, [Wq, Wk, Wv], [sq, sk, sv], [bq, bk, bv] (empty without bias); biases of the products' size."""
+    x = randn(g, (*lead, m, k), dtype)
+    ws, ss = [], []
+    for n in ns:
+        b, s, _ = quantize_int4(g.standard_normal((k, n)), group_size)
+        ws.append(b)
+        ss.append(s.astype(dtype))
+    bs = [randn(g, (n,), dtype, scale=np.sqrt(max(k, 1))) for n in ns] if with_bias else []
+    return x, ws, ss, bs
+
+
+def _chain_ref_qkv(x, ws, ss, bs, group_size):
+    """float64 (Q, K, V) with each weight as the kernel forms it: q * scale rounded to X's type (an
+    exact float64 product, correctly rounded like HMUL2; no zero points), then X @ w (+ bias). The
+    remaining difference is f32 accumulation and the output's rounding, as _chain_ref in
+    test_quant_matmul_gpu.py."""
+    from kaio_ort.packing import unpack_int4
+
+    dt = np.dtype(x.dtype)
+    x64 = np.asarray(x, np.float64)
+    outs = []
+    for b, s, bias in zip(ws, ss, bs or [None] * 3):
+        q = unpack_int4(b).astype(np.float64)
+        w = (q * np.repeat(np.asarray(s, np.float64), group_size, axis=0)).astype(dt).astype(np.float64)
+        outs.append(x64 @ w + (0.0 if bias is None else np.asarray(bias, np.float64)))
+    return outs
+
+
+def _check(outs, refs, tol, shapes, what=""):
+    """Every output: its shape, and its relative error (a NaN, i.e. an unwritten element, never passes)."""
+    assert len(outs) == 3
+    for name, y, ref, shape in zip("QKV", outs, refs, shapes):
+        assert y.shape == ref.shape == tuple(shape), f"{name}: shape {y.shape}, expected {tuple(shape)}"
+        err = rel_err(y, ref)
+        assert err <= tol, f"{what}{name}: relative error {err:.2e} > {tol:.0e}"
+
+
+@pytest.mark.parametrize("lead,m,k,ns", SHAPES, ids=[_id(s) for s in SHAPES])
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_qkv_project_int4_cuda_f16(lead, m, k, ns, group_size, with_bias):
+    g = rng()
+    k = _k(k, group_size)
+    x, ws, ss, bs = _operands(g, lead, m, k, ns, group_size, np.float16, with_bias)
+    shapes = [(*lead, m, n) for n in ns]
+    outs = run_op_cuda(OP, [x, *ws, *ss, *bs], {"group_size": group_size}, shapes, [np.float16] * 3)
+    assert all(y.dtype == np.float16 for y in outs)
+    _check(outs, _chain_ref_qkv(x, ws, ss, bs, group_size), TOL[np.float16], shapes)
+
+
+@pytest.mark.parametrize("lead,m,k,ns", BF16_SHAPES, ids=[_id(s) for s in BF16_SHAPES])
+@pytest.mark.parametrize("group_size", [32, 128])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_qkv_project_int4_cuda_bf16(lead, m, k, ns, group_size, with_bias):
+    """bfloat16 X, scales, biases and outputs through the Cast harness (ORT's Python API has no
+    bfloat16 arrays), every node on the CUDA EP."""
+    g = rng()
+    k = _k(k, group_size)
+    x, ws, ss, bs = _operands(g, lead, m, k, ns, group_size, BF16, with_bias)
+    outs = run_op(OP, [x, *ws, *ss, *bs], {"group_size": group_size}, [BF16] * 3, provider=CUDA)
+    _check(outs, _chain_ref_qkv(x, ws, ss, bs, group_size), TOL[BF16], [(*lead, m, n) for n in ns])
+
+
+@pytest.mark.parametrize("m", [1, 16, 70])
+@pytest.mark.parametrize("k,ns", [(1024, (256, 64, 64)), (512, (512, 128, 128))])
+@pytest.mark.parametrize("group_size", [32, 128])
+def test_matches_three_matmul_int4_bitwise(m, k, ns, group_size):
+    """Without bias, Q, K, V are exactly what three MatmulInt4 nodes (out_dtype X's type) give for the
+    same weights. Nothing in the contract demands bitwise equality, but the fused kernel is designed
+    to use MatmulInt4's arithmetic per column (same weight rounding, same f32 accumulation order,
+    one rounding at the end), so this is asserted bitwise on purpose: a difference means the two
+    paths diverged. Widths are multiples of 8 (the main path, not the fallbacks)."""
+    g = rng()
+    x, ws, ss, _ = _operands(g, (), m, k, ns, group_size, np.float16, False)
+    shapes = [(m, n) for n in ns]
+    fused = run_op_cuda(OP, [x, *ws, *ss], {"group_size": group_size}, shapes, [np.float16] * 3)
+    for name, y, b, s, shape in zip("QKV", fused, ws, ss, shapes):
+        (single,) = run_op_cuda("MatmulInt4", [x, b, s], {"group_size": group_size, "out_dtype": 10}, [shape],
+                                [np.float16])
+        assert np.all(np.isfinite(y)), f"{name}: unwritten (NaN) or non-finite elements"
+        np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt4")
+
+
+@pytest.mark.parametrize("m", [2, 70])
+def test_cuda_graph_replay_matches_eager(m):
+    g = rng()
+    k, ns = 384, (256, 64, 64)
+    x, ws, ss, bs = _operands(g, (), m, k, ns, 128, np.float16, True)
+    inputs = [x, *ws, *ss, *bs]
+    shapes = [(m, n) for n in ns]
+    model = build_model(OP, inputs, {}, [np.float16] * 3)
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), inputs, shapes, [np.float16] * 3)
+    first = graph_run.run()  # captures the graph
+    x2, ws2, ss2, bs2 = _operands(g, (), m, k, ns, 128, np.float16, True)
+    inputs2 = [x2, *ws2, *ss2, *bs2]
+    graph_run.update_inputs(inputs2)
+    replay = graph_run.run()
+    eager = BoundRun(cuda_session(model), inputs2, shapes, [np.float16] * 3).run()
+    _check(first, _chain_ref_qkv(x, ws, ss, bs, 128), TOL[np.float16], shapes)
+    _check(first, qkv_project_int4(x, *ws, *ss, *bs), PLAIN_TOL, shapes, "contract reference: ")
+    _check(replay, _chain_ref_qkv(x2, ws2, ss2, bs2, 128), TOL[np.float16], shapes)
+    for name, a, b in zip("QKV", replay, eager):
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}: replay differs from eager")
+
+
+@pytest.mark.parametrize("m", [5, 70])
+def test_repeated_runs_are_bitwise_identical(m):
+    g = rng()
+    x, ws, ss, bs = _operands(g, (), m, 1024, (40, 13, 7), 64, np.float16, True)
+    inputs = [x, *ws, *ss, *bs]
+    shapes = [(m, n) for n in (40, 13, 7)]
+    run = BoundRun(cuda_session(build_model(OP, inputs, {"group_size": 64}, [np.float16] * 3)), inputs, shapes,
+                   [np.float16] * 3)
+    first = run.run()
+    _check(first, _chain_ref_qkv(x, ws, ss, bs, 64), TOL[np.float16], shapes)
+    _check(first, qkv_project_int4(x, *ws, *ss, *bs, group_size=64), PLAIN_TOL, shapes, "contract reference: ")
+    for _ in range(3):
+        for a, b in zip(run.run(), first):
+            np.testing.assert_array_equal(a, b)
+
+
+# CUDA-side validation: with the shapes declared the rule fires when the session is created, with
+# unknown input shapes in the CUDA kernel's Compute. (id, inputs, attrs, input name, #, rule)
+NS = (16, 8, 8)
+
+
+def _inputs(k=128, groups=1, bias=True):
+    f16 = np.float16
+    return ([np.zeros((4, k), f16)] + [np.zeros((n, k // 8), np.uint32) for n in NS] +
+            [np.ones((groups, n), f16) for n in NS] + ([np.zeros((n,), f16) for n in NS] if bias else []))
+
+
+def _with(inputs, i, x):
+    inputs = list(inputs)
+    inputs[i] = x
+    return inputs
+
+
+VALIDATION = [
+    ("K-group", _inputs(k=64), {}, "X", 0, "K (64) must be a multiple of group_size (128)"),
+    ("K-group-32", _inputs(k=48), {"group_size": 32}, "X", 0, "K (48) must be a multiple of group_size (32)"),
+    ("bias-only-q", _inputs()[:8], {}, "bk", 8, "is missing: biases must be given all three (bq, bk, bv) or none"),
+    ("bias-no-v", _inputs()[:9], {}, "bv", 9, "is missing: biases must be given all three (bq, bk, bv) or none"),
+    ("Wk-shape", _with(_inputs(), 2, np.zeros((8, 15), np.uint32)), {}, "Wk", 2,
+     "shape must be [N, K/8] = [N, 16] (8 INT4 values per word, K = 128), got [8, 15]"),
+    ("sv-groups", _with(_inputs(), 6, np.ones((2, 8), np.float16)), {}, "sv", 6,
+     "shape must be [K/group_size, N] = [1, 8], got [2, 8]"),
+]
+
+
+@pytest.mark.parametrize("known_shapes", [True, False], ids=["at_session", "at_compute"])
+@pytest.mark.parametrize("inputs,attrs,name,index,rule", [v[1:] for v in VALIDATION], ids=[v[0] for v in VALIDATION])
+def test_validation_on_cuda(inputs, attrs, name, index, rule, known_shapes):
+    shapes = [(4, n) for n in NS]
+    with pytest.raises(Exception, match=error_pattern(OP, name, index, rule)):
+        model = build_model(OP, inputs, attrs, [np.float16] * 3,
+                            input_shapes=None if known_shapes else [None] * len(inputs))
+        BoundRun(cuda_session(model), inputs, shapes, [np.float16] * 3).run()
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_empty_m(with_bias):
+    g = rng()
+    x, ws, ss, bs = _operands(g, (), 0, 128, NS, 128, np.float16, with_bias)
+    outs = run_op(OP, [x, *ws, *ss, *bs], {}, [np.float16] * 3, provider=CUDA)
+    assert [y.shape for y in outs] == [(0, n) for n in NS]
+    assert all(y.dtype == np.float16 for y in outs)

@@ -39,6 +39,8 @@ SHAPES = [
     ((2,), 32, "g", 65),          # batch dims: 64 rows, GEMM
     ((), 129, "3g", 200),
     ((), 100, 4096, 136),
+    ((), 40, 2048, 264),          # GEMM, K split over a cluster of 4 blocks (sm_90)
+    ((), 200, 1024, 72),          # ... of 2 blocks
 ]
 
 
@@ -86,7 +88,7 @@ def test_matmul_int4_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
 
 
 @pytest.mark.parametrize("lead,m,k,n", [((), 1, 4096, 300), ((), 1, "3g", 40), ((), 3, "3g", 13), ((), 12, "g", 40),
-                                        ((2,), 40, "3g", 33), ((), 129, "g", 72)])
+                                        ((2,), 40, "3g", 33), ((), 129, "g", 72), ((), 40, 2048, 264)])
 @pytest.mark.parametrize("group_size", [32, 128])
 @pytest.mark.parametrize("with_zp", [False, True])
 @pytest.mark.parametrize("out_float", [True, False])

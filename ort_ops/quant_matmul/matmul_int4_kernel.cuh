@@ -31,9 +31,13 @@
 // the 64 x 128 A chunk goes through shared memory (cp.async, two stages, XOR-swizzled 16-byte
 // units so the fragment loads are conflict-free); each warp loads its weight words for chunk
 // j + 1 into registers while it computes chunk j, and dequantises each word once for its 4 m16
-// tiles.
+// tiles. Where those tiles give too few blocks to fill the GPU (M up to a few hundred), sm_90 splits
+// K over a thread-block cluster of kSplit blocks (grid.z): each block sums its share of the K
+// chunks, then the cluster adds the partial tiles through distributed shared memory in a fixed
+// order (deterministic, no workspace, one launch) and each block stores 1/kSplit of the tile.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
@@ -526,7 +530,7 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok)
 // Swapped operands: the weights are mma's A operand (16 weight columns x 16 k), A's rows (tokens)
 // its B operand (8 tokens per n8 tile, rows >= M read as zero), so M <= 8 costs one mma per
 // 16 columns x 16 k. Block = 4 warps, tile = 16 MW columns x all of K; K goes in stages of 512
-// through a cp.async ring (4 or 8 stages deep, see the launcher) in shared memory: per stage the tile's weights (each
+// through a 4-stage cp.async ring in shared memory: per stage the tile's weights (each
 // column's 256 bytes contiguous: 16 lanes copy one column, coalesced), the M real rows of A
 // (512 k) and the stage's scales / zero points (rows of 16 MW contiguous columns: needs N % 8 == 0).
 // Warp w takes k [128 w, +128) of each stage: lane (g, t) reads one 16-byte unit (32 k) of columns
@@ -535,11 +539,11 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok)
 // memory at the end of the tile.
 constexpr int kDecWarps = 4, kDecThreads = kDecWarps * 32, kDecKs = 512;
 
-// A stage holds the weights, the M real rows of A (not all 8 NT8 rows: small M gets a deeper ring
-// in the same shared memory) and the scales / zero points.
-template <int MW, int NT8, int ST>
+// A stage holds the weights, the M real rows of A (not all 8 NT8 rows: more blocks fit an SM at
+// small M) and the scales / zero points.
+template <int MW, int NT8>
 struct DecLayout {
-  static constexpr int kStages = ST;
+  static constexpr int kStages = 4;
   static constexpr int kCols = 16 * MW, kRows = 8 * NT8;
   static constexpr int kW = kCols * (kDecKs / 2);      // weight bytes per stage
   static constexpr int kS = (kDecKs / 32) * kCols * 2;  // scale bytes per stage (group 32 at most rows)
@@ -548,9 +552,9 @@ struct DecLayout {
   __host__ __device__ static constexpr int Smem(int m) { return kStages * Stage(m); }
 };
 
-template <typename T, int MW, int NT8, int ST, bool kZp>
+template <typename T, int MW, int NT8, bool kZp>
 __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch bt) {
-  using L = DecLayout<MW, NT8, ST>;
+  using L = DecLayout<MW, NT8>;
   extern __shared__ uint4 dec_smem[];
   int64_t blk;
   const MatmulInt4Params p = SegmentOf(bt, &blk);
@@ -672,7 +676,7 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch 
   }
 }
 
-template <typename T, int NT, bool kZp>
+template <typename T, int NT, bool kZp, bool kSplit>
 __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch bt) {
   __shared__ alignas(16) uint4 as[2][kGemmM][kUnits];
   int64_t blk;
@@ -680,7 +684,10 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch b
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int64_t m0 = int64_t(blockIdx.y) * kGemmM;
   const int64_t ncol0 = blk * (kGemmWarps * 8 * NT) + warp * 8 * NT + g;
-  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
+  const int64_t all_chunks = (p.k + kChunk - 1) / kChunk;
+  // This block's K chunks [c0, c0 + chunks) (all of them without a split).
+  const int64_t c0 = kSplit ? all_chunks * blockIdx.z / gridDim.z : 0;
+  const int64_t chunks = kSplit ? all_chunks * (blockIdx.z + 1) / gridDim.z - c0 : all_chunks;
   const T* a = static_cast<const T*>(p.a);
 
   auto load_a = [&](int stage, int64_t j) {
@@ -697,17 +704,18 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch b
   float acc[kGemmMT][NT][4] = {};
   uint4 wv[NT], wn[NT];
   uint32_t s2[NT], z2[NT], sn[NT], zn[NT];
-  if (chunks > 0) load_a(0, 0);  // (K = 0: no copy from A at all)
+  if (chunks > 0) load_a(0, c0);  // (K = 0: no copy from A at all)
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) LoadWeights<kZp>(p, ncol0 + nt * 8, 32 * t, &wv[nt], &s2[nt], &z2[nt]);
+  for (int nt = 0; nt < NT; ++nt)
+    LoadWeights<kZp>(p, ncol0 + nt * 8, chunks > 0 ? c0 * kChunk + 32 * t : p.k, &wv[nt], &s2[nt], &z2[nt]);
 
   for (int64_t j = 0; j < chunks; ++j) {
     const int st = int(j & 1);
     if (j + 1 < chunks) {
-      load_a(st ^ 1, j + 1);
+      load_a(st ^ 1, c0 + j + 1);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
-        LoadWeights<kZp>(p, ncol0 + nt * 8, (j + 1) * kChunk + 32 * t, &wn[nt], &sn[nt], &zn[nt]);
+        LoadWeights<kZp>(p, ncol0 + nt * 8, (c0 + j + 1) * kChunk + 32 * t, &wn[nt], &sn[nt], &zn[nt]);
     } else {
       asm volatile("cp.async.commit_group;\n" ::);
     }
@@ -742,15 +750,45 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch b
     }
   }
 
+  // Output element e = (mt * NT + nt) * 4 + r of this thread.
+  auto store = [&](int e, float v) {
+    const int r = e & 3, nt = (e >> 2) % NT, mt = (e >> 2) / NT;
+    const int64_t row = m0 + mt * 16 + g + 8 * (r >> 1), col = ncol0 - g + nt * 8 + 2 * t + (r & 1);
+    if (row < p.m && col < p.n) StoreOut<T>(p, row, col, v);
+  };
+  constexpr int kElems = kGemmMT * NT * 4;
+  if constexpr (kSplit) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    static_assert(kElems * kGemmThreads * 4 <= int(sizeof(as)), "the partial tile fits the A ring");
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    float* part = reinterpret_cast<float*>(&as[0][0][0]);  // [kElems][threads]: conflict-free
 #pragma unroll
-  for (int mt = 0; mt < kGemmMT; ++mt)
+    for (int mt = 0; mt < kGemmMT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int64_t row = m0 + mt * 16 + g + 8 * (r >> 1), col = ncol0 - g + nt * 8 + 2 * t + (r & 1);
-        if (row < p.m && col < p.n) StoreOut<T>(p, row, col, acc[mt][nt][r]);
-      }
+        for (int r = 0; r < 4; ++r) part[((mt * NT + nt) * 4 + r) * kGemmThreads + tid] = acc[mt][nt][r];
+    cluster.sync();  // every partial tile written
+    const int splits = int(cluster.num_blocks()), rank = int(cluster.block_rank());
+    for (int e = kElems * rank / splits; e < kElems * (rank + 1) / splits; ++e) {
+      float v = 0.f;
+      for (int q = 0; q < splits; ++q) v += cluster.map_shared_rank(part, q)[e * kGemmThreads + tid];
+      store(e, v);
+    }
+    cluster.sync();  // no block leaves while another still reads its shared memory
+#else
+    __trap();  // launched only on sm_90+
+#endif
+  } else {
+#pragma unroll
+    for (int mt = 0; mt < kGemmMT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) store((mt * NT + nt) * 4 + r, acc[mt][nt][r]);
+  }
 }
 
 }  // namespace int4mm

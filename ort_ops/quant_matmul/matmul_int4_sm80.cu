@@ -82,10 +82,10 @@ int4mm::Int4Batch MakeBatch(const MatmulInt4Params* segs, int count, int64_t col
 
 // The decode kernel (swapped-operand mma, cp.async ring). Returns false where it does not apply
 // (some N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
-template <typename T, int MW, int NT8, int ST, bool kZp>
+template <typename T, int MW, int NT8, bool kZp>
 bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
   using namespace int4mm;
-  using L = DecLayout<MW, NT8, ST>;
+  using L = DecLayout<MW, NT8>;
   const MatmulInt4Params& p = segs[0];
   const int smem = L::Smem(int(p.m));
   int smem_max = 0, sm_smem = 0;
@@ -94,11 +94,11 @@ bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, 
     if (segs[i].n % 8 != 0) return false;
   if (L::Smem(L::kRows) > smem_max) return false;
   static std::atomic<uint64_t> done{0};
-  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, ST, kZp>, done, L::Smem(L::kRows))) != cudaSuccess)
+  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, kZp>, done, L::Smem(L::kRows))) != cudaSuccess)
     return true;
   int64_t grid = 0;
   const Int4Batch bt = MakeBatch(segs, count, L::kCols, &grid);
-  MatmulInt4DecodeKernel<T, MW, NT8, ST, kZp><<<unsigned(grid), kDecThreads, smem, stream>>>(bt);
+  MatmulInt4DecodeKernel<T, MW, NT8, kZp><<<unsigned(grid), kDecThreads, smem, stream>>>(bt);
   *err = cudaGetLastError();
   return true;
 }
@@ -115,11 +115,11 @@ bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, 
 // The FMA and mma GEMVs remain for N % 8 != 0 and where the decode ring does not fit.
 constexpr int kDecMw16 = 2;
 constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GEMV)
-#ifndef KAIO_INT4_DEC_STAGES_SMALL_M
-#define KAIO_INT4_DEC_STAGES_SMALL_M 8
-#endif
-// M <= 4: A takes little of a stage, so the ring is deeper.
-constexpr int kDecStagesSmallM = KAIO_INT4_DEC_STAGES_SMALL_M, kDecStages = 4;
+// A stage holds only A's M real rows (not 8 NT8 rows), so M = 1 fits 6 blocks of 4 stages per SM
+// (registers bound it) instead of 4. A deeper ring for M <= 4 (8 stages, 4 blocks per SM) was
+// slower on H200 (same run, us, 8 vs 4 stages): 1x14336x4096 16.9 vs 15.5, 4x14336x4096 21.3 vs
+// 16.8: with all weights of a block in flight the kernel is bound by its warps' issue, not by
+// memory latency, so more resident warps beat a deeper ring.
 
 template <typename T, bool kZp>
 cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
@@ -133,17 +133,17 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
   // (2x4096x4096 9.8 vs 8.3 us, 4x4096x4096 17.0 vs 8.3), so M >= 2 stays on the mma GEMV.
   // It strides over its own columns, so it takes one launch per segment.
   // K = 0 (an empty sum: Y = bias) goes to the GEMM kernel, which handles it at any M.
-  if (p.k > 0 && p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kDecStagesSmallM, kZp>(segs, count, stream, &err))
+  if (p.k > 0 && p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err))
     return err;
   if (p.k > 0 && p.m == 1) {
     bool fma = true;
     for (int i = 0; i < count && fma && err == cudaSuccess; ++i) fma = LaunchFma<T, 1, kZp>(segs[i], stream, &err);
     if (fma || err != cudaSuccess) return err;  // (the first segment decides: all share K)
   }
-  if (p.k > 0 && p.m > 1 && p.m <= 4 && LaunchDecode<T, 1, 1, kDecStagesSmallM, kZp>(segs, count, stream, &err))
+  if (p.k > 0 && p.m > 1 && p.m <= 4 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err))
     return err;
-  if (p.k > 0 && p.m > 4 && p.m <= 8 && LaunchDecode<T, 1, 1, kDecStages, kZp>(segs, count, stream, &err)) return err;
-  if (p.k > 0 && p.m > 8 && p.m <= 16 && LaunchDecode<T, kDecMw16, 2, kDecStages, kZp>(segs, count, stream, &err))
+  if (p.k > 0 && p.m > 4 && p.m <= 8 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err)) return err;
+  if (p.k > 0 && p.m > 8 && p.m <= 16 && LaunchDecode<T, kDecMw16, 2, kZp>(segs, count, stream, &err))
     return err;
   int64_t blocks = 0;
   if (p.k > 0 && p.m <= 16) {
@@ -156,13 +156,31 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
   }
   const int64_t mblocks = (p.m + kGemmM - 1) / kGemmM;
   if (mblocks > 65535) return cudaErrorInvalidConfiguration;
-  // Wide tiles (4 x 32 columns) when they still give two blocks per SM, else 4 x 16 columns.
+  // Wide tiles (4 x 32 columns) when they still give two blocks per SM (what fits an SM); else on
+  // sm_90 the same tiles with K split over a cluster of up to 8 blocks (at least 4 K chunks each),
+  // elsewhere 4 x 16 columns.
+  const int64_t target = 2 * int64_t(p.sm_count > 0 ? p.sm_count : 132);
   const Int4Batch wide = MakeBatch(segs, count, 128, &blocks);
-  if (blocks * mblocks >= 2 * int64_t(p.sm_count > 0 ? p.sm_count : 132)) {
-    MatmulInt4GemmKernel<T, 4, kZp><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(wide);
+  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
+  const int64_t split = std::min<int64_t>({8, (target + blocks * mblocks - 1) / (blocks * mblocks), chunks / 4});
+  if (blocks * mblocks >= target) {
+    MatmulInt4GemmKernel<T, 4, kZp, false><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(wide);
+  } else if (p.sm >= 90 && split >= 2) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(blocks), unsigned(mblocks), unsigned(split));
+    cfg.blockDim = dim3(kGemmThreads);
+    cfg.stream = stream;
+    cudaLaunchAttribute cluster[1];
+    cluster[0].id = cudaLaunchAttributeClusterDimension;
+    cluster[0].val.clusterDim.x = 1;
+    cluster[0].val.clusterDim.y = 1;
+    cluster[0].val.clusterDim.z = unsigned(split);
+    cfg.attrs = cluster;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, MatmulInt4GemmKernel<T, 4, kZp, true>, wide);
   } else {
     const Int4Batch narrow = MakeBatch(segs, count, 64, &blocks);
-    MatmulInt4GemmKernel<T, 2, kZp><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(narrow);
+    MatmulInt4GemmKernel<T, 2, kZp, false><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(narrow);
   }
   return cudaGetLastError();
 }

@@ -38,8 +38,8 @@ SHAPES = [
     ((2,), 40, "g", (40, 13, 7)),
     ((), 100, 512, (512, 128, 128)),
     ((), 129, "3g", (256, 64, 64)),
-    ((), 64, 2048, (256, 64, 64)),       # GEMM with K split over a cluster (sm_90): 4 splits
-    ((2,), 24, 1024, (136, 40, 24)),     # split in 2, segments of unequal tile counts
+    ((), 64, 2048, (256, 64, 64)),       # GEMM, one row block, long K
+    ((2,), 24, 1024, (136, 40, 24)),     # GEMM, segments of unequal tile counts
 ]
 BF16_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),
@@ -132,10 +132,7 @@ def test_matches_three_matmul_int4_bitwise(m, k, ns, group_size):
     same weights. Nothing in the contract demands bitwise equality, but the fused kernel is designed
     to use MatmulInt4's arithmetic per column (same weight rounding, same f32 accumulation order,
     one rounding at the end), so this is asserted bitwise on purpose: a difference means the two
-    paths diverged. Widths are multiples of 8 (the main path, not the fallbacks). Where the GEMM
-    regime splits K over a cluster, the split count follows the launch's total column blocks, so the
-    shapes here are ones where the fused and the separate launches choose the same split (M = 70,
-    K <= 1024: 2 or none)."""
+    paths diverged. Widths are multiples of 8 (the main path, not the fallbacks)."""
     g = rng()
     x, ws, ss, _ = _operands(g, (), m, k, ns, group_size, np.float16, False)
     shapes = [(m, n) for n in ns]

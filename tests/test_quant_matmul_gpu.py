@@ -39,8 +39,8 @@ SHAPES = [
     ((2,), 32, "g", 65),          # batch dims: 64 rows, GEMM
     ((), 129, "3g", 200),
     ((), 100, 4096, 136),
-    ((), 40, 2048, 264),          # GEMM, K split over a cluster of 4 blocks (sm_90)
-    ((), 200, 1024, 72),          # ... of 2 blocks
+    ((), 40, 2048, 264),          # GEMM, one row block, long K
+    ((), 200, 1024, 72),          # GEMM, four row blocks, one tile of columns
 ]
 
 

@@ -31,13 +31,9 @@
 // the 64 x 128 A chunk goes through shared memory (cp.async, two stages, XOR-swizzled 16-byte
 // units so the fragment loads are conflict-free); each warp loads its weight words for chunk
 // j + 1 into registers while it computes chunk j, and dequantises each word once for its 4 m16
-// tiles. Where those tiles give too few blocks to fill the GPU (M up to a few hundred), sm_90 splits
-// K over a thread-block cluster of kSplit blocks (grid.z): each block sums its share of the K
-// chunks, then the cluster adds the partial tiles through distributed shared memory in a fixed
-// order (deterministic, no workspace, one launch) and each block stores 1/kSplit of the tile.
+// tiles.
 #pragma once
 
-#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
@@ -676,7 +672,7 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch 
   }
 }
 
-template <typename T, int NT, bool kZp, bool kSplit>
+template <typename T, int NT, bool kZp>
 __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch bt) {
   __shared__ alignas(16) uint4 as[2][kGemmM][kUnits];
   int64_t blk;
@@ -684,10 +680,7 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch b
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int64_t m0 = int64_t(blockIdx.y) * kGemmM;
   const int64_t ncol0 = blk * (kGemmWarps * 8 * NT) + warp * 8 * NT + g;
-  const int64_t all_chunks = (p.k + kChunk - 1) / kChunk;
-  // This block's K chunks [c0, c0 + chunks) (all of them without a split).
-  const int64_t c0 = kSplit ? all_chunks * blockIdx.z / gridDim.z : 0;
-  const int64_t chunks = kSplit ? all_chunks * (blockIdx.z + 1) / gridDim.z - c0 : all_chunks;
+  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
   const T* a = static_cast<const T*>(p.a);
 
   auto load_a = [&](int stage, int64_t j) {
@@ -704,18 +697,17 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch b
   float acc[kGemmMT][NT][4] = {};
   uint4 wv[NT], wn[NT];
   uint32_t s2[NT], z2[NT], sn[NT], zn[NT];
-  if (chunks > 0) load_a(0, c0);  // (K = 0: no copy from A at all)
+  if (chunks > 0) load_a(0, 0);  // (K = 0: no copy from A at all)
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-    LoadWeights<kZp>(p, ncol0 + nt * 8, chunks > 0 ? c0 * kChunk + 32 * t : p.k, &wv[nt], &s2[nt], &z2[nt]);
+  for (int nt = 0; nt < NT; ++nt) LoadWeights<kZp>(p, ncol0 + nt * 8, 32 * t, &wv[nt], &s2[nt], &z2[nt]);
 
   for (int64_t j = 0; j < chunks; ++j) {
     const int st = int(j & 1);
     if (j + 1 < chunks) {
-      load_a(st ^ 1, c0 + j + 1);
+      load_a(st ^ 1, j + 1);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
-        LoadWeights<kZp>(p, ncol0 + nt * 8, (c0 + j + 1) * kChunk + 32 * t, &wn[nt], &sn[nt], &zn[nt]);
+        LoadWeights<kZp>(p, ncol0 + nt * 8, (j + 1) * kChunk + 32 * t, &wn[nt], &sn[nt], &zn[nt]);
     } else {
       asm volatile("cp.async.commit_group;\n" ::);
     }
@@ -750,45 +742,15 @@ __global__ void __launch_bounds__(kGemmThreads) MatmulInt4GemmKernel(Int4Batch b
     }
   }
 
-  // Output element e = (mt * NT + nt) * 4 + r of this thread.
-  auto store = [&](int e, float v) {
-    const int r = e & 3, nt = (e >> 2) % NT, mt = (e >> 2) / NT;
-    const int64_t row = m0 + mt * 16 + g + 8 * (r >> 1), col = ncol0 - g + nt * 8 + 2 * t + (r & 1);
-    if (row < p.m && col < p.n) StoreOut<T>(p, row, col, v);
-  };
-  constexpr int kElems = kGemmMT * NT * 4;
-  if constexpr (kSplit) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    static_assert(kElems * kGemmThreads * 4 <= int(sizeof(as)), "the partial tile fits the A ring");
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    asm volatile("cp.async.wait_group 0;\n" ::);
-    float* part = reinterpret_cast<float*>(&as[0][0][0]);  // [kElems][threads]: conflict-free
 #pragma unroll
-    for (int mt = 0; mt < kGemmMT; ++mt)
+  for (int mt = 0; mt < kGemmMT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) part[((mt * NT + nt) * 4 + r) * kGemmThreads + tid] = acc[mt][nt][r];
-    cluster.sync();  // every partial tile written
-    const int splits = int(cluster.num_blocks()), rank = int(cluster.block_rank());
-    for (int e = kElems * rank / splits; e < kElems * (rank + 1) / splits; ++e) {
-      float v = 0.f;
-      for (int q = 0; q < splits; ++q) v += cluster.map_shared_rank(part, q)[e * kGemmThreads + tid];
-      store(e, v);
-    }
-    cluster.sync();  // no block leaves while another still reads its shared memory
-#else
-    __trap();  // launched only on sm_90+
-#endif
-  } else {
-#pragma unroll
-    for (int mt = 0; mt < kGemmMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) store((mt * NT + nt) * 4 + r, acc[mt][nt][r]);
-  }
+      for (int r = 0; r < 4; ++r) {
+        const int64_t row = m0 + mt * 16 + g + 8 * (r >> 1), col = ncol0 - g + nt * 8 + 2 * t + (r & 1);
+        if (row < p.m && col < p.n) StoreOut<T>(p, row, col, acc[mt][nt][r]);
+      }
 }
 
 }  // namespace int4mm

@@ -133,16 +133,13 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
   // (2x4096x4096 9.8 vs 8.3 us, 4x4096x4096 17.0 vs 8.3), so M >= 2 stays on the mma GEMV.
   // It strides over its own columns, so it takes one launch per segment.
   // K = 0 (an empty sum: Y = bias) goes to the GEMM kernel, which handles it at any M.
-  if (p.k > 0 && p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err))
-    return err;
+  if (p.k > 0 && p.m == 1 && kDecodeM1 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err)) return err;
   if (p.k > 0 && p.m == 1) {
     bool fma = true;
     for (int i = 0; i < count && fma && err == cudaSuccess; ++i) fma = LaunchFma<T, 1, kZp>(segs[i], stream, &err);
     if (fma || err != cudaSuccess) return err;  // (the first segment decides: all share K)
   }
-  if (p.k > 0 && p.m > 1 && p.m <= 4 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err))
-    return err;
-  if (p.k > 0 && p.m > 4 && p.m <= 8 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err)) return err;
+  if (p.k > 0 && p.m > 1 && p.m <= 8 && LaunchDecode<T, 1, 1, kZp>(segs, count, stream, &err)) return err;
   if (p.k > 0 && p.m > 8 && p.m <= 16 && LaunchDecode<T, kDecMw16, 2, kZp>(segs, count, stream, &err))
     return err;
   int64_t blocks = 0;
@@ -156,31 +153,17 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
   }
   const int64_t mblocks = (p.m + kGemmM - 1) / kGemmM;
   if (mblocks > 65535) return cudaErrorInvalidConfiguration;
-  // Wide tiles (4 x 32 columns) when they still give two blocks per SM (what fits an SM); else on
-  // sm_90 the same tiles with K split over a cluster of up to 8 blocks (at least 4 K chunks each),
-  // elsewhere 4 x 16 columns.
-  const int64_t target = 2 * int64_t(p.sm_count > 0 ? p.sm_count : 132);
+  // Wide tiles (4 x 32 columns) when they still give two blocks per SM, else 4 x 16 columns.
+  // Tried and removed: on sm_90, the wide tiles with K split over a thread-block cluster of 2-8
+  // blocks (partials summed through distributed shared memory) to fill the GPU at M = 128: slower
+  // on H200 (128x4096x4096 48.8-49.8 us vs 40.1 here, 128x14336x4096 101-108 vs 101): the short
+  // per-block K loops and the cluster reduction cost more than the occupancy they bring.
   const Int4Batch wide = MakeBatch(segs, count, 128, &blocks);
-  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
-  const int64_t split = std::min<int64_t>({8, (target + blocks * mblocks - 1) / (blocks * mblocks), chunks / 4});
-  if (blocks * mblocks >= target) {
-    MatmulInt4GemmKernel<T, 4, kZp, false><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(wide);
-  } else if (p.sm >= 90 && split >= 2) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(blocks), unsigned(mblocks), unsigned(split));
-    cfg.blockDim = dim3(kGemmThreads);
-    cfg.stream = stream;
-    cudaLaunchAttribute cluster[1];
-    cluster[0].id = cudaLaunchAttributeClusterDimension;
-    cluster[0].val.clusterDim.x = 1;
-    cluster[0].val.clusterDim.y = 1;
-    cluster[0].val.clusterDim.z = unsigned(split);
-    cfg.attrs = cluster;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, MatmulInt4GemmKernel<T, 4, kZp, true>, wide);
+  if (blocks * mblocks >= 2 * int64_t(p.sm_count > 0 ? p.sm_count : 132)) {
+    MatmulInt4GemmKernel<T, 4, kZp><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(wide);
   } else {
     const Int4Batch narrow = MakeBatch(segs, count, 64, &blocks);
-    MatmulInt4GemmKernel<T, 2, kZp, false><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(narrow);
+    MatmulInt4GemmKernel<T, 2, kZp><<<dim3(unsigned(blocks), unsigned(mblocks)), kGemmThreads, 0, stream>>>(narrow);
   }
   return cudaGetLastError();
 }

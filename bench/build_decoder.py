@@ -16,7 +16,7 @@ AttentionFlash) and the prefill's causal mask is a constant (-> AttentionFlashCa
 
 Each graph is quantized with ORT's MatMulNBits quantizer (bits 4, block 128, symmetric: the default of
 onnxruntime-genai's model builder for int4) -- "orig" -- and rewritten with kaio_ort.rewrites.rewrite_model
-(rules "matmulnbits,attention": the families whose ops have CUDA kernels; QkvProjectInt4 has none yet) -- "kaio". The three graphs of a variant share one weight file (orig.data / kaio.data,
+(the default rules matmulnbits, qkv, attention: every family has CUDA kernels since QkvProjectInt4's) -- "kaio". The three graphs of a variant share one weight file (orig.data / kaio.data,
 ONNX external data, written once): the six graphs stay small enough to carry to the GPU machine.
 
 Usage: python bench/build_decoder.py [--out .device/decoder] [--layers 4] [--hidden 1024] ... [--tiny]
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=".device/decoder")
     # The rule families whose ops have CUDA kernels: QkvProjectInt4 (the "qkv" rule) runs on the CPU
     # EP only until its CUDA kernel lands, and a GPU benchmark of a graph with CPU nodes measures copies.
-    ap.add_argument("--rules", default="matmulnbits,attention")
+    ap.add_argument("--rules", default="matmulnbits,qkv,attention")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=8)

@@ -548,10 +548,10 @@ struct DecLayout {
   __host__ __device__ static constexpr int Smem(int m) { return kStages * Stage(m); }
 };
 
-// MW = 1 is held to 64 registers (no spills) so that 8 blocks (32 warps) share an SM: at M = 1 the
-// kernel is bound by its warps' issue (see the launcher), not by memory latency.
+// (Held to 64 registers for 8 blocks per SM it was slower on H200: 1x14336x4096 18.4 vs 15.4 us,
+// 1x4096x14336 26.1 vs 18.0; ptxas' 76 registers and 6 blocks per SM stay.)
 template <typename T, int MW, int NT8, bool kZp>
-__global__ void __launch_bounds__(kDecThreads, MW == 1 ? 8 : 1) MatmulInt4DecodeKernel(Int4Batch bt) {
+__global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch bt) {
   using L = DecLayout<MW, NT8>;
   extern __shared__ uint4 dec_smem[];
   int64_t blk;

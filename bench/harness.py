@@ -46,10 +46,11 @@ def ceilings() -> tuple:
 
 
 def iterations() -> int:
-    """The side-by-side benchmarks' one flag, --quick: 20 timed runs instead of 50."""
-    ap = argparse.ArgumentParser()
+    """The side-by-side benchmarks' common flag, --quick: 20 timed runs instead of 50 (a benchmark's
+    own flags are left to it)."""
+    ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
-    return 20 if ap.parse_args().quick else 50
+    return 20 if ap.parse_known_args()[0].quick else 50
 
 
 def cuda_session(model, register: bool = True) -> ort.InferenceSession:

@@ -1,4 +1,5 @@
-"""MatmulInt4 on the CUDA EP (FMA GEMV M = 1, mma GEMV M <= 16, GEMM regime M > 16) against the float64
+"""MatmulInt4 (FMA GEMV M = 1, decode and mma GEMV M <= 16, GEMM regime M > 16) and MatmulInt8 W8A16
+(GEMV M <= 4, split-K; tensor-core GEMM) on the CUDA EP against the float64
 reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloat16 through the
 Cast harness, CUDA-graph replay and repeated runs."""
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from gpu_harness import BoundRun, cuda_session, run_op_cuda
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
 
-from kaio_ort.reference import matmul_int4, quantize_int4
+from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
 
 pytestmark = pytest.mark.gpu
 
@@ -18,9 +19,9 @@ TOL = {np.float32: 1e-3, np.float16: 2e-3, BF16: 8e-3}
 # (lead dims, M, K, N); K as a multiple of the group ("g", "3g") or absolute. Derived from the
 # tiles: the FMA GEMV (M = 1) streams 32-k pieces, 32 per warp load (K = g, 3g: one partial load;
 # K = 11008: 11 loads, the last partial; N = 1000: warps with 1 or more columns; K = 60160: A does
-# not fit in shared memory, the mma GEMV takes M = 1); the mma GEMV covers 16 columns per block, 8 warps x 128-k chunks (K = g, 3g: partial chunks,
-# idle warps), M <= 8 (rows 0-7) and 9..16 (both m16 halves); the GEMM covers 64 rows x 64 or
-# 128 columns per block (M = 17, 129: row tails; N odd, 1, not a multiple of 8 or of the tile).
+# not fit in shared memory, the mma GEMV takes M = 1); the mma GEMV covers 16 columns per block,
+# 8 warps x 128-k chunks (K = g, 3g: partial chunks, idle warps), M <= 8 (rows 0-7) and 9..16 (both
+# m16 halves); the GEMM covers 64 rows x 64 or 128 columns per block (M = 17, 129: row tails; N odd, 1, not a multiple of 8 or of the tile).
 SHAPES = [
     ((), 1, 4096, 1000),
     ((), 1, 11008, 40),
@@ -44,19 +45,30 @@ SHAPES = [
 ]
 
 
-def _chain_ref(a, b, scales, zp, group_size=128):
-    """float64 product of A with the weights as the kernel forms them: (q - zp) rounded to A's type,
-    times the scale, rounded again (exact float64 products, correctly rounded like HSUB2/HMUL2). The
-    remaining difference is f32 accumulation, so tolerances need not absorb a badly conditioned sum
-    (N = 1, short K) of the weight rounding."""
-    from kaio_ort.packing import unpack_int4
-
+def _chain_ref_codes(a, q, scales, zp, group_size):
+    """float64 product of A with the weights as the kernels form them from integer codes q [K, N]:
+    (q - zp) rounded to A's type, times the scale, rounded again (exact float64 products, correctly
+    rounded like HSUB2/HMUL2). The remaining difference is f32 accumulation, so tolerances need not
+    absorb a badly conditioned sum (N = 1, short K) of the weight rounding. group_size 0: per
+    channel (scales [1, N] or [N])."""
     dt = np.dtype(a.dtype)
-    rows = lambda x: np.repeat(np.asarray(x, np.float64), group_size, axis=0)  # noqa: E731
-    q = unpack_int4(b).astype(np.float64)
+    k = q.shape[0]
+
+    def rows(x):
+        x = np.asarray(x, np.float64).reshape(-1, q.shape[1])
+        return np.repeat(x, group_size if group_size > 0 else k, axis=0)
+
+    q = np.asarray(q, np.float64)
     qz = (q - rows(zp)).astype(dt).astype(np.float64) if zp is not None else q
     w = (qz * rows(scales)).astype(dt).astype(np.float64)
     return np.asarray(a, np.float64) @ w
+
+
+def _chain_ref(a, b, scales, zp, group_size=128):
+    """The same for MatmulInt4's packed weights."""
+    from kaio_ort.packing import unpack_int4
+
+    return _chain_ref_codes(a, unpack_int4(b), scales, zp, group_size)
 
 
 def _k(k, group_size):
@@ -167,3 +179,109 @@ def test_empty_and_k_zero():
     (y,) = run_op_cuda("MatmulInt4", [randn(g, (3, 0), np.float16), b, np.zeros((0, 4), np.float16)], {},
                        [(3, 4)], [np.float32])
     np.testing.assert_array_equal(y, np.zeros((3, 4), np.float32))
+
+
+# ---- MatmulInt8 W8A16: (lead, M, K, N, group_size). The GEMV takes M <= 4 (256 columns a block,
+# K split over blocks where the columns alone do not fill the GPU: N = 264 / 40 split K = 4096 into
+# 64-row slices, combined in a second pass), the tensor-core kernel M > 4 (128 x 128 x 32 tiles: M =
+# 130 row tail, N = 264 column tail). K % 8 != 0 or N % 8 != 0 take element loads; group sizes
+# need not be powers of two (100), 0 is per channel.
+INT8_SHAPES = [
+    ((), 1, 4096, 264, 0),
+    ((), 1, 4096, 40, 128),
+    ((), 1, 1000, 4096, 100),
+    ((), 1, 100, 13, 0),          # K, N % 8 != 0: element loads
+    ((), 3, 4096, 264, 32),
+    ((2,), 2, 512, 1000, 64),     # batch dims: 4 rows, GEMV
+    ((), 4, 96, 7, 0),
+    ((), 5, 512, 264, 128),       # first M on the tensor-core kernel
+    ((), 17, 1000, 13, 100),
+    ((3,), 43, 256, 136, 0),      # batch dims: 129 rows, GEMM
+    ((), 130, 4096, 264, 128),
+]
+
+
+def _int8_operands(g, lead, m, k, n, group_size, with_zp, dtype, channel_vector=False):
+    a = randn(g, (*lead, m, k), dtype)
+    b, scales, zp = quantize_int8(g.standard_normal((k, n)), group_size, symmetric=not with_zp)
+    if group_size == 0 and channel_vector:  # [N] instead of [1, N]
+        scales = scales.reshape(n)
+        zp = None if zp is None else zp.reshape(n)
+    return a, b, scales.astype(dtype), (zp.astype(dtype) if with_zp else None)
+
+
+@pytest.mark.parametrize("lead,m,k,n,group_size", INT8_SHAPES)
+@pytest.mark.parametrize("with_zp", [False, True])
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float16])
+def test_matmul_int8_w8a16_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
+    g = rng()
+    a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, with_zp, np.float16, channel_vector=m % 2 == 1)
+    ref = _chain_ref_codes(a, b, scales, zp, group_size)
+    attrs = {"group_size": group_size} | ({"out_dtype": 10} if out_dtype == np.float16 else {})
+    inputs = [a, b, scales] + ([zp] if with_zp else [])
+    (y,) = run_op_cuda("MatmulInt8", inputs, attrs, [ref.shape], [out_dtype])
+    err = rel_err(y, ref)
+    assert err <= TOL[out_dtype], f"relative error {err:.2e}"
+    assert rel_err(y, matmul_int8(a, b, scales, zp, group_size)) <= 1e-2  # the contract's reference
+
+
+@pytest.mark.parametrize("lead,m,k,n,group_size", [((), 1, 4096, 264, 0), ((), 4, 100, 13, 0), ((), 3, 1000, 40, 100),
+                                                   ((), 40, 512, 136, 128), ((2,), 70, 96, 264, 32)])
+@pytest.mark.parametrize("with_zp", [False, True])
+def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
+    g = rng()
+    a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, with_zp, BF16)
+    ref = _chain_ref_codes(a, b, scales, zp, group_size)
+    (y,) = run_op("MatmulInt8", [a, b, scales, zp], {"group_size": group_size, "out_dtype": 16}, [BF16],
+                  provider=CUDA)
+    err = rel_err(y, ref)
+    assert err <= TOL[BF16], f"relative error {err:.2e}"
+
+
+def test_int8_codes_exact():
+    """Every int8 code (-128..127) dequantises exactly: one-hot rows of A pick single weight rows."""
+    k, n = 256, 24
+    q = (np.arange(k * n).reshape(k, n) % 256 - 128).astype(np.int8)
+    for m, dtype in ((1, np.float16), (4, np.float16), (9, np.float16), (1, BF16), (9, BF16)):
+        a = np.eye(k, dtype=np.float32)[:m].astype(dtype)
+        (y,) = run_op("MatmulInt8", [a, q, np.ones((1, n), dtype)], {}, [np.float32], provider=CUDA)
+        np.testing.assert_array_equal(y, q[:m].astype(np.float32))
+
+
+@pytest.mark.parametrize("m", [1, 3, 70])
+def test_int8_cuda_graph_replay_and_repeat(m):
+    """Capture and replay equal eager runs; repeated runs (split-K partials combined in a fixed
+    order) are bitwise identical."""
+    g = rng()
+    k, n = 2048, 136
+    a, b, scales, zp = _int8_operands(g, (), m, k, n, 128, True, np.float16)
+    model = build_model("MatmulInt8", [a, b, scales, zp], {"group_size": 128}, [np.float32])
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b, scales, zp], [(m, n)], [np.float32])
+    first = graph_run.run()[0]
+    assert rel_err(first, _chain_ref_codes(a, b, scales, zp, 128)) <= TOL[np.float32]
+    a2, b2, s2, z2 = _int8_operands(g, (), m, k, n, 128, True, np.float16)
+    graph_run.update_inputs([a2, b2, s2, z2])
+    replay = graph_run.run()[0]
+    eager = BoundRun(cuda_session(model), [a2, b2, s2, z2], [(m, n)], [np.float32])
+    once = eager.run()[0]
+    np.testing.assert_array_equal(replay, once)
+    for _ in range(3):
+        np.testing.assert_array_equal(eager.run()[0], once)
+
+
+def test_int8_w8a8_stays_on_cpu_ep():
+    """W8A8 (int8 A) has no CUDA kernel: in a CUDA session with CPU fallback it runs on the CPU EP."""
+    import onnxruntime as ort
+    import kaio_ort
+    from op_harness import feeds
+
+    g = rng()
+    a = g.integers(-128, 128, (3, 64)).astype(np.int8)
+    b = g.integers(-128, 128, (64, 24)).astype(np.int8)
+    scale = np.array(0.01, np.float32)
+    model = build_model("MatmulInt8", [a, b, scale], {}, [np.float32])
+    so = kaio_ort.register(ort.SessionOptions())
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
+    (y,) = sess.run(None, feeds(sess, [a, b, scale]))
+    np.testing.assert_allclose(y, matmul_int8(a, b, scale), rtol=1e-6)

@@ -52,8 +52,18 @@ __device__ __forceinline__ uint4 LoadSegment(const T* base, int64_t row, int64_t
   return v;
 }
 
-template <typename T, bool kTransB, bool kVec>
-__global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p) {
+// B operand as stored: T, row-major [K, N] or (trans_b) [N, K].
+struct DenseB {
+  template <typename T, bool kVec>
+  __device__ __forceinline__ uint4 Load(const T* b, int64_t row, int64_t col, int64_t rows, int64_t cols) const {
+    return LoadSegment<T, kVec>(b, row, col, rows, cols, cols);
+  }
+};
+
+// BSource::Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized
+// source that dequantises them: quant_matmul/matmul_int8_kernel.cuh).
+template <typename T, bool kTransB, bool kVec, class BSource>
+__global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
   constexpr int kBsElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
   __shared__ __align__(16) T As[2][kBlockM * kLdA];
   __shared__ __align__(16) T Bs[2][kBsElems];
@@ -81,8 +91,8 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p)
       for (int i = 0; i < 2; ++i) {
         int v = tid + i * kThreads;
         ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
-        if constexpr (kTransB) rb[i] = LoadSegment<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K, K);
-        else rb[i] = LoadSegment<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N, N);
+        if constexpr (kTransB) rb[i] = src.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
+        else rb[i] = src.template Load<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N);
       }
     };
     auto store_tiles = [&](int stage) {

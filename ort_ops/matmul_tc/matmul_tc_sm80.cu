@@ -11,7 +11,7 @@ cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   using namespace matmul_tc;
   dim3 grid(static_cast<unsigned>((p.n + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM),
             static_cast<unsigned>(p.batch_count < 65535 ? p.batch_count : 65535));
-  MatmulTcSyncKernel<T, kTransB, kVec><<<grid, kThreads, 0, stream>>>(p);
+  MatmulTcSyncKernel<T, kTransB, kVec, DenseB><<<grid, kThreads, 0, stream>>>(p, DenseB{});
   return cudaGetLastError();
 }
 

@@ -1,4 +1,5 @@
-// com.kaio MatmulInt4 and MatmulInt8 (CPU kernels; MatmulInt4 also on CUDA: matmul_int4_kernel.cuh).
+// com.kaio MatmulInt4 and MatmulInt8 (CPU kernels; MatmulInt4 and MatmulInt8 W8A16 also on CUDA:
+// matmul_int4_kernel.cuh, matmul_int8_kernel.cuh).
 //
 // Contract (DESIGN.md, "Contract details"):
 // MatmulInt4(A, B_packed, scales, zero_points?) -> Y: A float16/bfloat16 [..., M, K]; B_packed uint32
@@ -188,6 +189,42 @@ struct MatmulInt8Op {
     return y;
   }
 
+#ifdef KAIO_WITH_CUDA
+  // The CUDA kernels are W8A16's (float16/bfloat16 A): a W8A8 node (int8 A) stays on the CPU EP.
+  static std::vector<IoSpec> CudaInputs() {
+    return {{"A", {kF16, kBF16}, false, 1},
+            {"B", {kI8}, false, 1},
+            {"scales", {kF16, kBF16}, false, 1},
+            {"zero_points", {kF16, kBF16}, true, 1}};
+  }
+
+  static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
+                                const CudaLaunch& launch) {
+    const TensorInfos infos(in.begin(), in.end());
+    QuantGeometry g;
+    KAIO_RETURN_IF_ERROR(Geometry(c, at, infos, &g));
+    MatmulInt8Params p;
+    p.a = in[kA].data;
+    p.b = static_cast<const int8_t*>(in[kB].data);
+    p.scales = in[kScales].data;
+    p.zero_points = in[kZeroPoints].present ? in[kZeroPoints].data : nullptr;
+    p.y = out[0].data;
+    p.bf16 = in[kA].type == kBF16;
+    p.out_f32 = at.out_dtype == kF32;
+    p.m = g.a.rows;
+    p.n = g.n;
+    p.k = g.a.k;
+    p.group_size = at.group_size;
+    p.sm = launch.sm;
+    p.sm_count = launch.sm_count;
+    CudaScratch partial;  // split-K partial sums of the GEMV regime
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt8ScratchBytes(p))));
+    if (int e = RunMatmulInt8(p, partial.data(), launch.stream))
+      return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    return nullptr;
+  }
+#endif
+
   static OrtStatus* ComputeCpu(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out) {
     const TensorInfos infos(in.begin(), in.end());
     QuantGeometry g;
@@ -214,6 +251,7 @@ void AddQuantMatmulOps(OpList& list) {
   AddCpuOp<MatmulInt8Op>(list);
 #ifdef KAIO_WITH_CUDA
   AddCudaOp<MatmulInt4Op>(list);
+  AddCudaOp<MatmulInt8Op>(list);
 #endif
 }
 

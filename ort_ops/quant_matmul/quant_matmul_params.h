@@ -33,3 +33,28 @@ int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* stream);
 inline int RunMatmulInt4(const MatmulInt4Params& p, void* stream) { return RunMatmulInt4(&p, 1, stream); }
 
 }  // namespace kaio
+
+namespace kaio {
+
+// MatmulInt8 W8A16: Y[M, N] = A[M, K] * W, W[k, n] = (b[k, n] - zp[k / g, n]) * scale[k / g, n]
+// (g = group_size; 0: one group spanning K, per channel).
+struct MatmulInt8Params {
+  const void* a = nullptr;            // f16 / bf16 [M, K]
+  const int8_t* b = nullptr;          // [K, N] row-major
+  const void* scales = nullptr;       // A's type [K/g, N] ([1, N] per channel)
+  const void* zero_points = nullptr;  // A's type, scales' shape, or nullptr
+  void* y = nullptr;                  // float or A's type [M, N]
+  bool bf16 = false;
+  bool out_f32 = true;
+  int64_t m = 0, n = 0, k = 0;
+  int64_t group_size = 0;             // > 0 with K % group_size == 0, or 0
+  int sm = 0, sm_count = 0;
+};
+
+// Device scratch the launch needs (split-K partial sums of the GEMV); 0: none.
+int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p);
+// Launches on `stream` (scratch: MatmulInt8ScratchBytes bytes); returns the CUDA error of the
+// launch (never synchronises).
+int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream);
+
+}  // namespace kaio

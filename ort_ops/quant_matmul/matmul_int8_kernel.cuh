@@ -1,0 +1,229 @@
+// MatmulInt8 W8A16 CUDA kernels: int8 weights [K, N] (row-major, KAIO's layout) dequantised in
+// registers; never expanded in memory.
+//
+// Dequantisation of one word (4 int8 of consecutive columns) into two pairs of A's type T:
+//   f16:  PRMT puts (b ^ 0x80) = b + 128 under the exponent byte 0x64: 1024 + (b + 128), exact;
+//         HSUB2 1152 gives b exactly.
+//   bf16: (b + 128) under the f32 exponent 0x4B: 2^23 + (b + 128), exact; FADD -(2^23 + 128) gives b
+//         exactly; one cvt packs two into bf16x2 (exact: |b| <= 128).
+// Then (b - zp) and * scale in T (HSUB2, HMUL2): MatmulInt4's rounding chain.
+//
+// GEMV regime (M <= 4, MatmulInt8GemvKernel): a block owns 256 columns (lane l: columns 8l..8l+7,
+// one 8-byte load of a weight row, 256 contiguous bytes per warp) and a K slice; its 8 warps take
+// chunks of 8 rows in turn, every lane with 8 row loads in flight. Where the column blocks alone do
+// not fill the GPU, K is split over blocks (grid.y): each writes float partial sums for its slice
+// and MatmulInt8CombineKernel adds them in a fixed order (deterministic) and rounds once.
+//
+// GEMM regime (M > 4): the tensor-core MatmulTc kernel (matmul_tc_kernel.cuh) with Int8Source as
+// its B operand: each 8-column row segment is loaded and dequantised on its way to shared memory.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+#include <type_traits>
+
+#include "quant_matmul/quant_matmul_params.h"
+
+namespace kaio {
+namespace int8mm {
+
+template <typename T>
+__device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  } else {
+    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  }
+  return r;
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 x = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  } else {
+    __nv_bfloat162 x = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  }
+  return r;
+}
+
+// Bytes (P, P + 1) of w as two exact integers in T.
+template <typename T, int P>
+__device__ __forceinline__ uint32_t IntPair(uint32_t w) {
+  const uint32_t u = w ^ 0x80808080u;  // b + 128, unsigned
+  if constexpr (std::is_same<T, __half>::value) {
+    constexpr uint32_t sel = P == 0 ? 0x7170u : 0x7372u;
+    return Sub2<T>(__byte_perm(u, 0x64646464u, sel), 0x64806480u);
+  } else {
+    constexpr uint32_t s0 = P == 0 ? 0x7540u : 0x7542u, s1 = P == 0 ? 0x7541u : 0x7543u;
+    const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, s0)) - 8388736.f;
+    const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, s1)) - 8388736.f;
+    __nv_bfloat162 h = __floats2bfloat162_rn(f0, f1);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+}
+
+// 8 weights of one row (b: 8 int8 of columns n..n+7) as 8 T: (b - zp) * s, s / z 8 T each.
+template <typename T>
+__device__ __forceinline__ uint4 DequantSegment(uint2 b, uint4 s, uint4 z, bool zp) {
+  uint32_t q[4] = {IntPair<T, 0>(b.x), IntPair<T, 2>(b.x), IntPair<T, 0>(b.y), IntPair<T, 2>(b.y)};
+  const uint32_t sv[4] = {s.x, s.y, s.z, s.w}, zv[4] = {z.x, z.y, z.z, z.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if (zp) q[i] = Sub2<T>(q[i], zv[i]);
+    q[i] = Mul2<T>(q[i], sv[i]);
+  }
+  return make_uint4(q[0], q[1], q[2], q[3]);
+}
+
+// 8 consecutive 16-bit values [n, n + 8) of a row of `cols` (zeros past the end).
+template <bool kVec>
+__device__ __forceinline__ uint4 Load8x16(const uint16_t* row, int64_t n, int64_t cols) {
+  if constexpr (kVec) {
+    return n < cols ? __ldg(reinterpret_cast<const uint4*>(row + n)) : make_uint4(0, 0, 0, 0);
+  } else {
+    uint32_t h[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo = n + 2 * i < cols ? __ldg(row + n + 2 * i) : 0;
+      const uint32_t hi = n + 2 * i + 1 < cols ? __ldg(row + n + 2 * i + 1) : 0;
+      h[i] = lo | (hi << 16);
+    }
+    return make_uint4(h[0], h[1], h[2], h[3]);
+  }
+}
+
+// 8 int8 [n, n + 8) of a weight row (zeros past the end).
+template <bool kVec>
+__device__ __forceinline__ uint2 Load8x8(const int8_t* row, int64_t n, int64_t cols) {
+  if constexpr (kVec) {
+    return n < cols ? __ldg(reinterpret_cast<const uint2*>(row + n)) : make_uint2(0, 0);
+  } else {
+    uint32_t w[2] = {0, 0};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (n + i < cols) w[i >> 2] |= uint32_t(uint8_t(__ldg(row + n + i))) << (8 * (i & 3));
+    return make_uint2(w[0], w[1]);
+  }
+}
+
+// Row k's dequantised weights [n, n + 8) in T (zeros past K or N).
+template <typename T, bool kVec>
+__device__ __forceinline__ uint4 WeightSegment(const MatmulInt8Params& p, int64_t k, int64_t n) {
+  if (k >= p.k) return make_uint4(0, 0, 0, 0);
+  const int64_t gk = p.group_size > 0 ? k / p.group_size : 0;
+  const uint2 b = Load8x8<kVec>(p.b + k * p.n, n, p.n);
+  const uint4 s = Load8x16<kVec>(static_cast<const uint16_t*>(p.scales) + gk * p.n, n, p.n);
+  const bool zp = p.zero_points != nullptr;
+  const uint4 z = zp ? Load8x16<kVec>(static_cast<const uint16_t*>(p.zero_points) + gk * p.n, n, p.n)
+                     : make_uint4(0, 0, 0, 0);
+  return DequantSegment<T>(b, s, z, zp);
+}
+
+// The B operand of MatmulTcSyncKernel: row-major [K, N] segments dequantised from int8.
+struct Int8Source {
+  MatmulInt8Params p;
+  template <typename T, bool kVec>
+  __device__ __forceinline__ uint4 Load(const T*, int64_t row, int64_t col, int64_t, int64_t) const {
+    return WeightSegment<T, kVec>(p, row, col);
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ float ToFloat(uint16_t h) {
+  if constexpr (std::is_same<T, __half>::value)
+    return __half2float(__ushort_as_half(h));
+  else
+    return __uint_as_float(uint32_t(h) << 16);
+}
+
+template <typename T>
+__device__ __forceinline__ float2 ToFloat2(uint32_t v) {
+  return make_float2(ToFloat<T>(uint16_t(v & 0xFFFF)), ToFloat<T>(uint16_t(v >> 16)));
+}
+
+template <typename T>
+__device__ __forceinline__ void StoreOut(const MatmulInt8Params& p, int64_t row, int64_t col, float v) {
+  const int64_t idx = row * p.n + col;
+  if (p.out_f32)
+    static_cast<float*>(p.y)[idx] = v;
+  else if constexpr (std::is_same<T, __half>::value)
+    static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
+  else
+    static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+}
+
+// ---------------------------------------------------------------- GEMV regime, M <= MR
+constexpr int kGemvWarps = 8, kGemvThreads = kGemvWarps * 32, kGemvCols = 256, kGemvRows = 8;
+
+template <typename T, int MR, bool kVec>
+__global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8Params p, float* partial,
+                                                                     int64_t slice) {
+  __shared__ float red[kGemvWarps][MR][kGemvCols];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n0 = int64_t(blockIdx.x) * kGemvCols, n = n0 + 8 * lane;
+  const int64_t k_begin = int64_t(blockIdx.y) * slice, k_end = min(p.k, k_begin + slice);
+  const uint16_t* a = static_cast<const uint16_t*>(p.a);
+  const int m = int(p.m);
+  float acc[MR][8] = {};
+  for (int64_t k0 = k_begin + kGemvRows * warp; k0 < k_end; k0 += kGemvRows * kGemvWarps) {
+    uint4 w[kGemvRows];
+#pragma unroll
+    for (int i = 0; i < kGemvRows; ++i) w[i] = k0 + i < k_end ? WeightSegment<T, kVec>(p, k0 + i, n) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int r = 0; r < MR; ++r) {
+      if (r >= m) break;
+      const uint4 av = Load8x16<kVec>(a + r * p.k, k0, k_end);  // A[r][k0..k0+8), zeros past the slice
+      const uint32_t ah[4] = {av.x, av.y, av.z, av.w};
+#pragma unroll
+      for (int i = 0; i < kGemvRows; ++i) {
+        const float x = ToFloat<T>(uint16_t(i & 1 ? ah[i >> 1] >> 16 : ah[i >> 1] & 0xFFFF));
+        const uint32_t wv[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float2 f = ToFloat2<T>(wv[j]);
+          acc[r][2 * j] = fmaf(f.x, x, acc[r][2 * j]);
+          acc[r][2 * j + 1] = fmaf(f.y, x, acc[r][2 * j + 1]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < MR; ++r)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) red[warp][r][8 * lane + j] = acc[r][j];
+  __syncthreads();
+  const int64_t col = n0 + threadIdx.x;
+  for (int r = 0; r < MR && r < m; ++r) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kGemvWarps; ++w) sum += red[w][r][threadIdx.x];
+    if (col < p.n) {
+      if (partial)
+        partial[(int64_t(blockIdx.y) * p.m + r) * p.n + col] = sum;
+      else
+        StoreOut<T>(p, r, col, sum);
+    }
+  }
+}
+
+// Y = the sum of the `splits` partial results (in split order), rounded once.
+template <typename T>
+__global__ void __launch_bounds__(256) MatmulInt8CombineKernel(MatmulInt8Params p, const float* partial, int splits) {
+  const int64_t total = p.m * p.n;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    float sum = 0.f;
+    for (int s = 0; s < splits; ++s) sum += partial[s * total + e];
+    StoreOut<T>(p, e / p.n, e % p.n, sum);
+  }
+}
+
+}  // namespace int8mm
+}  // namespace kaio

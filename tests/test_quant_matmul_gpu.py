@@ -181,22 +181,26 @@ def test_empty_and_k_zero():
     np.testing.assert_array_equal(y, np.zeros((3, 4), np.float32))
 
 
-# ---- MatmulInt8 W8A16: (lead, M, K, N, group_size). The GEMV takes M <= 4 (256 columns a block,
-# K split over blocks where the columns alone do not fill the GPU: N = 264 / 40 split K = 4096 into
-# 64-row slices, combined in a second pass), the tensor-core kernel M > 4 (128 x 128 x 32 tiles: M =
-# 130 row tail, N = 264 column tail). K % 8 != 0 or N % 8 != 0 take element loads; group sizes
-# need not be powers of two (100), 0 is per channel.
+# ---- MatmulInt8 W8A16: (lead, M, K, N, group_size). The GEMV takes M <= 16 (256 columns a block,
+# rows in blocks of 1, 4 or 8; K split over blocks where the columns alone do not fill the GPU: N =
+# 264 / 40 split K = 4096 into 64-row slices, combined in a second pass), the tensor-core kernel
+# M > 16 (128 x 128 x 32 tiles, K split over blocks when the tiles are few: M = 40 / 130 with K =
+# 4096 and M = 17 with K = 1000; M = 130 row tail, N = 264 column tail). K % 8 != 0 or N % 8 != 0
+# take element loads; group sizes need not be powers of two (100), 0 is per channel.
 INT8_SHAPES = [
     ((), 1, 4096, 264, 0),
     ((), 1, 4096, 40, 128),
     ((), 1, 1000, 4096, 100),
     ((), 1, 100, 13, 0),          # K, N % 8 != 0: element loads
     ((), 3, 4096, 264, 32),
-    ((2,), 2, 512, 1000, 64),     # batch dims: 4 rows, GEMV
+    ((2,), 2, 512, 1000, 64),     # batch dims: 4 rows
     ((), 4, 96, 7, 0),
-    ((), 5, 512, 264, 128),       # first M on the tensor-core kernel
-    ((), 17, 1000, 13, 100),
-    ((3,), 43, 256, 136, 0),      # batch dims: 129 rows, GEMM
+    ((), 5, 512, 264, 128),       # row blocks of 8
+    ((), 9, 4096, 264, 128),      # two row blocks, split K
+    ((), 16, 1000, 40, 100),
+    ((), 17, 1000, 13, 100),      # first M on the tensor-core kernel; K split in 4
+    ((), 40, 4096, 136, 0),       # K split in 16
+    ((3,), 43, 256, 136, 0),      # batch dims: 129 rows, no split
     ((), 130, 4096, 264, 128),
 ]
 

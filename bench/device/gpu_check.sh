@@ -9,8 +9,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,
 cuobjdump -sass "$KAIO_ORT_LIBRARY" | grep -oE "\b(HMMA|HGMMA|IMMA|LDSM|LDGSTS|UTMALDG)[.A-Z0-9]*" | sort | uniq -c > "$OUT/sass_ops.txt"
 cd "$src"
 python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
-for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do
-  PYTHONUNBUFFERED=1 python3 "$b" 2>&1 | tee -a "$OUT/bench.log" | tail -12
+for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do  # an entry's arguments follow it after commas
+  PYTHONUNBUFFERED=1 python3 ${b//,/ } 2>&1 | tee -a "$OUT/bench.log" | tail -12
 done
 cp bench/results/*"${KAIO_COMMIT:0:8}"* "$OUT/" 2>/dev/null   # this run's results only (8 files come back)
 if [[ -n ${KAIO_SANITIZE:-} ]]; then

@@ -73,7 +73,11 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
   const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = int64_t(blockIdx.x) * kBlockN;
   const int64_t M = p.m, N = p.n, K = p.k;
 
-  for (int64_t batch = blockIdx.z; batch < p.batch_count; batch += gridDim.z) {
+  const bool split = p.k_split > 1;  // then grid.z runs over K slices and batch_count is 1
+  const int64_t k_tiles_all = (K + kBlockK - 1) / kBlockK;
+  const int64_t kt_lo = split ? k_tiles_all * blockIdx.z / p.k_split : 0;
+  const int64_t kt_hi = split ? k_tiles_all * (blockIdx.z + 1) / p.k_split : k_tiles_all;
+  for (int64_t batch = split ? 0 : blockIdx.z; batch < p.batch_count; batch += split ? p.batch_count : gridDim.z) {
     int64_t a_off = 0, b_off = 0, rest = batch;
     for (int i = p.batch_rank - 1; i >= 0; --i) {
       int64_t idx = rest % p.batch_dims[i];
@@ -113,15 +117,14 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-    const int64_t k_tiles = (K + kBlockK - 1) / kBlockK;
-    if (k_tiles > 0) {
-      load_tiles(0);
+    if (kt_lo < kt_hi) {
+      load_tiles(kt_lo * kBlockK);
       store_tiles(0);
     }
     __syncthreads();
-    for (int64_t kt = 0; kt < k_tiles; ++kt) {
-      const int stage = kt & 1;
-      if (kt + 1 < k_tiles) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
+    for (int64_t kt = kt_lo; kt < kt_hi; ++kt) {
+      const int stage = (kt - kt_lo) & 1;
+      if (kt + 1 < kt_hi) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
 #pragma unroll
       for (int ks = 0; ks < kBlockK / 16; ++ks) {
         uint32_t af[4][4], bf[4][2];
@@ -147,7 +150,7 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
 #pragma unroll
           for (int ni = 0; ni < 4; ++ni) Mma16816<T>(acc[mi][ni], af[mi], bf[ni]);
       }
-      if (kt + 1 < k_tiles) store_tiles(stage ^ 1);
+      if (kt + 1 < kt_hi) store_tiles(stage ^ 1);
       __syncthreads();
     }
 
@@ -167,7 +170,8 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
             if (col + e >= N) continue;
             float v = acc[mi][ni][h * 2 + e];
             int64_t idx = y_off + row * N + col + e;
-            if (p.out_type == MatmulElem::kF32) static_cast<float*>(p.y)[idx] = v;
+            if (split) p.partial[int64_t(blockIdx.z) * M * N + row * N + col + e] = v;
+            else if (p.out_type == MatmulElem::kF32) static_cast<float*>(p.y)[idx] = v;
             else if constexpr (std::is_same<T, __half>::value) static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
             else static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
           }

@@ -8,14 +8,16 @@
 //         exactly; one cvt packs two into bf16x2 (exact: |b| <= 128).
 // Then (b - zp) and * scale in T (HSUB2, HMUL2): MatmulInt4's rounding chain.
 //
-// GEMV regime (M <= 4, MatmulInt8GemvKernel): a block owns 256 columns (lane l: columns 8l..8l+7,
-// one 8-byte load of a weight row, 256 contiguous bytes per warp) and a K slice; its 8 warps take
-// chunks of 8 rows in turn, every lane with 8 row loads in flight. Where the column blocks alone do
-// not fill the GPU, K is split over blocks (grid.y): each writes float partial sums for its slice
-// and MatmulInt8CombineKernel adds them in a fixed order (deterministic) and rounds once.
+// GEMV regime (small M, MatmulInt8GemvKernel): a block owns 256 columns (lane l: columns 8l..8l+7,
+// one 8-byte load of a weight row, 256 contiguous bytes per warp), a K slice and up to 8 rows of A;
+// its 8 warps take chunks of 8 weight rows in turn (8 row loads in flight per lane, one scale load
+// per chunk), dequantise each weight once for all rows. Where the column blocks alone do not fill
+// the GPU, K is split over blocks (grid.y): each writes float partial sums for its slice and
+// MatmulInt8CombineKernel adds them in a fixed order (deterministic) and rounds once.
 //
-// GEMM regime (M > 4): the tensor-core MatmulTc kernel (matmul_tc_kernel.cuh) with Int8Source as
-// its B operand: each 8-column row segment is loaded and dequantised on its way to shared memory.
+// GEMM regime (larger M): the tensor-core MatmulTc kernel (matmul_tc_kernel.cuh) with Int8Source
+// as its B operand (each 8-column row segment dequantised on its way to shared memory), K split
+// over blocks the same way where its 128 x 128 tiles do not fill the GPU.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -114,17 +116,28 @@ __device__ __forceinline__ uint2 Load8x8(const int8_t* row, int64_t n, int64_t c
   }
 }
 
+// Group of weight row k (32-bit division: K < 2^32 in every real model; 64-bit otherwise).
+__device__ __forceinline__ int64_t GroupOf(const MatmulInt8Params& p, int64_t k) {
+  if (p.group_size <= 0) return 0;
+  if (p.k <= int64_t(0xFFFFFFFFu)) return uint32_t(k) / uint32_t(p.group_size);
+  return k / p.group_size;
+}
+
+// Scales and zero points [n, n + 8) of group gk.
+template <bool kVec>
+__device__ __forceinline__ void LoadGroup(const MatmulInt8Params& p, int64_t gk, int64_t n, uint4* s, uint4* z) {
+  *s = Load8x16<kVec>(static_cast<const uint16_t*>(p.scales) + gk * p.n, n, p.n);
+  *z = p.zero_points ? Load8x16<kVec>(static_cast<const uint16_t*>(p.zero_points) + gk * p.n, n, p.n)
+                     : make_uint4(0, 0, 0, 0);
+}
+
 // Row k's dequantised weights [n, n + 8) in T (zeros past K or N).
 template <typename T, bool kVec>
 __device__ __forceinline__ uint4 WeightSegment(const MatmulInt8Params& p, int64_t k, int64_t n) {
   if (k >= p.k) return make_uint4(0, 0, 0, 0);
-  const int64_t gk = p.group_size > 0 ? k / p.group_size : 0;
-  const uint2 b = Load8x8<kVec>(p.b + k * p.n, n, p.n);
-  const uint4 s = Load8x16<kVec>(static_cast<const uint16_t*>(p.scales) + gk * p.n, n, p.n);
-  const bool zp = p.zero_points != nullptr;
-  const uint4 z = zp ? Load8x16<kVec>(static_cast<const uint16_t*>(p.zero_points) + gk * p.n, n, p.n)
-                     : make_uint4(0, 0, 0, 0);
-  return DequantSegment<T>(b, s, z, zp);
+  uint4 s, z;
+  LoadGroup<kVec>(p, GroupOf(p, k), n, &s, &z);
+  return DequantSegment<T>(Load8x8<kVec>(p.b + k * p.n, n, p.n), s, z, p.zero_points != nullptr);
 }
 
 // The B operand of MatmulTcSyncKernel: row-major [K, N] segments dequantised from int8.
@@ -160,7 +173,8 @@ __device__ __forceinline__ void StoreOut(const MatmulInt8Params& p, int64_t row,
     static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
 }
 
-// ---------------------------------------------------------------- GEMV regime, M <= MR
+// ---------------------------------------------------------------- GEMV regime
+// Rows [MR z, MR z + MR) of A for grid.z = z (M up to kGemvMaxM in row blocks of MR).
 constexpr int kGemvWarps = 8, kGemvThreads = kGemvWarps * 32, kGemvCols = 256, kGemvRows = 8;
 
 template <typename T, int MR, bool kVec>
@@ -170,28 +184,47 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8P
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t n0 = int64_t(blockIdx.x) * kGemvCols, n = n0 + 8 * lane;
   const int64_t k_begin = int64_t(blockIdx.y) * slice, k_end = min(p.k, k_begin + slice);
-  const uint16_t* a = static_cast<const uint16_t*>(p.a);
-  const int m = int(p.m);
+  const int64_t r0 = int64_t(blockIdx.z) * MR;
+  const int rows = int(min(int64_t(MR), p.m - r0));
+  const uint16_t* a = static_cast<const uint16_t*>(p.a) + r0 * p.k;
+  const bool zp = p.zero_points != nullptr;
   float acc[MR][8] = {};
   for (int64_t k0 = k_begin + kGemvRows * warp; k0 < k_end; k0 += kGemvRows * kGemvWarps) {
+    uint2 b[kGemvRows];
+#pragma unroll
+    for (int i = 0; i < kGemvRows; ++i)
+      b[i] = k0 + i < k_end ? Load8x8<kVec>(p.b + (k0 + i) * p.n, n, p.n) : make_uint2(0, 0);
+    // One group for the whole chunk unless it straddles a group boundary (group_size < 8 or unaligned).
+    const int64_t g0 = GroupOf(p, k0), g1 = GroupOf(p, min(k0 + kGemvRows, k_end) - 1);
+    uint4 s, z;
+    LoadGroup<kVec>(p, g0, n, &s, &z);
     uint4 w[kGemvRows];
 #pragma unroll
-    for (int i = 0; i < kGemvRows; ++i) w[i] = k0 + i < k_end ? WeightSegment<T, kVec>(p, k0 + i, n) : make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < kGemvRows; ++i) {
+      if (g1 != g0) LoadGroup<kVec>(p, GroupOf(p, min(k0 + i, p.k - 1)), n, &s, &z);
+      w[i] = DequantSegment<T>(b[i], s, z, zp);
+    }
+    float wf[kGemvRows][8];
+#pragma unroll
+    for (int i = 0; i < kGemvRows; ++i) {
+      const uint32_t wv[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = ToFloat2<T>(wv[j]);
+        wf[i][2 * j] = f.x;
+        wf[i][2 * j + 1] = f.y;
+      }
+    }
 #pragma unroll
     for (int r = 0; r < MR; ++r) {
-      if (r >= m) break;
+      if (r >= rows) break;
       const uint4 av = Load8x16<kVec>(a + r * p.k, k0, k_end);  // A[r][k0..k0+8), zeros past the slice
       const uint32_t ah[4] = {av.x, av.y, av.z, av.w};
 #pragma unroll
       for (int i = 0; i < kGemvRows; ++i) {
         const float x = ToFloat<T>(uint16_t(i & 1 ? ah[i >> 1] >> 16 : ah[i >> 1] & 0xFFFF));
-        const uint32_t wv[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float2 f = ToFloat2<T>(wv[j]);
-          acc[r][2 * j] = fmaf(f.x, x, acc[r][2 * j]);
-          acc[r][2 * j + 1] = fmaf(f.y, x, acc[r][2 * j + 1]);
-        }
+        for (int j = 0; j < 8; ++j) acc[r][j] = fmaf(wf[i][j], x, acc[r][j]);
       }
     }
   }
@@ -201,15 +234,15 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8P
     for (int j = 0; j < 8; ++j) red[warp][r][8 * lane + j] = acc[r][j];
   __syncthreads();
   const int64_t col = n0 + threadIdx.x;
-  for (int r = 0; r < MR && r < m; ++r) {
+  for (int r = 0; r < rows; ++r) {
     float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < kGemvWarps; ++w) sum += red[w][r][threadIdx.x];
     if (col < p.n) {
       if (partial)
-        partial[(int64_t(blockIdx.y) * p.m + r) * p.n + col] = sum;
+        partial[(int64_t(blockIdx.y) * p.m + r0 + r) * p.n + col] = sum;
       else
-        StoreOut<T>(p, r, col, sum);
+        StoreOut<T>(p, r0 + r, col, sum);
     }
   }
 }

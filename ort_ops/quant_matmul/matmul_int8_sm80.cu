@@ -9,7 +9,9 @@
 namespace kaio {
 namespace {
 
-constexpr int64_t kGemvMaxM = 4;  // FFMA work grows with M; past 4 rows the tensor-core kernel wins
+// The GEMV dequantises each weight once per 8 rows of A and does one FFMA per weight and row: up
+// to 16 rows (two row blocks) it beats the tensor-core kernel's 128-row tiles.
+constexpr int64_t kGemvMaxM = 16;
 
 struct GemvPlan {
   int64_t col_blocks = 0, splits = 1, slice = 0;
@@ -28,6 +30,15 @@ GemvPlan PlanGemv(const MatmulInt8Params& p) {
   return g;
 }
 
+// K slices of the tensor-core kernel: enough 128 x 128 tiles for one per SM, each slice >= 8 K tiles.
+int64_t TcSplits(const MatmulInt8Params& p) {
+  using namespace matmul_tc;
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t tiles = ((p.n + kBlockN - 1) / kBlockN) * ((p.m + kBlockM - 1) / kBlockM);
+  const int64_t k_tiles = (p.k + kBlockK - 1) / kBlockK;
+  return std::max<int64_t>(1, std::min<int64_t>((sms + tiles - 1) / tiles, k_tiles / 8));
+}
+
 bool AlignedTo(const void* ptr, uintptr_t bytes) { return (reinterpret_cast<uintptr_t>(ptr) & (bytes - 1)) == 0; }
 
 // 16-byte loads of A, scales and zero points and 8-byte loads of B (else element loads).
@@ -39,8 +50,24 @@ bool Vectorized(const MatmulInt8Params& p) {
 template <typename T, int MR, bool kVec>
 cudaError_t LaunchGemv(const MatmulInt8Params& p, const GemvPlan& g, float* partial, cudaStream_t stream) {
   using namespace int8mm;
-  MatmulInt8GemvKernel<T, MR, kVec>
-      <<<dim3(unsigned(g.col_blocks), unsigned(g.splits)), kGemvThreads, 0, stream>>>(p, partial, g.slice);
+  const dim3 grid(unsigned(g.col_blocks), unsigned(g.splits), unsigned((p.m + MR - 1) / MR));
+  MatmulInt8GemvKernel<T, MR, kVec><<<grid, kGemvThreads, 0, stream>>>(p, partial, g.slice);
+  return cudaGetLastError();
+}
+
+template <typename T, bool kVec>
+cudaError_t LaunchGemvRows(const MatmulInt8Params& p, const GemvPlan& g, float* partial, cudaStream_t stream) {
+  if (p.m == 1) return LaunchGemv<T, 1, kVec>(p, g, partial, stream);
+  if (p.m <= 4) return LaunchGemv<T, 4, kVec>(p, g, partial, stream);
+  return LaunchGemv<T, 8, kVec>(p, g, partial, stream);
+}
+
+// Y = the fixed-order sum of `splits` partial results, rounded once.
+template <typename T>
+cudaError_t Combine(const MatmulInt8Params& p, const float* partial, int64_t splits, cudaStream_t stream) {
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t blocks = std::min<int64_t>((p.m * p.n + 255) / 256, 8 * sms);
+  int8mm::MatmulInt8CombineKernel<T><<<unsigned(blocks), 256, 0, stream>>>(p, partial, int(splits));
   return cudaGetLastError();
 }
 
@@ -52,16 +79,10 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
     const GemvPlan g = PlanGemv(p);
     float* partial = g.splits > 1 ? static_cast<float*>(scratch) : nullptr;
     if (g.splits > 1 && !partial) return cudaErrorInvalidValue;
-    cudaError_t err;
-    if (p.m == 1)
-      err = vec ? LaunchGemv<T, 1, true>(p, g, partial, stream) : LaunchGemv<T, 1, false>(p, g, partial, stream);
-    else
-      err = vec ? LaunchGemv<T, 4, true>(p, g, partial, stream) : LaunchGemv<T, 4, false>(p, g, partial, stream);
+    const cudaError_t err =
+        vec ? LaunchGemvRows<T, true>(p, g, partial, stream) : LaunchGemvRows<T, false>(p, g, partial, stream);
     if (err != cudaSuccess || !partial) return err;
-    const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
-    const int64_t blocks = std::min<int64_t>((p.m * p.n + 255) / 256, 8 * sms);
-    MatmulInt8CombineKernel<T><<<unsigned(blocks), 256, 0, stream>>>(p, partial, int(g.splits));
-    return cudaGetLastError();
+    return Combine<T>(p, partial, g.splits, stream);
   }
   using namespace matmul_tc;
   if (p.m > int64_t(65535) * kBlockM) return cudaErrorInvalidConfiguration;
@@ -73,20 +94,26 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
   tp.m = p.m;
   tp.n = p.n;
   tp.k = p.k;
-  const dim3 grid(unsigned((p.n + kBlockN - 1) / kBlockN), unsigned((p.m + kBlockM - 1) / kBlockM), 1);
+  tp.k_split = TcSplits(p);
+  tp.partial = tp.k_split > 1 ? static_cast<float*>(scratch) : nullptr;
+  if (tp.k_split > 1 && !tp.partial) return cudaErrorInvalidValue;
+  const dim3 grid(unsigned((p.n + kBlockN - 1) / kBlockN), unsigned((p.m + kBlockM - 1) / kBlockM),
+                  unsigned(tp.k_split));
   if (vec)
     MatmulTcSyncKernel<T, false, true, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
   else
     MatmulTcSyncKernel<T, false, false, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
-  return cudaGetLastError();
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || tp.k_split == 1) return err;
+  return Combine<T>(p, tp.partial, tp.k_split, stream);
 }
 
 }  // namespace
 
 int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) {
-  if (p.m == 0 || p.n == 0 || p.k == 0 || p.m > kGemvMaxM) return 0;
-  const GemvPlan g = PlanGemv(p);
-  return g.splits > 1 ? g.splits * p.m * p.n * int64_t(sizeof(float)) : 0;
+  if (p.m == 0 || p.n == 0 || p.k == 0) return 0;
+  const int64_t splits = p.m <= kGemvMaxM ? PlanGemv(p).splits : TcSplits(p);
+  return splits > 1 ? splits * p.m * p.n * int64_t(sizeof(float)) : 0;
 }
 
 int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream_ptr) {

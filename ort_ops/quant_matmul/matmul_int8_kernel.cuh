@@ -180,7 +180,8 @@ constexpr int kGemvWarps = 8, kGemvThreads = kGemvWarps * 32, kGemvCols = 256, k
 template <typename T, int MR, bool kVec>
 __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8Params p, float* partial,
                                                                      int64_t slice) {
-  __shared__ float red[kGemvWarps][MR][kGemvCols];
+  constexpr int kRedRows = MR < 4 ? MR : 4;  // rows reduced per round (32 KB of shared memory)
+  __shared__ float red[kGemvWarps][kRedRows][kGemvCols];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t n0 = int64_t(blockIdx.x) * kGemvCols, n = n0 + 8 * lane;
   const int64_t k_begin = int64_t(blockIdx.y) * slice, k_end = min(p.k, k_begin + slice);
@@ -228,21 +229,25 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8P
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < MR; ++r)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) red[warp][r][8 * lane + j] = acc[r][j];
-  __syncthreads();
   const int64_t col = n0 + threadIdx.x;
-  for (int r = 0; r < rows; ++r) {
-    float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < kGemvWarps; ++w) sum += red[w][r][threadIdx.x];
-    if (col < p.n) {
-      if (partial)
-        partial[(int64_t(blockIdx.y) * p.m + r0 + r) * p.n + col] = sum;
-      else
-        StoreOut<T>(p, r0 + r, col, sum);
+  for (int rb = 0; rb < MR; rb += kRedRows) {
+    if (rb > 0) __syncthreads();  // the previous round's sums are read
+#pragma unroll
+    for (int r = 0; r < kRedRows; ++r)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) red[warp][r][8 * lane + j] = acc[rb + r][j];
+    __syncthreads();
+    for (int r = rb; r < rb + kRedRows && r < rows; ++r) {
+      float sum = 0.f;
+#pragma unroll
+      for (int w = 0; w < kGemvWarps; ++w) sum += red[w][r - rb][threadIdx.x];
+      if (col < p.n) {
+        if (partial)
+          partial[(int64_t(blockIdx.y) * p.m + r0 + r) * p.n + col] = sum;
+        else
+          StoreOut<T>(p, r0 + r, col, sum);
+      }
     }
   }
 }

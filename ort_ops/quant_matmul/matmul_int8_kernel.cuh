@@ -199,33 +199,27 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8P
     const int64_t g0 = GroupOf(p, k0), g1 = GroupOf(p, min(k0 + kGemvRows, k_end) - 1);
     uint4 s, z;
     LoadGroup<kVec>(p, g0, n, &s, &z);
-    uint4 w[kGemvRows];
+    // A[r][k0..k0+8) as packed pairs (zeros past the slice), converted where used.
+    uint32_t ah[MR][4];
+#pragma unroll
+    for (int r = 0; r < MR; ++r) {
+      const uint4 av = r < rows ? Load8x16<kVec>(a + r * p.k, k0, k_end) : make_uint4(0, 0, 0, 0);
+      ah[r][0] = av.x, ah[r][1] = av.y, ah[r][2] = av.z, ah[r][3] = av.w;
+    }
 #pragma unroll
     for (int i = 0; i < kGemvRows; ++i) {
       if (g1 != g0) LoadGroup<kVec>(p, GroupOf(p, min(k0 + i, p.k - 1)), n, &s, &z);
-      w[i] = DequantSegment<T>(b[i], s, z, zp);
-    }
-    float wf[kGemvRows][8];
+      const uint4 w = DequantSegment<T>(b[i], s, z, zp);
+      const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-    for (int i = 0; i < kGemvRows; ++i) {
-      const uint32_t wv[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
+      for (int r = 0; r < MR; ++r) {
+        const float x = ToFloat<T>(uint16_t(i & 1 ? ah[r][i >> 1] >> 16 : ah[r][i >> 1] & 0xFFFF));
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 f = ToFloat2<T>(wv[j]);
-        wf[i][2 * j] = f.x;
-        wf[i][2 * j + 1] = f.y;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < MR; ++r) {
-      if (r >= rows) break;
-      const uint4 av = Load8x16<kVec>(a + r * p.k, k0, k_end);  // A[r][k0..k0+8), zeros past the slice
-      const uint32_t ah[4] = {av.x, av.y, av.z, av.w};
-#pragma unroll
-      for (int i = 0; i < kGemvRows; ++i) {
-        const float x = ToFloat<T>(uint16_t(i & 1 ? ah[i >> 1] >> 16 : ah[i >> 1] & 0xFFFF));
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[r][j] = fmaf(wf[i][j], x, acc[r][j]);
+        for (int j = 0; j < 4; ++j) {
+          const float2 f = ToFloat2<T>(wv[j]);
+          acc[r][2 * j] = fmaf(f.x, x, acc[r][2 * j]);
+          acc[r][2 * j + 1] = fmaf(f.y, x, acc[r][2 * j + 1]);
+        }
       }
     }
   }

@@ -1,7 +1,7 @@
 """QkvProjectInt4 on the CUDA EP (decode regimes M <= 16, GEMM regime M > 16) against the float64
 reference of the weights as the kernel forms them; IOBinding with NaN-poisoned outputs, bfloat16
 through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-graph replay, repeated
-runs, the CUDA-side validation and an empty M."""
+runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end."""
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_session, run_op_cuda
@@ -228,3 +228,66 @@ def test_empty_m(with_bias):
     outs = run_op(OP, [x, *ws, *ss, *bs], {}, [np.float16] * 3, provider=CUDA)
     assert [y.shape for y in outs] == [(0, n) for n in NS]
     assert all(y.dtype == np.float16 for y in outs)
+
+
+# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): MatmulInt8's kernels, one launch per
+# projection. The integer weights are exact in X's type and the scale and bias come after the f32
+# sum, so the contract's float64 reference is the kernel's arithmetic up to f32 accumulation and one
+# rounding. (lead, M, K, (Nq, Nk, Nv)): the GEMV (M <= 16, split K at K = 4096) and the tensor-core
+# kernel (M > 16, its sums through the combine pass that applies scale and bias); N and K not
+# multiples of 8 take element loads.
+INT8_SHAPES = [
+    ((), 1, 4096, (256, 64, 64)),
+    ((), 1, 100, (40, 13, 7)),
+    ((), 4, 512, (512, 128, 128)),
+    ((3,), 3, 256, (64, 16, 16)),
+    ((), 16, 1000, (136, 40, 24)),
+    ((), 17, 512, (257, 33, 24)),
+    ((), 130, 4096, (256, 64, 64)),
+]
+
+
+def _int8_operands(g, lead, m, k, ns, dtype, scale_form, with_bias):
+    from kaio_ort.reference import quantize_int8
+
+    x = randn(g, (*lead, m, k), dtype)
+    ws, ss = [], []
+    for n in ns:
+        w, s, _ = quantize_int8(g.standard_normal((k, n)))
+        ws.append(w)
+        ss.append({"scalar": np.array(s.max(), np.float32), "one": np.array([s.max()], np.float32),
+                   "channel": s.reshape(n).astype(np.float32)}[scale_form])
+    bs = [randn(g, (n,), dtype, scale=np.sqrt(max(k, 1))) for n in ns] if with_bias else []
+    return x, ws, ss, bs
+
+
+@pytest.mark.parametrize("lead,m,k,ns", INT8_SHAPES, ids=[_id(s) for s in INT8_SHAPES])
+@pytest.mark.parametrize("scale_form", ["scalar", "one", "channel"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_qkv_project_int8_cuda_f16(lead, m, k, ns, scale_form, with_bias):
+    from kaio_ort.reference import qkv_project_int8
+
+    g = rng()
+    x, ws, ss, bs = _int8_operands(g, lead, m, k, ns, np.float16, scale_form, with_bias)
+    shapes = [(*lead, m, n) for n in ns]
+    outs = run_op_cuda("QkvProjectInt8", [x, *ws, *ss, *bs], {}, shapes, [np.float16] * 3)
+    _check(outs, qkv_project_int8(x, *ws, *ss, *(bs or [None] * 3)), TOL[np.float16], shapes)
+
+
+@pytest.mark.parametrize("lead,m,k,ns", [((), 1, 4096, (256, 64, 64)), ((), 40, 512, (136, 40, 24))])
+def test_qkv_project_int8_cuda_bf16(lead, m, k, ns):
+    from kaio_ort.reference import qkv_project_int8
+
+    g = rng()
+    x, ws, ss, bs = _int8_operands(g, lead, m, k, ns, BF16, "channel", True)
+    outs = run_op("QkvProjectInt8", [x, *ws, *ss, *bs], {}, [BF16] * 3, provider=CUDA)
+    _check(outs, qkv_project_int8(x, *ws, *ss, *bs), TOL[BF16], [(*lead, m, n) for n in ns])
+
+
+@pytest.mark.parametrize("m", [1, 40])
+def test_qkv_project_int8_empty_k_is_bias(m):
+    g = rng()
+    x, ws, ss, bs = _int8_operands(g, (), m, 0, (16, 8, 8), np.float16, "channel", True)
+    outs = run_op_cuda("QkvProjectInt8", [x, *ws, *ss, *bs], {}, [(m, n) for n in (16, 8, 8)], [np.float16] * 3)
+    for y, b in zip(outs, bs):
+        np.testing.assert_array_equal(y, np.broadcast_to(b, y.shape))

@@ -73,7 +73,8 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
   const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = int64_t(blockIdx.x) * kBlockN;
   const int64_t M = p.m, N = p.n, K = p.k;
 
-  const bool split = p.k_split > 1;  // then grid.z runs over K slices and batch_count is 1
+  // With `partial`, grid.z runs over K slices (k_split of them, maybe 1) and batch_count is 1.
+  const bool split = p.partial != nullptr;
   const int64_t k_tiles_all = (K + kBlockK - 1) / kBlockK;
   const int64_t kt_lo = split ? k_tiles_all * blockIdx.z / p.k_split : 0;
   const int64_t kt_hi = split ? k_tiles_all * (blockIdx.z + 1) / p.k_split : k_tiles_all;

@@ -31,8 +31,9 @@ struct MatmulTcParams {
 
   int sm = 0, sm_count = 0;                // device facts for the tile choice
 
-  // K split over grid.z (batch_count 1 only): block z sums K tiles [z T / k_split, (z + 1) T /
-  // k_split) of the T tiles and writes float partial[z][M][N] instead of Y (the caller combines).
+  // With partial (batch_count 1 only): block z of grid.z = k_split sums K tiles [z T / k_split,
+  // (z + 1) T / k_split) of the T tiles and writes float partial[z][M][N] instead of Y (the caller
+  // combines).
   int64_t k_split = 1;
   float* partial = nullptr;
 };

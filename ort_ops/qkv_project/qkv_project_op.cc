@@ -1,5 +1,6 @@
-// com.kaio QkvProjectInt8 and QkvProjectInt4 (CPU kernels; QkvProjectInt4 also on CUDA through the
-// MatmulInt4 kernels, the three projections in one launch).
+// com.kaio QkvProjectInt8 and QkvProjectInt4 (CPU kernels; on CUDA QkvProjectInt4 through the
+// MatmulInt4 kernels, the three projections in one launch, QkvProjectInt8 through MatmulInt8's
+// W8A16 kernels, one launch per projection).
 //
 // Contract (DESIGN.md, "Contract details"): three weight-only quantized projections of one input,
 // (Q, K, V) = (X Wq * sq + bq, X Wk * sk + bk, X Wv * sv + bv), written in X's type.
@@ -9,6 +10,8 @@
 //   Int4: W* uint32 [N*, K/8] (MatmulInt4's layout); s* X's type [K/group_size, N*]; group_size in
 //         {32, 64, 128} (default 128); no zero points.
 // The two ops differ only by the weight format (the traits below).
+#include <algorithm>
+
 #include "common/cpu_convert.h"
 #include "common/custom_op.h"
 #include "op_families.h"
@@ -45,6 +48,39 @@ struct Int8Weights {
     // A [N] scale is one group spanning K; one element broadcasts (GroupParams).
     return DequantizeInt8(w, k, n, ToGroupParams(s, RowsPerGroup(0, k)), GroupParams{});
   }
+#ifdef KAIO_WITH_CUDA
+  // Three launches of MatmulInt8's W8A16 kernels with the integer weights exact in X's type, the
+  // f32 sums times the float scale (one or per channel) plus the bias, rounded once. (Not yet one
+  // launch over the three: the INT8 kernels take no column segments.)
+  static OrtStatus* RunCuda(const ErrCtx& c, const Attrs&, int64_t rows, int64_t k, const int64_t* n, bool bias,
+                            const InputTensors& in, const OutputTensors& out, const CudaLaunch& launch) {
+    MatmulInt8Params seg[3];
+    size_t scratch_bytes = 0;
+    for (int i = 0; i < 3; ++i) {
+      MatmulInt8Params& p = seg[i];
+      p.a = in[kX].data;
+      p.b = static_cast<const int8_t*>(in[kW + i].data);
+      p.out_scale = static_cast<const float*>(in[kS + i].data);
+      p.out_scale_per_channel = in[kS + i].rank() == 1 && in[kS + i].dim(0) > 1;  // else one element
+      p.bias = bias ? in[kBias + i].data : nullptr;
+      p.y = out[i].data;
+      p.bf16 = in[kX].type == kBF16;
+      p.out_f32 = false;
+      p.m = rows;
+      p.n = n[i];
+      p.k = k;
+      p.sm = launch.sm;
+      p.sm_count = launch.sm_count;
+      scratch_bytes = std::max(scratch_bytes, static_cast<size_t>(MatmulInt8ScratchBytes(p)));
+    }
+    CudaScratch partial;  // reused by the three launches: they run in order on ORT's stream
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, scratch_bytes));
+    for (int i = 0; i < 3; ++i)
+      if (int e = RunMatmulInt8(seg[i], partial.data(), launch.stream))
+        return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    return nullptr;
+  }
+#endif
 };
 
 struct Int4Weights {
@@ -191,6 +227,7 @@ void AddQkvProjectOps(OpList& list) {
   AddCpuOp<QkvProjectOp<Int8Weights>>(list);
   AddCpuOp<QkvProjectOp<Int4Weights>>(list);
 #ifdef KAIO_WITH_CUDA
+  AddCudaOp<QkvProjectOp<Int8Weights>>(list);
   AddCudaOp<QkvProjectOp<Int4Weights>>(list);
 #endif
 }

@@ -124,9 +124,13 @@ __device__ __forceinline__ int64_t GroupOf(const MatmulInt8Params& p, int64_t k)
 }
 
 // Scales and zero points [n, n + 8) of group gk.
-template <bool kVec>
+template <typename T>
+constexpr uint32_t kOnes2 = std::is_same<T, __half>::value ? 0x3C003C00u : 0x3F803F80u;  // 1.0 in both halves
+
+template <typename T, bool kVec>
 __device__ __forceinline__ void LoadGroup(const MatmulInt8Params& p, int64_t gk, int64_t n, uint4* s, uint4* z) {
-  *s = Load8x16<kVec>(static_cast<const uint16_t*>(p.scales) + gk * p.n, n, p.n);
+  *s = p.scales ? Load8x16<kVec>(static_cast<const uint16_t*>(p.scales) + gk * p.n, n, p.n)
+                : make_uint4(kOnes2<T>, kOnes2<T>, kOnes2<T>, kOnes2<T>);  // w = b (times 1: exact)
   *z = p.zero_points ? Load8x16<kVec>(static_cast<const uint16_t*>(p.zero_points) + gk * p.n, n, p.n)
                      : make_uint4(0, 0, 0, 0);
 }
@@ -136,7 +140,7 @@ template <typename T, bool kVec>
 __device__ __forceinline__ uint4 WeightSegment(const MatmulInt8Params& p, int64_t k, int64_t n) {
   if (k >= p.k) return make_uint4(0, 0, 0, 0);
   uint4 s, z;
-  LoadGroup<kVec>(p, GroupOf(p, k), n, &s, &z);
+  LoadGroup<T, kVec>(p, GroupOf(p, k), n, &s, &z);
   return DequantSegment<T>(Load8x8<kVec>(p.b + k * p.n, n, p.n), s, z, p.zero_points != nullptr);
 }
 
@@ -165,6 +169,8 @@ __device__ __forceinline__ float2 ToFloat2(uint32_t v) {
 template <typename T>
 __device__ __forceinline__ void StoreOut(const MatmulInt8Params& p, int64_t row, int64_t col, float v) {
   const int64_t idx = row * p.n + col;
+  if (p.out_scale) v *= p.out_scale[p.out_scale_per_channel ? col : 0];
+  if (p.bias) v += ToFloat<T>(__ldg(static_cast<const uint16_t*>(p.bias) + col));
   if (p.out_f32)
     static_cast<float*>(p.y)[idx] = v;
   else if constexpr (std::is_same<T, __half>::value)
@@ -198,7 +204,7 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8P
     // One group for the whole chunk unless it straddles a group boundary (group_size < 8 or unaligned).
     const int64_t g0 = GroupOf(p, k0), g1 = GroupOf(p, min(k0 + kGemvRows, k_end) - 1);
     uint4 s, z;
-    LoadGroup<kVec>(p, g0, n, &s, &z);
+    LoadGroup<T, kVec>(p, g0, n, &s, &z);
     // A[r][k0..k0+8) as packed pairs (zeros past the slice), converted where used.
     uint32_t ah[MR][4];
 #pragma unroll
@@ -208,7 +214,7 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8P
     }
 #pragma unroll
     for (int i = 0; i < kGemvRows; ++i) {
-      if (g1 != g0) LoadGroup<kVec>(p, GroupOf(p, min(k0 + i, p.k - 1)), n, &s, &z);
+      if (g1 != g0) LoadGroup<T, kVec>(p, GroupOf(p, min(k0 + i, p.k - 1)), n, &s, &z);
       const uint4 w = DequantSegment<T>(b[i], s, z, zp);
       const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll

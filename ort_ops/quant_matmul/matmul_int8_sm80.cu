@@ -95,8 +95,11 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
   tp.n = p.n;
   tp.k = p.k;
   tp.k_split = TcSplits(p);
-  tp.partial = tp.k_split > 1 ? static_cast<float*>(scratch) : nullptr;
-  if (tp.k_split > 1 && !tp.partial) return cudaErrorInvalidValue;
+  // The tensor-core kernel's epilogue knows no output scale or bias: then its sums go through the
+  // combine kernel too.
+  const bool combine = tp.k_split > 1 || p.out_scale || p.bias;
+  tp.partial = combine ? static_cast<float*>(scratch) : nullptr;
+  if (combine && !tp.partial) return cudaErrorInvalidValue;
   const dim3 grid(unsigned((p.n + kBlockN - 1) / kBlockN), unsigned((p.m + kBlockM - 1) / kBlockM),
                   unsigned(tp.k_split));
   if (vec)
@@ -104,7 +107,7 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
   else
     MatmulTcSyncKernel<T, false, false, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
   const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess || tp.k_split == 1) return err;
+  if (err != cudaSuccess || !combine) return err;
   return Combine<T>(p, tp.partial, tp.k_split, stream);
 }
 
@@ -112,17 +115,22 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
 
 int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) {
   if (p.m == 0 || p.n == 0 || p.k == 0) return 0;
-  const int64_t splits = p.m <= kGemvMaxM ? PlanGemv(p).splits : TcSplits(p);
-  return splits > 1 ? splits * p.m * p.n * int64_t(sizeof(float)) : 0;
+  const bool gemv = p.m <= kGemvMaxM;
+  const int64_t splits = gemv ? PlanGemv(p).splits : TcSplits(p);
+  const bool partial = splits > 1 || (!gemv && (p.out_scale || p.bias));
+  return partial ? splits * p.m * p.n * int64_t(sizeof(float)) : 0;
 }
 
 int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (p.m == 0 || p.n == 0) return cudaSuccess;
-  if (p.k == 0) {  // empty sum: Y = 0
+  if (p.k == 0 && !p.bias) {  // empty sum: Y = 0
     const size_t elem = p.out_f32 ? 4 : 2;
     return cudaMemsetAsync(p.y, 0, static_cast<size_t>(p.m * p.n) * elem, stream);
   }
+  if (p.k == 0)  // Y = bias: the GEMV's store with no K rows (one slice, no partial sums)
+    return p.bf16 ? LaunchGemvRows<__nv_bfloat16, false>(p, GemvPlan{(p.n + 255) / 256, 1, 0}, nullptr, stream)
+                  : LaunchGemvRows<__half, false>(p, GemvPlan{(p.n + 255) / 256, 1, 0}, nullptr, stream);
   return p.bf16 ? Launch<__nv_bfloat16>(p, scratch, stream) : Launch<__half>(p, scratch, stream);
 }
 

@@ -49,6 +49,12 @@ struct MatmulInt8Params {
   int64_t m = 0, n = 0, k = 0;
   int64_t group_size = 0;             // > 0 with K % group_size == 0, or 0
   int sm = 0, sm_count = 0;
+  // QkvProjectInt8's arithmetic: scales == nullptr (w = b exactly), and the f32 sum times
+  // out_scale (one float, or [N] with out_scale_per_channel) plus bias ([N], A's type) before Y's
+  // one rounding. MatmulInt8 leaves these unset.
+  const float* out_scale = nullptr;
+  bool out_scale_per_channel = false;
+  const void* bias = nullptr;
 };
 
 // Device scratch the launch needs (split-K partial sums of the GEMV); 0: none.

@@ -138,7 +138,10 @@ def test_float32_left_alone_unless_cast_requested():
 
 
 NEGATIVE = [
-    ("act-order g_idx", dict(g_idx=(np.arange(64) // 32)[::-1]),
+    ("identity g_idx with zero points", dict(g_idx=np.arange(64) // 32),
+     "g_idx with zero points: ORT's MatMulNBits reads these zero points differently with and without g_idx, so "
+     "the rewritten node could not match the original's outputs"),
+    ("act-order g_idx", dict(g_idx=(np.arange(64) // 32)[::-1], zp=None),
      "from_matmulnbits: g_idx must be the identity grouping k // 32 (act-order / desc_act reordering cannot be "
      "expressed by com.kaio's ops; re-export without it)"),
     ("K not a multiple of the block", dict(K=80, block_rows=3),

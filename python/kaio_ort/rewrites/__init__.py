@@ -38,12 +38,38 @@ _TWO_GB = 2 ** 31
 
 def _as_ir(model_or_path) -> tuple:
     if isinstance(model_or_path, ir.Model):
-        return model_or_path, "ir"
+        return _check_external_paths(model_or_path), "ir"
     if isinstance(model_or_path, onnx.ModelProto):
-        return ir.serde.deserialize_model(model_or_path), "proto"
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model_or_path.graph.initializer):
+            raise ValueError("the ModelProto holds external data references (loaded with load_external_data="
+                             "False?): there is no model folder to read them from safely; pass the model's path, "
+                             "or load it with its data")
+        try:
+            return ir.serde.deserialize_model(model_or_path), "proto"
+        except ir.serde.SerdeError as e:  # e.g. two nodes writing one value
+            raise ValueError(f"the model is not a valid graph: {e.__cause__ or e}") from e
     if isinstance(model_or_path, (str, os.PathLike)):
-        return ir.load(os.fspath(model_or_path)), "path"
+        try:
+            model = ir.load(os.fspath(model_or_path))
+        except ir.serde.SerdeError as e:
+            raise ValueError(f"the model is not a valid graph: {e.__cause__ or e}") from e
+        return _check_external_paths(model), "path"
     raise TypeError(f"rewrite_model takes an onnx.ModelProto, an onnx_ir.Model or a path, got {type(model_or_path)}")
+
+
+def _check_external_paths(model: ir.Model) -> ir.Model:
+    """Refuses external data outside the model's folder (an absolute location, "..", or a symlink
+    leading out), before any weight is read: a rewrite reads only files beside the model."""
+    for name, value in model.graph.initializers.items():
+        t = value.const_value
+        if not isinstance(t, ir.ExternalTensor):
+            continue
+        base = os.path.realpath(t.base_dir or os.curdir)
+        target = os.path.realpath(os.path.join(base, os.fspath(t.location)))
+        if os.path.isabs(os.fspath(t.location)) or os.path.commonpath([base, target]) != base:
+            raise ValueError(f"initializer '{name}': external data location '{t.location}' lies outside the "
+                             f"model's folder '{base}' (absolute, '..' or a symlink leading out): refused")
+    return model
 
 
 def rewrite_model(model_or_path: Union[onnx.ModelProto, ir.Model, str, os.PathLike],

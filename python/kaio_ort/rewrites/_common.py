@@ -135,3 +135,12 @@ def const_array(value: Optional[ir.Value]) -> Optional[np.ndarray]:
 
 def dtype_name(dt: Optional[ir.DataType]) -> str:
     return "unknown" if dt is None else dt.name.lower()
+
+
+def guarded(check, *args):
+    """check(*args) -> (reason, plan); a node that cannot even be read (an attribute of the wrong type,
+    a malformed initializer) is left alone with that as its reason instead of stopping the rewrite."""
+    try:
+        return check(*args)
+    except (TypeError, ValueError, IndexError, KeyError) as e:
+        return f"malformed node ({type(e).__name__}: {e})", None

@@ -33,7 +33,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
-from ._common import KAIO_DOMAIN, KAIO_OPSET, MS_DOMAIN, Context, RuleReport, const_array, dtype_name
+from ._common import KAIO_DOMAIN, KAIO_OPSET, MS_DOMAIN, Context, RuleReport, const_array, dtype_name, guarded
 
 RULE = "attention"
 INPUT_TYPES = (ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.FLOAT)
@@ -182,6 +182,15 @@ def _scale_attr(node: ir.Node) -> Optional[float]:
     return None if s == 0.0 else s
 
 
+def _flag(attrs, name: str, default: int) -> bool:
+    """A 0/1 attribute; another value is malformed (ORT reads such values its own way: is_causal 2^40 is
+    not causal there), which guarded() reports as the node's reason to stay."""
+    v = attrs.get_int(name, default)
+    if v not in (0, 1):
+        raise ValueError(f"{name} {v}: must be 0 or 1")
+    return v == 1
+
+
 def check_mha(node: ir.Node) -> tuple:
     """com.microsoft MultiHeadAttention -> (reason, None) or (None, plan)."""
     q, k, v = (_present(node, i) for i in range(3))
@@ -210,7 +219,7 @@ def check_mha(node: ir.Node) -> tuple:
     if ranks != (3, 3, 3):
         return (f"query/key/value ranks {list(ranks)}: only [B, S, N*H] query, key and value map without a "
                 "Transpose"), None
-    causal = node.attributes.get_int("unidirectional", 0) != 0
+    causal = _flag(node.attributes, "unidirectional", 0)
     if causal and not _same_dim(_seq_dim(q, 1), _seq_dim(k, 1)):
         return ("unidirectional with query and key lengths not known to be equal: AttentionFlashCausal aligns the "
                 "mask bottom-right"), None
@@ -282,7 +291,7 @@ def check_ms_attention(node: ir.Node) -> tuple:
     if len(sizes) != 3 or sizes[0] != sizes[1] or any(s % h for s in sizes):
         return f"qkv_hidden_sizes {list(sizes)} with num_heads {h}: Q and K sizes must match and divide by the heads", \
             None
-    causal = a.get_int("unidirectional", 0) != 0       # no past: Sq == Sk, so top-left == bottom-right
+    causal = _flag(a, "unidirectional", 0)       # no past: Sq == Sk, so top-left == bottom-right
     plan = _Plan(None, None, None, causal, _scale_attr(node), "bshd", dtype, heads=(h, h))
 
     def pre(builder: _Builder, name: str):
@@ -321,7 +330,7 @@ def check_onnx_attention(node: ir.Node) -> tuple:
         return "the rank of Q, K or V is unknown (run shape inference first)", None
     if ranks not in ((4, 4, 4), (3, 3, 3)):
         return f"Q/K/V ranks {list(ranks)}: only all 4-D or all 3-D map", None
-    causal = node.attributes.get_int("is_causal", 0) != 0
+    causal = _flag(node.attributes, "is_causal", 0)
     seq_axis = 2 if ranks[0] == 4 else 1
     if causal and not _same_dim(_seq_dim(q, seq_axis), _seq_dim(k, seq_axis)):
         return ("is_causal with Q and K lengths not known to be equal: Attention aligns the causal mask top-left, "
@@ -372,7 +381,7 @@ def check_gqa(node: ir.Node) -> tuple:
     if not isinstance(s, int) or s != total or np.any(np.asarray(seqlens) != total - 1):
         return (f"constant seqlens_k {np.asarray(seqlens).reshape(-1).tolist()} / total_sequence_length {total} do "
                 "not cover every key of the sequence"), None
-    causal = a.get_int("causal", 1) != 0
+    causal = _flag(a, "causal", 1)
     hq, hkv = a.get_int("num_heads", 0), a.get_int("kv_num_heads", 0)
     return None, _Plan(q, k, v, causal, _scale_attr(node), "bshd", _dtype(q), heads=(hq, hkv))
 
@@ -390,7 +399,7 @@ def _apply_single_node(ctx: Context, report: RuleReport, builder: _Builder) -> b
             check = _SINGLE.get((node.domain, node.op_type))
             if check is None:
                 continue
-            reason, plan = check(node)
+            reason, plan = guarded(check, node)
             if reason is not None:
                 report.add_left_alone(node, node.op_type, reason)
                 continue
@@ -510,7 +519,7 @@ class DecomposedAttention(pattern.RewriteRuleClassBase):
         result = pattern.MatchResult()
         self._plan = None
         anchor = context.root
-        reason, plan = self._check(query, key, value, probs, mask_kind, key_format, b)
+        reason, plan = guarded(self._check, query, key, value, probs, mask_kind, key_format, b)
         if reason is not None:
             if not self.bshd:
                 self.pending[id(anchor)] = (anchor, reason)
@@ -552,7 +561,11 @@ class DecomposedAttention(pattern.RewriteRuleClassBase):
             if c is None or c.size != 1:
                 return f"the {kind} of the scores by '{b[name].name}' is not by a constant scalar", None
             c = float(np.asarray(c, np.float64).reshape(()))
+            if not np.isfinite(c) or c == 0.0:
+                return f"the {kind} of the scores by {c:g}: not a finite nonzero scale", None
             scale *= c if kind == "Mul" else 1.0 / c
+        if not np.isfinite(scale) or scale == 0.0:  # AttentionFlash's scale 0 means 1/sqrt(D)
+            return f"scale {scale:g}: AttentionFlash takes a finite nonzero scale", None
         causal = False
         if mask_kind is not None:
             m = b.get("mask") if mask_kind == "add" else b.get("cond")

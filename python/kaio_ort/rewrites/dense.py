@@ -37,7 +37,7 @@ from typing import Optional
 
 import onnx_ir as ir
 
-from ._common import KAIO_DOMAIN, Context, RuleReport, dtype_name
+from ._common import KAIO_DOMAIN, Context, RuleReport, dtype_name, guarded
 
 RULE = "dense"
 OPS = {ir.DataType.FLOAT16: "MatmulTcAsync", ir.DataType.BFLOAT16: "MatmulTcBf16Async"}
@@ -185,7 +185,7 @@ def apply(ctx: Context, report: RuleReport) -> None:
             if node.op_type not in ("MatMul", "Gemm") or node.domain != "":
                 continue
             gemm = node.op_type == "Gemm"
-            reason, plan = check_gemm(node) if gemm else check(node)
+            reason, plan = guarded(check_gemm if gemm else check, node)
             if reason is not None:
                 report.add_left_alone(node, node.op_type, reason)
                 continue

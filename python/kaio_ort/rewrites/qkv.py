@@ -29,7 +29,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter.pattern import MatchResult
 
-from ._common import ACTIVATION_TYPES, KAIO_DOMAIN, Context, RuleReport, const_array, dtype_name
+from ._common import ACTIVATION_TYPES, KAIO_DOMAIN, Context, RuleReport, const_array, dtype_name, guarded
 
 RULE = "qkv"
 _PROJECTIONS = ("MatmulInt4", "MatmulInt8")
@@ -192,6 +192,11 @@ def _in_features(n: ir.Node) -> Optional[int]:
     return d if isinstance(d, int) else None
 
 
+def _check_reason(rule, x, nodes) -> tuple:
+    result, plan = rule.check(x, nodes)
+    return (None, plan) if result else (result.reason, None)
+
+
 def apply(ctx: Context, report: RuleReport) -> None:
     """Fuses every group of three sibling projections of ctx.model that maps; fills `report`."""
     rule = QkvProjectFusion(ctx, report)
@@ -200,9 +205,9 @@ def apply(ctx: Context, report: RuleReport) -> None:
     for graph in graphs:
         changed = False
         for x, nodes in rule.candidates(graph):
-            result, plan = rule.check(x, nodes)
-            if not result:
-                report.add_left_alone(nodes, "/".join(sorted({n.op_type for n in nodes})), result.reason)
+            reason, plan = guarded(_check_reason, rule, x, nodes)
+            if reason is not None:
+                report.add_left_alone(nodes, "/".join(sorted({n.op_type for n in nodes})), reason)
                 continue
             rule.rewrite(graph, plan)
             report.add_replaced(*nodes)

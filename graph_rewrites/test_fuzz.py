@@ -6,7 +6,9 @@ The contract checked on every case:
   exception is a bug;
 - no rewrite that changes results: where the original model runs on ORT's CPU EP, a model in which
   something was replaced runs too and gives the same outputs (relative error <= 1e-2: the float16
-  arithmetic of two different kernels);
+  arithmetic of two different kernels) on every output a replaced node feeds (ORT is not run on
+  cases with garbage attributes, resized weights or huge dims: it can crash on those itself, or
+  read past a weight it did not validate; the reference sets accuracy_level 4 to 0, see _exact);
 - rewrites keep the graph's outputs (names, types, shapes).
 
 Cases: random MatMulNBits nodes (bits, block size, zero points, bias, g_idx, activation type, shapes),
@@ -186,6 +188,20 @@ def _original_outputs(m):
     return feeds, [a if np.array_equal(a, b, equal_nan=True) else None for a, b in zip(first, second)]
 
 
+def _exact(m):
+    """The reference model: the original with MatMulNBits' accuracy_level 4 (ORT quantizes A to int8)
+    set to 0. The rewrite computes with A as given, by design (graph_rewrites/README.md, Decisions), so
+    level 4's own rounding of A is not a result it must keep."""
+    ref = onnx.ModelProto()
+    ref.CopyFrom(m)
+    for n in ref.graph.node:
+        if n.op_type == "MatMulNBits":
+            for a in n.attribute:
+                if a.name == "accuracy_level" and a.type == onnx.AttributeProto.INT and a.i == 4:
+                    a.i = 0
+    return ref
+
+
 def _outputs_reached(m, names):
     """The graph outputs of `m` that depend on a node named in `names`."""
     consumers = {}
@@ -212,7 +228,11 @@ def run_case(seed):
     except (ValueError, AssertionError):
         return "generator refused"  # (a parameter set the builders do not make; not a rewrite case)
     mutations = [mutate(r, m) for _ in range(int(r.integers(1, 4)))] if r.random() < 0.6 else []
-    feeds, ref = _original_outputs(m)
+    # ORT itself is not run on models with garbage attributes, resized weights or huge dims: it can crash
+    # on them (GroupQueryAttention with num_heads 2^40 dies of SIGFPE in ORT 1.31) or read past a weight
+    # it did not validate; those cases check the rewrite alone (no crash, outputs kept).
+    unsafe = {"attr", "init_shape", "huge_dim"} & set(mutations)
+    feeds, ref = (None, None) if unsafe else _original_outputs(_exact(m))
     try:
         out, report = rewrite_model(m)
     except ValueError:
@@ -225,7 +245,7 @@ def run_case(seed):
     if not replaced:
         return "nothing replaced"
     if ref is None:
-        return "replaced (original not runnable)"
+        return "replaced (original not run)"
     # Compared: the outputs a replaced node feeds and no node left in place does (ORT runs a malformed
     # node it did not validate, e.g. a too-short weight tensor, reading past it: garbage in both models).
     replaced_names = {x for rr in report.rules.values() for names in rr.replaced_nodes for x in names}

@@ -13,12 +13,13 @@ The contract checked on every case:
 
 Cases: random MatMulNBits nodes (bits, block size, zero points, bias, g_idx, activation type, shapes),
 groups of three reading one input (the Q/K/V fusion), the attention forms the rule maps (ONNX
-Attention-23, MultiHeadAttention, GroupQueryAttention, the decomposed MatMul-Softmax-MatMul), each
-with random parameters; then, in most cases, one to three mutations: an initializer replaced by one
-of another shape, an attribute set to a garbage value (negative, zero, huge, wrong type), an input
-name cleared or pointing nowhere, an initializer removed, a cycle, two nodes writing one value, a
-graph input dimension of 2^40. KAIO_FUZZ_CASES sets the number of cases (default 1000; CI runs the
-default), KAIO_FUZZ_SEED the first seed. External data paths are tested separately below: a rewrite
+Attention-23, MultiHeadAttention, GroupQueryAttention, the decomposed MatMul-Softmax-MatMul), MatMul /
+Gemm with constant weights (the opt-in dense rule), each with random parameters; then, in most cases,
+one to three mutations: an initializer replaced by one of another shape, an attribute set to a
+garbage value (negative, zero, huge, wrong type), an input name cleared or pointing nowhere, an
+initializer removed, a cycle, two nodes writing one value, a graph input dimension of 2^40.
+KAIO_FUZZ_CASES sets the number of cases (default 1000; CI runs the default), KAIO_FUZZ_SEED the
+seed. External data paths are tested separately below: a rewrite
 never reads a file outside the model's folder.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import test_attention as att
 from kaio_ort.packing import pack_int4, to_matmulnbits
-from kaio_ort.rewrites import rewrite_model
+from kaio_ort.rewrites import DEFAULT_RULES, rewrite_model
 from rw_models import OPSETS, feeds_for, rel_err, session
 
 CASES = int(os.environ.get("KAIO_FUZZ_CASES", "1000"))
@@ -133,6 +134,43 @@ def gen_attention(r):
                           scale=_choice(r, ["div", "mul"]))
 
 
+def gen_dense(r):
+    """A MatMul or Gemm with a constant weight (the opt-in dense rule's candidates), random transposes,
+    alpha / beta / C, types and ranks."""
+    dtype = _choice(r, [np.float16, np.float16, np.float32])
+    t = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
+    K, N = _choice(r, [8, 16, 24]), _choice(r, [1, 8, 13])
+    inits, nodes = [], []
+    if r.random() < 0.5:
+        lead = _choice(r, [[], [2], [2, 3]])
+        w_lead = _choice(r, [[], lead[-1:]])
+        trans = r.random() < 0.3
+        w = r.standard_normal((*w_lead, N, K) if trans else (*w_lead, K, N)).astype(dtype)
+        inits.append(numpy_helper.from_array(w, "W"))
+        b = "W"
+        if trans:
+            nodes.append(helper.make_node("Transpose", ["W"], ["Wt"], name="tr",
+                                          perm=list(range(len(w_lead))) + [len(w_lead) + 1, len(w_lead)]))
+            b = "Wt"
+        nodes.append(helper.make_node("MatMul", ["X", b], ["Y"], name="mm"))
+        x_shape, y_shape = [*lead, 3, K], [*lead, 3, N]
+    else:
+        trans_b = int(r.integers(2))
+        w = r.standard_normal((N, K) if trans_b else (K, N)).astype(dtype)
+        inits.append(numpy_helper.from_array(w, "W"))
+        ins = ["X", "W"]
+        attrs = dict(transB=trans_b, alpha=float(_choice(r, [1.0, 0.5, 2.0, 0.3])),
+                     beta=float(_choice(r, [1.0, 0.0, 0.7])))
+        if r.random() < 0.6:
+            inits.append(numpy_helper.from_array(r.standard_normal(N).astype(dtype), "C"))
+            ins.append("C")
+        nodes.append(helper.make_node("Gemm", ins, ["Y"], name="gemm", **attrs))
+        x_shape, y_shape = [3, K], [3, N]
+    g = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("X", t, x_shape)],
+                          [helper.make_tensor_value_info("Y", t, y_shape)], inits)
+    return helper.make_model(g, ir_version=8, opset_imports=OPSETS[:1])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Mutations of a ModelProto (in place).
 def _garbage_attr(r, a):
@@ -222,9 +260,10 @@ def run_case(seed):
     """One generated (and maybe mutated) model through rewrite_model; returns a short outcome label.
     Raises AssertionError on a crash or a changed result."""
     r = np.random.default_rng([SEED, seed])
-    kind = _choice(r, ["nbits", "nbits", "qkv", "attention"])
+    kind = _choice(r, ["nbits", "nbits", "qkv", "attention", "dense"])
     try:
-        m = gen_matmulnbits(r, 3) if kind == "qkv" else gen_matmulnbits(r) if kind == "nbits" else gen_attention(r)
+        m = {"qkv": lambda: gen_matmulnbits(r, 3), "nbits": lambda: gen_matmulnbits(r),
+             "attention": lambda: gen_attention(r), "dense": lambda: gen_dense(r)}[kind]()
     except (ValueError, AssertionError):
         return "generator refused"  # (a parameter set the builders do not make; not a rewrite case)
     mutations = [mutate(r, m) for _ in range(int(r.integers(1, 4)))] if r.random() < 0.6 else []
@@ -233,8 +272,9 @@ def run_case(seed):
     # it did not validate; those cases check the rewrite alone (no crash, outputs kept).
     unsafe = {"attr", "init_shape", "huge_dim"} & set(mutations)
     feeds, ref = (None, None) if unsafe else _original_outputs(_exact(m))
+    rules = [*DEFAULT_RULES, "dense"] if kind == "dense" else None  # dense is opt-in
     try:
-        out, report = rewrite_model(m)
+        out, report = rewrite_model(m, rules=rules)
     except ValueError:
         return "refused"
     except Exception as e:  # noqa: BLE001

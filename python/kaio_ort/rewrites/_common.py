@@ -139,8 +139,9 @@ def dtype_name(dt: Optional[ir.DataType]) -> str:
 
 def guarded(check, *args):
     """check(*args) -> (reason, plan); a node that cannot even be read (an attribute of the wrong type,
-    a malformed initializer) is left alone with that as its reason instead of stopping the rewrite."""
+    a malformed initializer, a required input left empty) is left alone with that as its reason instead
+    of stopping the rewrite."""
     try:
         return check(*args)
-    except (TypeError, ValueError, IndexError, KeyError) as e:
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
         return f"malformed node ({type(e).__name__}: {e})", None

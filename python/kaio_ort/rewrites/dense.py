@@ -174,8 +174,8 @@ def apply(ctx: Context, report: RuleReport) -> None:
     """Rewrites every float16 / bfloat16 MatMul and Gemm with constant weights; fills `report`."""
     ctx.use_kaio_opset()
     graph0 = ctx.model.graph
-    if any(n.op_type == "MatMul" and n.domain == "" and n.inputs[0].shape is None
-           for n in ir.traversal.RecursiveGraphIterator(graph0)):
+    if any(n.op_type == "MatMul" and n.domain == "" and n.inputs and n.inputs[0] is not None
+           and n.inputs[0].shape is None for n in ir.traversal.RecursiveGraphIterator(graph0)):
         from .attention import _infer_shapes    # shared best-effort shape inference
         _infer_shapes(ctx.model)
     graphs = [graph0] + [attr.value for node in ir.traversal.RecursiveGraphIterator(graph0)

@@ -583,6 +583,8 @@ class DecomposedAttention(pattern.RewriteRuleClassBase):
             reason, causal = classify_mask(arr, sq, sk, keep=mask_kind == "where")
             if reason:
                 return reason, None
+        if _dtype(query) is None:  # (a query no node or graph input produces: found by test_fuzz.py)
+            return "the element type of the query is unknown", None
         return None, _Plan(query, key, value, causal, scale, "bshd" if self.bshd else "bhsd", _dtype(query))
 
     def rewrite(self, op, **_):

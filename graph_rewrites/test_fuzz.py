@@ -312,8 +312,8 @@ def test_fuzz_rewrites():
         label = run_case(seed)
         outcomes[label] = outcomes.get(label, 0) + 1
     print("\nfuzz outcomes:", outcomes)
-    rewritten = outcomes.get("generator refused", 0)
-    assert CASES - rewritten >= min(CASES, 1000) * 0.95, outcomes
+    # At least 95 % of the cases are models the rewrite saw (the builders refuse a few parameter sets).
+    assert CASES - outcomes.get("generator refused", 0) >= 0.95 * CASES, outcomes
     # The generators must exercise the rules, not only their refusals.
     assert outcomes.get("replaced, same outputs", 0) >= CASES // 10, outcomes
 

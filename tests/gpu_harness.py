@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-from op_harness import BF16, CPU, CUDA, build_model
+from op_harness import BF16, CUDA, build_model
 
 import kaio_ort
 
@@ -47,3 +47,22 @@ class BoundRun:
 def run_op_cuda(op, inputs, attrs, out_shapes, out_dtypes, cuda_graph=False) -> list:
     model = build_model(op, inputs, attrs, out_dtypes)
     return BoundRun(cuda_session(model, cuda_graph), inputs, out_shapes, out_dtypes).run()
+
+
+def chain_ref_codes(a, q, scales, zp, group_size):
+    """float64 product of A with the weights as the kernels form them from integer codes q [K, N]:
+    (q - zp) rounded to A's type, times the scale, rounded again (exact float64 products, correctly
+    rounded like HSUB2/HMUL2). The remaining difference is f32 accumulation, so tolerances need not
+    absorb a badly conditioned sum (N = 1, short K) of the weight rounding. group_size 0: per
+    channel (scales [1, N] or [N])."""
+    dt = np.dtype(a.dtype)
+    k = q.shape[0]
+
+    def rows(x):
+        x = np.asarray(x, np.float64).reshape(-1, q.shape[1])
+        return np.repeat(x, group_size if group_size > 0 else k, axis=0)
+
+    q = np.asarray(q, np.float64)
+    qz = (q - rows(zp)).astype(dt).astype(np.float64) if zp is not None else q
+    w = (qz * rows(scales)).astype(dt).astype(np.float64)
+    return np.asarray(a, np.float64) @ w

@@ -4,7 +4,7 @@ through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-gr
 runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, chain_ref_codes, cuda_session, run_op_cuda
 from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, quantize_int4
@@ -73,20 +73,13 @@ def _operands(g, lead, m, k, ns, group_size, dtype, with_bias):
 
 
 def _chain_ref_qkv(x, ws, ss, bs, group_size):
-    """float64 (Q, K, V) with each weight as the kernel forms it: q * scale rounded to X's type (an
-    exact float64 product, correctly rounded like HMUL2; no zero points), then X @ w (+ bias). The
-    remaining difference is f32 accumulation and the output's rounding, as _chain_ref in
-    test_quant_matmul_gpu.py."""
+    """float64 (Q, K, V): gpu_harness.chain_ref_codes (the weights as the kernel forms them, no zero
+    points) of each projection, plus its bias."""
     from kaio_ort.packing import unpack_int4
 
-    dt = np.dtype(x.dtype)
-    x64 = np.asarray(x, np.float64)
-    outs = []
-    for b, s, bias in zip(ws, ss, bs or [None] * 3):
-        q = unpack_int4(b).astype(np.float64)
-        w = (q * np.repeat(np.asarray(s, np.float64), group_size, axis=0)).astype(dt).astype(np.float64)
-        outs.append(x64 @ w + (0.0 if bias is None else np.asarray(bias, np.float64)))
-    return outs
+    return [chain_ref_codes(x, unpack_int4(b), s, None, group_size) + (0.0 if bias is None else
+                                                                       np.asarray(bias, np.float64))
+            for b, s, bias in zip(ws, ss, bs or [None] * 3)]
 
 
 def _check(outs, refs, tol, shapes, what=""):

@@ -1,10 +1,10 @@
 """MatmulInt4 (FMA GEMV M = 1, decode and mma GEMV M <= 16, GEMM regime M > 16) and MatmulInt8 W8A16
-(GEMV M <= 4, split-K; tensor-core GEMM) on the CUDA EP against the float64
+(GEMV M <= 16 with split K; tensor-core GEMM above) on the CUDA EP against the float64
 reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloat16 through the
 Cast harness, CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, chain_ref_codes, cuda_session, run_op_cuda
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -21,7 +21,8 @@ TOL = {np.float32: 1e-3, np.float16: 2e-3, BF16: 8e-3}
 # K = 11008: 11 loads, the last partial; N = 1000: warps with 1 or more columns; K = 60160: A does
 # not fit in shared memory, the mma GEMV takes M = 1); the mma GEMV covers 16 columns per block,
 # 8 warps x 128-k chunks (K = g, 3g: partial chunks, idle warps), M <= 8 (rows 0-7) and 9..16 (both
-# m16 halves); the GEMM covers 64 rows x 64 or 128 columns per block (M = 17, 129: row tails; N odd, 1, not a multiple of 8 or of the tile).
+# m16 halves); the GEMM covers 64 rows x 64 or 128 columns per block (M = 17, 129: row tails; N odd,
+# 1, not a multiple of 8 or of the tile).
 SHAPES = [
     ((), 1, 4096, 1000),
     ((), 1, 11008, 40),
@@ -45,30 +46,11 @@ SHAPES = [
 ]
 
 
-def _chain_ref_codes(a, q, scales, zp, group_size):
-    """float64 product of A with the weights as the kernels form them from integer codes q [K, N]:
-    (q - zp) rounded to A's type, times the scale, rounded again (exact float64 products, correctly
-    rounded like HSUB2/HMUL2). The remaining difference is f32 accumulation, so tolerances need not
-    absorb a badly conditioned sum (N = 1, short K) of the weight rounding. group_size 0: per
-    channel (scales [1, N] or [N])."""
-    dt = np.dtype(a.dtype)
-    k = q.shape[0]
-
-    def rows(x):
-        x = np.asarray(x, np.float64).reshape(-1, q.shape[1])
-        return np.repeat(x, group_size if group_size > 0 else k, axis=0)
-
-    q = np.asarray(q, np.float64)
-    qz = (q - rows(zp)).astype(dt).astype(np.float64) if zp is not None else q
-    w = (qz * rows(scales)).astype(dt).astype(np.float64)
-    return np.asarray(a, np.float64) @ w
-
-
 def _chain_ref(a, b, scales, zp, group_size=128):
-    """The same for MatmulInt4's packed weights."""
+    """chain_ref_codes for MatmulInt4's packed weights."""
     from kaio_ort.packing import unpack_int4
 
-    return _chain_ref_codes(a, unpack_int4(b), scales, zp, group_size)
+    return chain_ref_codes(a, unpack_int4(b), scales, zp, group_size)
 
 
 def _k(k, group_size):
@@ -220,7 +202,7 @@ def _int8_operands(g, lead, m, k, n, group_size, with_zp, dtype, channel_vector=
 def test_matmul_int8_w8a16_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
     g = rng()
     a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, with_zp, np.float16, channel_vector=m % 2 == 1)
-    ref = _chain_ref_codes(a, b, scales, zp, group_size)
+    ref = chain_ref_codes(a, b, scales, zp, group_size)
     attrs = {"group_size": group_size} | ({"out_dtype": 10} if out_dtype == np.float16 else {})
     inputs = [a, b, scales] + ([zp] if with_zp else [])
     (y,) = run_op_cuda("MatmulInt8", inputs, attrs, [ref.shape], [out_dtype])
@@ -235,7 +217,7 @@ def test_matmul_int8_w8a16_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtyp
 def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
     g = rng()
     a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, with_zp, BF16)
-    ref = _chain_ref_codes(a, b, scales, zp, group_size)
+    ref = chain_ref_codes(a, b, scales, zp, group_size)
     (y,) = run_op("MatmulInt8", [a, b, scales, zp], {"group_size": group_size, "out_dtype": 16}, [BF16],
                   provider=CUDA)
     err = rel_err(y, ref)
@@ -262,7 +244,7 @@ def test_int8_cuda_graph_replay_and_repeat(m):
     model = build_model("MatmulInt8", [a, b, scales, zp], {"group_size": 128}, [np.float32])
     graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b, scales, zp], [(m, n)], [np.float32])
     first = graph_run.run()[0]
-    assert rel_err(first, _chain_ref_codes(a, b, scales, zp, 128)) <= TOL[np.float32]
+    assert rel_err(first, chain_ref_codes(a, b, scales, zp, 128)) <= TOL[np.float32]
     a2, b2, s2, z2 = _int8_operands(g, (), m, k, n, 128, True, np.float16)
     graph_run.update_inputs([a2, b2, s2, z2])
     replay = graph_run.run()[0]
@@ -274,10 +256,11 @@ def test_int8_cuda_graph_replay_and_repeat(m):
 
 
 def test_int8_w8a8_stays_on_cpu_ep():
-    """W8A8 (int8 A) has no CUDA kernel: in a CUDA session with CPU fallback it runs on the CPU EP."""
+    """W8A8 (int8 A) has no CUDA kernel (Op::CudaInputs declares float16 / bfloat16 A): correct on the
+    CPU EP with CPU fallback allowed, refused with it disabled."""
     import onnxruntime as ort
     import kaio_ort
-    from op_harness import feeds
+    from op_harness import feeds, session
 
     g = rng()
     a = g.integers(-128, 128, (3, 64)).astype(np.int8)
@@ -289,3 +272,5 @@ def test_int8_w8a8_stays_on_cpu_ep():
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
     (y,) = sess.run(None, feeds(sess, [a, b, scale]))
     np.testing.assert_allclose(y, matmul_int8(a, b, scale), rtol=1e-6)
+    with pytest.raises(Exception, match="assigned to the default CPU EP"):
+        session(model, CUDA)  # CPU fallback disabled

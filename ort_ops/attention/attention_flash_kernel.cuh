@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "attention/attention_params.h"
+#include "common/elem.cuh"
 #include "common/ptx.cuh"
 
 namespace kaio {
@@ -78,13 +79,6 @@ __device__ __forceinline__ void LoadTile(T* tile, const T* base, int64_t ld, int
   }
 }
 
-template <typename T>
-__device__ __forceinline__ void StoreOut(void* o, int64_t idx, float v, bool out_f32) {
-  if (out_f32) static_cast<float*>(o)[idx] = v;
-  else if constexpr (std::is_same<T, __half>::value) static_cast<__half*>(o)[idx] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(o)[idx] = __float2bfloat16_rn(v);
-}
-
 // Where result row (b, h, i) goes: its split-KV slice (f32, normalised) or O, and its LSE (natural
 // log; nullptr when not requested).
 struct RowTarget {
@@ -104,7 +98,7 @@ __device__ __forceinline__ RowTarget TargetOf(const AttentionFlashParams& p, con
 template <typename T>
 __device__ __forceinline__ void Store(const AttentionFlashParams& p, const RowTarget& t, int64_t col, float v) {
   if (t.part) t.part[col] = v;
-  else StoreOut<T>(p.o, t.o_offset + col, v, p.out_f32);
+  else StoreElem<T>(p.o, t.o_offset + col, v, p.out_f32);
 }
 
 // One K/V tile's online-softmax step for a 16-row mma tile in accumulator layout (a thread holds
@@ -337,7 +331,7 @@ __global__ void __launch_bounds__(256) AttentionCombineKernel(AttentionFlashPara
       const float l = split.lse[s * rows + row];
       if (l != -INFINITY) acc += exp2f((l - m) * kLog2e) / sum * split.o[(s * rows + row) * p.dv + col];
     }
-    StoreOut<T>(p.o, o_row + col, acc, p.out_f32);
+    StoreElem<T>(p.o, o_row + col, acc, p.out_f32);
   }
   if (p.lse && lane == 0) p.lse[row] = m == -INFINITY ? -INFINITY : m + logf(sum);
 }

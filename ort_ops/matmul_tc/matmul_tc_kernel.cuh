@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
+#include "common/elem.cuh"
 #include "common/ptx.cuh"
 #include "matmul_tc/matmul_tc_params.h"
 
@@ -172,9 +173,7 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
             float v = acc[mi][ni][h * 2 + e];
             int64_t idx = y_off + row * N + col + e;
             if (split) p.partial[int64_t(blockIdx.z) * M * N + row * N + col + e] = v;
-            else if (p.out_type == MatmulElem::kF32) static_cast<float*>(p.y)[idx] = v;
-            else if constexpr (std::is_same<T, __half>::value) static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
-            else static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+            else StoreElem<T>(p.y, idx, v, p.out_type == MatmulElem::kF32);
           }
         }
   }

@@ -38,6 +38,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
+#include "common/elem.cuh"
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
@@ -55,32 +56,6 @@ template <>
 struct Magic<__nv_bfloat16> {
   static constexpr uint32_t kBias = 0x43084308u;  // 136 in both halves (128 + 8)
 };
-
-template <typename T>
-__device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
-  uint32_t r;
-  if constexpr (std::is_same<T, __half>::value) {
-    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  } else {
-    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  }
-  return r;
-}
-
-template <typename T>
-__device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
-  uint32_t r;
-  if constexpr (std::is_same<T, __half>::value) {
-    __half2 x = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  } else {
-    __nv_bfloat162 x = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  }
-  return r;
-}
 
 // (a & b) ^ c in one LOP3 (the compiler emits two).
 __device__ __forceinline__ uint32_t AndXor(uint32_t a, uint32_t b, uint32_t c) {
@@ -185,25 +160,11 @@ __device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64
   return p;
 }
 
-template <typename T>
-__device__ __forceinline__ float ToFloat(unsigned short h) {
-  if constexpr (std::is_same<T, __half>::value)
-    return __half2float(__ushort_as_half(h));
-  else
-    return __uint_as_float(uint32_t(h) << 16);
-}
-
 // Y[row, col] = v (+ bias[col]), rounded once to Y's type.
 template <typename T>
 __device__ __forceinline__ void StoreOut(const MatmulInt4Params& p, int64_t row, int64_t col, float v) {
-  const int64_t idx = row * p.n + col;
   if (p.bias) v += ToFloat<T>(__ldg(static_cast<const unsigned short*>(p.bias) + col));
-  if (p.out_f32)
-    static_cast<float*>(p.y)[idx] = v;
-  else if constexpr (std::is_same<T, __half>::value)
-    static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
-  else
-    static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+  StoreElem<T>(p.y, row * p.n + col, v, p.out_f32);
 }
 
 // Weight words, scale and zero point of one lane for chunk j and its column (zeros when out of range).

@@ -25,36 +25,11 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/elem.cuh"
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
 namespace int8mm {
-
-template <typename T>
-__device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
-  uint32_t r;
-  if constexpr (std::is_same<T, __half>::value) {
-    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  } else {
-    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  }
-  return r;
-}
-
-template <typename T>
-__device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
-  uint32_t r;
-  if constexpr (std::is_same<T, __half>::value) {
-    __half2 x = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  } else {
-    __nv_bfloat162 x = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  }
-  return r;
-}
 
 // Bytes (P, P + 1) of w as two exact integers in T.
 template <typename T, int P>
@@ -154,29 +129,15 @@ struct Int8Source {
 };
 
 template <typename T>
-__device__ __forceinline__ float ToFloat(uint16_t h) {
-  if constexpr (std::is_same<T, __half>::value)
-    return __half2float(__ushort_as_half(h));
-  else
-    return __uint_as_float(uint32_t(h) << 16);
-}
-
-template <typename T>
 __device__ __forceinline__ float2 ToFloat2(uint32_t v) {
   return make_float2(ToFloat<T>(uint16_t(v & 0xFFFF)), ToFloat<T>(uint16_t(v >> 16)));
 }
 
 template <typename T>
 __device__ __forceinline__ void StoreOut(const MatmulInt8Params& p, int64_t row, int64_t col, float v) {
-  const int64_t idx = row * p.n + col;
   if (p.out_scale) v *= p.out_scale[p.out_scale_per_channel ? col : 0];
   if (p.bias) v += ToFloat<T>(__ldg(static_cast<const uint16_t*>(p.bias) + col));
-  if (p.out_f32)
-    static_cast<float*>(p.y)[idx] = v;
-  else if constexpr (std::is_same<T, __half>::value)
-    static_cast<__half*>(p.y)[idx] = __float2half_rn(v);
-  else
-    static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+  StoreElem<T>(p.y, row * p.n + col, v, p.out_f32);
 }
 
 // ---------------------------------------------------------------- GEMV regime

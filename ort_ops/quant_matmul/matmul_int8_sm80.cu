@@ -39,6 +39,31 @@ int64_t TcSplits(const MatmulInt8Params& p) {
   return std::max<int64_t>(1, std::min<int64_t>((sms + tiles - 1) / tiles, k_tiles / 8));
 }
 
+// How one launch runs: the GEMV (with its grid) or the tensor-core kernel, its K slices, and whether
+// its sums go through the partial buffer and the combine pass (K split, or for the tensor-core
+// kernel an output scale or bias, which its epilogue does not apply). One place for the launcher and
+// for the scratch size the glue allocates.
+struct Int8Plan {
+  bool gemv = true;
+  GemvPlan g;
+  int64_t splits = 1;
+  bool partial = false;
+};
+
+Int8Plan PlanInt8(const MatmulInt8Params& p) {
+  Int8Plan pl;
+  pl.gemv = p.m <= kGemvMaxM;
+  if (pl.gemv) {
+    pl.g = PlanGemv(p);
+    pl.splits = pl.g.splits;
+    pl.partial = pl.splits > 1;
+  } else {
+    pl.splits = TcSplits(p);
+    pl.partial = pl.splits > 1 || p.out_scale || p.bias;
+  }
+  return pl;
+}
+
 bool AlignedTo(const void* ptr, uintptr_t bytes) { return (reinterpret_cast<uintptr_t>(ptr) & (bytes - 1)) == 0; }
 
 // 16-byte loads of A, scales and zero points and 8-byte loads of B (else element loads).
@@ -75,50 +100,43 @@ template <typename T>
 cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream) {
   using namespace int8mm;
   const bool vec = Vectorized(p);
-  if (p.m <= kGemvMaxM) {
-    const GemvPlan g = PlanGemv(p);
-    float* partial = g.splits > 1 ? static_cast<float*>(scratch) : nullptr;
-    if (g.splits > 1 && !partial) return cudaErrorInvalidValue;
-    const cudaError_t err =
-        vec ? LaunchGemvRows<T, true>(p, g, partial, stream) : LaunchGemvRows<T, false>(p, g, partial, stream);
-    if (err != cudaSuccess || !partial) return err;
-    return Combine<T>(p, partial, g.splits, stream);
+  const Int8Plan pl = PlanInt8(p);
+  float* partial = pl.partial ? static_cast<float*>(scratch) : nullptr;
+  if (pl.partial && !partial) return cudaErrorInvalidValue;
+  cudaError_t err;
+  if (pl.gemv) {
+    err = vec ? LaunchGemvRows<T, true>(p, pl.g, partial, stream) : LaunchGemvRows<T, false>(p, pl.g, partial, stream);
+  } else {
+    using namespace matmul_tc;
+    if (p.m > int64_t(65535) * kBlockM) return cudaErrorInvalidConfiguration;
+    MatmulTcParams tp;
+    tp.a = p.a;
+    tp.y = p.y;
+    tp.in_type = p.bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
+    tp.out_type = p.out_f32 ? MatmulElem::kF32 : tp.in_type;
+    tp.m = p.m;
+    tp.n = p.n;
+    tp.k = p.k;
+    tp.k_split = pl.splits;
+    tp.partial = partial;
+    const dim3 grid(unsigned((p.n + kBlockN - 1) / kBlockN), unsigned((p.m + kBlockM - 1) / kBlockM),
+                    unsigned(pl.splits));
+    if (vec)
+      MatmulTcSyncKernel<T, false, true, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
+    else
+      MatmulTcSyncKernel<T, false, false, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
+    err = cudaGetLastError();
   }
-  using namespace matmul_tc;
-  if (p.m > int64_t(65535) * kBlockM) return cudaErrorInvalidConfiguration;
-  MatmulTcParams tp;
-  tp.a = p.a;
-  tp.y = p.y;
-  tp.in_type = p.bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
-  tp.out_type = p.out_f32 ? MatmulElem::kF32 : tp.in_type;
-  tp.m = p.m;
-  tp.n = p.n;
-  tp.k = p.k;
-  tp.k_split = TcSplits(p);
-  // The tensor-core kernel's epilogue knows no output scale or bias: then its sums go through the
-  // combine kernel too.
-  const bool combine = tp.k_split > 1 || p.out_scale || p.bias;
-  tp.partial = combine ? static_cast<float*>(scratch) : nullptr;
-  if (combine && !tp.partial) return cudaErrorInvalidValue;
-  const dim3 grid(unsigned((p.n + kBlockN - 1) / kBlockN), unsigned((p.m + kBlockM - 1) / kBlockM),
-                  unsigned(tp.k_split));
-  if (vec)
-    MatmulTcSyncKernel<T, false, true, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
-  else
-    MatmulTcSyncKernel<T, false, false, Int8Source><<<grid, kThreads, 0, stream>>>(tp, Int8Source{p});
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess || !combine) return err;
-  return Combine<T>(p, tp.partial, tp.k_split, stream);
+  if (err != cudaSuccess || !partial) return err;
+  return Combine<T>(p, partial, pl.splits, stream);
 }
 
 }  // namespace
 
 int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) {
   if (p.m == 0 || p.n == 0 || p.k == 0) return 0;
-  const bool gemv = p.m <= kGemvMaxM;
-  const int64_t splits = gemv ? PlanGemv(p).splits : TcSplits(p);
-  const bool partial = splits > 1 || (!gemv && (p.out_scale || p.bias));
-  return partial ? splits * p.m * p.n * int64_t(sizeof(float)) : 0;
+  const Int8Plan pl = PlanInt8(p);
+  return pl.partial ? pl.splits * p.m * p.n * int64_t(sizeof(float)) : 0;
 }
 
 int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream_ptr) {

@@ -1,0 +1,59 @@
+// Device helpers on 16-bit float values shared by the kernels: a half / bfloat16 bit pattern as
+// float, two-lane arithmetic on packed registers, and the one rounded store of a result to float or
+// the input type T (__half or __nv_bfloat16).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+#include <type_traits>
+
+namespace kaio {
+
+template <typename T>
+__device__ __forceinline__ float ToFloat(uint16_t h) {
+  if constexpr (std::is_same<T, __half>::value)
+    return __half2float(__ushort_as_half(h));
+  else
+    return __uint_as_float(uint32_t(h) << 16);
+}
+
+// a - b and a * b on both halves of packed registers, in T (one rounding each).
+template <typename T>
+__device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  } else {
+    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  }
+  return r;
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 x = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  } else {
+    __nv_bfloat162 x = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    r = *reinterpret_cast<uint32_t*>(&x);
+  }
+  return r;
+}
+
+// y[idx] = v as float (out_f32) or rounded once to T.
+template <typename T>
+__device__ __forceinline__ void StoreElem(void* y, int64_t idx, float v, bool out_f32) {
+  if (out_f32)
+    static_cast<float*>(y)[idx] = v;
+  else if constexpr (std::is_same<T, __half>::value)
+    static_cast<__half*>(y)[idx] = __float2half_rn(v);
+  else
+    static_cast<__nv_bfloat16*>(y)[idx] = __float2bfloat16_rn(v);
+}
+
+}  // namespace kaio

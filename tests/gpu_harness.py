@@ -49,13 +49,14 @@ def run_op_cuda(op, inputs, attrs, out_shapes, out_dtypes, cuda_graph=False) -> 
     return BoundRun(cuda_session(model, cuda_graph), inputs, out_shapes, out_dtypes).run()
 
 
-def chain_ref_codes(a, q, scales, zp, group_size):
+def chain_ref_codes(a, q, scales, zp, group_size, rounded=True):
     """float64 product of A with the weights as the kernels form them from integer codes q [K, N]:
     (q - zp) rounded to A's type, times the scale, rounded again (exact float64 products, correctly
     rounded like HSUB2/HMUL2). The remaining difference is f32 accumulation, so tolerances need not
     absorb a badly conditioned sum (N = 1, short K) of the weight rounding. group_size 0: per
-    channel (scales [1, N] or [N])."""
-    dt = np.dtype(a.dtype)
+    channel (scales [1, N] or [N]). rounded=False: the exact weights (q - zp) * scale, for kernels
+    that apply the scale to their f32 sums (int4_weights_rounded)."""
+    dt = np.dtype(a.dtype) if rounded else np.dtype(np.float64)
     k = q.shape[0]
 
     def rows(x):
@@ -66,3 +67,13 @@ def chain_ref_codes(a, q, scales, zp, group_size):
     qz = (q - rows(zp)).astype(dt).astype(np.float64) if zp is not None else q
     w = (qz * rows(scales)).astype(dt).astype(np.float64)
     return np.asarray(a, np.float64) @ w
+
+
+def int4_weights_rounded(rows: int, k: int, ns, group_size: int) -> bool:
+    """Whether MatmulInt4 / QkvProjectInt4 on the GPU round the dequantised weights to A's type.
+    They do, except in the decode kernel with groups of 128 or more, which multiplies A by the
+    exact codes and applies scale and zero point to the f32 sums. The launcher
+    (matmul_int4_sm80.cu) takes that kernel for 1 <= rows <= 16 (A's leading dims flattened into
+    rows), K > 0 and every N % 8 == 0 on the parts the GPU tests run on (sm_80 / sm_90)."""
+    decode = 1 <= rows <= 16 and k > 0 and all(n % 8 == 0 for n in ns)
+    return not (decode and group_size >= 128)

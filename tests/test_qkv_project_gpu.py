@@ -4,7 +4,7 @@ through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-gr
 runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, chain_ref_codes, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, chain_ref_codes, cuda_session, int4_weights_rounded, run_op_cuda
 from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, quantize_int4
@@ -74,12 +74,15 @@ def _operands(g, lead, m, k, ns, group_size, dtype, with_bias):
 
 def _chain_ref_qkv(x, ws, ss, bs, group_size):
     """float64 (Q, K, V): gpu_harness.chain_ref_codes (the weights as the kernel forms them, no zero
-    points) of each projection, plus its bias."""
+    points; rounded or exact as the regime of the shape) of each projection, plus its bias."""
     from kaio_ort.packing import unpack_int4
 
-    return [chain_ref_codes(x, unpack_int4(b), s, None, group_size) + (0.0 if bias is None else
-                                                                       np.asarray(bias, np.float64))
-            for b, s, bias in zip(ws, ss, bs or [None] * 3)]
+    qs = [unpack_int4(b) for b in ws]
+    rows = int(np.prod(x.shape[:-1]))
+    rounded = int4_weights_rounded(rows, x.shape[-1], [q.shape[1] for q in qs], group_size)
+    return [chain_ref_codes(x, q, s, None, group_size, rounded) + (0.0 if bias is None else
+                                                                   np.asarray(bias, np.float64))
+            for q, s, bias in zip(qs, ss, bs or [None] * 3)]
 
 
 def _check(outs, refs, tol, shapes, what=""):

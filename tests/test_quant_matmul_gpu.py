@@ -4,7 +4,7 @@ reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloa
 Cast harness, CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, chain_ref_codes, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, chain_ref_codes, cuda_session, int4_weights_rounded, run_op_cuda
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -12,8 +12,8 @@ from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize
 pytestmark = pytest.mark.gpu
 
 ONNX_TYPE = {np.float32: 1, np.float16: 10, BF16: 16}
-# Against _chain_ref (the weights rounded as the kernel rounds them): f32 accumulation, then one
-# rounding to the output type (bf16: 8-bit mantissa).
+# Against _chain_ref (the weights rounded as the kernel rounds them, or exact where it applies the
+# scales in f32): f32 accumulation, then one rounding to the output type (bf16: 8-bit mantissa).
 TOL = {np.float32: 1e-3, np.float16: 2e-3, BF16: 8e-3}
 
 # (lead dims, M, K, N); K as a multiple of the group ("g", "3g") or absolute. Derived from the
@@ -47,10 +47,13 @@ SHAPES = [
 
 
 def _chain_ref(a, b, scales, zp, group_size=128):
-    """chain_ref_codes for MatmulInt4's packed weights."""
+    """chain_ref_codes for MatmulInt4's packed weights, rounded as the regime the shape takes rounds them."""
     from kaio_ort.packing import unpack_int4
 
-    return chain_ref_codes(a, unpack_int4(b), scales, zp, group_size)
+    q = unpack_int4(b)
+    rows = int(np.prod(a.shape[:-1]))
+    rounded = int4_weights_rounded(rows, q.shape[0], [q.shape[1]], group_size)
+    return chain_ref_codes(a, q, scales, zp, group_size, rounded)
 
 
 def _k(k, group_size):
@@ -116,17 +119,29 @@ def test_large_m_once():
     assert rel_err(y, ref) <= TOL[np.float16]
 
 
-def test_nibble_order_one_hot():
-    """Each nibble of a word is its own K row: one-hot rows of A pick single rows of q exactly."""
-    g = rng()
-    k, n = 128, 3
-    q = g.integers(-8, 8, size=(k, n))
+@pytest.mark.parametrize("m,n", [(9, 3), (40, 3), (1, 16), (9, 16), (16, 24)])  # GEMV, GEMM, decode
+@pytest.mark.parametrize("group_size", [32, 128])  # decode: scales before / after the mma
+@pytest.mark.parametrize("dtype", [np.float16, BF16])
+def test_nibble_order_one_hot(m, n, group_size, dtype):
+    """Each nibble of a word is its own K row: one-hot rows of A pick single rows of q exactly
+    (each kernel pairs the codes of a word its own way; a wrong pairing moves a row)."""
     from kaio_ort.packing import pack_int4
-    for m in (9, 40):  # GEMV and GEMM
-        a = np.eye(k, dtype=np.float16)[:m]
-        (y,) = run_op_cuda("MatmulInt4", [a, pack_int4(q), np.ones((1, n), np.float16)], {}, [(m, n)],
+
+    g = rng()
+    k = 256
+    q = g.integers(-8, 8, size=(k, n))
+    a = np.zeros((m, k), np.float32)
+    a[np.arange(m), g.choice(k, m, replace=False)] = 1.0
+    rows = np.argmax(a, axis=1)  # the K row each row of A picks
+    scales = np.ones((k // group_size, n), np.float32)
+    attrs = {"group_size": group_size}
+    if dtype == BF16:
+        (y,) = run_op("MatmulInt4", [a.astype(BF16), pack_int4(q), scales.astype(BF16)], attrs, [np.float32],
+                      provider=CUDA)
+    else:
+        (y,) = run_op_cuda("MatmulInt4", [a.astype(dtype), pack_int4(q), scales.astype(dtype)], attrs, [(m, n)],
                            [np.float32])
-        np.testing.assert_array_equal(y, q[:m].astype(np.float32))
+    np.testing.assert_array_equal(y, q[rows].astype(np.float32))
 
 
 @pytest.mark.parametrize("m", [2, 70])

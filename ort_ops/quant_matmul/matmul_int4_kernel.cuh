@@ -75,6 +75,42 @@ __device__ __forceinline__ uint32_t DequantPair(uint32_t w, uint32_t w4, uint32_
   return Mul2<T>(q, s2);
 }
 
+// The 8 codes of word w as exact integers in T, paired (k, k + 4): q[p] = (code p, code p + 4).
+// Pairing a nibble with the one 16 bits above it needs no byte permute: one LOP3 per register
+// masks both and ORs in the magic exponent (+ 8, signed -> unsigned). f16 reads nibbles p = 1, 3
+// in place (bits 4-7 of each half: 1024 + 16 (q + 8)) and one HFMA2 by 1/16 takes them back to q,
+// so a word costs 1 shift, 4 LOP3 and 4 HADD2 / HFMA2. bf16's mantissa holds only 7 bits, so it
+// shifts every nibble down. The activations are paired the same way (PairActivations).
+template <typename T>
+__device__ __forceinline__ void DequantCodes(uint32_t w, uint32_t* q) {
+  if constexpr (std::is_same<T, __half>::value) {
+    constexpr uint32_t kLo = 0x64086408u, kHi = 0x64806480u;  // 1032 | 1024 + 128 (bits 4-7 ^ 8)
+    const uint32_t w8 = w >> 8;
+    const __half2 sixteenth = __halves2half2(__ushort_as_half(0x2C00), __ushort_as_half(0x2C00));  // 1/16
+    const __half2 minus72 = __halves2half2(__ushort_as_half(0xD480), __ushort_as_half(0xD480));
+    uint32_t h1 = AndXor(w, 0x00F000F0u, kHi), h3 = AndXor(w8, 0x00F000F0u, kHi);
+    __half2 r1 = __hfma2(*reinterpret_cast<__half2*>(&h1), sixteenth, minus72);  // (1152 + 16 q) / 16 - 72
+    __half2 r3 = __hfma2(*reinterpret_cast<__half2*>(&h3), sixteenth, minus72);
+    q[0] = Sub2<T>(AndXor(w, 0x000F000Fu, kLo), kLo);
+    q[1] = *reinterpret_cast<uint32_t*>(&r1);
+    q[2] = Sub2<T>(AndXor(w8, 0x000F000Fu, kLo), kLo);
+    q[3] = *reinterpret_cast<uint32_t*>(&r3);
+  } else {
+    constexpr uint32_t kB = Magic<T>::kBias;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) q[p] = Sub2<T>(AndXor(w >> (4 * p), 0x000F000Fu, kB), kB);
+  }
+}
+
+// A's 8 values of one word's k (a uint4: pairs (0,1) (2,3) (4,5) (6,7)) paired as DequantCodes
+// pairs the codes: b[p] = (a_p, a_p+4).
+__device__ __forceinline__ void PairActivations(const uint4& v, uint32_t* b) {
+  b[0] = __byte_perm(v.x, v.z, 0x5410);
+  b[1] = __byte_perm(v.x, v.z, 0x7632);
+  b[2] = __byte_perm(v.y, v.w, 0x5410);
+  b[3] = __byte_perm(v.y, v.w, 0x7632);
+}
+
 // The 4 B-fragment registers of word w: {b0, b1} for step 2i, {b2, b3} for step 2i+1.
 template <typename T, bool kZp>
 __device__ __forceinline__ void DequantWord(uint32_t w, uint32_t s2, uint32_t z2, uint32_t* b) {
@@ -492,8 +528,14 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok)
 // (512 k) and the stage's scales / zero points (rows of 16 MW contiguous columns: needs N % 8 == 0).
 // Warp w takes k [128 w, +128) of each stage: lane (g, t) reads one 16-byte unit (32 k) of columns
 // g and g + 8 (one LDS.128 each) and the same 32 k of tokens g (+ 8): the fragment mapping of the
-// header with the roles of A and B exchanged. The 4 warps' partial sums are reduced in shared
-// memory at the end of the tile.
+// header with the roles of A and B exchanged, except that a word's codes are paired (k, k + 4)
+// (DequantCodes) and A's values with them (PairActivations). The 4 warps' partial sums are
+// reduced in shared memory at the end of the tile.
+// Scales: with group_size >= 128 (kPost) a warp's 128 k of a stage lie in one group, so the mma
+// multiplies A by the exact integer codes, and the group's scale (and zero point, through each
+// token's sum of A) is applied once per warp-stage to the f32 sums: no HMUL2 per weight pair and
+// no rounding of the weights to T. Smaller groups dequantise to (q - zp) * scale in T before the
+// mma (MatmulInt4's rounding chain, as the other regimes).
 constexpr int kDecWarps = 4, kDecThreads = kDecWarps * 32, kDecKs = 512;
 
 // A stage holds the weights, the M real rows of A (not all 8 NT8 rows: more blocks fit an SM at
@@ -511,7 +553,7 @@ struct DecLayout {
 
 // (Held to 64 registers for 8 blocks per SM it was slower on H200: 1x14336x4096 18.4 vs 15.4 us,
 // 1x4096x14336 26.1 vs 18.0; ptxas' 76 registers and 6 blocks per SM stay.)
-template <typename T, int MW, int NT8, bool kZp>
+template <typename T, int MW, int NT8, bool kZp, bool kPost>
 __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch bt) {
   using L = DecLayout<MW, NT8>;
   extern __shared__ uint4 dec_smem[];
@@ -577,14 +619,28 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch 
     const char* ss = as + a_bytes;
     const int kl = 128 * warp + 32 * t;  // this lane's 32 k inside the stage
     const int gr = kl >> lg;
-    uint4 av[NT8][4];
+    // This lane's tokens over its 32 k, paired as DequantCodes pairs the codes.
+    uint32_t ap[NT8][4][4];
 #pragma unroll
     for (int nt = 0; nt < NT8; ++nt) {
       const int r = g + 8 * nt;
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        av[nt][i] = r < m ? *reinterpret_cast<const uint4*>(as + r * (kDecKs * 2) + (Swz(r, (kl >> 3) + i) << 4))
-                          : make_uint4(0, 0, 0, 0);
+        PairActivations(r < m ? *reinterpret_cast<const uint4*>(as + r * (kDecKs * 2) + (Swz(r, (kl >> 3) + i) << 4))
+                              : make_uint4(0, 0, 0, 0),
+                        ap[nt][i]);
+    }
+    // kPost with zero points: each token's sum of A over the warp's 128 k (ones x A on the tensor cores).
+    float asum[NT8][4] = {};
+    if constexpr (kPost && kZp) {
+      constexpr uint32_t kOne2 = std::is_same<T, __half>::value ? 0x3C003C00u : 0x3F803F80u;
+#pragma unroll
+      for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][0], ap[nt][i][2]);
+          Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][1], ap[nt][i][3]);
+        }
     }
 #pragma unroll
     for (int mw = 0; mw < MW; ++mw) {
@@ -593,23 +649,46 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch 
       const uint4 w0 = *reinterpret_cast<const uint4*>(st + c0 * (kDecKs / 2) + ((unit ^ ((c0 & 1) << 2)) << 4));
       const uint4 w1 = *reinterpret_cast<const uint4*>(st + c1 * (kDecKs / 2) + ((unit ^ ((c1 & 1) << 2)) << 4));
       const unsigned short* srow = reinterpret_cast<const unsigned short*>(ss + gr * (L::kCols * 2));
-      const uint32_t s0 = Bcast(srow[c0]), s1 = Bcast(srow[c1]);
-      uint32_t z0 = 0, z1 = 0;
-      if constexpr (kZp) {
-        const unsigned short* zrow = reinterpret_cast<const unsigned short*>(ss + L::kS + gr * (L::kCols * 2));
-        z0 = Bcast(zrow[c0]);
-        z1 = Bcast(zrow[c1]);
+      const unsigned short* zrow = reinterpret_cast<const unsigned short*>(ss + L::kS + gr * (L::kCols * 2));
+      float part[NT8][4] = {};  // kPost: the codes' products with A over the warp's 128 k
+      uint32_t s0 = 0, s1 = 0, z0 = 0, z1 = 0;  // !kPost: scale / zero point in both halves
+      if constexpr (!kPost) {
+        s0 = Bcast(srow[c0]), s1 = Bcast(srow[c1]);
+        if constexpr (kZp) z0 = Bcast(zrow[c0]), z1 = Bcast(zrow[c1]);
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         uint32_t x[4], y[4];
-        DequantWord<T, kZp>(Comp(w0, i), s0, z0, x);
-        DequantWord<T, kZp>(Comp(w1, i), s1, z1, y);
+        DequantCodes<T>(Comp(w0, i), x);
+        DequantCodes<T>(Comp(w1, i), y);
+        if constexpr (!kPost) {  // (q - zp) * scale in T, one rounding each
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            if constexpr (kZp) {
+              x[q] = Sub2<T>(x[q], z0);
+              y[q] = Sub2<T>(y[q], z1);
+            }
+            x[q] = Mul2<T>(x[q], s0);
+            y[q] = Mul2<T>(y[q], s1);
+          }
+        }
 #pragma unroll
         for (int nt = 0; nt < NT8; ++nt) {
-          Mma<T>(acc[mw][nt], x[0], y[0], x[1], y[1], av[nt][i].x, av[nt][i].y);
-          Mma<T>(acc[mw][nt], x[2], y[2], x[3], y[3], av[nt][i].z, av[nt][i].w);
+          float* c = kPost ? part[nt] : acc[mw][nt];
+          Mma<T>(c, x[0], y[0], x[2], y[2], ap[nt][i][0], ap[nt][i][2]);
+          Mma<T>(c, x[1], y[1], x[3], y[3], ap[nt][i][1], ap[nt][i][3]);
         }
+      }
+      if constexpr (kPost) {  // acc += scale * (sum q a - zp * sum a), per column (c0: regs 0, 1; c1: 2, 3)
+        const float f0 = ToFloat<T>(srow[c0]), f1 = ToFloat<T>(srow[c1]);
+        const float z0 = kZp ? ToFloat<T>(zrow[c0]) : 0.f, z1 = kZp ? ToFloat<T>(zrow[c1]) : 0.f;
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const float v = kZp ? fmaf(-(r < 2 ? z0 : z1), asum[nt][r], part[nt][r]) : part[nt][r];
+            acc[mw][nt][r] = fmaf(r < 2 ? f0 : f1, v, acc[mw][nt][r]);
+          }
       }
     }
   }

@@ -82,8 +82,8 @@ int4mm::Int4Batch MakeBatch(const MatmulInt4Params* segs, int count, int64_t col
 
 // The decode kernel (swapped-operand mma, cp.async ring). Returns false where it does not apply
 // (some N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
-template <typename T, int MW, int NT8, bool kZp>
-bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
+template <typename T, int MW, int NT8, bool kZp, bool kPost>
+bool LaunchDecodeAs(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
   using namespace int4mm;
   using L = DecLayout<MW, NT8>;
   const MatmulInt4Params& p = segs[0];
@@ -94,13 +94,20 @@ bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, 
     if (segs[i].n % 8 != 0) return false;
   if (L::Smem(L::kRows) > smem_max) return false;
   static std::atomic<uint64_t> done{0};
-  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, kZp>, done, L::Smem(L::kRows))) != cudaSuccess)
+  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, kZp, kPost>, done, L::Smem(L::kRows))) != cudaSuccess)
     return true;
   int64_t grid = 0;
   const Int4Batch bt = MakeBatch(segs, count, L::kCols, &grid);
-  MatmulInt4DecodeKernel<T, MW, NT8, kZp><<<unsigned(grid), kDecThreads, smem, stream>>>(bt);
+  MatmulInt4DecodeKernel<T, MW, NT8, kZp, kPost><<<unsigned(grid), kDecThreads, smem, stream>>>(bt);
   *err = cudaGetLastError();
   return true;
+}
+
+// Groups of 128 or more take the scales after the mma (f32), smaller ones before it.
+template <typename T, int MW, int NT8, bool kZp>
+bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
+  return segs[0].group_size >= 128 ? LaunchDecodeAs<T, MW, NT8, kZp, true>(segs, count, stream, err)
+                                   : LaunchDecodeAs<T, MW, NT8, kZp, false>(segs, count, stream, err);
 }
 
 // Decode variants: M <= 8 one token tile and 16 columns a block, M = 9..16 two token tiles and 32

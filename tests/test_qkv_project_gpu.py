@@ -1,7 +1,9 @@
 """QkvProjectInt4 on the CUDA EP (decode regimes M <= 16, GEMM regime M > 16) against the float64
 reference of the weights as the kernel forms them; IOBinding with NaN-poisoned outputs, bfloat16
 through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-graph replay, repeated
-runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end."""
+runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end (its three
+projections in one launch of MatmulInt8's kernels: against the float64 reference, bitwise against
+three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, chain_ref_codes, cuda_session, int4_weights_rounded, run_op_cuda
@@ -226,20 +228,39 @@ def test_empty_m(with_bias):
     assert all(y.dtype == np.float16 for y in outs)
 
 
-# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): MatmulInt8's kernels, one launch per
-# projection. The integer weights are exact in X's type and the scale and bias come after the f32
-# sum, so the contract's float64 reference is the kernel's arithmetic up to f32 accumulation and one
-# rounding. (lead, M, K, (Nq, Nk, Nv)): the GEMV (M <= 16, split K at K = 4096) and the tensor-core
-# kernel (M > 16, its sums through the combine pass that applies scale and bias); N and K not
-# multiples of 8 take element loads.
+# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): the three projections as column
+# segments of one launch of MatmulInt8's kernels. The integer weights are exact in X's type and the
+# scale and bias come after the f32 sum, so the contract's float64 reference is the kernel's
+# arithmetic up to f32 accumulation and one rounding. (lead, M, K, (Nq, Nk, Nv)): the GEMV (M <= 16;
+# K split over the segments' column blocks at long K; M = 5 and 16: 8-row blocks, 16: two of them)
+# and the tensor-core kernel (M > 16, its sums through the one combine pass that applies scale and
+# bias); GQA widths (Nk = Nv < Nq), widths below one 256-column GEMV block or one 128-column tile,
+# widths straddling blocks (257, 300, 520), and N or K not multiples of 8 (element loads for all
+# three segments).
 INT8_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),
     ((), 1, 100, (40, 13, 7)),
+    ((), 1, 2048, (1024, 256, 256)),
     ((), 4, 512, (512, 128, 128)),
     ((3,), 3, 256, (64, 16, 16)),
+    ((), 5, 1000, (300, 44, 44)),
+    ((), 5, 96, (40, 13, 7)),
+    ((), 16, 1000, (136, 40, 24)),
+    ((), 16, 2048, (520, 264, 264)),
+    ((), 17, 512, (257, 33, 24)),
+    ((), 17, 1024, (512, 128, 128)),
+    ((), 64, 2048, (256, 64, 64)),
+    ((2,), 32, 1024, (384, 136, 136)),
+    ((), 64, 200, (40, 13, 7)),
+    ((), 130, 4096, (256, 64, 64)),
+]
+INT8_BF16_SHAPES = [
+    ((), 1, 4096, (256, 64, 64)),
+    ((), 5, 100, (40, 13, 7)),
     ((), 16, 1000, (136, 40, 24)),
     ((), 17, 512, (257, 33, 24)),
-    ((), 130, 4096, (256, 64, 64)),
+    ((), 64, 2048, (256, 64, 64)),
+    ((2,), 32, 1024, (384, 136, 136)),
 ]
 
 
@@ -267,17 +288,93 @@ def test_qkv_project_int8_cuda_f16(lead, m, k, ns, scale_form, with_bias):
     x, ws, ss, bs = _int8_operands(g, lead, m, k, ns, np.float16, scale_form, with_bias)
     shapes = [(*lead, m, n) for n in ns]
     outs = run_op_cuda("QkvProjectInt8", [x, *ws, *ss, *bs], {}, shapes, [np.float16] * 3)
+    assert all(y.dtype == np.float16 for y in outs)
     _check(outs, qkv_project_int8(x, *ws, *ss, *(bs or [None] * 3)), TOL[np.float16], shapes)
 
 
-@pytest.mark.parametrize("lead,m,k,ns", [((), 1, 4096, (256, 64, 64)), ((), 40, 512, (136, 40, 24))])
-def test_qkv_project_int8_cuda_bf16(lead, m, k, ns):
+@pytest.mark.parametrize("lead,m,k,ns", INT8_BF16_SHAPES, ids=[_id(s) for s in INT8_BF16_SHAPES])
+@pytest.mark.parametrize("scale_form", ["scalar", "channel"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_qkv_project_int8_cuda_bf16(lead, m, k, ns, scale_form, with_bias):
+    """bfloat16 X, biases and outputs through the Cast harness, every node on the CUDA EP."""
     from kaio_ort.reference import qkv_project_int8
 
     g = rng()
-    x, ws, ss, bs = _int8_operands(g, lead, m, k, ns, BF16, "channel", True)
+    x, ws, ss, bs = _int8_operands(g, lead, m, k, ns, BF16, scale_form, with_bias)
     outs = run_op("QkvProjectInt8", [x, *ws, *ss, *bs], {}, [BF16] * 3, provider=CUDA)
-    _check(outs, qkv_project_int8(x, *ws, *ss, *bs), TOL[BF16], [(*lead, m, n) for n in ns])
+    _check(outs, qkv_project_int8(x, *ws, *ss, *(bs or [None] * 3)), TOL[BF16], [(*lead, m, n) for n in ns])
+
+
+# (M, K, (Nq, Nk, Nv)): GEMV (M <= 16) and tensor-core (M > 16) regimes, vectorised and element loads.
+# The K split is planned from the column blocks (tiles) of all segments of a launch, so the fused op
+# and a single projection split K the same way only where K, not the GPU's width, bounds the split:
+# these widths keep the fused op's blocks (at most 4 GEMV blocks, 5 tiles) far below 4 per SM, so
+# the split is K's in both (GEMV: K / 64 slices; tensor cores: K / 256).
+INT8_BITWISE = [
+    (1, 4096, (256, 64, 64)),
+    (5, 1000, (40, 13, 7)),
+    (16, 2048, (512, 128, 128)),
+    (17, 512, (257, 33, 24)),
+    (64, 1024, (256, 64, 64)),
+]
+
+
+@pytest.mark.parametrize("m,k,ns", INT8_BITWISE, ids=[_id(((), *s)) for s in INT8_BITWISE])
+@pytest.mark.parametrize("dtype", [np.float16, BF16], ids=["f16", "bf16"])
+def test_int8_matches_three_matmul_int8_bitwise(m, k, ns, dtype):
+    """Without bias and with per-channel power-of-two scales, Q, K, V are exactly what three MatmulInt8
+    W8A16 nodes (group_size 0, the same scales in X's type, out_dtype X's type) give for the same
+    weights: w = b * s is exact in X's type, and scaling by a power of two commutes with every f32
+    rounding, so MatmulInt8's sum of x * (b s) is s times QkvProjectInt8's sum of x * b, bit for bit,
+    in the same order (same slices, same combine). A difference means the segmented launch diverged
+    from the single one (another segment's weights, scales, columns or partial sums)."""
+    g = rng()
+    x = randn(g, (m, k), dtype)
+    ws = [g.integers(-127, 128, (k, n)).astype(np.int8) for n in ns]
+    ss = [np.exp2(g.integers(-3, 4, n)).astype(np.float32) for n in ns]
+    shapes = [(m, n) for n in ns]
+    out_dtype = 10 if dtype == np.float16 else 16
+    if dtype == np.float16:
+        fused = run_op_cuda("QkvProjectInt8", [x, *ws, *ss], {}, shapes, [np.float16] * 3)
+    else:
+        fused = run_op("QkvProjectInt8", [x, *ws, *ss], {}, [BF16] * 3, provider=CUDA)
+    for name, y, w, s, shape in zip("QKV", fused, ws, ss, shapes):
+        scales = s.reshape(1, -1).astype(dtype)
+        if dtype == np.float16:
+            (single,) = run_op_cuda("MatmulInt8", [x, w, scales], {"out_dtype": out_dtype}, [shape], [np.float16])
+        else:
+            (single,) = run_op("MatmulInt8", [x, w, scales], {"out_dtype": out_dtype}, [BF16], provider=CUDA)
+        assert np.all(np.isfinite(y)), f"{name}: unwritten (NaN) or non-finite elements"
+        np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt8")
+
+
+@pytest.mark.parametrize("m", [1, 5, 64])
+def test_int8_cuda_graph_replay_and_repeats(m):
+    """CUDA-graph replay with new inputs at the same addresses equals an eager run, and repeated runs
+    (scratch from ORT's allocator each time) are bitwise identical; K split in both regimes."""
+    from kaio_ort.reference import qkv_project_int8
+
+    g = rng()
+    k, ns = 2048, (256, 64, 64)
+    x, ws, ss, bs = _int8_operands(g, (), m, k, ns, np.float16, "channel", True)
+    inputs = [x, *ws, *ss, *bs]
+    shapes = [(m, n) for n in ns]
+    model = build_model("QkvProjectInt8", inputs, {}, [np.float16] * 3)
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), inputs, shapes, [np.float16] * 3)
+    first = graph_run.run()  # captures the graph
+    _check(first, qkv_project_int8(*inputs), TOL[np.float16], shapes)
+    x2, ws2, ss2, bs2 = _int8_operands(g, (), m, k, ns, np.float16, "channel", True)
+    inputs2 = [x2, *ws2, *ss2, *bs2]
+    graph_run.update_inputs(inputs2)
+    replay = graph_run.run()
+    eager_run = BoundRun(cuda_session(model), inputs2, shapes, [np.float16] * 3)
+    eager = eager_run.run()
+    _check(replay, qkv_project_int8(*inputs2), TOL[np.float16], shapes)
+    for name, a, b in zip("QKV", replay, eager):
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}: replay differs from eager")
+    for _ in range(3):
+        for a, b in zip(eager_run.run(), eager):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("m", [1, 40])

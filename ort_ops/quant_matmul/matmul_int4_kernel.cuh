@@ -40,6 +40,7 @@
 
 #include "common/elem.cuh"
 #include "quant_matmul/quant_matmul_params.h"
+#include "quant_matmul/segments.cuh"
 
 namespace kaio {
 namespace int4mm {
@@ -176,15 +177,12 @@ struct Int4Batch {
   int count;
 };
 
-template <typename F>
-__device__ __forceinline__ F Pick(int s, F f0, F f1, F f2) { return s == 0 ? f0 : s == 1 ? f1 : f2; }
-
 // This block's projection and its column block inside it. Only the per-segment fields are
 // selected (constant indices: no local-memory copy of the parameters), so the shared ones stay
 // kernel-parameter reads.
 __device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64_t* block) {
   const int64_t bx = blockIdx.x;
-  const int s = (bt.count > 1 && bx >= bt.first_block[1]) + (bt.count > 2 && bx >= bt.first_block[2]);
+  const int s = SegmentIndex(bt.first_block, bt.count, bx);
   MatmulInt4Params p = bt.seg[0];
   p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
   p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);

@@ -2,7 +2,7 @@
 reference of the weights as the kernel forms them; IOBinding with NaN-poisoned outputs, bfloat16
 through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-graph replay, repeated
 runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end (its three
-projections in one launch of MatmulInt8's kernels: against the float64 reference, bitwise against
+projections as three launches of MatmulInt8's kernels: against the float64 reference, bitwise against
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
 import numpy as np
 import pytest
@@ -228,15 +228,14 @@ def test_empty_m(with_bias):
     assert all(y.dtype == np.float16 for y in outs)
 
 
-# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): the three projections as column
-# segments of one launch of MatmulInt8's kernels. The integer weights are exact in X's type and the
+# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): the three projections as three
+# launches of MatmulInt8's kernels. The integer weights are exact in X's type and the
 # scale and bias come after the f32 sum, so the contract's float64 reference is the kernel's
 # arithmetic up to f32 accumulation and one rounding. (lead, M, K, (Nq, Nk, Nv)): the GEMV (M <= 16;
-# K split over the segments' column blocks at long K; M = 5 and 16: 8-row blocks, 16: two of them)
+# K split over blocks at long K; M = 5 and 16: 8-row blocks, 16: two of them)
 # and the tensor-core kernel (M > 16, its sums through the one combine pass that applies scale and
 # bias); GQA widths (Nk = Nv < Nq), widths below one 256-column GEMV block or one 128-column tile,
-# widths straddling blocks (257, 300, 520), and N or K not multiples of 8 (element loads for all
-# three segments).
+# widths straddling blocks (257, 300, 520), and N or K not multiples of 8 (element loads).
 INT8_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),
     ((), 1, 100, (40, 13, 7)),
@@ -306,10 +305,7 @@ def test_qkv_project_int8_cuda_bf16(lead, m, k, ns, scale_form, with_bias):
 
 
 # (M, K, (Nq, Nk, Nv)): GEMV (M <= 16) and tensor-core (M > 16) regimes, vectorised and element loads.
-# The K split is planned from the column blocks (tiles) of all segments of a launch, so the fused op
-# and a single projection split K the same way only where K, not the GPU's width, bounds the split:
-# these widths keep the fused op's blocks (at most 4 GEMV blocks, 5 tiles) far below 4 per SM, so
-# the split is K's in both (GEMV: K / 64 slices; tensor cores: K / 256).
+# Each projection is its own launch, planned (K split included) as a MatmulInt8 node of its width is.
 INT8_BITWISE = [
     (1, 4096, (256, 64, 64)),
     (5, 1000, (40, 13, 7)),
@@ -326,8 +322,7 @@ def test_int8_matches_three_matmul_int8_bitwise(m, k, ns, dtype):
     W8A16 nodes (group_size 0, the same scales in X's type, out_dtype X's type) give for the same
     weights: w = b * s is exact in X's type, and scaling by a power of two commutes with every f32
     rounding, so MatmulInt8's sum of x * (b s) is s times QkvProjectInt8's sum of x * b, bit for bit,
-    in the same order (same slices, same combine). A difference means the segmented launch diverged
-    from the single one (another segment's weights, scales, columns or partial sums)."""
+    in the same order (same slices, same combine). A difference means the two paths diverged."""
     g = rng()
     x = randn(g, (m, k), dtype)
     ws = [g.integers(-127, 128, (k, n)).astype(np.int8) for n in ns]

@@ -53,31 +53,16 @@ __device__ __forceinline__ uint4 LoadSegment(const T* base, int64_t row, int64_t
   return v;
 }
 
-// The output columns of one block: its first column n0 of an M x n matrix.
-struct BlockCols {
-  int64_t n0, n;
-};
-
 // B operand as stored: T, row-major [K, N] or (trans_b) [N, K].
 struct DenseB {
-  // Block x of the grid: columns [128 x, +128) of the one B and Y.
-  __device__ __forceinline__ DenseB Block(const MatmulTcParams& p, BlockCols* c) const {
-    *c = {int64_t(blockIdx.x) * kBlockN, p.n};
-    return *this;
-  }
-  __device__ __forceinline__ void* Y(const MatmulTcParams& p) const { return p.y; }
-  __device__ __forceinline__ float* Partial(const MatmulTcParams& p) const { return p.partial; }
   template <typename T, bool kVec>
   __device__ __forceinline__ uint4 Load(const T* b, int64_t row, int64_t col, int64_t rows, int64_t cols) const {
     return LoadSegment<T, kVec>(b, row, col, rows, cols, cols);
   }
 };
 
-// BSource::Block(p, &cols) gives this block's output columns and the source of its B tiles and
-// outputs (the source itself for DenseB; one segment's for several projections in one launch): its
-// Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized source that
-// dequantises them: quant_matmul/matmul_int8_kernel.cuh), Y(p) the output matrix and Partial(p) the
-// split-K partial sums (K slice z's at + z * M * N, row * N + col).
+// BSource::Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized
+// source that dequantises them: quant_matmul/matmul_int8_kernel.cuh).
 template <typename T, bool kTransB, bool kVec, class BSource>
 __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
   constexpr int kBsElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
@@ -86,10 +71,8 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp >> 2, warp_n = warp & 3;
-  BlockCols cols;
-  const auto bsrc = src.Block(p, &cols);
-  const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = cols.n0;
-  const int64_t M = p.m, N = cols.n, K = p.k;
+  const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = int64_t(blockIdx.x) * kBlockN;
+  const int64_t M = p.m, N = p.n, K = p.k;
 
   // With `partial`, grid.z runs over K slices (k_split of them, maybe 1) and batch_count is 1.
   const bool split = p.partial != nullptr;
@@ -114,8 +97,8 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
       for (int i = 0; i < 2; ++i) {
         int v = tid + i * kThreads;
         ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
-        if constexpr (kTransB) rb[i] = bsrc.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
-        else rb[i] = bsrc.template Load<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N);
+        if constexpr (kTransB) rb[i] = src.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
+        else rb[i] = src.template Load<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N);
       }
     };
     auto store_tiles = [&](int stage) {
@@ -189,8 +172,8 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
             if (col + e >= N) continue;
             float v = acc[mi][ni][h * 2 + e];
             int64_t idx = y_off + row * N + col + e;
-            if (split) bsrc.Partial(p)[int64_t(blockIdx.z) * M * N + row * N + col + e] = v;
-            else StoreElem<T>(bsrc.Y(p), idx, v, p.out_type == MatmulElem::kF32);
+            if (split) p.partial[int64_t(blockIdx.z) * M * N + row * N + col + e] = v;
+            else StoreElem<T>(p.y, idx, v, p.out_type == MatmulElem::kF32);
           }
         }
   }

@@ -1,5 +1,6 @@
-// com.kaio QkvProjectInt8 and QkvProjectInt4 (CPU kernels; on CUDA through the MatmulInt8 W8A16 /
-// MatmulInt4 kernels, the three projections as column segments of one launch).
+// com.kaio QkvProjectInt8 and QkvProjectInt4 (CPU kernels; on CUDA QkvProjectInt4 through the
+// MatmulInt4 kernels, the three projections in one launch, QkvProjectInt8 through MatmulInt8's
+// W8A16 kernels, one launch per projection).
 //
 // Contract (DESIGN.md, "Contract details"): three weight-only quantized projections of one input,
 // (Q, K, V) = (X Wq * sq + bq, X Wk * sk + bk, X Wv * sv + bv), written in X's type.
@@ -9,6 +10,7 @@
 //   Int4: W* uint32 [N*, K/8] (MatmulInt4's layout); s* X's type [K/group_size, N*]; group_size in
 //         {32, 64, 128} (default 128); no zero points.
 // The two ops differ only by the weight format (the traits below).
+#include <algorithm>
 
 #include "common/cpu_convert.h"
 #include "common/custom_op.h"
@@ -47,14 +49,13 @@ struct Int8Weights {
     return DequantizeInt8(w, k, n, ToGroupParams(s, RowsPerGroup(0, k)), GroupParams{});
   }
 #ifdef KAIO_WITH_CUDA
-  // The three projections as segments of one launch of MatmulInt8's W8A16 kernels
-  // (matmul_int8_kernel.cuh: the GEMV's or the tensor-core kernel's column blocks run over Q's, K's
-  // and V's columns in turn, K split over all of them, one combine pass for all three), with the
-  // integer weights exact in X's type, the f32 sums times the float scale (one or per channel) plus
-  // the bias, rounded once.
+  // Three launches of MatmulInt8's W8A16 kernels with the integer weights exact in X's type, the
+  // f32 sums times the float scale (one or per channel) plus the bias, rounded once. (Not yet one
+  // launch over the three: the INT8 kernels take no column segments.)
   static OrtStatus* RunCuda(const ErrCtx& c, const Attrs&, int64_t rows, int64_t k, const int64_t* n, bool bias,
                             const InputTensors& in, const OutputTensors& out, const CudaLaunch& launch) {
     MatmulInt8Params seg[3];
+    size_t scratch_bytes = 0;
     for (int i = 0; i < 3; ++i) {
       MatmulInt8Params& p = seg[i];
       p.a = in[kX].data;
@@ -70,11 +71,13 @@ struct Int8Weights {
       p.k = k;
       p.sm = launch.sm;
       p.sm_count = launch.sm_count;
+      scratch_bytes = std::max(scratch_bytes, static_cast<size_t>(MatmulInt8ScratchBytes(p)));
     }
-    CudaScratch partial;  // split-K partial sums of all three
-    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt8ScratchBytes(seg, 3))));
-    if (int e = RunMatmulInt8(seg, 3, partial.data(), launch.stream))
-      return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    CudaScratch partial;  // reused by the three launches: they run in order on ORT's stream
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, scratch_bytes));
+    for (int i = 0; i < 3; ++i)
+      if (int e = RunMatmulInt8(seg[i], partial.data(), launch.stream))
+        return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
     return nullptr;
   }
 #endif
@@ -208,7 +211,7 @@ struct QkvProjectOp {
   }
 
 #ifdef KAIO_WITH_CUDA
-  // The CUDA kernel of either format (Fmt::RunCuda).
+  // Instantiated only for formats with a CUDA kernel (Fmt::RunCuda; QkvProjectInt4).
   static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
                                 const CudaLaunch& launch) {
     Geometry g;

@@ -40,7 +40,6 @@
 
 #include "common/elem.cuh"
 #include "quant_matmul/quant_matmul_params.h"
-#include "quant_matmul/segments.cuh"
 
 namespace kaio {
 namespace int4mm {
@@ -177,12 +176,15 @@ struct Int4Batch {
   int count;
 };
 
+template <typename F>
+__device__ __forceinline__ F Pick(int s, F f0, F f1, F f2) { return s == 0 ? f0 : s == 1 ? f1 : f2; }
+
 // This block's projection and its column block inside it. Only the per-segment fields are
 // selected (constant indices: no local-memory copy of the parameters), so the shared ones stay
 // kernel-parameter reads.
 __device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64_t* block) {
   const int64_t bx = blockIdx.x;
-  const int s = SegmentIndex(bt.first_block, bt.count, bx);
+  const int s = (bt.count > 1 && bx >= bt.first_block[1]) + (bt.count > 2 && bx >= bt.first_block[2]);
   MatmulInt4Params p = bt.seg[0];
   p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
   p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
@@ -569,56 +571,35 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch 
   const unsigned short* sc = static_cast<const unsigned short*>(p.scales);
   const unsigned short* zp = static_cast<const unsigned short*>(p.zero_points);
 
-  // Each thread copies the same units every stage, k0 apart: their addresses are formed once here
-  // and a stage only adds its offset (formed per stage, the copies' 64-bit address arithmetic was
-  // most of the kernel's instructions at M = 1).
-  // Weights: unit e -> column e >> 4, 16-byte piece e & 15 (32 k); odd columns swizzled by 4 units.
-  constexpr int kWc = L::kW / 16 / kDecThreads;
-  const uint32_t* wsrc[kWc];
-  int wdst[kWc], wk[kWc];
-  bool wcol[kWc];
-#pragma unroll
-  for (int c = 0; c < kWc; ++c) {
-    const int e = tid + c * kDecThreads, col = e >> 4, pc = e & 15;
-    wcol[c] = n0 + col < p.n;
-    wsrc[c] = p.b + (wcol[c] ? n0 + col : 0) * kw + 4 * pc;
-    wk[c] = 32 * pc;
-    wdst[c] = col * (kDecKs / 2) + ((pc ^ ((col & 1) << 2)) << 4);
-  }
-  // A: the M real rows, 64 units each (Swz layout); thread tid copies unit tid & 63 of rows
-  // (tid >> 6) + 2 j (the swizzle depends on the row's parity only).
-  constexpr int kAj = L::kRows * (kDecKs / 8) / kDecThreads;
-  const int a_r0 = tid >> 6, a_u = tid & 63;
-  const T* asrc = a + int64_t(a_r0) * k + 8 * a_u;
-  const int adst = a_r0 * (kDecKs * 2) + (Swz(a_r0, a_u) << 4);
-  // Scales (and zero points): srows rows of kCols columns, 2 MW units a row.
-  const bool s_copy = tid < srows * 2 * MW;
-  const int s_r = tid / (2 * MW), s_u = tid % (2 * MW);
-  const bool s_col = n0 + 8 * s_u < p.n;
-  const int64_t s_gi = int64_t(s_r) * p.n + (s_col ? n0 + 8 * s_u : 0);
-  const int s_dst = s_r * (L::kCols * 2) + s_u * 16;
-
   auto issue = [&](int s) {
     char* st = sm + (s % L::kStages) * stage_bytes;
     const int k0 = s * kDecKs;
+    // weights: unit e -> column e >> 4, 16-byte piece e & 15 (32 k); odd columns swizzled by 4 units
 #pragma unroll
-    for (int c = 0; c < kWc; ++c) {
-      const bool ok = wcol[c] && k0 + wk[c] < k;
-      CpAsync16(st + wdst[c], ok ? wsrc[c] + s * (kDecKs / 8) : p.b, ok);
+    for (int c = 0; c < L::kW / 16 / kDecThreads; ++c) {
+      const int e = tid + c * kDecThreads, col = e >> 4, pc = e & 15;
+      const int64_t n = n0 + col;
+      const int kk = k0 + 32 * pc;
+      const bool ok = n < p.n && kk < k;
+      CpAsync16(st + col * (kDecKs / 2) + ((pc ^ ((col & 1) << 2)) << 4),
+                ok ? p.b + n * kw + (kk >> 3) : p.b, ok);
     }
+    // A: the M real rows, 64 units each (Swz layout)
     char* as = st + L::kW;
-    const bool a_ok = k0 + 8 * a_u < k;
-#pragma unroll
-    for (int j = 0; j < kAj; ++j)
-      if (a_r0 + 2 * j < m)
-        CpAsync16(as + adst + j * (4 * kDecKs), a_ok ? asrc + 2 * j * int64_t(k) + k0 : a, a_ok);
+    for (int e = tid; e < m * (kDecKs / 8); e += kDecThreads) {
+      const int r = e >> 6, u = e & 63, kk = k0 + 8 * u;
+      const bool ok = kk < k;
+      CpAsync16(as + r * (kDecKs * 2) + (Swz(r, u) << 4), ok ? a + int64_t(r) * k + kk : a, ok);
+    }
+    // scales (and zero points): srows rows of kCols columns, 2 MW units a row
     char* ss = as + a_bytes;
-    if (s_copy) {
-      const int gr = (k0 >> lg) + s_r;
-      const bool ok = s_col && gr < (k >> lg);
-      const int64_t gi = ok ? s_gi + int64_t(k0 >> lg) * p.n : 0;
-      CpAsync16(ss + s_dst, sc + gi, ok);
-      if constexpr (kZp) CpAsync16(ss + L::kS + s_dst, zp + gi, ok);
+    if (tid < srows * 2 * MW) {
+      const int r = tid / (2 * MW), u = tid % (2 * MW);
+      const int64_t gr = (int64_t(k0) >> lg) + r, n = n0 + 8 * u;
+      const bool ok = n < p.n && gr < (k >> lg);
+      const int64_t gi = ok ? gr * p.n + n : 0;
+      CpAsync16(ss + r * (L::kCols * 2) + u * 16, sc + gi, ok);
+      if constexpr (kZp) CpAsync16(ss + L::kS + r * (L::kCols * 2) + u * 16, zp + gi, ok);
     }
   };
 

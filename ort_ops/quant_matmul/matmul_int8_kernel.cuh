@@ -8,26 +8,16 @@
 //         exactly; one cvt packs two into bf16x2 (exact: |b| <= 128).
 // Then (b - zp) and * scale in T (HSUB2, HMUL2): MatmulInt4's rounding chain.
 //
-// One launch for up to three projections of the same A (QkvProjectInt8; MatmulInt8 is a batch of
-// one): the projections are column segments (Int8Batch) and block x of the grid works on the segment
-// its column block belongs to. The batch is a __grid_constant__ kernel parameter, so a block reads
-// its segment's fields from parameter space with a run-time index (no local-memory copy); the plans
-// (K split, combine) are made for the column blocks of all segments together, so narrow projections
-// fill the GPU together. Each output element is computed as a single projection computes it with
-// the same K slices (same weights, same f32 accumulation order, one rounding).
+// GEMV regime (small M, MatmulInt8GemvKernel): a block owns 256 columns (lane l: columns 8l..8l+7,
+// one 8-byte load of a weight row, 256 contiguous bytes per warp), a K slice and up to 8 rows of A;
+// its 8 warps take chunks of 8 weight rows in turn (8 row loads in flight per lane, one scale load
+// per chunk), dequantise each weight once for all rows. Where the column blocks alone do not fill
+// the GPU, K is split over blocks (grid.y): each writes float partial sums for its slice and
+// MatmulInt8CombineKernel adds them in a fixed order (deterministic) and rounds once.
 //
-// GEMV regime (small M, MatmulInt8GemvKernel): a block owns 256 columns of one segment (lane l:
-// columns 8l..8l+7, one 8-byte load of a weight row, 256 contiguous bytes per warp), a K slice and up
-// to 8 rows of A; its 8 warps take chunks of 8 weight rows in turn (8 row loads in flight per lane,
-// one scale load per chunk), dequantise each weight once for all rows. Where the column blocks alone
-// do not fill the GPU, K is split over blocks (grid.y): each writes float partial sums for its slice
-// and MatmulInt8CombineKernel adds them in a fixed order (deterministic) and rounds once, for every
-// segment in one launch.
-//
-// GEMM regime (larger M): the tensor-core MatmulTc kernel (matmul_tc_kernel.cuh) with
-// Int8BatchSource as its B operand (each 8-column row segment dequantised on its way to shared
-// memory; the block's segment gives its columns, Y and partial sums), K split over blocks the same
-// way where its 128 x 128 tiles (of all segments) do not fill the GPU.
+// GEMM regime (larger M): the tensor-core MatmulTc kernel (matmul_tc_kernel.cuh) with Int8Source
+// as its B operand (each 8-column row segment dequantised on its way to shared memory), K split
+// over blocks the same way where its 128 x 128 tiles do not fill the GPU.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -36,9 +26,7 @@
 #include <type_traits>
 
 #include "common/elem.cuh"
-#include "matmul_tc/matmul_tc_kernel.cuh"
 #include "quant_matmul/quant_matmul_params.h"
-#include "quant_matmul/segments.cuh"
 
 namespace kaio {
 namespace int8mm {
@@ -131,68 +119,12 @@ __device__ __forceinline__ uint4 WeightSegment(const MatmulInt8Params& p, int64_
   return DequantSegment<T>(Load8x8<kVec>(p.b + k * p.n, n, p.n), s, z, p.zero_points != nullptr);
 }
 
-// The projections of one launch (MatmulInt8: one; QkvProjectInt8: three). first_block: each one's
-// first column block along grid.x (blocks of the regime's width); first_elem: m * (the columns
-// before it). The partial sums of split K are segment-major: segment s's splits x m x n floats
-// start at splits * first_elem[s], each split's m x n as a single projection lays them out.
-struct Int8Batch {
-  MatmulInt8Params seg[kMaxInt8Segments];
-  int64_t first_block[kMaxInt8Segments];
-  int64_t first_elem[kMaxInt8Segments];
-  int64_t elems;  // m * (all segments' columns)
-  int count;
-};
-
-// This block's segment (by blockIdx.x), its column block inside it and its partial sums' base. bt
-// must be a __grid_constant__ kernel parameter: the run-time index then reads parameter space.
-__device__ __forceinline__ const MatmulInt8Params& BlockSegment(const Int8Batch& bt, int64_t splits, int64_t* block,
-                                                                int64_t* partial_offset) {
-  const int64_t bx = blockIdx.x;
-  const int s = SegmentIndex(bt.first_block, bt.count, bx);
-  *block = bx - bt.first_block[s];
-  *partial_offset = splits * bt.first_elem[s];
-  return bt.seg[s];
-}
-
-// Segment s's parameters as a value: the shared fields from segment 0, its own ones picked with
-// constant indices (as the INT4 kernels do), for MatmulTcSyncKernel, whose B source is a plain
-// kernel parameter (no __grid_constant__ there: the dense instantiations stay as they are), so a
-// run-time index into it would copy it to local memory.
-__device__ __forceinline__ MatmulInt8Params SegmentParams(const Int8Batch& bt, int s) {
-  MatmulInt8Params p = bt.seg[0];
-  p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
-  p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
-  p.zero_points = Pick(s, bt.seg[0].zero_points, bt.seg[1].zero_points, bt.seg[2].zero_points);
-  p.y = Pick(s, bt.seg[0].y, bt.seg[1].y, bt.seg[2].y);
-  p.n = Pick(s, bt.seg[0].n, bt.seg[1].n, bt.seg[2].n);
-  return p;  // (out_scale and bias: applied by the combine pass, not by the tensor-core kernel)
-}
-
-// The B operand of MatmulTcSyncKernel for one segment: row-major [K, N] segments dequantised from
-// int8; its output p.y, its partial sums at partial_offset in the launch's buffer.
+// The B operand of MatmulTcSyncKernel: row-major [K, N] segments dequantised from int8.
 struct Int8Source {
   MatmulInt8Params p;
-  int64_t partial_offset;
   template <typename T, bool kVec>
   __device__ __forceinline__ uint4 Load(const T*, int64_t row, int64_t col, int64_t, int64_t) const {
     return WeightSegment<T, kVec>(p, row, col);
-  }
-  __device__ __forceinline__ void* Y(const MatmulTcParams&) const { return p.y; }
-  __device__ __forceinline__ float* Partial(const MatmulTcParams& tp) const { return tp.partial + partial_offset; }
-};
-
-// The B source of a batch: block x of the grid reads (and writes the columns of) the segment its
-// 128-column block belongs to (first_block in 128-column blocks); the launch's MatmulTcParams hold
-// only what the segments share (a, m, k, the types, the partial buffer and its split count).
-struct Int8BatchSource {
-  Int8Batch bt;
-  __device__ __forceinline__ Int8Source Block(const MatmulTcParams& tp, matmul_tc::BlockCols* c) const {
-    const int64_t bx = blockIdx.x;
-    const int s = SegmentIndex(bt.first_block, bt.count, bx);
-    const MatmulInt8Params p = SegmentParams(bt, s);
-    const int64_t blk = bx - Pick(s, int64_t(0), bt.first_block[1], bt.first_block[2]);
-    *c = {blk * matmul_tc::kBlockN, p.n};
-    return Int8Source{p, tp.k_split * Pick(s, int64_t(0), bt.first_elem[1], bt.first_elem[2])};
   }
 };
 
@@ -212,16 +144,13 @@ __device__ __forceinline__ void StoreOut(const MatmulInt8Params& p, int64_t row,
 // Rows [MR z, MR z + MR) of A for grid.z = z (M up to kGemvMaxM in row blocks of MR).
 constexpr int kGemvWarps = 8, kGemvThreads = kGemvWarps * 32, kGemvCols = 256, kGemvRows = 8;
 
-// Block x of the grid: column block x of the batch's (first_block in 256-column blocks).
 template <typename T, int MR, bool kVec>
-__global__ void __launch_bounds__(kGemvThreads)
-    MatmulInt8GemvKernel(const __grid_constant__ Int8Batch bt, float* partial, int64_t slice) {
+__global__ void __launch_bounds__(kGemvThreads) MatmulInt8GemvKernel(MatmulInt8Params p, float* partial,
+                                                                     int64_t slice) {
   constexpr int kRedRows = MR < 4 ? MR : 4;  // rows reduced per round (32 KB of shared memory)
   __shared__ float red[kGemvWarps][kRedRows][kGemvCols];
-  int64_t blk, partial_offset;
-  const MatmulInt8Params& p = BlockSegment(bt, gridDim.y, &blk, &partial_offset);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t n0 = blk * kGemvCols, n = n0 + 8 * lane;
+  const int64_t n0 = int64_t(blockIdx.x) * kGemvCols, n = n0 + 8 * lane;
   const int64_t k_begin = int64_t(blockIdx.y) * slice, k_end = min(p.k, k_begin + slice);
   const int64_t r0 = int64_t(blockIdx.z) * MR;
   const int rows = int(min(int64_t(MR), p.m - r0));
@@ -276,7 +205,7 @@ __global__ void __launch_bounds__(kGemvThreads)
       for (int w = 0; w < kGemvWarps; ++w) sum += red[w][r - rb][threadIdx.x];
       if (col < p.n) {
         if (partial)
-          partial[partial_offset + (int64_t(blockIdx.y) * p.m + r0 + r) * p.n + col] = sum;
+          partial[(int64_t(blockIdx.y) * p.m + r0 + r) * p.n + col] = sum;
         else
           StoreOut<T>(p, r0 + r, col, sum);
       }
@@ -284,21 +213,14 @@ __global__ void __launch_bounds__(kGemvThreads)
   }
 }
 
-// Every segment's Y = the sum of its `splits` partial results (in split order), rounded once. The
-// threads run over the segments' elements in turn (element e of the batch: m * n elements a segment).
+// Y = the sum of the `splits` partial results (in split order), rounded once.
 template <typename T>
-__global__ void __launch_bounds__(256)
-    MatmulInt8CombineKernel(const __grid_constant__ Int8Batch bt, const float* partial, int splits) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < bt.elems;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    const int sg = SegmentIndex(bt.first_elem, bt.count, e);
-    const MatmulInt8Params& p = bt.seg[sg];
-    const int64_t first = bt.first_elem[sg], le = e - first;
-    const int64_t total = p.m * p.n;
-    const float* part = partial + splits * first;
+__global__ void __launch_bounds__(256) MatmulInt8CombineKernel(MatmulInt8Params p, const float* partial, int splits) {
+  const int64_t total = p.m * p.n;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     float sum = 0.f;
-    for (int s = 0; s < splits; ++s) sum += part[s * total + le];
-    StoreOut<T>(p, le / p.n, le % p.n, sum);
+    for (int s = 0; s < splits; ++s) sum += partial[s * total + e];
+    StoreOut<T>(p, e / p.n, e % p.n, sum);
   }
 }
 

@@ -57,20 +57,10 @@ struct MatmulInt8Params {
   const void* bias = nullptr;
 };
 
-// Up to three projections of the same A (QkvProjectInt8) in one launch, as for INT4: the kernels'
-// column blocks run over the segments' columns in turn. Every segment shares a, m, k, group_size,
-// the types and the device; b, scales, zero_points, y, n, out_scale, out_scale_per_channel and
-// bias are its own (scales and zero points: present in all segments or in none).
-constexpr int kMaxInt8Segments = 3;
-
-// Device scratch the launch of these segments needs (split-K partial sums, every segment's); 0: none.
-int64_t MatmulInt8ScratchBytes(const MatmulInt8Params* segments, int count);
+// Device scratch the launch needs (split-K partial sums of the GEMV); 0: none.
+int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p);
 // Launches on `stream` (scratch: MatmulInt8ScratchBytes bytes); returns the CUDA error of the
 // launch (never synchronises).
-int RunMatmulInt8(const MatmulInt8Params* segments, int count, void* scratch, void* stream);
-inline int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) { return MatmulInt8ScratchBytes(&p, 1); }
-inline int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream) {
-  return RunMatmulInt8(&p, 1, scratch, stream);
-}
+int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream);
 
 }  // namespace kaio

@@ -29,6 +29,8 @@ SHAPES = [
     ((), 1, "3g", 300),
     ((), 1, 60160, 8),            # A over 227 KB of shared memory: mma GEMV
     ((), 2, 4096, 72),            # first M on the mma GEMV
+    ((), 1, "3g", 6400),          # decode, >= 3 column tiles per SM: 4-warp blocks (fewer: 8-warp)
+    ((2,), 3, 1152, 6400),       # (6 rows, K a tail of the 1024-k stage)
     ((), 1, "g", 1),
     ((), 2, "3g", 13),
     ((), 3, "g", 40),

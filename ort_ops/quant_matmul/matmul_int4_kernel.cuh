@@ -522,40 +522,42 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool ok)
 // ---------------------------------------------------------------- decode regime (M <= 16, N % 8 == 0)
 // Swapped operands: the weights are mma's A operand (16 weight columns x 16 k), A's rows (tokens)
 // its B operand (8 tokens per n8 tile, rows >= M read as zero), so M <= 8 costs one mma per
-// 16 columns x 16 k. Block = 4 warps, tile = 16 MW columns x all of K; K goes in stages of 512
-// through a 4-stage cp.async ring in shared memory: per stage the tile's weights (each
-// column's 256 bytes contiguous: 16 lanes copy one column, coalesced), the M real rows of A
-// (512 k) and the stage's scales / zero points (rows of 16 MW contiguous columns: needs N % 8 == 0).
+// 16 columns x 16 k. Block = W warps (4 or 8), tile = 16 MW columns x all of K; K goes in stages
+// of 128 W through a 4-stage cp.async ring in shared memory: per stage the tile's weights (each
+// column's 64 W bytes contiguous: 4 W lanes copy one column, coalesced), the M real rows of A
+// (128 W k) and the stage's scales / zero points (rows of 16 MW contiguous columns: needs N % 8 == 0).
 // Warp w takes k [128 w, +128) of each stage: lane (g, t) reads one 16-byte unit (32 k) of columns
 // g and g + 8 (one LDS.128 each) and the same 32 k of tokens g (+ 8): the fragment mapping of the
 // header with the roles of A and B exchanged, except that a word's codes are paired (k, k + 4)
-// (DequantCodes) and A's values with them (PairActivations). The 4 warps' partial sums are
-// reduced in shared memory at the end of the tile.
+// (DequantCodes) and A's values with them (PairActivations). The W warps' partial sums are
+// reduced in shared memory at the end of the tile. Eight warps where the column tiles are few
+// (small N): twice the bytes in flight per block.
 // Scales: with group_size >= 128 (kPost) a warp's 128 k of a stage lie in one group, so the mma
 // multiplies A by the exact integer codes, and the group's scale (and zero point, through each
 // token's sum of A) is applied once per warp-stage to the f32 sums: no HMUL2 per weight pair and
 // no rounding of the weights to T. Smaller groups dequantise to (q - zp) * scale in T before the
 // mma (MatmulInt4's rounding chain, as the other regimes).
-constexpr int kDecWarps = 4, kDecThreads = kDecWarps * 32, kDecKs = 512;
 
 // A stage holds the weights, the M real rows of A (not all 8 NT8 rows: more blocks fit an SM at
-// small M) and the scales / zero points.
-template <int MW, int NT8>
+// small M) and the scales / zero points. W warps a block: a stage spans 128 W of K.
+template <int MW, int NT8, int W>
 struct DecLayout {
   static constexpr int kStages = 4;
+  static constexpr int kWarps = W, kThreads = 32 * W, kKs = 128 * W;
   static constexpr int kCols = 16 * MW, kRows = 8 * NT8;
-  static constexpr int kW = kCols * (kDecKs / 2);      // weight bytes per stage
-  static constexpr int kS = (kDecKs / 32) * kCols * 2;  // scale bytes per stage (group 32 at most rows)
-  static constexpr int kRowBytes = kDecKs * 2;          // one row of A per stage
+  static constexpr int kW = kCols * (kKs / 2);      // weight bytes per stage
+  static constexpr int kS = (kKs / 32) * kCols * 2;  // scale bytes per stage (group 32 at most rows)
+  static constexpr int kRowBytes = kKs * 2;          // one row of A per stage
   __host__ __device__ static constexpr int Stage(int m) { return kW + m * kRowBytes + 2 * kS; }
   __host__ __device__ static constexpr int Smem(int m) { return kStages * Stage(m); }
 };
 
 // (Held to 64 registers for 8 blocks per SM it was slower on H200: 1x14336x4096 18.4 vs 15.4 us,
 // 1x4096x14336 26.1 vs 18.0; ptxas' 76 registers and 6 blocks per SM stay.)
-template <typename T, int MW, int NT8, bool kZp, bool kPost>
-__global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch bt) {
-  using L = DecLayout<MW, NT8>;
+template <typename T, int MW, int NT8, int W, bool kZp, bool kPost>
+__global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
+  using L = DecLayout<MW, NT8, W>;
+  constexpr int kDecKs = L::kKs, kDecThreads = L::kThreads, kDecWarps = L::kWarps;
   extern __shared__ uint4 dec_smem[];
   int64_t blk;
   const MatmulInt4Params p = SegmentOf(bt, &blk);
@@ -574,20 +576,21 @@ __global__ void __launch_bounds__(kDecThreads) MatmulInt4DecodeKernel(Int4Batch 
   auto issue = [&](int s) {
     char* st = sm + (s % L::kStages) * stage_bytes;
     const int k0 = s * kDecKs;
-    // weights: unit e -> column e >> 4, 16-byte piece e & 15 (32 k); odd columns swizzled by 4 units
+    // weights: unit e -> column e / kPieces, 16-byte piece e % kPieces (32 k); odd columns swizzled by 4 units
+    constexpr int kPieces = kDecKs / 32;
 #pragma unroll
     for (int c = 0; c < L::kW / 16 / kDecThreads; ++c) {
-      const int e = tid + c * kDecThreads, col = e >> 4, pc = e & 15;
+      const int e = tid + c * kDecThreads, col = e / kPieces, pc = e % kPieces;
       const int64_t n = n0 + col;
       const int kk = k0 + 32 * pc;
       const bool ok = n < p.n && kk < k;
       CpAsync16(st + col * (kDecKs / 2) + ((pc ^ ((col & 1) << 2)) << 4),
                 ok ? p.b + n * kw + (kk >> 3) : p.b, ok);
     }
-    // A: the M real rows, 64 units each (Swz layout)
+    // A: the M real rows, kDecKs / 8 units each (Swz layout)
     char* as = st + L::kW;
     for (int e = tid; e < m * (kDecKs / 8); e += kDecThreads) {
-      const int r = e >> 6, u = e & 63, kk = k0 + 8 * u;
+      const int r = e / (kDecKs / 8), u = e % (kDecKs / 8), kk = k0 + 8 * u;
       const bool ok = kk < k;
       CpAsync16(as + r * (kDecKs * 2) + (Swz(r, u) << 4), ok ? a + int64_t(r) * k + kk : a, ok);
     }

@@ -82,10 +82,10 @@ int4mm::Int4Batch MakeBatch(const MatmulInt4Params* segs, int count, int64_t col
 
 // The decode kernel (swapped-operand mma, cp.async ring). Returns false where it does not apply
 // (some N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
-template <typename T, int MW, int NT8, bool kZp, bool kPost>
+template <typename T, int MW, int NT8, int W, bool kZp, bool kPost>
 bool LaunchDecodeAs(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
   using namespace int4mm;
-  using L = DecLayout<MW, NT8>;
+  using L = DecLayout<MW, NT8, W>;
   const MatmulInt4Params& p = segs[0];
   const int smem = L::Smem(int(p.m));
   int smem_max = 0, sm_smem = 0;
@@ -94,20 +94,37 @@ bool LaunchDecodeAs(const MatmulInt4Params* segs, int count, cudaStream_t stream
     if (segs[i].n % 8 != 0) return false;
   if (L::Smem(L::kRows) > smem_max) return false;
   static std::atomic<uint64_t> done{0};
-  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, kZp, kPost>, done, L::Smem(L::kRows))) != cudaSuccess)
+  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost>, done, L::Smem(L::kRows))) !=
+      cudaSuccess)
     return true;
   int64_t grid = 0;
   const Int4Batch bt = MakeBatch(segs, count, L::kCols, &grid);
-  MatmulInt4DecodeKernel<T, MW, NT8, kZp, kPost><<<unsigned(grid), kDecThreads, smem, stream>>>(bt);
+  MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost><<<unsigned(grid), L::kThreads, smem, stream>>>(bt);
   *err = cudaGetLastError();
   return true;
 }
 
-// Groups of 128 or more take the scales after the mma (f32), smaller ones before it.
+// Column tiles of 16 MW over all segments.
+int64_t DecodeTiles(const MatmulInt4Params* segs, int count, int cols) {
+  int64_t tiles = 0;
+  for (int i = 0; i < count; ++i) tiles += (segs[i].n + cols - 1) / cols;
+  return tiles;
+}
+
+// Groups of 128 or more take the scales after the mma (f32), smaller ones before it. M <= 8 with
+// fewer than 3 column tiles per SM (small N: 4096 columns are 256 tiles) takes 8-warp blocks, which
+// keep twice the weight bytes in flight per tile (else 4-warp ones, more tiles per SM).
 template <typename T, int MW, int NT8, bool kZp>
 bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, cudaError_t* err) {
-  return segs[0].group_size >= 128 ? LaunchDecodeAs<T, MW, NT8, kZp, true>(segs, count, stream, err)
-                                   : LaunchDecodeAs<T, MW, NT8, kZp, false>(segs, count, stream, err);
+  if constexpr (MW == 1 && NT8 == 1) {
+    const int64_t sms = segs[0].sm_count > 0 ? segs[0].sm_count : 132;
+    if (DecodeTiles(segs, count, 16 * MW) < 3 * sms &&
+        (segs[0].group_size >= 128 ? LaunchDecodeAs<T, MW, NT8, 8, kZp, true>(segs, count, stream, err)
+                                   : LaunchDecodeAs<T, MW, NT8, 8, kZp, false>(segs, count, stream, err)))
+      return true;
+  }
+  return segs[0].group_size >= 128 ? LaunchDecodeAs<T, MW, NT8, 4, kZp, true>(segs, count, stream, err)
+                                   : LaunchDecodeAs<T, MW, NT8, 4, kZp, false>(segs, count, stream, err);
 }
 
 // Decode variants: M <= 8 one token tile and 16 columns a block, M = 9..16 two token tiles and 32

@@ -137,6 +137,15 @@ bool LaunchDecode(const MatmulInt4Params* segs, int count, cudaStream_t stream, 
 //   (a plain coalesced read of the weights alone: 4.2 us at 4096^2, 11.2 us at 14336x4096).
 // Small N loses a little (3x1000x4096: 5.68 vs 5.42 us) and stays on the decode kernel for simplicity.
 // The FMA and mma GEMVs remain for N % 8 != 0 and where the decode ring does not fit.
+// Later steps (bench/results, weights cold in L2, us):
+// - Cheaper dequantisation and, with group 128, the scales on the f32 sums (H200, 8107ad48 ->
+//   2d04c603): 1x14336x4096 15.5 -> 14.5, 1x4096x14336 18.1 -> 17.1, QkvProjectInt4 square M = 1
+//   13.0 -> 12.2. Predicted from ~30% fewer instructions per weight: 11; the kernel is not bound by
+//   issue at the boost clock. ncu (H200, base clock) at 1x14336x4096: DRAM 32% busy, 29% occupancy.
+// - Copy addresses formed once instead of per stage (H200, b3fb4cf3): fewer instructions again, no
+//   gain at M = 1 and slower at M = 16 (16x4096x14336 30.1 vs 26.4): backed out.
+// - 8-warp blocks where the column tiles are few (H100, d2eb2b9f, vs ORT MatMulNBits in the same
+//   run): 1x4096x14336 14.8 (ORT 18.2), 1x4096x4096 6.5 (6.7), Llama Q/K/V M = 1 8.2 (17.9).
 constexpr int kDecMw16 = 2;
 constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GEMV)
 // A stage holds only A's M real rows (not 8 NT8 rows), so M = 1 fits 6 blocks of 4 stages per SM

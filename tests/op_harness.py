@@ -14,12 +14,17 @@ import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper
 
 import kaio_ort
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+CUDA_OR_CPU = "CUDA, else CPU"  # session(): the CUDA EP first, the CPU EP for nodes it does not take
+# The validation tables run on both: on the CPU EP in CI, and on the GPU machine in a session that
+# places every node the CUDA kernels take on the CUDA EP (the error must come from there, just as clear).
+VALIDATION_PROVIDERS = [pytest.param(CPU, id="cpu"), pytest.param(CUDA_OR_CPU, id="cuda", marks=pytest.mark.gpu)]
 BF16 = ml_dtypes.bfloat16
 NP_TO_ONNX = {
     np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
@@ -88,9 +93,12 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
 def session(model: onnx.ModelProto, provider: str = CPU) -> ort.InferenceSession:
     so = kaio_ort.register(ort.SessionOptions())
     so.log_severity_level = 3
-    providers = [provider]
-    if provider != CPU:
-        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
+    if provider == CUDA_OR_CPU:  # what a user's session does: CUDA where our kernel takes the node
+        providers = [CUDA, CPU]
+    else:
+        providers = [provider]
+        if provider != CPU:
+            so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
     return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
 
 

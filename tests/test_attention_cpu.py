@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from op_harness import BF16, input_rule, assert_close, build_model, feeds, randn, rel_err, rng, run_op, session
+from op_harness import VALIDATION_PROVIDERS, BF16, input_rule, assert_close, build_model, feeds, randn, rel_err, rng, run_op, session
 
 from kaio_ort.reference import attention, attention_grad
 
@@ -337,12 +337,13 @@ def _out_types(op, inputs, attrs, n):
 
 
 @pytest.mark.parametrize("op,inputs,attrs,n_out,pattern", [v[1:] for v in VALIDATION], ids=[v[0] for v in VALIDATION])
-def test_validation(op, inputs, attrs, n_out, pattern):
+@pytest.mark.parametrize("provider", VALIDATION_PROVIDERS)
+def test_validation(op, inputs, attrs, n_out, pattern, provider):
     """Graph outputs declare the types the op gives them, so ORT's own output type check agrees
     and our rule is what fails: at session creation (kernel creation validates the graph's
     declared inputs and the attributes) or, for shapes only known then, in Compute."""
     with pytest.raises(Exception, match=pattern):
-        run_op(op, inputs, attrs, _out_types(op, inputs, attrs, n_out))
+        run_op(op, inputs, attrs, _out_types(op, inputs, attrs, n_out), provider=provider)
 
 
 RUNTIME_ONLY = [
@@ -362,12 +363,14 @@ RUNTIME_ONLY = [
 
 @pytest.mark.parametrize("op,inputs,attrs,n_out,pattern", [v[1:] for v in RUNTIME_ONLY],
                          ids=[v[0] for v in RUNTIME_ONLY])
-def test_validation_at_run_time(op, inputs, attrs, n_out, pattern):
+@pytest.mark.parametrize("provider", VALIDATION_PROVIDERS)
+def test_validation_at_run_time(op, inputs, attrs, n_out, pattern, provider):
     """Shapes unknown to shape inference (typed graph outputs this time): the kernel's own check,
     with the node's name, fires in Compute. out_dtype is Q's type because of the bug below."""
     node = rf"\[com\.kaio\.{op}\] node '{op}_\d+': "
     with pytest.raises(Exception, match=node) as info:
-        run_op(op, inputs, attrs, _out_types(op, inputs, attrs, n_out), input_shapes=[None] * len(inputs))
+        run_op(op, inputs, attrs, _out_types(op, inputs, attrs, n_out), provider=provider,
+               input_shapes=[None] * len(inputs))
     assert re.search(pattern, str(info.value)), str(info.value)
 
 

@@ -1,7 +1,7 @@
 """MatmulTc family and MatmulTcGrad on the CPU EP against the float64 reference."""
 import numpy as np
 import pytest
-from op_harness import input_rule, BF16, assert_close, randn, rng, run_op
+from op_harness import VALIDATION_PROVIDERS, input_rule, BF16, assert_close, randn, rng, run_op
 
 from kaio_ort.reference import matmul, matmul_grad
 
@@ -114,17 +114,19 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize("op,inputs,attrs,out_types,match", ERROR_CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(ERROR_CASES)])
-def test_validation_rules(op, inputs, attrs, out_types, match):
+@pytest.mark.parametrize("provider", VALIDATION_PROVIDERS)
+def test_validation_rules(op, inputs, attrs, out_types, match, provider):
     with pytest.raises(Exception, match=match):
-        run_op(op, inputs, attrs, out_types)
+        run_op(op, inputs, attrs, out_types, provider=provider)
 
 
-def test_validation_at_run_time_names_the_node():
+@pytest.mark.parametrize("provider", VALIDATION_PROVIDERS)
+def test_validation_at_run_time_names_the_node(provider):
     """Shapes unknown to shape inference: the kernel's own check fires when it runs, with the node."""
     a, b = _f16(4, 8), _f16(9, 3)
     with pytest.raises(Exception, match=r"\[com.kaio.MatmulTc\] node 'MatmulTc_\d+': input 'B' \(#1\): K of B \(9\) "
                                         r"must equal K of A \(8\)"):
-        run_op("MatmulTc", [a, b], {}, [np.float32], input_shapes=[None, None])
+        run_op("MatmulTc", [a, b], {}, [np.float32], provider=provider, input_shapes=[None, None])
 
 
 @pytest.mark.parametrize("wanted", ["dA", "dB"])

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from op_harness import error_pattern, BF16, assert_close, randn, rng, run_op
+from op_harness import VALIDATION_PROVIDERS, error_pattern, BF16, assert_close, randn, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, qkv_project_int8, quantize_int4, quantize_int8
 
@@ -156,10 +156,11 @@ VALIDATION = [
 
 
 @pytest.mark.parametrize("case", VALIDATION, ids=[c[0] for c in VALIDATION])
-def test_validation(case):
+@pytest.mark.parametrize("provider", VALIDATION_PROVIDERS)
+def test_validation(case, provider):
     _, op, inputs, attrs, input_shapes, name, index, rule = case
     # Outputs declared in X's type, as the op types them, so the rule itself is what fails (when
     # the session is created, or when the kernel runs), not ORT's output type check.
     out_t = inputs[0].dtype
     with pytest.raises(Exception, match=error_pattern(op, name, index, rule)):
-        run_op(op, inputs, attrs, [out_t] * 3, input_shapes=input_shapes)
+        run_op(op, inputs, attrs, [out_t] * 3, provider=provider, input_shapes=input_shapes)

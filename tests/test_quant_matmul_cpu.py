@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from op_harness import error_pattern, BF16, assert_close, randn, rng, run_op
+from op_harness import VALIDATION_PROVIDERS, error_pattern, BF16, assert_close, randn, rng, run_op
 
 from kaio_ort.packing import pack_int4
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -231,7 +231,8 @@ VALIDATION = [
 
 
 @pytest.mark.parametrize("case", VALIDATION, ids=[c[0] for c in VALIDATION])
-def test_validation(case):
+@pytest.mark.parametrize("provider", VALIDATION_PROVIDERS)
+def test_validation(case, provider):
     _, op, inputs, attrs, input_shapes, name, index, rule = case
     # Y declared in the type the op's out_dtype gives it (float by default): the rule itself fails
     # (when the session is created, or when the kernel runs), not ORT's output type check. With an
@@ -242,7 +243,7 @@ def test_validation(case):
     else:
         out_t = [x for i, x in enumerate(inputs) if i != 1 and x is not None][-1].dtype
     with pytest.raises(Exception, match=error_pattern(op, name, index, rule)):
-        run_op(op, inputs, attrs, [out_t], input_shapes=input_shapes)
+        run_op(op, inputs, attrs, [out_t], provider=provider, input_shapes=input_shapes)
 
 
 @pytest.mark.parametrize("bits,group_size", [(4, 32), (4, 128), (8, 0), (8, 64)])

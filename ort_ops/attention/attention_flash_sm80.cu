@@ -3,9 +3,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 
 #include "attention/attention_decode_kernel.cuh"
+#include "common/smem_opt_in.h"
 
 namespace kaio {
 namespace {
@@ -77,26 +77,11 @@ int SplitCount(const AttentionFlashParams& p, const Config& c) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({slots / blocks, kv_tiles / min_tiles, 64})));
 }
 
-// Over 48 KiB of dynamic shared memory must be asked for once per kernel and device (the
-// attribute belongs to the device's context); later launches skip the driver call.
-template <class Kernel>
-cudaError_t AllowSharedMemory(Kernel kernel, int bytes) {
-  static std::atomic<uint64_t> done{0};  // one bit per device (ids >= 64 ask every time)
-  int device = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return e;
-  const uint64_t bit = device < 64 ? uint64_t(1) << device : 0;
-  if (bit && (done.load(std::memory_order_relaxed) & bit)) return cudaSuccess;
-  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
-  return e;
-}
-
 template <typename T, int kD, int kMT>
 cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   using Tl = Tiles<kD, kMT>;
   auto kernel = attention_flash::AttentionFlashKernel<T, kD, kMT>;
-  if (cudaError_t e = AllowSharedMemory(kernel, Tl::kSmemBytes)) return e;
+  if (cudaError_t e = AllowSharedMemory<attention_flash::AttentionFlashKernel<T, kD, kMT>>(Tl::kSmemBytes)) return e;
   const bool vec = VectorLoads(p);
   const int64_t q_tiles = (p.sq + Tl::kBlockM - 1) / Tl::kBlockM;
   dim3 grid(static_cast<unsigned>(q_tiles * split.splits), static_cast<unsigned>(p.hq),
@@ -109,7 +94,7 @@ template <typename T, int kD>
 cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   using Tl = DecodeTiles<kD>;
   auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
-  if (cudaError_t e = AllowSharedMemory(kernel, Tl::kSmemBytes)) return e;
+  if (cudaError_t e = AllowSharedMemory<attention_flash::AttentionDecodeKernel<T, kD>>(Tl::kSmemBytes)) return e;
   dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
   kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split);
   return cudaGetLastError();

@@ -2,8 +2,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 
+#include "common/smem_opt_in.h"
 #include "quant_matmul/matmul_int4_kernel.cuh"
 
 namespace kaio {
@@ -29,18 +29,8 @@ bool LaunchFma(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err)
   int smem_max = 0, sm_smem = 0;
   SmemLimits(p.sm, &smem_max, &sm_smem);
   if (smem > smem_max) return false;
-  if (smem > 48 * 1024) {  // once per device and instantiation
-    static std::atomic<uint64_t> done{0};
-    int dev = 0;
-    if ((*err = cudaGetDevice(&dev)) != cudaSuccess) return true;
-    const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
-    if (!bit || !(done.load(std::memory_order_relaxed) & bit)) {
-      *err = cudaFuncSetAttribute(MatmulInt4GemvFmaKernel<T, MR, kZp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  smem_max);
-      if (*err != cudaSuccess) return true;
-      done.fetch_or(bit, std::memory_order_relaxed);
-    }
-  }
+  if (smem > 48 * 1024 && (*err = AllowSharedMemory<MatmulInt4GemvFmaKernel<T, MR, kZp>>(smem_max)) != cudaSuccess)
+    return true;
   // All blocks resident at once (kFmaBlocksPerSm per SM unless shared memory allows fewer); warps
   // stride over columns.
   const int64_t per_sm =
@@ -50,19 +40,6 @@ bool LaunchFma(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err)
   MatmulInt4GemvFmaKernel<T, MR, kZp><<<unsigned(grid), kFmaThreads, size_t(smem), stream>>>(p);
   *err = cudaGetLastError();
   return true;
-}
-
-// Opts a kernel into more than 48 KB of dynamic shared memory, once per device.
-template <typename K>
-cudaError_t OptInSmem(K kernel, std::atomic<uint64_t>& done, int smem_max) {
-  int dev = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err != cudaSuccess) return err;
-  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
-  if (bit && (done.load(std::memory_order_relaxed) & bit)) return cudaSuccess;
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max);
-  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
-  return err;
 }
 
 // The batch of `count` segments for a kernel whose blocks cover `cols` columns each; *blocks is
@@ -93,9 +70,7 @@ bool LaunchDecodeAs(const MatmulInt4Params* segs, int count, cudaStream_t stream
   for (int i = 0; i < count; ++i)
     if (segs[i].n % 8 != 0) return false;
   if (L::Smem(L::kRows) > smem_max) return false;
-  static std::atomic<uint64_t> done{0};
-  if ((*err = OptInSmem(MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost>, done, L::Smem(L::kRows))) !=
-      cudaSuccess)
+  if ((*err = AllowSharedMemory<MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost>>(L::Smem(L::kRows))) != cudaSuccess)
     return true;
   int64_t grid = 0;
   const Int4Batch bt = MakeBatch(segs, count, L::kCols, &grid);

@@ -553,7 +553,8 @@ struct DecLayout {
 };
 
 // (Held to 64 registers for 8 blocks per SM it was slower on H200: 1x14336x4096 18.4 vs 15.4 us,
-// 1x4096x14336 26.1 vs 18.0; ptxas' 76 registers and 6 blocks per SM stay.)
+// 1x4096x14336 26.1 vs 18.0; ptxas' choice stays: 72-80 registers at M <= 8, 6 blocks of 4 warps
+// per SM.)
 template <typename T, int MW, int NT8, int W, bool kZp, bool kPost>
 __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
   using L = DecLayout<MW, NT8, W>;
@@ -683,14 +684,14 @@ __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
         }
       }
       if constexpr (kPost) {  // acc += scale * (sum q a - zp * sum a), per column (c0: regs 0, 1; c1: 2, 3)
-        const float f0 = ToFloat<T>(srow[c0]), f1 = ToFloat<T>(srow[c1]);
-        const float z0 = kZp ? ToFloat<T>(zrow[c0]) : 0.f, z1 = kZp ? ToFloat<T>(zrow[c1]) : 0.f;
+        const float fs0 = ToFloat<T>(srow[c0]), fs1 = ToFloat<T>(srow[c1]);
+        const float fz0 = kZp ? ToFloat<T>(zrow[c0]) : 0.f, fz1 = kZp ? ToFloat<T>(zrow[c1]) : 0.f;
 #pragma unroll
         for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
-            const float v = kZp ? fmaf(-(r < 2 ? z0 : z1), asum[nt][r], part[nt][r]) : part[nt][r];
-            acc[mw][nt][r] = fmaf(r < 2 ? f0 : f1, v, acc[mw][nt][r]);
+            const float v = kZp ? fmaf(-(r < 2 ? fz0 : fz1), asum[nt][r], part[nt][r]) : part[nt][r];
+            acc[mw][nt][r] = fmaf(r < 2 ? fs0 : fs1, v, acc[mw][nt][r]);
           }
       }
     }

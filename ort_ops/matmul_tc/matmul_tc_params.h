@@ -7,6 +7,8 @@
 namespace kaio {
 
 constexpr int kMatmulMaxBatchRank = 6;
+// Rows per batch the CUDA launch covers: 65535 row tiles (grid.y) of the kernel's 128 rows.
+constexpr int64_t kMatmulTcMaxRows = int64_t(65535) * 128;
 
 enum class MatmulElem : int { kF16 = 0, kBF16 = 1, kF32 = 2 };
 

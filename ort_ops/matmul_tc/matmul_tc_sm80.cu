@@ -29,7 +29,8 @@ cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
 int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (p.m == 0 || p.n == 0 || p.batch_count == 0) return cudaSuccess;
-  if (p.m > int64_t(65535) * matmul_tc::kBlockM) return cudaErrorInvalidConfiguration;
+  static_assert(kMatmulTcMaxRows == int64_t(65535) * matmul_tc::kBlockM, "the glue's row limit is the grid's");
+  if (p.m > kMatmulTcMaxRows) return cudaErrorInvalidConfiguration;  // the glue refuses it first, by name
   if (p.k == 0) {  // empty sum: Y = 0
     size_t elem = p.out_type == MatmulElem::kF32 ? 4 : 2;
     return cudaMemsetAsync(p.y, 0, static_cast<size_t>(p.batch_count * p.m * p.n) * elem, stream);

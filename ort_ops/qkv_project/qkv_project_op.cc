@@ -28,6 +28,7 @@ constexpr const char* kBNames[3] = {"bq", "bk", "bv"};
 
 struct Int8Weights {
   static constexpr const char* kName = "QkvProjectInt8";
+  static constexpr int64_t kCudaMaxRows = kMatmulInt8MaxRows;
   static constexpr DType kWeightType = kI8;
   static std::vector<DType> ScaleTypes() { return {kF32}; }
   static constexpr int kScaleMinRank = 0;  // shape [] allowed
@@ -85,6 +86,7 @@ struct Int8Weights {
 
 struct Int4Weights {
   static constexpr const char* kName = "QkvProjectInt4";
+  static constexpr int64_t kCudaMaxRows = kMatmulInt4MaxRows;
   static constexpr DType kWeightType = kU32;
   static std::vector<DType> ScaleTypes() { return {kF16, kBF16}; }
   static constexpr int kScaleMinRank = 1;
@@ -216,6 +218,7 @@ struct QkvProjectOp {
                                 const CudaLaunch& launch) {
     Geometry g;
     KAIO_RETURN_IF_ERROR(ResolveGeometry(c, at, TensorInfos(in.begin(), in.end()), &g));
+    KAIO_RETURN_IF_ERROR(CheckCudaRows(c, kX, "X", g.x.rows, Fmt::kCudaMaxRows));
     return Fmt::RunCuda(c, at, g.x.rows, g.x.k, g.n, g.bias, in, out, launch);
   }
 #endif

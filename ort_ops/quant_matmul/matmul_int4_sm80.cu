@@ -160,7 +160,8 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
     return cudaGetLastError();
   }
   const int64_t mblocks = (p.m + kGemmM - 1) / kGemmM;
-  if (mblocks > 65535) return cudaErrorInvalidConfiguration;
+  static_assert(kMatmulInt4MaxRows == int64_t(65535) * kGemmM, "the glue's row limit is the grid's");
+  if (mblocks > 65535) return cudaErrorInvalidConfiguration;  // the glue refuses it first, by name
   // Wide tiles (4 x 32 columns) when they still give two blocks per SM, else 4 x 16 columns.
   // Tried and removed: on sm_90, the wide tiles with K split over a thread-block cluster of 2-8
   // blocks (partials summed through distributed shared memory) to fill the GPU at M = 128: slower

@@ -108,7 +108,8 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
     err = vec ? LaunchGemvRows<T, true>(p, pl.g, partial, stream) : LaunchGemvRows<T, false>(p, pl.g, partial, stream);
   } else {
     using namespace matmul_tc;
-    if (p.m > int64_t(65535) * kBlockM) return cudaErrorInvalidConfiguration;
+    static_assert(kMatmulInt8MaxRows == int64_t(65535) * kBlockM, "the glue's row limit is the grid's");
+    if (p.m > kMatmulInt8MaxRows) return cudaErrorInvalidConfiguration;  // the glue refuses it first, by name
     MatmulTcParams tp;
     tp.a = p.a;
     tp.y = p.y;

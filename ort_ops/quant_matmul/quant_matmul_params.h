@@ -26,6 +26,8 @@ struct MatmulInt4Params {
 // blocks run over the segments' columns in turn. Every segment shares A, m, k, group_size, the
 // types and whether zero points are present; n, b, scales, zero_points, bias and y are its own.
 constexpr int kMaxInt4Segments = 3;
+// Rows the launch covers: 65535 row blocks (grid.y) of the GEMM kernel's 64 rows.
+constexpr int64_t kMatmulInt4MaxRows = int64_t(65535) * 64;
 
 // Launches on `stream`; returns the CUDA error of the launch (never synchronises).
 // cudaErrorMisalignedAddress (74): A or a B_packed not 16-byte aligned.
@@ -38,6 +40,9 @@ namespace kaio {
 
 // MatmulInt8 W8A16: Y[M, N] = A[M, K] * W, W[k, n] = (b[k, n] - zp[k / g, n]) * scale[k / g, n]
 // (g = group_size; 0: one group spanning K, per channel).
+// Rows the launch covers: 65535 row tiles (grid.y) of the tensor-core kernel's 128 rows (M > 16).
+constexpr int64_t kMatmulInt8MaxRows = int64_t(65535) * 128;
+
 struct MatmulInt8Params {
   const void* a = nullptr;            // f16 / bf16 [M, K]
   const int8_t* b = nullptr;          // [K, N] row-major

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-from op_harness import BF16, CUDA, build_model
+from op_harness import BF16, CUDA, build_model, run_op
 
 import kaio_ort
 
@@ -45,6 +45,12 @@ class BoundRun:
 
 
 def run_op_cuda(op, inputs, attrs, out_shapes, out_dtypes, cuda_graph=False) -> list:
+    """One node on the CUDA EP with device-resident, NaN-poisoned outputs. bfloat16 inputs or outputs
+    (which IOBinding from numpy cannot hold) go through op_harness.run_op's Cast harness instead,
+    still on the CUDA EP with CPU fallback disabled (outputs come back as float32)."""
+    if any(np.dtype(t) == np.dtype(BF16) for t in [x.dtype for x in inputs if x is not None] + list(out_dtypes)):
+        assert not cuda_graph, "CUDA-graph runs take float16 / float32 I/O"
+        return run_op(op, inputs, attrs, out_dtypes, provider=CUDA)
     model = build_model(op, inputs, attrs, out_dtypes)
     return BoundRun(cuda_session(model, cuda_graph), inputs, out_shapes, out_dtypes).run()
 

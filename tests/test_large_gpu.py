@@ -1,7 +1,7 @@
 """Large inputs on the CUDA EP (issue 10): past the launch grid's row limits each op refuses the input
 by name (input, rule, the limit), and inputs of more than 2^31 elements give correct results.
 
-The refusals need about 1 GB of inputs each and run with the GPU tests. The 2^31-element cases need
+The refusals need at most 1 GB of inputs each and run with the GPU tests. The 2^31-element cases need
 4-5 GB of host and device memory each and a minute of input generation: they run with
 KAIO_LARGE_TESTS=1. Inputs are a hash of their indices (cheap to generate, and an element read from
 the wrong offset holds a different value), and the results are checked on sampled rows (first, last,
@@ -12,9 +12,10 @@ import os
 
 import numpy as np
 import pytest
-from gpu_harness import chain_ref_codes, run_op_cuda
+from gpu_harness import chain_ref_codes, int4_weights_rounded, run_op_cuda
 from op_harness import CUDA, input_rule, rel_err, rng, run_op
 
+from kaio_ort.packing import pack_int4
 from kaio_ort.reference import attention
 
 pytestmark = pytest.mark.gpu
@@ -40,36 +41,32 @@ def sample_rows(rows: int, cols: int, g) -> np.ndarray:
     return np.unique(np.clip(picks, 0, rows - 1))
 
 
-# ---- the launch grid's row limits: refused by name
-def test_matmul_tc_rows_past_the_grid_are_refused():
-    rows = 65535 * 128 + 1
-    a, b = hashed(rows, 8, 1), hashed(8, 8, 2)
-    with pytest.raises(Exception, match=input_rule("MatmulTc", "A", 0, rf"M \({rows}\) must be at most {rows - 1} "
-                                                   r"on CUDA \(the launch grid's limit", regex=True)):
-        run_op("MatmulTc", [a, b], {}, [np.float32], provider=CUDA)
-
-
-@pytest.mark.parametrize("op,rows", [("MatmulInt4", 65535 * 64 + 1), ("MatmulInt8", 65535 * 128 + 1)])
-def test_quantized_rows_past_the_grid_are_refused(op, rows):
-    k, n = 128, 8
+# ---- the launch grid's row limits: refused by name (common/status.h CheckLaunchLimit)
+def _past_the_grid(op, rows, n=8):
+    """(inputs, outputs' types, input name, what the rule counts) with `rows` rows of A / X (K as small
+    as the op allows: one INT4 group of 128, else 8)."""
+    k = 128 if op in ("MatmulInt4", "QkvProjectInt4") else 8
     a = hashed(rows, k, 3)
+    if op == "MatmulTc":
+        return [a, hashed(k, n, 2)], [np.float32], "A", "M per batch"
     if op == "MatmulInt4":
-        inputs = [a, np.zeros((n, k // 8), np.uint32), np.ones((1, n), np.float16)]
-    else:
-        inputs = [a, np.zeros((k, n), np.int8), np.ones((1, n), np.float16)]
-    with pytest.raises(Exception, match=input_rule(op, "A", 0, rf"rows \(M, with the leading dims flattened: "
-                                                   rf"{rows}\) must be at most {rows - 1} on CUDA", regex=True)):
-        run_op(op, inputs, {}, [np.float32], provider=CUDA)
+        return [a, np.zeros((n, k // 8), np.uint32), np.ones((1, n), np.float16)], [np.float32], "A", FLAT
+    if op == "MatmulInt8":
+        return [a, np.zeros((k, n), np.int8), np.ones((1, n), np.float16)], [np.float32], "A", FLAT
+    ws, ss = [np.zeros((n, k // 8), np.uint32)] * 3, [np.ones((1, n), np.float16)] * 3
+    return [a, *ws, *ss], [np.float16] * 3, "X", FLAT
 
 
-def test_qkv_project_rows_past_the_grid_are_refused():
-    rows, k = 65535 * 64 + 1, 128
-    x = hashed(rows, k, 4)
-    ws = [np.zeros((8, k // 8), np.uint32)] * 3
-    ss = [np.ones((1, 8), np.float16)] * 3
-    rule = rf"rows \(M, with the leading dims flattened: {rows}\) must be at most {rows - 1} on CUDA"
-    with pytest.raises(Exception, match=input_rule("QkvProjectInt4", "X", 0, rule, regex=True)):
-        run_op("QkvProjectInt4", [x, *ws, *ss], {}, [np.float16] * 3, provider=CUDA)
+FLAT = "M with the leading dims flattened"
+
+
+@pytest.mark.parametrize("op,limit", [("MatmulTc", 65535 * 128), ("MatmulInt4", 65535 * 64),
+                                      ("MatmulInt8", 65535 * 128), ("QkvProjectInt4", 65535 * 64)])
+def test_rows_past_the_launch_grid_are_refused(op, limit):
+    inputs, out_types, name, what = _past_the_grid(op, limit + 1)
+    rule = f"{what} ({limit + 1}) must be at most {limit} on CUDA (the launch grid's limit)"
+    with pytest.raises(Exception, match=input_rule(op, name, 0, rule)):
+        run_op(op, inputs, {}, out_types, provider=CUDA)
 
 
 # ---- more than 2^31 elements: correct
@@ -80,12 +77,10 @@ def test_matmul_int4_a_past_2g_elements():
     rows = (1 << 31) // k + 64  # A: 2^31 + 65536 elements (GEMM regime)
     a = hashed(rows, k, 5)
     q = g.integers(-8, 8, size=(k, n))
-    from kaio_ort.packing import pack_int4
-
     scales = (g.uniform(0.5, 1.5, (k // group, n)) / 16).astype(np.float16)
     (y,) = run_op_cuda("MatmulInt4", [a, pack_int4(q), scales], {"group_size": group}, [(rows, n)], [np.float32])
     pick = sample_rows(rows, k, g)
-    ref = chain_ref_codes(a[pick], q, scales, None, group)
+    ref = chain_ref_codes(a[pick], q, scales, None, group, int4_weights_rounded(rows, k, [n], group))
     assert rel_err(y[pick], ref) <= 1e-3, f"sampled rows {pick.tolist()}"
     assert not np.isnan(y).any(), "unwritten (NaN) rows"
 

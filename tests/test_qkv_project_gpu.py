@@ -331,16 +331,10 @@ def test_int8_matches_three_matmul_int8_bitwise(m, k, ns, dtype):
     ss = [np.exp2(g.integers(-6, 0, n)).astype(np.float32) for n in ns]
     shapes = [(m, n) for n in ns]
     out_dtype = 10 if dtype == np.float16 else 16
-    if dtype == np.float16:
-        fused = run_op_cuda("QkvProjectInt8", [x, *ws, *ss], {}, shapes, [np.float16] * 3)
-    else:
-        fused = run_op("QkvProjectInt8", [x, *ws, *ss], {}, [BF16] * 3, provider=CUDA)
+    fused = run_op_cuda("QkvProjectInt8", [x, *ws, *ss], {}, shapes, [dtype] * 3)
     for name, y, w, s, shape in zip("QKV", fused, ws, ss, shapes):
         scales = s.reshape(1, -1).astype(dtype)
-        if dtype == np.float16:
-            (single,) = run_op_cuda("MatmulInt8", [x, w, scales], {"out_dtype": out_dtype}, [shape], [np.float16])
-        else:
-            (single,) = run_op("MatmulInt8", [x, w, scales], {"out_dtype": out_dtype}, [BF16], provider=CUDA)
+        (single,) = run_op_cuda("MatmulInt8", [x, w, scales], {"out_dtype": out_dtype}, [shape], [dtype])
         assert np.all(np.isfinite(y)), f"{name}: unwritten (NaN) or non-finite elements"
         np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt8")
 

@@ -135,14 +135,9 @@ def test_nibble_order_one_hot(m, n, group_size, dtype):
     a = np.zeros((m, k), np.float32)
     a[np.arange(m), g.choice(k, m, replace=False)] = 1.0
     rows = np.argmax(a, axis=1)  # the K row each row of A picks
-    scales = np.ones((k // group_size, n), np.float32)
-    attrs = {"group_size": group_size}
-    if dtype == BF16:
-        (y,) = run_op("MatmulInt4", [a.astype(BF16), pack_int4(q), scales.astype(BF16)], attrs, [np.float32],
-                      provider=CUDA)
-    else:
-        (y,) = run_op_cuda("MatmulInt4", [a.astype(dtype), pack_int4(q), scales.astype(dtype)], attrs, [(m, n)],
-                           [np.float32])
+    scales = np.ones((k // group_size, n), dtype)
+    (y,) = run_op_cuda("MatmulInt4", [a.astype(dtype), pack_int4(q), scales], {"group_size": group_size}, [(m, n)],
+                       [np.float32])
     np.testing.assert_array_equal(y, q[rows].astype(np.float32))
 
 
@@ -275,18 +270,14 @@ def test_int8_cuda_graph_replay_and_repeat(m):
 def test_int8_w8a8_stays_on_cpu_ep():
     """W8A8 (int8 A) has no CUDA kernel (Op::CudaInputs declares float16 / bfloat16 A): correct on the
     CPU EP with CPU fallback allowed, refused with it disabled."""
-    import onnxruntime as ort
-    import kaio_ort
-    from op_harness import feeds, session
+    from op_harness import CUDA_OR_CPU, feeds, session
 
     g = rng()
     a = g.integers(-128, 128, (3, 64)).astype(np.int8)
     b = g.integers(-128, 128, (64, 24)).astype(np.int8)
     scale = np.array(0.01, np.float32)
     model = build_model("MatmulInt8", [a, b, scale], {}, [np.float32])
-    so = kaio_ort.register(ort.SessionOptions())
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
+    sess = session(model, CUDA_OR_CPU)
     (y,) = sess.run(None, feeds(sess, [a, b, scale]))
     np.testing.assert_allclose(y, matmul_int8(a, b, scale), rtol=1e-6)
     with pytest.raises(Exception, match="assigned to the default CPU EP"):

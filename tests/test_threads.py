@@ -89,9 +89,11 @@ def _memory_used(provider) -> int | None:
     return total.value - free.value
 
 
-def _run_threads(make_session, model, inputs, expected, provider, runs_per_thread):
+def _run_threads(make_session, inputs, expected, provider, runs_per_thread):
     """Each thread: runs_per_thread runs of its session (make_session(i)); every output compared to
     `expected` bitwise. Returns (errors, memory after the warm-up round, memory at the end)."""
+    warmup_runs = runs_per_thread // WARMUP_SHARE
+    assert 0 < warmup_runs < runs_per_thread, "every thread must reach the warm-up barrier"
     errors = []
     warm = threading.Barrier(THREADS + 1)
     done_warm = threading.Barrier(THREADS + 1)
@@ -101,12 +103,12 @@ def _run_threads(make_session, model, inputs, expected, provider, runs_per_threa
             sess = make_session(i)
             feed = feeds(sess, inputs)
             for r in range(runs_per_thread):
-                if r == max(1, runs_per_thread // WARMUP_SHARE):
+                if r == warmup_runs:
                     warm.wait()
                     done_warm.wait()  # the main thread reads memory in between
                 outs = sess.run(None, feed)
                 for o, e in zip(outs, expected):
-                    if not np.array_equal(np.asarray(o), e, equal_nan=False):
+                    if not np.array_equal(np.asarray(o), e):
                         raise AssertionError(f"thread {i}, run {r}: result differs from the single-threaded one")
         except Exception as exc:  # noqa: BLE001  (reported below, with the thread)
             errors.append(exc)
@@ -138,7 +140,7 @@ def test_threads_agree_and_memory_stays_flat(case, shared, provider):
     expected = [np.asarray(o) for o in first.run(None, feeds(first, inputs))]
     assert all(np.all(np.isfinite(e)) for e in expected), "single-threaded run gave non-finite outputs"
     make = (lambda i: first) if shared else (lambda i: session(model, provider))
-    errors, mem_warm, mem_end = _run_threads(make, model, inputs, expected, provider, RUNS[provider] // THREADS)
+    errors, mem_warm, mem_end = _run_threads(make, inputs, expected, provider, RUNS[provider] // THREADS)
     assert not errors, f"{len(errors)} thread(s) failed; first: {errors[0]!r}"
     if mem_warm is None or mem_end is None:
         pytest.skip("results agree; memory not measurable here (no CUDA runtime found for cudaMemGetInfo)")

@@ -80,8 +80,8 @@ int SplitCount(const AttentionFlashParams& p, const Config& c) {
 template <typename T, int kD, int kMT>
 cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   using Tl = Tiles<kD, kMT>;
-  auto kernel = attention_flash::AttentionFlashKernel<T, kD, kMT>;
-  if (cudaError_t e = AllowSharedMemory<attention_flash::AttentionFlashKernel<T, kD, kMT>>(Tl::kSmemBytes)) return e;
+  constexpr auto kernel = attention_flash::AttentionFlashKernel<T, kD, kMT>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(Tl::kSmemBytes)) return e;
   const bool vec = VectorLoads(p);
   const int64_t q_tiles = (p.sq + Tl::kBlockM - 1) / Tl::kBlockM;
   dim3 grid(static_cast<unsigned>(q_tiles * split.splits), static_cast<unsigned>(p.hq),
@@ -93,8 +93,8 @@ cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStre
 template <typename T, int kD>
 cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   using Tl = DecodeTiles<kD>;
-  auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
-  if (cudaError_t e = AllowSharedMemory<attention_flash::AttentionDecodeKernel<T, kD>>(Tl::kSmemBytes)) return e;
+  constexpr auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(Tl::kSmemBytes)) return e;
   dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
   kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split);
   return cudaGetLastError();

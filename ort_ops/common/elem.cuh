@@ -18,31 +18,38 @@ __device__ __forceinline__ float ToFloat(uint16_t h) {
     return __uint_as_float(uint32_t(h) << 16);
 }
 
+// Both halves of a packed register of two T as floats (x: the low half).
+template <typename T>
+__device__ __forceinline__ float2 ToFloat2(uint32_t v) {
+  if constexpr (std::is_same<T, __half>::value)
+    return __half22float2(*reinterpret_cast<__half2*>(&v));
+  else
+    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
+}
+
+// A register holding two T as T's packed pair type (__half2 / __nv_bfloat162), and back.
+template <typename T>
+using Pair2 = std::conditional_t<std::is_same<T, __half>::value, __half2, __nv_bfloat162>;
+
+template <typename T>
+__device__ __forceinline__ Pair2<T> AsPair(uint32_t r) {
+  return *reinterpret_cast<Pair2<T>*>(&r);
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t Bits(Pair2<T> x) {
+  return *reinterpret_cast<uint32_t*>(&x);
+}
+
 // a - b and a * b on both halves of packed registers, in T (one rounding each).
 template <typename T>
 __device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
-  uint32_t r;
-  if constexpr (std::is_same<T, __half>::value) {
-    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  } else {
-    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  }
-  return r;
+  return Bits<T>(__hsub2(AsPair<T>(a), AsPair<T>(b)));
 }
 
 template <typename T>
 __device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
-  uint32_t r;
-  if constexpr (std::is_same<T, __half>::value) {
-    __half2 x = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  } else {
-    __nv_bfloat162 x = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    r = *reinterpret_cast<uint32_t*>(&x);
-  }
-  return r;
+  return Bits<T>(__hmul2(AsPair<T>(a), AsPair<T>(b)));
 }
 
 // y[idx] = v as float (out_f32) or rounded once to T.

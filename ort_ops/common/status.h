@@ -2,6 +2,7 @@
 //   [com.kaio.MatmulTc] node 'mm0': input 'B' (#1): K of B (32) must equal K of A (33)
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -55,6 +56,14 @@ OrtStatus* AttrError(const ErrCtx& c, const char* attr, Args&&... rule) {
 template <typename... Args>
 OrtStatus* OpError(OrtErrorCode code, const ErrCtx& c, Args&&... what) {
   return MakeStatus(code, Cat(c.Prefix(), ": ", std::forward<Args>(what)...));
+}
+
+// A size past what a kernel's CUDA launch grid covers: refused as a rule of the input it comes from.
+inline OrtStatus* CheckLaunchLimit(const ErrCtx& c, size_t index, const char* name, const char* what,
+                                   int64_t value, int64_t limit) {
+  if (value <= limit) return nullptr;
+  return InputError(c, index, name, what, " (", value, ") must be at most ", limit,
+                    " on CUDA (the launch grid's limit)");
 }
 
 #define KAIO_RETURN_IF_ERROR(expr)            \

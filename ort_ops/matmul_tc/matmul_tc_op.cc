@@ -77,9 +77,7 @@ struct MatmulTcOp {
     if (static_cast<int>(g.out_batch.size()) > kMatmulMaxBatchRank)
       return InputError(c, 0, "A", "at most ", kMatmulMaxBatchRank, " batch dims are supported on CUDA, got ",
                         g.out_batch.size());
-    if (g.m > kMatmulTcMaxRows)
-      return InputError(c, 0, "A", "M (", g.m, ") must be at most ", kMatmulTcMaxRows,
-                        " on CUDA (the launch grid's limit; batch dims are not limited)");
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 0, "A", "M per batch", g.m, kMatmulTcMaxRows));
     MatmulTcParams p;
     p.a = in[0].data;
     p.b = in[1].data;

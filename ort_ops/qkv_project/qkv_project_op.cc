@@ -218,7 +218,7 @@ struct QkvProjectOp {
                                 const CudaLaunch& launch) {
     Geometry g;
     KAIO_RETURN_IF_ERROR(ResolveGeometry(c, at, TensorInfos(in.begin(), in.end()), &g));
-    KAIO_RETURN_IF_ERROR(CheckCudaRows(c, kX, "X", g.x.rows, Fmt::kCudaMaxRows));
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, kX, "X", kRowsFlattened, g.x.rows, Fmt::kCudaMaxRows));
     return Fmt::RunCuda(c, at, g.x.rows, g.x.k, g.n, g.bias, in, out, launch);
   }
 #endif

@@ -86,15 +86,11 @@ __device__ __forceinline__ void DequantCodes(uint32_t w, uint32_t* q) {
   if constexpr (std::is_same<T, __half>::value) {
     constexpr uint32_t kLo = 0x64086408u, kHi = 0x64806480u;  // 1032 | 1024 + 128 (bits 4-7 ^ 8)
     const uint32_t w8 = w >> 8;
-    const __half2 sixteenth = __halves2half2(__ushort_as_half(0x2C00), __ushort_as_half(0x2C00));  // 1/16
-    const __half2 minus72 = __halves2half2(__ushort_as_half(0xD480), __ushort_as_half(0xD480));
-    uint32_t h1 = AndXor(w, 0x00F000F0u, kHi), h3 = AndXor(w8, 0x00F000F0u, kHi);
-    __half2 r1 = __hfma2(*reinterpret_cast<__half2*>(&h1), sixteenth, minus72);  // (1152 + 16 q) / 16 - 72
-    __half2 r3 = __hfma2(*reinterpret_cast<__half2*>(&h3), sixteenth, minus72);
+    const __half2 sixteenth = AsPair<T>(0x2C002C00u), minus72 = AsPair<T>(0xD480D480u);  // 1/16, -72
     q[0] = Sub2<T>(AndXor(w, 0x000F000Fu, kLo), kLo);
-    q[1] = *reinterpret_cast<uint32_t*>(&r1);
+    q[1] = Bits<T>(__hfma2(AsPair<T>(AndXor(w, 0x00F000F0u, kHi)), sixteenth, minus72));  // (1152 + 16 q) / 16 - 72
     q[2] = Sub2<T>(AndXor(w8, 0x000F000Fu, kLo), kLo);
-    q[3] = *reinterpret_cast<uint32_t*>(&r3);
+    q[3] = Bits<T>(__hfma2(AsPair<T>(AndXor(w8, 0x00F000F0u, kHi)), sixteenth, minus72));
   } else {
     constexpr uint32_t kB = Magic<T>::kBias;
 #pragma unroll
@@ -308,10 +304,8 @@ __global__ void __launch_bounds__(kGemvThreads) MatmulInt4GemvKernel(Int4Batch b
 // piece pc at byte pc * (128 MR + 16) (the 16-byte pad makes the LDS.128 of 8 lanes reading
 // consecutive pieces conflict-free), row r at + 128 r, in the order the dequantisation yields
 // the weights. Its loads go out before the first weight loads (L2 hits, not queued behind them).
-// f16 dequantisation of a word (8 nibbles):
-//   lo = (w & 0x000F000F) ^ 0x64086408 -> halves 1032 + q (k 0, 4); HSUB2 1032 -> q exactly;
-//   hi = (w & 0x00F000F0) ^ 0x64806480 -> halves 1024 + 16 (q + 8) (k 1, 5); HFMA2 (1/16, -72) -> q;
-//   the same on w >> 8 for k (2, 6), (3, 7). bf16 uses DequantPair (natural order).
+// f16 dequantisation of a word (8 nibbles): DequantCodes (pairs (k, k + 4)); bf16 uses DequantPair
+// (natural order).
 // Then (q - zp) and * scale in A's type (HSUB2, HMUL2: the same rounding chain as the mma kernels),
 // conversion to f32 and FFMA against A (f32 accumulation); one warp-shuffle reduction per column.
 // Measured on H100 (M = 1, cold weights): 4 blocks of 8 warps per SM with 2 loads a batch (2 batches
@@ -322,30 +316,11 @@ constexpr int kFmaBlocksPerSm = 4;
 template <int MR>
 constexpr int FmaPieceBytes() { return 128 * MR + 16; }
 
-template <typename T>
-__device__ __forceinline__ float2 ToFloat2(uint32_t v) {
-  if constexpr (std::is_same<T, __half>::value) {
-    return __half22float2(*reinterpret_cast<__half2*>(&v));
-  } else {
-    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
-  }
-}
-
-__device__ __forceinline__ uint32_t Fma2H(uint32_t a, uint32_t b, uint32_t c) {
-  __half2 x = __hfma2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b),
-                      *reinterpret_cast<__half2*>(&c));
-  return *reinterpret_cast<uint32_t*>(&x);
-}
-
 // The 8 weights of word w as 4 pairs in A's type: f16 order (0,4) (1,5) (2,6) (3,7), bf16 natural.
 template <typename T, bool kZp>
 __device__ __forceinline__ void DequantWord8(uint32_t w, uint32_t s2, uint32_t z2, uint32_t* q) {
   if constexpr (std::is_same<T, __half>::value) {
-    const uint32_t w8 = w >> 8;
-    q[0] = Sub2<T>(AndXor(w, 0x000F000Fu, 0x64086408u), 0x64086408u);
-    q[1] = Fma2H(AndXor(w, 0x00F000F0u, 0x64806480u), 0x2C002C00u, 0xD480D480u);
-    q[2] = Sub2<T>(AndXor(w8, 0x000F000Fu, 0x64086408u), 0x64086408u);
-    q[3] = Fma2H(AndXor(w8, 0x00F000F0u, 0x64806480u), 0x2C002C00u, 0xD480D480u);
+    DequantCodes<T>(w, q);  // the codes, paired (k, k + 4)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if constexpr (kZp) q[i] = Sub2<T>(q[i], z2);

@@ -29,15 +29,15 @@ bool LaunchFma(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err)
   int smem_max = 0, sm_smem = 0;
   SmemLimits(p.sm, &smem_max, &sm_smem);
   if (smem > smem_max) return false;
-  if (smem > 48 * 1024 && (*err = AllowSharedMemory<MatmulInt4GemvFmaKernel<T, MR, kZp>>(smem_max)) != cudaSuccess)
-    return true;
+  constexpr auto kernel = MatmulInt4GemvFmaKernel<T, MR, kZp>;
+  if (smem > 48 * 1024 && (*err = AllowSharedMemory<kernel>(smem_max)) != cudaSuccess) return true;
   // All blocks resident at once (kFmaBlocksPerSm per SM unless shared memory allows fewer); warps
   // stride over columns.
   const int64_t per_sm =
       std::max<int64_t>(1, std::min<int64_t>(kFmaBlocksPerSm, sm_smem / (smem + 1024)));  // 1 KB reserved
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
   const int64_t grid = std::min<int64_t>((p.n + kFmaWarps - 1) / kFmaWarps, sms * per_sm);
-  MatmulInt4GemvFmaKernel<T, MR, kZp><<<unsigned(grid), kFmaThreads, size_t(smem), stream>>>(p);
+  kernel<<<unsigned(grid), kFmaThreads, size_t(smem), stream>>>(p);
   *err = cudaGetLastError();
   return true;
 }
@@ -70,11 +70,11 @@ bool LaunchDecodeAs(const MatmulInt4Params* segs, int count, cudaStream_t stream
   for (int i = 0; i < count; ++i)
     if (segs[i].n % 8 != 0) return false;
   if (L::Smem(L::kRows) > smem_max) return false;
-  if ((*err = AllowSharedMemory<MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost>>(L::Smem(L::kRows))) != cudaSuccess)
-    return true;
+  constexpr auto kernel = MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost>;
+  if ((*err = AllowSharedMemory<kernel>(L::Smem(L::kRows))) != cudaSuccess) return true;
   int64_t grid = 0;
   const Int4Batch bt = MakeBatch(segs, count, L::kCols, &grid);
-  MatmulInt4DecodeKernel<T, MW, NT8, W, kZp, kPost><<<unsigned(grid), L::kThreads, smem, stream>>>(bt);
+  kernel<<<unsigned(grid), L::kThreads, smem, stream>>>(bt);
   *err = cudaGetLastError();
   return true;
 }

@@ -129,11 +129,6 @@ struct Int8Source {
 };
 
 template <typename T>
-__device__ __forceinline__ float2 ToFloat2(uint32_t v) {
-  return make_float2(ToFloat<T>(uint16_t(v & 0xFFFF)), ToFloat<T>(uint16_t(v >> 16)));
-}
-
-template <typename T>
 __device__ __forceinline__ void StoreOut(const MatmulInt8Params& p, int64_t row, int64_t col, float v) {
   if (p.out_scale) v *= p.out_scale[p.out_scale_per_channel ? col : 0];
   if (p.bias) v += ToFloat<T>(__ldg(static_cast<const uint16_t*>(p.bias) + col));

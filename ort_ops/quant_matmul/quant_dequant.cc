@@ -162,10 +162,4 @@ std::vector<double> GemmDouble(const std::vector<double>& a, const std::vector<d
   return y;
 }
 
-OrtStatus* CheckCudaRows(const ErrCtx& c, size_t index, const char* name, int64_t rows, int64_t max_rows) {
-  if (rows <= max_rows) return nullptr;
-  return InputError(c, index, name, "rows (M, with the leading dims flattened: ", rows, ") must be at most ", max_rows,
-                    " on CUDA (the launch grid's limit)");
-}
-
 }  // namespace kaio

@@ -57,10 +57,9 @@ OrtStatus* CheckOneElement(const ErrCtx& c, size_t index, const char* name, cons
 // Element type equal to another input's (scales and zero points in A's type).
 OrtStatus* CheckSameType(const ErrCtx& c, size_t index, const char* name, const TensorInfo& t, const char* ref_name,
                          DType ref_type);
+// What the CUDA launch-grid limit of the quantized ops counts (CheckLaunchLimit).
+constexpr const char* kRowsFlattened = "M with the leading dims flattened";
 // out_dtype of a weight-only op: float or A's type (W8A8 has its own rule).
-// The rows (A's leading dims flattened into M) a CUDA launch covers: more is refused by name.
-OrtStatus* CheckCudaRows(const ErrCtx& c, size_t index, const char* name, int64_t rows, int64_t max_rows);
-
 OrtStatus* CheckOutDTypeFloatOr(const ErrCtx& c, DType out_dtype, const char* input_name, DType input_type);
 
 // ---- CPU kernels (compute in double; see common/cpu_convert.h).

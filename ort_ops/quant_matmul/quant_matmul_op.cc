@@ -96,7 +96,7 @@ struct MatmulInt4Op {
                                 const CudaLaunch& launch) {
     QuantGeometry g;
     KAIO_RETURN_IF_ERROR(Geometry(c, at, TensorInfos(in.begin(), in.end()), &g));
-    KAIO_RETURN_IF_ERROR(CheckCudaRows(c, kA, "A", g.a.rows, kMatmulInt4MaxRows));
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, kA, "A", kRowsFlattened, g.a.rows, kMatmulInt4MaxRows));
     MatmulInt4Params p;
     p.a = in[kA].data;
     p.b = static_cast<const uint32_t*>(in[kB].data);
@@ -204,7 +204,7 @@ struct MatmulInt8Op {
     const TensorInfos infos(in.begin(), in.end());
     QuantGeometry g;
     KAIO_RETURN_IF_ERROR(Geometry(c, at, infos, &g));
-    KAIO_RETURN_IF_ERROR(CheckCudaRows(c, kA, "A", g.a.rows, kMatmulInt8MaxRows));
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, kA, "A", kRowsFlattened, g.a.rows, kMatmulInt8MaxRows));
     MatmulInt8Params p;
     p.a = in[kA].data;
     p.b = static_cast<const int8_t*>(in[kB].data);

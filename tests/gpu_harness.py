@@ -1,6 +1,8 @@
 """Running com.kaio graphs on the CUDA EP with inputs and outputs in device memory (IOBinding):
 outputs are bound to device buffers poisoned with NaN, so an element the kernel never wrote shows
-up as NaN in the result (and NaN never passes rel_err)."""
+up as NaN in the result (and NaN never passes rel_err), and each output sits between two guard
+bands of a fixed byte pattern that every run checks, so a write before or past an output fails the
+test even where it lands in memory compute-sanitizer would not flag (our own allocation)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +10,17 @@ import onnxruntime as ort
 from op_harness import BF16, CUDA, build_model, run_op
 
 import kaio_ort
+
+
+GRAPH_TESTED_OPS: set[str] = set()  # filled by cuda_graph_test; test_runtime checks it covers every CUDA op
+
+
+def cuda_graph_test(*ops: str):
+    """Marks a test that captures `ops` in a CUDA graph and checks replay against eager runs."""
+    def mark(fn):
+        GRAPH_TESTED_OPS.update(ops)
+        return fn
+    return mark
 
 
 def cuda_session(model, cuda_graph: bool = False, device_id: int = 0) -> ort.InferenceSession:
@@ -18,8 +31,12 @@ def cuda_session(model, cuda_graph: bool = False, device_id: int = 0) -> ort.Inf
     return ort.InferenceSession(model.SerializeToString(), so, providers=[(CUDA, opts)])
 
 
+GUARD_BYTES = 4096   # each side of an output: a stray tile row or column lands in it
+GUARD_BYTE = 0xA5    # as f16 0xA5A5 is a normal number and as f32 a tiny one: neither NaN nor a plausible result
+
+
 class BoundRun:
-    """One session with its inputs and poisoned outputs resident on the GPU."""
+    """One session with its inputs and poisoned, guarded outputs resident on the GPU."""
 
     def __init__(self, sess, inputs: list, out_shapes: list, out_dtypes: list, device_id: int = 0):
         assert not any(np.dtype(x.dtype) == np.dtype(BF16) for x in inputs), "bf16 I/O: use the Cast harness"
@@ -28,11 +45,16 @@ class BoundRun:
         self.inputs = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", device_id) for x in inputs]
         for gi, v in zip(sess.get_inputs(), self.inputs):
             self.binding.bind_ortvalue_input(gi.name, v)
-        self.outputs = []
+        self.outputs = []  # (name, shape, guarded device buffer): guard band, output, guard band
         for go, shape, dt in zip(sess.get_outputs(), out_shapes, out_dtypes):
-            v = ort.OrtValue.ortvalue_from_numpy(np.full(shape, np.nan, dtype=dt), "cuda", device_id)
-            self.binding.bind_ortvalue_output(go.name, v)
-            self.outputs.append(v)
+            dt = np.dtype(dt)
+            guard = GUARD_BYTES // dt.itemsize
+            host = np.full(int(np.prod(shape)) + 2 * guard, np.nan, dtype=dt)
+            host.view(np.uint8)[:GUARD_BYTES] = GUARD_BYTE
+            host.view(np.uint8)[-GUARD_BYTES:] = GUARD_BYTE
+            v = ort.OrtValue.ortvalue_from_numpy(host, "cuda", device_id)
+            self.binding.bind_output(go.name, "cuda", device_id, dt.type, list(shape), v.data_ptr() + GUARD_BYTES)
+            self.outputs.append((go.name, tuple(shape), v))
 
     def update_inputs(self, inputs: list):
         """New contents at the same device addresses (what a captured CUDA graph replays)."""
@@ -41,7 +63,16 @@ class BoundRun:
 
     def run(self) -> list:
         self.sess.run_with_iobinding(self.binding)
-        return [v.numpy() for v in self.outputs]
+        results = []
+        for name, shape, v in self.outputs:
+            full = v.numpy()
+            raw = full.view(np.uint8)
+            for side, band in (("before", raw[:GUARD_BYTES]), ("past", raw[-GUARD_BYTES:])):
+                touched = np.flatnonzero(band != GUARD_BYTE)
+                assert touched.size == 0, f"output {name}: {touched.size} guard bytes {side} it overwritten"
+            guard = GUARD_BYTES // full.dtype.itemsize
+            results.append(full[guard:full.size - guard].reshape(shape))
+        return results
 
 
 def run_op_cuda(op, inputs, attrs, out_shapes, out_dtypes, cuda_graph=False) -> list:

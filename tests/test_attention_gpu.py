@@ -5,7 +5,7 @@ kernels take float16 / bfloat16 Q, K, V only (a float32 node runs on the CPU EP)
 import numpy as np
 import onnxruntime as ort
 import pytest
-from gpu_harness import BoundRun, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
 from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, run_op, session
 from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
@@ -160,6 +160,7 @@ def _graph_case(case):
     return op, layout, (q_shape, k_shape, v_shape), [o_shape, lse_shape], model
 
 
+@cuda_graph_test(*{c[0] for c in GRAPH_SHAPES})
 @pytest.mark.parametrize("case", GRAPH_SHAPES, ids=[c[1] for c in GRAPH_SHAPES])
 def test_cuda_graph_replay_matches_eager(case):
     op, layout, shapes, out_shapes, model = _graph_case(case)

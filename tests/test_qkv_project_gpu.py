@@ -6,7 +6,7 @@ projections as three launches of MatmulInt8's kernels: against the float64 refer
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, chain_ref_codes, cuda_session, int4_weights_rounded, run_op_cuda
+from gpu_harness import BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, run_op_cuda
 from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, quantize_int4
@@ -143,6 +143,7 @@ def test_matches_three_matmul_int4_bitwise(m, k, ns, group_size):
         np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt4")
 
 
+@cuda_graph_test(OP)
 @pytest.mark.parametrize("m", [2, 70])
 def test_cuda_graph_replay_matches_eager(m):
     g = rng()
@@ -339,6 +340,7 @@ def test_int8_matches_three_matmul_int8_bitwise(m, k, ns, dtype):
         np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt8")
 
 
+@cuda_graph_test("QkvProjectInt8")
 @pytest.mark.parametrize("m", [1, 5, 64])
 def test_int8_cuda_graph_replay_and_repeats(m):
     """CUDA-graph replay with new inputs at the same addresses equals an eager run, and repeated runs

@@ -4,7 +4,7 @@ reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloa
 Cast harness, CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, chain_ref_codes, cuda_session, int4_weights_rounded, run_op_cuda
+from gpu_harness import BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, run_op_cuda
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -141,6 +141,7 @@ def test_nibble_order_one_hot(m, n, group_size, dtype):
     np.testing.assert_array_equal(y, q[rows].astype(np.float32))
 
 
+@cuda_graph_test("MatmulInt4")
 @pytest.mark.parametrize("m", [2, 70])
 def test_cuda_graph_replay_matches_eager(m):
     g = rng()
@@ -246,6 +247,7 @@ def test_int8_codes_exact():
         np.testing.assert_array_equal(y, q[:m].astype(np.float32))
 
 
+@cuda_graph_test("MatmulInt8")
 @pytest.mark.parametrize("m", [1, 3, 70])
 def test_int8_cuda_graph_replay_and_repeat(m):
     """Capture and replay equal eager runs; repeated runs (split-K partials combined in a fixed

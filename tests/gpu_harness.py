@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-from op_harness import BF16, CUDA, build_model, run_op
+from op_harness import BF16, CUDA, build_model, run_op, session_options
 
-import kaio_ort
 
 
 GRAPH_TESTED_OPS: set[str] = set()  # filled by cuda_graph_test; test_runtime checks it covers every CUDA op
@@ -24,8 +23,7 @@ def cuda_graph_test(*ops: str):
 
 
 def cuda_session(model, cuda_graph: bool = False, device_id: int = 0) -> ort.InferenceSession:
-    so = kaio_ort.register(ort.SessionOptions())
-    so.log_severity_level = 3
+    so = session_options()
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every node on the GPU
     opts = {"device_id": str(device_id)} | ({"enable_cuda_graph": "1"} if cuda_graph else {})
     return ort.InferenceSession(model.SerializeToString(), so, providers=[(CUDA, opts)])

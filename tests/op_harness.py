@@ -8,6 +8,7 @@ itself checks the op's type inference: a mismatch fails session creation.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 
 import ml_dtypes
@@ -90,9 +91,20 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
                              ir_version=8)
 
 
-def session(model: onnx.ModelProto, provider: str = CPU) -> ort.InferenceSession:
+def session_options() -> ort.SessionOptions:
+    """The tests' session options: the library registered; KAIO_TEST_ORT_THREADS caps ORT's intra-op
+    threads (each session spins a pool of one thread per core by default, which many test processes
+    side by side, as bench/device/sanitize.sh runs them, cannot afford)."""
     so = kaio_ort.register(ort.SessionOptions())
     so.log_severity_level = 3
+    if threads := os.environ.get("KAIO_TEST_ORT_THREADS"):
+        so.intra_op_num_threads = int(threads)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def session(model: onnx.ModelProto, provider: str = CPU) -> ort.InferenceSession:
+    so = session_options()
     if provider == CUDA_OR_CPU:  # what a user's session does: CUDA where our kernel takes the node
         providers = [CUDA, CPU]
     else:

@@ -6,10 +6,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
-from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, run_op, session
+from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, run_op, session, session_options
 from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
-import kaio_ort
 from kaio_ort.reference import attention
 
 pytestmark = pytest.mark.gpu
@@ -221,9 +220,7 @@ def test_float32_node_runs_on_the_cpu_ep_in_a_cuda_session():
     g = rng()
     q, k, v = (randn(g, s, np.float32) for s in ((2, 4, 33, 16), (2, 4, 40, 16), (2, 4, 40, 16)))
     model = build_model("AttentionFlash", [q, k, v], {}, [np.float32])
-    so = kaio_ort.register(ort.SessionOptions())
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=[CUDA, "CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(), providers=[CUDA, "CPUExecutionProvider"])
     (o,) = sess.run(None, feeds(sess, [q, k, v]))
     ref_o, _ = attention(q, k, v)
     assert rel_err(o, ref_o) <= 1e-6  # the CPU kernel: float64 arithmetic, one rounding to float32

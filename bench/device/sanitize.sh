@@ -18,7 +18,8 @@ gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
 nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader > "$OUT/device.txt"
 mkdir -p "$OUT/san"
 cd "$src"
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2  # many processes share the host
+# Many processes share the host: BLAS and ORT (tests/op_harness.session_options) one thread each.
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 KAIO_TEST_ORT_THREADS=1
 pids=()
 if [[ -n ${KAIO_PLAIN:-} ]]; then
   timeout -s INT -k 30 "$limit" python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} >"$OUT/gpu_tests.log" 2>&1 &

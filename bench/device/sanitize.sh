@@ -5,7 +5,9 @@
 # sanitized run is bound by the host, not the GPU. Only our kernels are instrumented (--kernel-name
 # kns=kaio: namespace kaio); ORT's and cuBLAS's kernels run as usual. test_threads.py (its 10,000-run
 # stress) is left to the plain run. With KAIO_PLAIN=1 the plain suite (every GPU visible: the
-# two-GPU tests run; KAIO_LARGE_TESTS passes through) runs at the same time.
+# two-GPU tests run first, alone, as they read whole-GPU memory use; KAIO_LARGE_TESTS passes
+# through) runs at the same time. KAIO_SAN_SHARD_LIST="1 5" runs only those shards (a rerun of the
+# shards that did not finish in time, split finer: shard i of n is shards i, i+n, ... of 2n, 3n, ...).
 # Writes sanitizers_<commit>.md (and gpu_checks_<commit>.md with KAIO_PLAIN) and logs.tgz to $OUT.
 # Usage: KAIO_SAN_TOOLS="memcheck racecheck synccheck" KAIO_SAN_SHARDS=8 KAIO_SAN_TIMEOUT=450 \
 #        bash bench/device/sanitize.sh [pytest -k expression]
@@ -21,13 +23,16 @@ cd "$src"
 # Many processes share the host: BLAS and ORT (tests/op_harness.session_options) one thread each.
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 KAIO_TEST_ORT_THREADS=1
 pids=()
+list=${KAIO_SAN_SHARD_LIST:-$(seq 0 $((shards - 1)))}
 if [[ -n ${KAIO_PLAIN:-} ]]; then
-  timeout -s INT -k 30 "$limit" python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} >"$OUT/gpu_tests.log" 2>&1 &
+  python3 -m pytest -q -rfEs -m gpu tests/test_multi_gpu.py ${1:+-k "$1"} >"$OUT/gpu_tests.log" 2>&1
+  timeout -s INT -k 30 "$limit" python3 -m pytest -q -rfEs -m gpu tests --ignore=tests/test_multi_gpu.py \
+    ${1:+-k "$1"} >>"$OUT/gpu_tests.log" 2>&1 &
   pids+=($!)
 fi
 job=0
 for tool in $tools; do
-  for ((i = 0; i < shards; i++)); do
+  for i in $list; do
     CUDA_VISIBLE_DEVICES=$((job % gpus)) KAIO_TEST_SHARD=$i/$shards timeout -s INT -k 30 "$limit" \
       compute-sanitizer --tool "$tool" --kernel-name kns=kaio --target-processes all \
       python3 -m pytest -q -rfE -m gpu tests --ignore=tests/test_threads.py -p no:cacheprovider ${1:+-k "$1"} \
@@ -46,7 +51,7 @@ cd "$OUT"
   echo "side by side, $limit s each at most; kernels instrumented: ours (--kernel-name kns=kaio)."
   for tool in $tools; do
     echo; echo "## $tool"; echo; echo "| shard | pytest | sanitizer summary | error reports |"; echo "|---|---|---|---|"
-    for ((i = 0; i < shards; i++)); do
+    for i in $list; do
       log=san/$tool.$i.log
       result=$(grep -E "^(=+ )?[0-9]+ (passed|failed)|no tests ran|Interrupted|KeyboardInterrupt" "$log" | tail -1 | tr -d '=')
       summary=$(grep -E "(ERROR|RACECHECK) SUMMARY" "$log" | tail -1 | sed 's/^=* *//')
@@ -61,7 +66,9 @@ if [[ -n ${KAIO_PLAIN:-} ]]; then
     echo "# GPU checks at commit $KAIO_COMMIT"; echo
     echo "devices: $(paste -sd';' device.txt); KAIO_LARGE_TESTS=${KAIO_LARGE_TESTS:-0}; $(date -u +%FT%TZ)"
     echo "(run alongside the sanitizer shards of sanitizers_${KAIO_COMMIT:0:8}.md: timings are not clean)"
-    echo; echo "## pytest -m gpu tests${1:+ -k \"$1\"}"; echo '```'; tail -40 gpu_tests.log; echo '```'
+    echo; echo "## pytest -m gpu tests/test_multi_gpu.py, then the rest${1:+ (-k \"$1\")}"; echo '```'
+    grep -E "passed|failed|^FAILED|^ERROR" gpu_tests.log; echo '```'
+    echo; echo "## the rest's last lines"; echo '```'; tail -25 gpu_tests.log; echo '```'
   } > "gpu_checks_${KAIO_COMMIT:0:8}.md"
 fi
 cat "sanitizers_${KAIO_COMMIT:0:8}.md"

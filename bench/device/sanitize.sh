@@ -35,7 +35,7 @@ for tool in $tools; do
   for i in $list; do
     CUDA_VISIBLE_DEVICES=$((job % gpus)) KAIO_TEST_SHARD=$i/$shards timeout -s INT -k 30 "$limit" \
       compute-sanitizer --tool "$tool" --kernel-name kns=kaio --target-processes all \
-      python3 -m pytest -q -rfE -m gpu tests --ignore=tests/test_threads.py -p no:cacheprovider ${1:+-k "$1"} \
+      python3 -m pytest -q -rfEs -m gpu tests --ignore=tests/test_threads.py -p no:cacheprovider ${1:+-k "$1"} \
       >"$OUT/san/$tool.$i.log" 2>&1 &
     pids+=($!)
     job=$((job + 1))

@@ -1,9 +1,11 @@
-"""MatmulTc (com.kaio, mma.sync) vs ORT MatMul (cuBLAS), float16 in and out, on the CUDA EP.
+"""MatmulTc and its variants (com.kaio) vs ORT MatMul (cuBLAS), float16 or bfloat16 in and out, on
+the CUDA EP.
 
-Usage: python bench/bench_matmul_tc.py [--quick]
+Usage: python bench/bench_matmul_tc.py [--op MatmulTc|MatmulTcAsync|MatmulTcBf16|MatmulTcBf16Async] [--quick]
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -22,37 +24,49 @@ SHAPES = [  # (M, N, K): the anchors' shapes first
 ]
 
 
-def model(op: str, m: int, n: int, k: int):
-    if op == "kaio":
-        node = helper.make_node("MatmulTc", ["A", "B"], ["Y"], domain="com.kaio", out_dtype=TensorProto.FLOAT16)
-    else:
+KERNELS = {"MatmulTc": "mma.sync", "MatmulTcBf16": "mma.sync", "MatmulTcAsync": "TMA + wgmma on sm_90",
+           "MatmulTcBf16Async": "TMA + wgmma on sm_90"}
+
+
+def model(op: str, m: int, n: int, k: int, elem: int):
+    """`op` = one of KERNELS (ours) or "ort" (ORT's MatMul); Y in the inputs' type."""
+    if op == "ort":
         node = helper.make_node("MatMul", ["A", "B"], ["Y"])
-    g = helper.make_graph([node], op, [helper.make_tensor_value_info("A", TensorProto.FLOAT16, [m, k]),
-                                       helper.make_tensor_value_info("B", TensorProto.FLOAT16, [k, n])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT16, [m, n])])
+    else:
+        node = helper.make_node(op, ["A", "B"], ["Y"], domain="com.kaio", out_dtype=elem)
+    g = helper.make_graph([node], op, [helper.make_tensor_value_info("A", elem, [m, k]),
+                                       helper.make_tensor_value_info("B", elem, [k, n])],
+                          [helper.make_tensor_value_info("Y", elem, [m, n])])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.kaio", 1)],
                              ir_version=8)
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--op", choices=sorted(KERNELS), default="MatmulTc")
+    op = ap.parse_known_args()[0].op
+    bf16 = "Bf16" in op
+    elem = TensorProto.BFLOAT16 if bf16 else TensorProto.FLOAT16
     iters = harness.iterations()
     rng = np.random.default_rng(0)
     rows = []
     for m, n, k in SHAPES:
         bytes_ = 2 * (m * k + k * n + m * n)
         sets = harness.sets_for_cold_l2(bytes_)
-        input_sets = [[rng.standard_normal((m, k), np.float32).astype(np.float16),
-                       rng.standard_normal((k, n), np.float32).astype(np.float16)] for _ in range(sets)]
+        input_sets = [[harness.as_elem(rng.standard_normal((m, k), np.float32), bf16),
+                       harness.as_elem(rng.standard_normal((k, n), np.float32), bf16)] for _ in range(sets)]
         times = {}
-        for op in ("kaio", "ort"):
-            sess = harness.cuda_session(model(op, m, n, k), register=(op == "kaio"))
-            times[op] = harness.device_times_us(sess, harness.bindings(sess, input_sets), iters=iters)
+        for who, name in (("kaio", op), ("ort", "ort")):
+            sess = harness.cuda_session(model(name, m, n, k, elem), register=(who == "kaio"))
+            times[who] = harness.device_times_us(sess, harness.bindings(sess, input_sets), iters=iters)
         rows.append(harness.Row(f"{m}x{n}x{k}", times["kaio"], times["ort"], 2.0 * m * n * k, bytes_,
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)
-    harness.write_results("matmul_tc", rows, "MatmulTc (mma.sync, f16) vs ORT MatMul (cuBLAS, f16)",
-                          "Both write float16 Y. MatmulTc is the sync (no cp.async) variant; the pipelined "
-                          "Async/wgmma variants are the dense-matmul issue's work.")
+    t = "bf16" if bf16 else "f16"
+    file = "matmul_tc" + ("_bf16" if bf16 else "") + ("_async" if "Async" in op else "")
+    harness.write_results(file, rows, f"{op} ({KERNELS[op]}, {t}) vs ORT MatMul (cuBLAS, {t})",
+                          f"Both write {t} Y. On sm_80-89 the Async ops run the mma.sync kernel (no cp.async "
+                          "pipeline yet).")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def _int8_weights(g, k, n):
 
 def small_node(op: str, g) -> tuple[list, list]:
     """A small valid node of `op`: (inputs, output types)."""
-    if op in ("MatmulTc", "MatmulTcBf16"):
-        t = np.float16 if op == "MatmulTc" else BF16
+    if op.startswith("MatmulTc"):
+        t = BF16 if "Bf16" in op else np.float16
         return [randn(g, (4, 32), t), randn(g, (32, 16), t)], [np.float32]
     if op in ("AttentionFlash", "AttentionFlashCausal"):
         return [randn(g, (1, 2, 8, 64), np.float16) for _ in range(3)], [np.float32]

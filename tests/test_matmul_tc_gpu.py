@@ -1,5 +1,7 @@
-"""MatmulTc on the CUDA EP (mma.sync kernel) against the float64 reference; IOBinding, poisoned
-outputs, CUDA-graph replay, and the CUDA-side validation rules."""
+"""MatmulTc and MatmulTcAsync (f16), MatmulTcBf16 and MatmulTcBf16Async on the CUDA EP against the
+float64 reference: the mma.sync kernel, and on sm_90 the Async ops' TMA + wgmma kernel (shapes with
+K % 8 or N % 8 != 0 fall back to mma.sync there too); IOBinding, poisoned guarded outputs, CUDA-graph
+replay, and the CUDA-side validation rules."""
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
@@ -23,7 +25,11 @@ SHAPES = [
     ((2, 3), 65, 48, 33, ()),     # B broadcast over batch
     ((2, 1), 31, 64, 40, (4,)),   # both broadcast
     ((3,), 200, 256, 96, (3,)),
+    ((), 300, 520, 264, ()),      # wgmma: K and N tails inside a tile (520 = 8 x 64 + 8, 264 = 2 x 128 + 8)
+    ((2,), 129, 1032, 136, ()),   # wgmma: batches of B broadcast, row tail of one, long K with a tail
+    ((), 2048, 256, 2048, ()),    # wgmma: more tiles than SMs (the persistent loop's second round)
 ]
+F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf16Async"]
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.
 TOL = {np.float32: 1e-4, np.float16: 2e-3}
 
@@ -31,24 +37,26 @@ TOL = {np.float32: 1e-4, np.float16: 2e-3}
 @pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES)
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("out_dtype", [np.float32, np.float16])
-def test_matmul_tc_cuda(batch_a, m, k, n, batch_b, trans_b, out_dtype):
+@pytest.mark.parametrize("op", F16_OPS)
+def test_matmul_tc_cuda(op, batch_a, m, k, n, batch_b, trans_b, out_dtype):
     g = rng()
     a = randn(g, (*batch_a, m, k), np.float16)
     b = randn(g, (*batch_b, k, n), np.float16)
     b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
     ref = matmul(a, b)
     attrs = {"trans_b": trans_b} | ({"out_dtype": 10} if out_dtype == np.float16 else {})
-    (y,) = run_op_cuda("MatmulTc", [a, b_in], attrs, [ref.shape], [out_dtype])
+    (y,) = run_op_cuda(op, [a, b_in], attrs, [ref.shape], [out_dtype])
     err = rel_err(y, ref)
     assert err <= TOL[out_dtype], f"relative error {err:.2e}"
 
 
-@cuda_graph_test("MatmulTc")
-def test_cuda_graph_replay_matches_eager():
+@cuda_graph_test(*F16_OPS)
+@pytest.mark.parametrize("op", F16_OPS)
+def test_cuda_graph_replay_matches_eager(op):
     g = rng()
     m, k, n = 96, 200, 136
     a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    model = build_model("MatmulTc", [a, b], {}, [np.float32])
+    model = build_model(op, [a, b], {}, [np.float32])
     graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b], [(m, n)], [np.float32])
     first = graph_run.run()[0]  # captures the graph
     a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
@@ -59,10 +67,11 @@ def test_cuda_graph_replay_matches_eager():
     np.testing.assert_array_equal(replay, eager)
 
 
-def test_repeated_runs_are_bitwise_identical():
+@pytest.mark.parametrize("op", F16_OPS)
+def test_repeated_runs_are_bitwise_identical(op):
     g = rng()
-    a, b = randn(g, (300, 520), np.float16), randn(g, (520, 260), np.float16)
-    run = BoundRun(cuda_session(build_model("MatmulTc", [a, b], {}, [np.float32])), [a, b], [(300, 260)],
+    a, b = randn(g, (300, 520), np.float16), randn(g, (520, 264), np.float16)
+    run = BoundRun(cuda_session(build_model(op, [a, b], {}, [np.float32])), [a, b], [(300, 264)],
                    [np.float32])
     first = run.run()[0]
     for _ in range(3):
@@ -87,9 +96,10 @@ def test_k_mismatch_is_refused_on_cuda():
 @pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES[1:])
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("out_bf16", [False, True])
-def test_matmul_tc_bf16_cuda(batch_a, m, k, n, batch_b, trans_b, out_bf16):
-    """MatmulTcBf16 (the same mma.sync kernel on bfloat16); bfloat16 goes in and out through Casts in
-    the graph (ORT's Python API has no bfloat16 arrays), all nodes on the CUDA EP."""
+@pytest.mark.parametrize("op", BF16_OPS)
+def test_matmul_tc_bf16_cuda(op, batch_a, m, k, n, batch_b, trans_b, out_bf16):
+    """The same kernels on bfloat16; bfloat16 goes in and out through Casts in the graph (ORT's
+    Python API has no bfloat16 arrays), all nodes on the CUDA EP."""
     g = rng()
     a = randn(g, (*batch_a, m, k), BF16)
     b = randn(g, (*batch_b, k, n), BF16)
@@ -97,22 +107,23 @@ def test_matmul_tc_bf16_cuda(batch_a, m, k, n, batch_b, trans_b, out_bf16):
     ref = matmul(a, b)
     out_t = BF16 if out_bf16 else np.float32
     attrs = {"trans_b": trans_b} | ({"out_dtype": 16} if out_bf16 else {})
-    (y,) = run_op("MatmulTcBf16", [a, b_in], attrs, [out_t], provider=CUDA)
+    (y,) = run_op(op, [a, b_in], attrs, [out_t], provider=CUDA)
     err = rel_err(y, ref)
     # f32 accumulation of exact bf16 products; a bf16 output adds one rounding (8-bit mantissa).
     assert err <= (8e-3 if out_bf16 else 1e-4), f"relative error {err:.2e}"
 
 
-@cuda_graph_test("MatmulTcBf16")
+@cuda_graph_test(*BF16_OPS)
 @pytest.mark.parametrize("out_bf16", [False, True])
-def test_bf16_cuda_graph_replay_matches_eager(out_bf16):
+@pytest.mark.parametrize("op", BF16_OPS)
+def test_bf16_cuda_graph_replay_matches_eager(op, out_bf16):
     """bfloat16 in the graph (Casts from and to float32 I/O, captured with the op): capture matches the
     reference, replay with new inputs at the same addresses equals an eager run bit for bit."""
     g = rng()
     m, k, n = 70, 136, 200
     a, b = randn(g, (m, k), BF16), randn(g, (k, n), BF16)
     attrs = {"out_dtype": 16} if out_bf16 else {}
-    model = build_model("MatmulTcBf16", [a, b], attrs, [BF16 if out_bf16 else np.float32])
+    model = build_model(op, [a, b], attrs, [BF16 if out_bf16 else np.float32])
     f32 = lambda *xs: [x.astype(np.float32) for x in xs]  # noqa: E731  the graph's float32 inputs
     graph_run = BoundRun(cuda_session(model, cuda_graph=True), f32(a, b), [(m, n)], [np.float32])
     first = graph_run.run()[0]  # captures the graph

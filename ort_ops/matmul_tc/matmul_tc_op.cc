@@ -178,7 +178,9 @@ void AddMatmulTcOps(OpList& list) {
   AddCpuOp<MatmulTcGradOp>(list);
 #ifdef KAIO_WITH_CUDA
   AddCudaOp<MatmulTcOp<kF16, false>>(list);
-  AddCudaOp<MatmulTcOp<kBF16, false>>(list);  // the Async variants and the gradient land with the dense-matmul issue
+  AddCudaOp<MatmulTcOp<kBF16, false>>(list);
+  AddCudaOp<MatmulTcOp<kF16, true>>(list);   // Hopper: TMA + wgmma (matmul_tc_sm90.cu); else the mma.sync kernel
+  AddCudaOp<MatmulTcOp<kBF16, true>>(list);  // the gradient lands with the dense-matmul issue
 #endif
 }
 

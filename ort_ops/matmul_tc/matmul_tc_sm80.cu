@@ -4,6 +4,10 @@
 #include "matmul_tc/matmul_tc_kernel.cuh"
 
 namespace kaio {
+
+// matmul_tc_sm90.cu: the Async ops' Hopper kernel; cudaErrorNotSupported where it does not apply.
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
+
 namespace {
 
 template <typename T, bool kTransB, bool kVec>
@@ -34,6 +38,10 @@ int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   if (p.k == 0) {  // empty sum: Y = 0
     size_t elem = p.out_type == MatmulElem::kF32 ? 4 : 2;
     return cudaMemsetAsync(p.y, 0, static_cast<size_t>(p.batch_count * p.m * p.n) * elem, stream);
+  }
+  if (p.use_async) {  // sm_90: TMA + wgmma; elsewhere (and for shapes it does not take) the mma.sync kernel
+    cudaError_t e = RunMatmulTcWgmma(p, stream);
+    if (e != cudaErrorNotSupported) return e;
   }
   if (p.in_type == MatmulElem::kF16) return Dispatch<__half>(p, stream);
   return Dispatch<__nv_bfloat16>(p, stream);

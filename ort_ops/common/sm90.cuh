@@ -1,0 +1,106 @@
+// PTX wrappers for Hopper (sm_90a) kernels: mbarriers, TMA tile loads (cp.async.bulk.tensor) and
+// warpgroup MMA (wgmma) with shared-memory descriptors. Callers compile these only for sm_90a
+// (KAIO_SM90A_DEVICE below); the sm_80 pass of the same file sees none of them.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+#include <type_traits>
+
+#include "common/ptx.cuh"
+
+// True in the device pass for sm_90a, where wgmma and setmaxnreg exist.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define KAIO_SM90A_DEVICE 1
+#else
+#define KAIO_SM90A_DEVICE 0
+#endif
+
+namespace kaio {
+namespace sm90 {
+
+using ptx::SmemAddr;
+
+// ---- mbarriers (shared memory, CTA scope) ----
+__device__ __forceinline__ void MbarInit(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(count) : "memory");
+}
+// Makes the initialised barriers visible to the async proxy (TMA) before any thread uses them.
+__device__ __forceinline__ void FenceBarrierInit() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void MbarArrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(SmemAddr(bar)) : "memory");
+}
+// One arrival that also expects `bytes` of TMA transactions to complete the phase.
+__device__ __forceinline__ void MbarArriveExpectTx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(bytes)
+               : "memory");
+}
+// Waits until the phase with the given parity (0 or 1) of `bar` has completed.
+__device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
+  const uint32_t addr = SmemAddr(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(addr), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// ---- TMA ----
+// A box of a 3-D tensor map (coordinates innermost first, in elements) into shared memory; the
+// transfer completes a transaction count of the box's bytes on `bar`. Out-of-range elements are zero.
+__device__ __forceinline__ void TmaLoad3d(void* smem, const void* tensor_map, uint64_t* bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::
+          "r"(SmemAddr(smem)),
+      "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(SmemAddr(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+// ---- wgmma ----
+// Shared-memory matrix descriptor of a tile in the 128-byte swizzled layout TMA writes with
+// CU_TENSOR_MAP_SWIZZLE_128B (rows of 128 bytes, 8-row atoms of 1024 bytes, the atom 1024-byte
+// aligned). K-major operand: stride_bytes = 1024 (between 8-row groups), leading unused; a K step
+// inside the 128-byte row moves the start address. MN-major operand (transposed): leading_bytes =
+// distance between 64-element column blocks, stride_bytes = 1024 (between 8-row groups of K).
+__device__ __forceinline__ uint64_t DescSw128(const void* smem, uint32_t leading_bytes, uint32_t stride_bytes) {
+  const uint64_t addr = SmemAddr(smem);
+  return ((addr & 0x3FFFF) >> 4) | (uint64_t((leading_bytes & 0x3FFFF) >> 4) << 16) |
+         (uint64_t((stride_bytes & 0x3FFFF) >> 4) << 32) | (uint64_t(1) << 62);
+}
+__device__ __forceinline__ void WgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void WgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+// The 64 accumulator operands of an m64n128 wgmma: the register list and its constraints.
+#define KAIO_WGMMA_D64 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define KAIO_WGMMA_OUT64(d) "+f"((d)[0]), "+f"((d)[1]), "+f"((d)[2]), "+f"((d)[3]), "+f"((d)[4]), "+f"((d)[5]), "+f"((d)[6]), "+f"((d)[7]), "+f"((d)[8]), "+f"((d)[9]), "+f"((d)[10]), "+f"((d)[11]), "+f"((d)[12]), "+f"((d)[13]), "+f"((d)[14]), "+f"((d)[15]), "+f"((d)[16]), "+f"((d)[17]), "+f"((d)[18]), "+f"((d)[19]), "+f"((d)[20]), "+f"((d)[21]), "+f"((d)[22]), "+f"((d)[23]), "+f"((d)[24]), "+f"((d)[25]), "+f"((d)[26]), "+f"((d)[27]), "+f"((d)[28]), "+f"((d)[29]), "+f"((d)[30]), "+f"((d)[31]), "+f"((d)[32]), "+f"((d)[33]), "+f"((d)[34]), "+f"((d)[35]), "+f"((d)[36]), "+f"((d)[37]), "+f"((d)[38]), "+f"((d)[39]), "+f"((d)[40]), "+f"((d)[41]), "+f"((d)[42]), "+f"((d)[43]), "+f"((d)[44]), "+f"((d)[45]), "+f"((d)[46]), "+f"((d)[47]), "+f"((d)[48]), "+f"((d)[49]), "+f"((d)[50]), "+f"((d)[51]), "+f"((d)[52]), "+f"((d)[53]), "+f"((d)[54]), "+f"((d)[55]), "+f"((d)[56]), "+f"((d)[57]), "+f"((d)[58]), "+f"((d)[59]), "+f"((d)[60]), "+f"((d)[61]), "+f"((d)[62]), "+f"((d)[63])
+// d[0..63] (f32, the m64n128 fragment of this thread) += A (64 x 16, K-major, descriptor) *
+// B (16 x 128, descriptor; kTransB = 1: MN-major in shared memory). T is __half or __nv_bfloat16.
+template <typename T, int kTransB>
+__device__ __forceinline__ void WgmmaM64N128K16(float* d, uint64_t desc_a, uint64_t desc_b) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " KAIO_WGMMA_D64 ", %64, %65, p, 1, 1, 0, %67;\n}\n"
+        : KAIO_WGMMA_OUT64(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KAIO_WGMMA_D64 ", %64, %65, p, 1, 1, 0, %67;\n}\n"
+        : KAIO_WGMMA_OUT64(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));
+  }
+}
+
+}  // namespace sm90
+}  // namespace kaio

@@ -1,0 +1,90 @@
+// Launcher of the Hopper matmul (matmul_tc_wgmma_kernel.cuh): the tensor maps of A and B, built on
+// the host for each run (they hold the operands' addresses; a few microseconds, and a CUDA graph
+// captures them by value with the launch), and a persistent grid of one CTA per SM.
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+
+#include "common/smem_opt_in.h"
+#include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
+
+namespace kaio {
+namespace {
+
+using matmul_wgmma::kBlockK;
+
+// cuTensorMapEncodeTiled from the driver, found once through the runtime (no link to libcuda).
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeTiledFn EncodeTiled() {
+  static EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+// A 3-D map over `count` row-major matrices of rows x cols elements (cols contiguous), read in
+// boxes of box_rows x 64 columns (128 bytes: the 128-byte swizzle's row).
+bool MakeMap(CUtensorMap* map, EncodeTiledFn encode, MatmulElem type, const void* base, int64_t rows, int64_t cols,
+             int64_t count, int box_rows) {
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows),
+                              static_cast<cuuint64_t>(count)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(cols) * 2, static_cast<cuuint64_t>(rows * cols) * 2};
+  const cuuint32_t box[3] = {static_cast<cuuint32_t>(kBlockK), static_cast<cuuint32_t>(box_rows), 1};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  return encode(map, type == MatmulElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
+                const_cast<void*>(base), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// How many matrices an operand holds: 1 + the largest batch offset over one matrix's elements.
+int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t matrix_elems) {
+  int64_t last = 0;
+  for (int i = 0; i < p.batch_rank; ++i) last += (p.batch_dims[i] - 1) * stride[i];
+  return last / matrix_elems + 1;
+}
+
+template <typename T, bool kTransB>
+cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
+  using namespace matmul_wgmma;
+  constexpr auto kernel = MatmulTcWgmmaKernel<T, kTransB>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(kSmemBytes)) return e;
+  const int64_t tiles = p.batch_count * ((p.m + kBlockM - 1) / kBlockM) * ((p.n + kBlockN - 1) / kBlockN);
+  const int64_t ctas = tiles < p.sm_count ? tiles : p.sm_count;
+  kernel<<<static_cast<unsigned>(ctas), kThreads, kSmemBytes, stream>>>(map_a, map_b, p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
+  auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
+  constexpr int64_t kIndexMax = int64_t(1) << 31;  // TMA coordinates are 32-bit
+  const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
+  const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
+  if (p.sm != 90 || p.partial != nullptr || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) || !aligned16(p.b) ||
+      p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax || b_count >= kIndexMax)
+    return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
+  EncodeTiledFn encode = EncodeTiled();
+  if (!encode) return cudaErrorNotSupported;
+  CUtensorMap map_a, map_b;
+  bool ok = MakeMap(&map_a, encode, p.in_type, p.a, p.m, p.k, a_count, matmul_wgmma::kBlockM);
+  ok = ok && (p.trans_b ? MakeMap(&map_b, encode, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
+                        : MakeMap(&map_b, encode, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
+  if (!ok) return cudaErrorNotSupported;
+  if (p.in_type == MatmulElem::kF16)
+    return p.trans_b ? Launch<__half, true>(p, map_a, map_b, stream) : Launch<__half, false>(p, map_a, map_b, stream);
+  return p.trans_b ? Launch<__nv_bfloat16, true>(p, map_a, map_b, stream)
+                   : Launch<__nv_bfloat16, false>(p, map_a, map_b, stream);
+}
+
+}  // namespace kaio

@@ -1,0 +1,176 @@
+// Tensor-core matmul for Hopper (sm_90a), the Async ops' path there: TMA tile loads into a ring of
+// shared-memory stages completing on mbarriers, wgmma by warpgroups, a persistent grid.
+//
+// Block: warpgroup 0 produces (one thread issues the TMA loads), warpgroups 1 and 2 consume: each
+// multiplies 64 rows of the 128 x 128 output tile with wgmma m64n128k16, f32 accumulators in
+// registers, and stores them (the producer meanwhile loads the next tile's first stages). Stages of
+// 128 x 64 (A) and 64 x 128 (B), 128-byte swizzled as TMA writes them; kStages deep.
+// Edges: TMA fills rows and columns past M, N, K with zeros (one 3-D tensor map per operand, the
+// batch its third dim, so no tile reads another batch's rows); stores skip rows past M, columns
+// past N. Needs K % 8 == 0 and N % 8 == 0 (TMA's 16-byte strides) and 16-byte aligned bases: the
+// launcher (matmul_tc_sm90.cu) checks and otherwise leaves the shape to the mma.sync kernel.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "common/ptx.cuh"
+#include "common/sm90.cuh"
+#include "matmul_tc/matmul_tc_params.h"
+
+namespace kaio {
+namespace matmul_wgmma {
+
+constexpr int kBlockM = 128, kBlockN = 128, kBlockK = 64;
+constexpr int kStages = 4;
+constexpr int kConsumers = 2;                          // warpgroups of 64 rows each
+constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kTileABytes = kBlockM * kBlockK * 2;     // 16 KiB
+constexpr int kTileBBytes = kBlockN * kBlockK * 2;     // 16 KiB
+constexpr int kStageBytes = kTileABytes + kTileBBytes;
+constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 bytes
+constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
+
+// Output tile `tile` of the persistent schedule: its batch, first row and first column. Within a
+// batch, tiles go down a group of kGroupM row tiles before the next column tile, so the CTAs in
+// flight share A row blocks and B column blocks in L2.
+struct TileCoord {
+  int64_t batch, m0, n0;
+};
+__device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64_t n_tiles) {
+  const int64_t per_batch = m_tiles * n_tiles;
+  TileCoord c;
+  c.batch = tile / per_batch;
+  const int64_t r = tile % per_batch, group = kGroupM * n_tiles;
+  const int64_t first_m = r / group * kGroupM;
+  const int64_t rows = m_tiles - first_m < kGroupM ? m_tiles - first_m : kGroupM;
+  c.m0 = (first_m + r % group % rows) * kBlockM;
+  c.n0 = r % group / rows * kBlockN;
+  return c;
+}
+
+// Index of the A and B matrices (the tensor maps' third coordinate) output batch `batch` reads.
+__device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t batch, int* a_index, int* b_index) {
+  int64_t a_off = 0, b_off = 0, rest = batch;
+  for (int i = p.batch_rank - 1; i >= 0; --i) {
+    const int64_t idx = rest % p.batch_dims[i];
+    rest /= p.batch_dims[i];
+    a_off += idx * p.a_batch_stride[i];
+    b_off += idx * p.b_batch_stride[i];
+  }
+  *a_index = static_cast<int>(a_off / (p.m * p.k));
+  *b_index = static_cast<int>(b_off / (p.k * p.n));
+}
+
+// kTransB: B is [N, K] (K-major, as wgmma reads it); otherwise [K, N], read MN-major.
+template <typename T, bool kTransB>
+__global__ void __launch_bounds__(kThreads, 1)
+    MatmulTcWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                        MatmulTcParams p) {
+#if KAIO_SM90A_DEVICE
+  using namespace sm90;
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ uint64_t full[kStages], empty[kStages];
+  // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
+  uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      MbarInit(&full[s], 1);
+      MbarInit(&empty[s], kConsumers);
+    }
+    FenceBarrierInit();
+  }
+  __syncthreads();
+
+  const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM, n_tiles = (p.n + kBlockN - 1) / kBlockN;
+  const int64_t tiles = p.batch_count * m_tiles * n_tiles;
+  const int k_tiles = static_cast<int>((p.k + kBlockK - 1) / kBlockK);
+  const int warpgroup = threadIdx.x / 128;
+
+  if (warpgroup == 0) {  // producer
+    if (threadIdx.x != 0) return;
+    uint32_t it = 0;
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const TileCoord c = TileAt(tile, m_tiles, n_tiles);
+      int a_index, b_index;
+      OperandBatches(p, c.batch, &a_index, &b_index);
+      for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+        const int s = it % kStages;
+        const uint32_t round = it / kStages;
+        if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // both consumers are done with it
+        uint8_t* a_tile = ring + s * kStageBytes;
+        uint8_t* b_tile = a_tile + kTileABytes;
+        MbarArriveExpectTx(&full[s], kStageBytes);
+        const int k0 = kt * kBlockK, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
+        TmaLoad3d(a_tile, &map_a, &full[s], k0, m0, a_index);
+        if constexpr (kTransB) {
+          TmaLoad3d(b_tile, &map_b, &full[s], k0, n0, b_index);
+        } else {  // two 64-column boxes: a 128-byte swizzled row holds 64 elements
+          TmaLoad3d(b_tile, &map_b, &full[s], n0, k0, b_index);
+          TmaLoad3d(b_tile + kTileBBytes / 2, &map_b, &full[s], n0 + 64, k0, b_index);
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup 1 + w owns rows [64 w, 64 w + 64) of the tile.
+  const int w = warpgroup - 1, t = threadIdx.x % 128;
+  T* y_t = static_cast<T*>(p.y);
+  float* y_f = static_cast<float*>(p.y);
+  const bool out_f32 = p.out_type == MatmulElem::kF32;
+  float acc[64];
+  uint32_t it = 0;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const TileCoord c = TileAt(tile, m_tiles, n_tiles);
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+      const int s = it % kStages;
+      MbarWait(&full[s], (it / kStages) & 1);
+      const uint8_t* a_tile = ring + s * kStageBytes + w * (64 * 128);
+      const uint8_t* b_tile = ring + s * kStageBytes + kTileABytes;
+      WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockK / 16; ++kk) {
+        const uint64_t da = DescSw128(a_tile + kk * 32, 16, 1024);
+        const uint64_t db = kTransB ? DescSw128(b_tile + kk * 32, 16, 1024)
+                                    : DescSw128(b_tile + kk * 16 * 128, kTileBBytes / 2, 1024);
+        WgmmaM64N128K16<T, kTransB ? 0 : 1>(acc, da, db);
+      }
+      WgmmaCommit();
+      WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
+      if (kt > 0 && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
+    }
+    WgmmaWait<0>();
+    if (t == 0) MbarArrive(&empty[(it - 1) % kStages]);
+
+    // The m64n128 fragment: per 8-column block j, rows r and r + 8, columns c and c + 1.
+    const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
+    const int64_t col0 = c.n0 + (t % 4) * 2;
+    const int64_t y_base = c.batch * p.m * p.n;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int64_t col = col0 + 8 * j;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = row0 + 8 * h;
+        if (row >= p.m || col >= p.n) continue;  // N % 8 == 0: col + 1 < N too
+        const float v0 = acc[j * 4 + h * 2], v1 = acc[j * 4 + h * 2 + 1];
+        const int64_t at = y_base + row * p.n + col;
+        if (out_f32) {
+          *reinterpret_cast<float2*>(y_f + at) = make_float2(v0, v1);
+        } else {
+          *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<T>(v0, v1);
+        }
+      }
+    }
+  }
+#endif
+}
+
+}  // namespace matmul_wgmma
+}  // namespace kaio

@@ -28,6 +28,7 @@ SHAPES = [
     ((), 300, 520, 264, ()),      # wgmma: K and N tails inside a tile (520 = 8 x 64 + 8, 264 = 2 x 128 + 8)
     ((2,), 129, 1032, 136, ()),   # wgmma: batches of B broadcast, row tail of one, long K with a tail
     ((), 2048, 256, 2048, ()),    # wgmma: more tiles than SMs (the persistent loop's second round)
+    ((), 2200, 264, 2048, ()),    # wgmma with 256-row tiles (>= 1 per SM), row and K tails
 ]
 F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf16Async"]
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.

@@ -53,15 +53,23 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
   return last / matrix_elems + 1;
 }
 
-template <typename T, bool kTransB>
+template <typename T, bool kTransB, int kConsumers>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
   using namespace matmul_wgmma;
-  constexpr auto kernel = MatmulTcWgmmaKernel<T, kTransB>;
-  if (cudaError_t e = AllowSharedMemory<kernel>(kSmemBytes)) return e;
-  const int64_t tiles = p.batch_count * ((p.m + kBlockM - 1) / kBlockM) * ((p.n + kBlockN - 1) / kBlockN);
+  using B = Block<kConsumers>;
+  constexpr auto kernel = MatmulTcWgmmaKernel<T, kTransB, kConsumers>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
+  const int64_t tiles = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN);
   const int64_t ctas = tiles < p.sm_count ? tiles : p.sm_count;
-  kernel<<<static_cast<unsigned>(ctas), kThreads, kSmemBytes, stream>>>(map_a, map_b, p);
+  kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, map_b, p);
   return cudaGetLastError();
+}
+
+// 256-row tiles where they still give every SM a tile; else 128-row tiles (more, smaller tiles).
+template <typename T, bool kTransB>
+cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b,
+                        cudaStream_t stream, bool tall) {
+  return tall ? Launch<T, kTransB, 4>(p, map_a, map_b, stream) : Launch<T, kTransB, 2>(p, map_a, map_b, stream);
 }
 
 }  // namespace
@@ -76,15 +84,18 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   EncodeTiledFn encode = EncodeTiled();
   if (!encode) return cudaErrorNotSupported;
+  const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
+  const bool tall = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;
   CUtensorMap map_a, map_b;
-  bool ok = MakeMap(&map_a, encode, p.in_type, p.a, p.m, p.k, a_count, matmul_wgmma::kBlockM);
+  bool ok = MakeMap(&map_a, encode, p.in_type, p.a, p.m, p.k, a_count, tall ? 256 : 128);
   ok = ok && (p.trans_b ? MakeMap(&map_b, encode, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
                         : MakeMap(&map_b, encode, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
   if (!ok) return cudaErrorNotSupported;
   if (p.in_type == MatmulElem::kF16)
-    return p.trans_b ? Launch<__half, true>(p, map_a, map_b, stream) : Launch<__half, false>(p, map_a, map_b, stream);
-  return p.trans_b ? Launch<__nv_bfloat16, true>(p, map_a, map_b, stream)
-                   : Launch<__nv_bfloat16, false>(p, map_a, map_b, stream);
+    return p.trans_b ? LaunchTiles<__half, true>(p, map_a, map_b, stream, tall)
+                     : LaunchTiles<__half, false>(p, map_a, map_b, stream, tall);
+  return p.trans_b ? LaunchTiles<__nv_bfloat16, true>(p, map_a, map_b, stream, tall)
+                   : LaunchTiles<__nv_bfloat16, false>(p, map_a, map_b, stream, tall);
 }
 
 }  // namespace kaio

@@ -1,10 +1,12 @@
 // Tensor-core matmul for Hopper (sm_90a), the Async ops' path there: TMA tile loads into a ring of
 // shared-memory stages completing on mbarriers, wgmma by warpgroups, a persistent grid.
 //
-// Block: warpgroup 0 produces (one thread issues the TMA loads), warpgroups 1 and 2 consume: each
-// multiplies 64 rows of the 128 x 128 output tile with wgmma m64n128k16, f32 accumulators in
-// registers, and stores them (the producer meanwhile loads the next tile's first stages). Stages of
-// 128 x 64 (A) and 64 x 128 (B), 128-byte swizzled as TMA writes them; kStages deep.
+// Block: warpgroup 0 produces (one thread issues the TMA loads), kConsumers warpgroups (2 or 4)
+// consume: each multiplies 64 rows of the (64 kConsumers) x 128 output tile with wgmma m64n128k16,
+// f32 accumulators in registers, and stores them (the producer meanwhile loads the next tile's first
+// stages). Stages of (64 kConsumers) x 64 (A) and 64 x 128 (B), 128-byte swizzled as TMA writes
+// them; kStages deep. Four consumers (256-row tiles) halve the B traffic per output; two keep more
+// CTAs busy when the output has few tiles.
 // Edges: TMA fills rows and columns past M, N, K with zeros (one 3-D tensor map per operand, the
 // batch its third dim, so no tile reads another batch's rows); stores skip rows past M, columns
 // past N. Needs K % 8 == 0 and N % 8 == 0 (TMA's 16-byte strides) and 16-byte aligned bases: the
@@ -23,15 +25,20 @@
 namespace kaio {
 namespace matmul_wgmma {
 
-constexpr int kBlockM = 128, kBlockN = 128, kBlockK = 64;
+constexpr int kBlockN = 128, kBlockK = 64;
 constexpr int kStages = 4;
-constexpr int kConsumers = 2;                          // warpgroups of 64 rows each
-constexpr int kThreads = 128 * (1 + kConsumers);
-constexpr int kTileABytes = kBlockM * kBlockK * 2;     // 16 KiB
 constexpr int kTileBBytes = kBlockN * kBlockK * 2;     // 16 KiB
-constexpr int kStageBytes = kTileABytes + kTileBBytes;
-constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 bytes
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
+
+// The shape of a block with kConsumers consumer warpgroups of 64 rows each.
+template <int kConsumers>
+struct Block {
+  static constexpr int kRows = 64 * kConsumers;                  // block tile rows (M)
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kTileABytes = kRows * kBlockK * 2;
+  static constexpr int kStageBytes = kTileABytes + kTileBBytes;
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 B
+};
 
 // Output tile `tile` of the persistent schedule: its batch, first row and first column. Within a
 // batch, tiles go down a group of kGroupM row tiles before the next column tile, so the CTAs in
@@ -39,14 +46,14 @@ constexpr int kGroupM = 8;                             // tile order: 8 row tile
 struct TileCoord {
   int64_t batch, m0, n0;
 };
-__device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64_t n_tiles) {
+__device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64_t n_tiles, int block_m) {
   const int64_t per_batch = m_tiles * n_tiles;
   TileCoord c;
   c.batch = tile / per_batch;
   const int64_t r = tile % per_batch, group = kGroupM * n_tiles;
   const int64_t first_m = r / group * kGroupM;
   const int64_t rows = m_tiles - first_m < kGroupM ? m_tiles - first_m : kGroupM;
-  c.m0 = (first_m + r % group % rows) * kBlockM;
+  c.m0 = (first_m + r % group % rows) * block_m;
   c.n0 = r % group / rows * kBlockN;
   return c;
 }
@@ -65,12 +72,14 @@ __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t 
 }
 
 // kTransB: B is [N, K] (K-major, as wgmma reads it); otherwise [K, N], read MN-major.
-template <typename T, bool kTransB>
-__global__ void __launch_bounds__(kThreads, 1)
+template <typename T, bool kTransB, int kConsumers>
+__global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
     MatmulTcWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                         MatmulTcParams p) {
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
+  using B = Block<kConsumers>;
+  constexpr int kBlockM = B::kRows, kTileABytes = B::kTileABytes, kStageBytes = B::kStageBytes;
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t full[kStages], empty[kStages];
   // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
@@ -94,7 +103,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x != 0) return;
     uint32_t it = 0;
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      const TileCoord c = TileAt(tile, m_tiles, n_tiles);
+      const TileCoord c = TileAt(tile, m_tiles, n_tiles, kBlockM);
       int a_index, b_index;
       OperandBatches(p, c.batch, &a_index, &b_index);
       for (int kt = 0; kt < k_tiles; ++kt, ++it) {
@@ -125,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   float acc[64];
   uint32_t it = 0;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const TileCoord c = TileAt(tile, m_tiles, n_tiles);
+    const TileCoord c = TileAt(tile, m_tiles, n_tiles, kBlockM);
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
     for (int kt = 0; kt < k_tiles; ++kt, ++it) {

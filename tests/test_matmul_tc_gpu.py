@@ -11,7 +11,7 @@ from kaio_ort.reference import matmul
 
 pytestmark = pytest.mark.gpu
 
-# (batch_a, M, K, N, batch_b) derived from the 128 x 128 x 32 tile: exact multiples, one past,
+# (batch_a, M, K, N, batch_b) derived from the 128 x 128 x 32 tile (wgmma: 128 or 256 x 128 x 64): exact multiples, one past,
 # smaller than a tile, K not a multiple of 8 (element-load path), M = 1 (decode), batch + broadcast.
 SHAPES = [
     ((), 1, 4096, 4096, ()),
@@ -29,6 +29,8 @@ SHAPES = [
     ((2,), 129, 1032, 136, ()),   # wgmma: batches of B broadcast, row tail of one, long K with a tail
     ((), 2048, 256, 2048, ()),    # wgmma: more tiles than SMs (the persistent loop's second round)
     ((), 2200, 264, 2048, ()),    # wgmma with 256-row tiles (>= 1 per SM), row and K tails
+    ((), 16, 2048, 520, ()),      # split K (few tiles): 4 slices, a column tail
+    ((), 5, 1100, 37, ()),        # split K on the mma.sync kernel (K % 8 != 0): 2 slices
 ]
 F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf16Async"]
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.

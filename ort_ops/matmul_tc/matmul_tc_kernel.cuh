@@ -179,5 +179,16 @@ __global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p,
   }
 }
 
+// Y = the fixed-order sum of the k_split slices in `partial`, rounded once to Y's type.
+template <typename T>
+__global__ void __launch_bounds__(256) MatmulTcCombineKernel(MatmulTcParams p) {
+  const int64_t total = p.m * p.n;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    float sum = 0.f;
+    for (int64_t z = 0; z < p.k_split; ++z) sum += p.partial[z * total + e];
+    StoreElem<T>(p.y, e, sum, p.out_type == MatmulElem::kF32);
+  }
+}
+
 }  // namespace matmul_tc
 }  // namespace kaio

@@ -96,6 +96,12 @@ struct MatmulTcOp {
     BatchStrides(g.b_batch, g.out_batch, g.k * g.n, p.b_batch_stride);
     p.sm = launch.sm;
     p.sm_count = launch.sm_count;
+    CudaScratch partial;  // K slices of a decode-sized product, summed by RunMatmulTc
+    p.k_split = MatmulTcKSplit(p);
+    if (p.k_split > 1) {
+      KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(p.k_split * p.m * p.n) * sizeof(float)));
+      p.partial = static_cast<float*>(partial.data());
+    }
     if (int e = RunMatmulTc(p, launch.stream)) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
     return nullptr;
   }

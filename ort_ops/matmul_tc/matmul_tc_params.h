@@ -40,7 +40,14 @@ struct MatmulTcParams {
   float* partial = nullptr;
 };
 
-// Launches on `stream`; returns the CUDA error of the launch (never synchronises).
+// How many K slices a MatmulTc op runs side by side (1: none): where a single batch's 128 x 128
+// output tiles would leave most SMs idle (decode-sized M), each slice of at least 512 k gets its own
+// blocks. The caller then sets k_split and points `partial` at k_split * M * N floats of scratch.
+int64_t MatmulTcKSplit(const MatmulTcParams& p);
+
+// Launches on `stream`; returns the CUDA error of the launch (never synchronises). With partial
+// (k_split > 1, batch_count 1) the slices go to `partial` and a second kernel adds them into Y in a
+// fixed order (deterministic), rounding once.
 int RunMatmulTc(const MatmulTcParams& p, void* stream);
 
 }  // namespace kaio

@@ -1,6 +1,8 @@
 // Launcher of the mma.sync matmul (matmul_tc_kernel.cuh), compiled for every CUDA target.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "matmul_tc/matmul_tc_kernel.cuh"
 
 namespace kaio {
@@ -13,13 +15,22 @@ namespace {
 template <typename T, bool kTransB, bool kVec>
 cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   using namespace matmul_tc;
+  const int64_t z = p.partial ? p.k_split : (p.batch_count < 65535 ? p.batch_count : 65535);
   dim3 grid(static_cast<unsigned>((p.n + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM),
-            static_cast<unsigned>(p.batch_count < 65535 ? p.batch_count : 65535));
+            static_cast<unsigned>(z));
   MatmulTcSyncKernel<T, kTransB, kVec, DenseB><<<grid, kThreads, 0, stream>>>(p, DenseB{});
   return cudaGetLastError();
 }
 
 bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+template <typename T>
+cudaError_t Combine(const MatmulTcParams& p, cudaStream_t stream) {
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t blocks = std::min<int64_t>((p.m * p.n + 255) / 256, 8 * sms);
+  matmul_tc::MatmulTcCombineKernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p);
+  return cudaGetLastError();
+}
 
 template <typename T>
 cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
@@ -30,6 +41,15 @@ cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
 
 }  // namespace
 
+int64_t MatmulTcKSplit(const MatmulTcParams& p) {
+  using matmul_tc::kBlockM, matmul_tc::kBlockN;
+  if (p.batch_count != 1 || p.m <= 0 || p.n <= 0 || p.sm_count <= 0) return 1;
+  const int64_t tiles = ((p.m + kBlockM - 1) / kBlockM) * ((p.n + kBlockN - 1) / kBlockN);
+  if (2 * tiles > p.sm_count) return 1;  // at least half the SMs busy already
+  const int64_t splits = std::min<int64_t>({p.sm_count / tiles, p.k / 512, 16});
+  return splits > 1 ? splits : 1;
+}
+
 int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (p.m == 0 || p.n == 0 || p.batch_count == 0) return cudaSuccess;
@@ -39,12 +59,13 @@ int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
     size_t elem = p.out_type == MatmulElem::kF32 ? 4 : 2;
     return cudaMemsetAsync(p.y, 0, static_cast<size_t>(p.batch_count * p.m * p.n) * elem, stream);
   }
-  if (p.use_async) {  // sm_90: TMA + wgmma; elsewhere (and for shapes it does not take) the mma.sync kernel
-    cudaError_t e = RunMatmulTcWgmma(p, stream);
-    if (e != cudaErrorNotSupported) return e;
-  }
-  if (p.in_type == MatmulElem::kF16) return Dispatch<__half>(p, stream);
-  return Dispatch<__nv_bfloat16>(p, stream);
+  if (p.partial && (p.k_split < 1 || p.batch_count != 1)) return cudaErrorInvalidValue;
+  const bool f16 = p.in_type == MatmulElem::kF16;
+  cudaError_t e = cudaErrorNotSupported;
+  if (p.use_async) e = RunMatmulTcWgmma(p, stream);  // sm_90: TMA + wgmma
+  if (e == cudaErrorNotSupported) e = f16 ? Dispatch<__half>(p, stream) : Dispatch<__nv_bfloat16>(p, stream);
+  if (e != cudaSuccess || !p.partial) return e;
+  return f16 ? Combine<__half>(p, stream) : Combine<__nv_bfloat16>(p, stream);
 }
 
 }  // namespace kaio

@@ -59,8 +59,9 @@ cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUte
   using B = Block<kConsumers>;
   constexpr auto kernel = MatmulTcWgmmaKernel<T, kTransB, kConsumers>;
   if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
-  const int64_t tiles = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN);
-  const int64_t ctas = tiles < p.sm_count ? tiles : p.sm_count;
+  const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN) *
+                        (p.partial ? p.k_split : 1);
+  const int64_t ctas = units < p.sm_count ? units : p.sm_count;
   kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, map_b, p);
   return cudaGetLastError();
 }
@@ -79,7 +80,7 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
   constexpr int64_t kIndexMax = int64_t(1) << 31;  // TMA coordinates are 32-bit
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
-  if (p.sm != 90 || p.partial != nullptr || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) || !aligned16(p.b) ||
+  if (p.sm != 90 || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) || !aligned16(p.b) ||
       p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax || b_count >= kIndexMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   EncodeTiledFn encode = EncodeTiled();

@@ -7,6 +7,8 @@
 // stages). Stages of (64 kConsumers) x 64 (A) and 64 x 128 (B), 128-byte swizzled as TMA writes
 // them; kStages deep. Four consumers (256-row tiles) halve the B traffic per output; two keep more
 // CTAs busy when the output has few tiles.
+// Split K (p.partial, batch_count 1): the persistent loop runs over (tile, K slice) units and each
+// writes its f32 slice to partial[z]; the launcher's second kernel adds them.
 // Edges: TMA fills rows and columns past M, N, K with zeros (one 3-D tensor map per operand, the
 // batch its third dim, so no tile reads another batch's rows); stores skip rows past M, columns
 // past N. Needs K % 8 == 0 and N % 8 == 0 (TMA's 16-byte strides) and 16-byte aligned bases: the
@@ -95,18 +97,26 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
   __syncthreads();
 
   const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM, n_tiles = (p.n + kBlockN - 1) / kBlockN;
-  const int64_t tiles = p.batch_count * m_tiles * n_tiles;
-  const int k_tiles = static_cast<int>((p.k + kBlockK - 1) / kBlockK);
+  const int64_t splits = p.partial ? p.k_split : 1;
+  const int64_t units = p.batch_count * m_tiles * n_tiles * splits;
+  const int k_tiles_all = static_cast<int>((p.k + kBlockK - 1) / kBlockK);
+  // Unit u: output tile u / splits, K tiles [k_lo, k_hi) of slice u % splits.
+  auto k_range = [&](int64_t unit, int* k_lo, int* k_hi) {
+    const int64_t z = unit % splits;
+    *k_lo = static_cast<int>(k_tiles_all * z / splits);
+    *k_hi = static_cast<int>(k_tiles_all * (z + 1) / splits);
+  };
   const int warpgroup = threadIdx.x / 128;
 
   if (warpgroup == 0) {  // producer
     if (threadIdx.x != 0) return;
     uint32_t it = 0;
-    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      const TileCoord c = TileAt(tile, m_tiles, n_tiles, kBlockM);
-      int a_index, b_index;
+    for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
+      const TileCoord c = TileAt(unit / splits, m_tiles, n_tiles, kBlockM);
+      int a_index, b_index, k_lo, k_hi;
       OperandBatches(p, c.batch, &a_index, &b_index);
-      for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+      k_range(unit, &k_lo, &k_hi);
+      for (int kt = k_lo; kt < k_hi; ++kt, ++it) {
         const int s = it % kStages;
         const uint32_t round = it / kStages;
         if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // both consumers are done with it
@@ -133,11 +143,13 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
   const bool out_f32 = p.out_type == MatmulElem::kF32;
   float acc[64];
   uint32_t it = 0;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const TileCoord c = TileAt(tile, m_tiles, n_tiles, kBlockM);
+  for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
+    const TileCoord c = TileAt(unit / splits, m_tiles, n_tiles, kBlockM);
+    int k_lo, k_hi;
+    k_range(unit, &k_lo, &k_hi);
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-    for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+    for (int kt = k_lo; kt < k_hi; ++kt, ++it) {
       const int s = it % kStages;
       MbarWait(&full[s], (it / kStages) & 1);
       const uint8_t* a_tile = ring + s * kStageBytes + w * (64 * 128);
@@ -152,15 +164,15 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
       }
       WgmmaCommit();
       WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
-      if (kt > 0 && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
+      if (kt > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
     }
     WgmmaWait<0>();
-    if (t == 0) MbarArrive(&empty[(it - 1) % kStages]);
+    if (k_hi > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
 
     // The m64n128 fragment: per 8-column block j, rows r and r + 8, columns c and c + 1.
     const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
     const int64_t col0 = c.n0 + (t % 4) * 2;
-    const int64_t y_base = c.batch * p.m * p.n;
+    const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
       const int64_t col = col0 + 8 * j;
@@ -170,7 +182,9 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
         if (row >= p.m || col >= p.n) continue;  // N % 8 == 0: col + 1 < N too
         const float v0 = acc[j * 4 + h * 2], v1 = acc[j * 4 + h * 2 + 1];
         const int64_t at = y_base + row * p.n + col;
-        if (out_f32) {
+        if (p.partial) {
+          *reinterpret_cast<float2*>(p.partial + at) = make_float2(v0, v1);
+        } else if (out_f32) {
           *reinterpret_cast<float2*>(y_f + at) = make_float2(v0, v1);
         } else {
           *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<T>(v0, v1);

@@ -29,6 +29,7 @@ SHAPES = [
     ((2,), 129, 1032, 136, ()),   # wgmma: batches of B broadcast, row tail of one, long K with a tail
     ((), 2048, 256, 2048, ()),    # wgmma: more tiles than SMs (the persistent loop's second round)
     ((), 2200, 264, 2048, ()),    # wgmma with 256-row tiles (>= 1 per SM), row and K tails
+    ((), 129, 72, 72, ()),        # wgmma: boxes partly past M, N and K ([K, N] B: the second box from column 64)
     ((), 16, 2048, 520, ()),      # split K (few tiles): 4 slices, a column tail
     ((), 5, 1100, 37, ()),        # split K on the mma.sync kernel (K % 8 != 0): 2 slices
 ]

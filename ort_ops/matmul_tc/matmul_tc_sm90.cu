@@ -2,6 +2,7 @@
 // the host for each run (they hold the operands' addresses; a few microseconds, and a CUDA graph
 // captures them by value with the launch), and a persistent grid of one CTA per SM.
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 
@@ -12,11 +13,10 @@ namespace kaio {
 namespace {
 
 using matmul_wgmma::kBlockK;
+using matmul_wgmma::kRowElems;
 
 // cuTensorMapEncodeTiled from the driver, found once through the runtime (no link to libcuda).
-using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+using EncodeTiledFn = PFN_cuTensorMapEncodeTiled_v12000;
 
 EncodeTiledFn EncodeTiled() {
   static EncodeTiledFn fn = [] {
@@ -32,13 +32,13 @@ EncodeTiledFn EncodeTiled() {
 }
 
 // A 3-D map over `count` row-major matrices of rows x cols elements (cols contiguous), read in
-// boxes of box_rows x 64 columns (128 bytes: the 128-byte swizzle's row).
+// boxes of box_rows x kRowElems columns (128 bytes: the 128-byte swizzle's row).
 bool MakeMap(CUtensorMap* map, EncodeTiledFn encode, MatmulElem type, const void* base, int64_t rows, int64_t cols,
              int64_t count, int box_rows) {
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows),
                               static_cast<cuuint64_t>(count)};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(cols) * 2, static_cast<cuuint64_t>(rows * cols) * 2};
-  const cuuint32_t box[3] = {static_cast<cuuint32_t>(kBlockK), static_cast<cuuint32_t>(box_rows), 1};
+  const cuuint32_t box[3] = {static_cast<cuuint32_t>(kRowElems), static_cast<cuuint32_t>(box_rows), 1};
   const cuuint32_t element_strides[3] = {1, 1, 1};
   return encode(map, type == MatmulElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
                 const_cast<void*>(base), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,

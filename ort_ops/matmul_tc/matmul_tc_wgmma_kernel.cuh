@@ -27,7 +27,11 @@
 namespace kaio {
 namespace matmul_wgmma {
 
+constexpr int kRowElems = 64;  // 16-bit elements in one 128-byte swizzled shared-memory row (a TMA box's width)
 constexpr int kBlockN = 128, kBlockK = 64;
+// The code below takes a K tile (A, [N, K] B) or a 64-column half of the N tile ([K, N] B) to be one
+// swizzled row wide: 128-byte row strides, the n0 + 64 box, the descriptors' offsets.
+static_assert(kBlockK == kRowElems && kBlockN == 2 * kRowElems, "tiles are built from 128-byte swizzled rows");
 constexpr int kStages = 4;
 constexpr int kTileBBytes = kBlockN * kBlockK * 2;     // 16 KiB
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
@@ -122,14 +126,18 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
         if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // both consumers are done with it
         uint8_t* a_tile = ring + s * kStageBytes;
         uint8_t* b_tile = a_tile + kTileABytes;
-        MbarArriveExpectTx(&full[s], kStageBytes);
         const int k0 = kt * kBlockK, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
+        // [K, N] B comes as two 64-column boxes (a 128-byte swizzled row holds 64 elements); a second
+        // box wholly past N is not loaded: the columns it would hold are never stored, and a
+        // column's products do not mix with other columns'.
+        const bool second_box = !kTransB && n0 + 64 < p.n;
+        MbarArriveExpectTx(&full[s], kStageBytes - (kTransB || second_box ? 0 : kTileBBytes / 2));
         TmaLoad3d(a_tile, &map_a, &full[s], k0, m0, a_index);
         if constexpr (kTransB) {
           TmaLoad3d(b_tile, &map_b, &full[s], k0, n0, b_index);
-        } else {  // two 64-column boxes: a 128-byte swizzled row holds 64 elements
+        } else {
           TmaLoad3d(b_tile, &map_b, &full[s], n0, k0, b_index);
-          TmaLoad3d(b_tile + kTileBBytes / 2, &map_b, &full[s], n0 + 64, k0, b_index);
+          if (second_box) TmaLoad3d(b_tile + kTileBBytes / 2, &map_b, &full[s], n0 + 64, k0, b_index);
         }
       }
     }
@@ -149,6 +157,7 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
     k_range(unit, &k_lo, &k_hi);
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    FenceOperands(acc);
     for (int kt = k_lo; kt < k_hi; ++kt, ++it) {
       const int s = it % kStages;
       MbarWait(&full[s], (it / kStages) & 1);
@@ -167,6 +176,7 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
       if (kt > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
     }
     WgmmaWait<0>();
+    FenceOperands(acc);  // the stores below read the accumulators only after the wait
     if (k_hi > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
 
     // The m64n128 fragment: per 8-column block j, rows r and r + 8, columns c and c + 1.
@@ -192,6 +202,8 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
       }
     }
   }
+#else
+  __trap();  // a build without sm_90a code must not run this kernel silently (the launcher needs sm 90)
 #endif
 }
 

@@ -3,14 +3,17 @@
 # onnxruntime-gpu wheel: builds HEAD's source (.device/src.tar), runs `pytest -m gpu`, the
 # benchmarks and the SASS check, and leaves logs and result files in $OUT.
 # Usage: bash bench/device/gpu_check.sh [pytest -k expression]
+# KAIO_STEP_TIMEOUT (default 480 s) bounds the tests and each benchmark, so a kernel that hangs costs
+# one step of a device call, not the call.
 set -uo pipefail
 . bench/device/build_src.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
 cuobjdump -sass "$KAIO_ORT_LIBRARY" | grep -oE "\b(HMMA|HGMMA|IMMA|LDSM|LDGSTS|UTMALDG)[.A-Z0-9]*" | sort | uniq -c > "$OUT/sass_ops.txt"
 cd "$src"
-python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+limit=${KAIO_STEP_TIMEOUT:-480}
+timeout -k 10 "$limit" python3 -m pytest -q -rfEs -m gpu tests ${1:+-k "$1"} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 for b in ${KAIO_BENCH:-bench/bench_matmul_tc.py}; do  # an entry's arguments follow it after commas
-  PYTHONUNBUFFERED=1 python3 ${b//,/ } 2>&1 | tee -a "$OUT/bench.log" | tail -12
+  PYTHONUNBUFFERED=1 timeout -k 10 "$limit" python3 ${b//,/ } 2>&1 | tee -a "$OUT/bench.log" | tail -12
 done
 cp bench/results/*"${KAIO_COMMIT:0:8}"* "$OUT/" 2>/dev/null   # this run's results only (8 files come back)
 if [[ -n ${KAIO_SANITIZE:-} ]]; then

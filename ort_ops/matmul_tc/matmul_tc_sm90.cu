@@ -1,12 +1,10 @@
 // Launcher of the Hopper matmul (matmul_tc_wgmma_kernel.cuh): the tensor maps of A and B, built on
 // the host for each run (they hold the operands' addresses; a few microseconds, and a CUDA graph
 // captures them by value with the launch), and a persistent grid of one CTA per SM.
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
-
 #include "common/smem_opt_in.h"
+#include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
 
 namespace kaio {
@@ -15,35 +13,11 @@ namespace {
 using matmul_wgmma::kBlockK;
 using matmul_wgmma::kRowElems;
 
-// cuTensorMapEncodeTiled from the driver, found once through the runtime (no link to libcuda).
-using EncodeTiledFn = PFN_cuTensorMapEncodeTiled_v12000;
-
-EncodeTiledFn EncodeTiled() {
-  static EncodeTiledFn fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found) !=
-            cudaSuccess ||
-        found != cudaDriverEntryPointSuccess)
-      f = nullptr;
-    return reinterpret_cast<EncodeTiledFn>(f);
-  }();
-  return fn;
-}
-
-// A 3-D map over `count` row-major matrices of rows x cols elements (cols contiguous), read in
-// boxes of box_rows x kRowElems columns (128 bytes: the 128-byte swizzle's row).
-bool MakeMap(CUtensorMap* map, EncodeTiledFn encode, MatmulElem type, const void* base, int64_t rows, int64_t cols,
-             int64_t count, int box_rows) {
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows),
-                              static_cast<cuuint64_t>(count)};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(cols) * 2, static_cast<cuuint64_t>(rows * cols) * 2};
-  const cuuint32_t box[3] = {static_cast<cuuint32_t>(kRowElems), static_cast<cuuint32_t>(box_rows), 1};
-  const cuuint32_t element_strides[3] = {1, 1, 1};
-  return encode(map, type == MatmulElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
-                const_cast<void*>(base), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+// A map over 16-bit matrices in boxes of box_rows x one 128-byte swizzled row.
+bool MakeMap(CUtensorMap* map, MatmulElem type, const void* base, int64_t rows, int64_t cols, int64_t count,
+             int box_rows) {
+  return MakeTensorMap(map, type == MatmulElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                       2, base, rows, cols, count, box_rows, kRowElems, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 // How many matrices an operand holds: 1 + the largest batch offset over one matrix's elements.
@@ -56,13 +30,17 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
 template <typename T, bool kTransB, int kConsumers>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
   using namespace matmul_wgmma;
-  using B = Block<kConsumers>;
-  constexpr auto kernel = MatmulTcWgmmaKernel<T, kTransB, kConsumers>;
+  using BOp = DenseB<kTransB>;
+  using B = Block<BOp, kConsumers>;
+  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers>;
   if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
+  BOp b_op;
+  b_op.map = map_b;
+  b_op.n = p.n;
   const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN) *
                         (p.partial ? p.k_split : 1);
   const int64_t ctas = units < p.sm_count ? units : p.sm_count;
-  kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, map_b, p);
+  kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
   return cudaGetLastError();
 }
 
@@ -83,14 +61,12 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
   if (p.sm != 90 || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) || !aligned16(p.b) ||
       p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax || b_count >= kIndexMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
-  EncodeTiledFn encode = EncodeTiled();
-  if (!encode) return cudaErrorNotSupported;
   const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
   const bool tall = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;
   CUtensorMap map_a, map_b;
-  bool ok = MakeMap(&map_a, encode, p.in_type, p.a, p.m, p.k, a_count, tall ? 256 : 128);
-  ok = ok && (p.trans_b ? MakeMap(&map_b, encode, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
-                        : MakeMap(&map_b, encode, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
+  bool ok = MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, tall ? 256 : 128);
+  ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
+                        : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
   if (!ok) return cudaErrorNotSupported;
   if (p.in_type == MatmulElem::kF16)
     return p.trans_b ? LaunchTiles<__half, true>(p, map_a, map_b, stream, tall)

@@ -1,5 +1,8 @@
-// Tensor-core matmul for Hopper (sm_90a), the Async ops' path there: TMA tile loads into a ring of
-// shared-memory stages completing on mbarriers, wgmma by warpgroups, a persistent grid.
+// Tensor-core matmul for Hopper (sm_90a), the Async ops' path there and MatmulInt4's GEMM regime:
+// TMA tile loads into a ring of shared-memory stages completing on mbarriers, wgmma by warpgroups,
+// a persistent grid. What B is comes from a policy (BOp): DenseB here (f16 / bf16 tiles TMA writes
+// where wgmma reads them), Int4B in quant_matmul/matmul_int4_wgmma.cuh (packed codes dequantised by
+// the consumers into an f16 / bf16 tile first).
 //
 // Block: warpgroup 0 produces (one thread issues the TMA loads), kConsumers warpgroups (2 or 4)
 // consume: each multiplies 64 rows of the (64 kConsumers) x 128 output tile with wgmma m64n128k16,
@@ -36,14 +39,51 @@ constexpr int kStages = 4;
 constexpr int kTileBBytes = kBlockN * kBlockK * 2;     // 16 KiB
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
 
-// The shape of a block with kConsumers consumer warpgroups of 64 rows each.
-template <int kConsumers>
+// The shape of a block with kConsumers consumer warpgroups of 64 rows each: a ring stage holds the
+// A tile and BOp::kStageBytes of B, rounded up to 1024 bytes (swizzle atoms stay aligned); BOp's
+// own buffers (kExtraBytes) follow the ring.
+template <class BOp, int kConsumers>
 struct Block {
   static constexpr int kRows = 64 * kConsumers;                  // block tile rows (M)
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kTileABytes = kRows * kBlockK * 2;
-  static constexpr int kStageBytes = kTileABytes + kTileBBytes;
-  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 B
+  static constexpr int kStageBytes = (kTileABytes + BOp::kStageBytes + 1023) / 1024 * 1024;
+  static constexpr int kSmemBytes = kStages * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
+};
+
+// B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch). kTransB: B is [N, K] (K-major, as
+// wgmma reads it); otherwise [K, N], read MN-major from two 64-column boxes.
+template <bool kTransB>
+struct DenseB {
+  CUtensorMap map;
+  int64_t n;
+  static constexpr int kStageBytes = kTileBBytes;
+  static constexpr int kExtraBytes = 0;
+  static constexpr int kWgmmaTransB = kTransB ? 0 : 1;
+
+  // A second [K, N] box wholly past N is not loaded: the columns it would hold are never stored,
+  // and a column's products do not mix with other columns'.
+  __device__ __forceinline__ bool SecondBox(int n0) const { return !kTransB && n0 + kRowElems < n; }
+  __device__ __forceinline__ uint32_t Bytes(int n0) const {
+    return kTileBBytes - (kTransB || SecondBox(n0) ? 0 : kTileBBytes / 2);
+  }
+  __device__ __forceinline__ void Load(uint8_t* stage, uint64_t* bar, int k0, int n0, int b_index) const {
+    if constexpr (kTransB) {
+      sm90::TmaLoad3d(stage, &map, bar, k0, n0, b_index);
+    } else {
+      sm90::TmaLoad3d(stage, &map, bar, n0, k0, b_index);
+      if (SecondBox(n0)) sm90::TmaLoad3d(stage + kTileBBytes / 2, &map, bar, n0 + kRowElems, k0, b_index);
+    }
+  }
+  // The tile wgmma reads: the stage itself.
+  template <int kConsumerThreads>
+  __device__ __forceinline__ const uint8_t* Ready(const uint8_t* stage, uint8_t*, uint32_t, int) const {
+    return stage;
+  }
+  __device__ __forceinline__ uint64_t Desc(const uint8_t* tile, int kk) const {
+    return kTransB ? sm90::DescSw128(tile + kk * 32, 16, 1024)
+                   : sm90::DescSw128(tile + kk * 16 * 128, kTileBBytes / 2, 1024);
+  }
 };
 
 // Output tile `tile` of the persistent schedule: its batch, first row and first column. Within a
@@ -77,19 +117,18 @@ __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t 
   *b_index = static_cast<int>(b_off / (p.k * p.n));
 }
 
-// kTransB: B is [N, K] (K-major, as wgmma reads it); otherwise [K, N], read MN-major.
-template <typename T, bool kTransB, int kConsumers>
-__global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
-    MatmulTcWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
-                        MatmulTcParams p) {
+template <typename T, class BOp, int kConsumers>
+__global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
+    MatmulWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ BOp b_op, MatmulTcParams p) {
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
-  using B = Block<kConsumers>;
+  using B = Block<BOp, kConsumers>;
   constexpr int kBlockM = B::kRows, kTileABytes = B::kTileABytes, kStageBytes = B::kStageBytes;
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t full[kStages], empty[kStages];
   // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
   uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* extra = ring + kStages * kStageBytes;  // BOp's buffers
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -125,20 +164,10 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
         const uint32_t round = it / kStages;
         if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // both consumers are done with it
         uint8_t* a_tile = ring + s * kStageBytes;
-        uint8_t* b_tile = a_tile + kTileABytes;
         const int k0 = kt * kBlockK, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
-        // [K, N] B comes as two 64-column boxes (a 128-byte swizzled row holds 64 elements); a second
-        // box wholly past N is not loaded: the columns it would hold are never stored, and a
-        // column's products do not mix with other columns'.
-        const bool second_box = !kTransB && n0 + 64 < p.n;
-        MbarArriveExpectTx(&full[s], kStageBytes - (kTransB || second_box ? 0 : kTileBBytes / 2));
+        MbarArriveExpectTx(&full[s], kTileABytes + b_op.Bytes(n0));
         TmaLoad3d(a_tile, &map_a, &full[s], k0, m0, a_index);
-        if constexpr (kTransB) {
-          TmaLoad3d(b_tile, &map_b, &full[s], k0, n0, b_index);
-        } else {
-          TmaLoad3d(b_tile, &map_b, &full[s], n0, k0, b_index);
-          if (second_box) TmaLoad3d(b_tile + kTileBBytes / 2, &map_b, &full[s], n0 + 64, k0, b_index);
-        }
+        b_op.Load(a_tile + kTileABytes, &full[s], k0, n0, b_index);
       }
     }
     return;
@@ -162,15 +191,12 @@ __global__ void __launch_bounds__(Block<kConsumers>::kThreads, 1)
       const int s = it % kStages;
       MbarWait(&full[s], (it / kStages) & 1);
       const uint8_t* a_tile = ring + s * kStageBytes + w * (64 * 128);
-      const uint8_t* b_tile = ring + s * kStageBytes + kTileABytes;
+      const uint8_t* b_tile = b_op.template Ready<128 * kConsumers>(ring + s * kStageBytes + kTileABytes, extra, it,
+                                                                     threadIdx.x - 128);
       WgmmaFence();
 #pragma unroll
-      for (int kk = 0; kk < kBlockK / 16; ++kk) {
-        const uint64_t da = DescSw128(a_tile + kk * 32, 16, 1024);
-        const uint64_t db = kTransB ? DescSw128(b_tile + kk * 32, 16, 1024)
-                                    : DescSw128(b_tile + kk * 16 * 128, kTileBBytes / 2, 1024);
-        WgmmaM64N128K16<T, kTransB ? 0 : 1>(acc, da, db);
-      }
+      for (int kk = 0; kk < kBlockK / 16; ++kk)
+        WgmmaM64N128K16<T, BOp::kWgmmaTransB>(acc, DescSw128(a_tile + kk * 32, 16, 1024), b_op.Desc(b_tile, kk));
       WgmmaCommit();
       WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
       if (kt > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);

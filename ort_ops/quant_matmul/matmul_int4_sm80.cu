@@ -7,6 +7,10 @@
 #include "quant_matmul/matmul_int4_kernel.cuh"
 
 namespace kaio {
+
+// matmul_int4_sm90.cu: the GEMM regime's Hopper kernel; cudaErrorNotSupported where it does not apply.
+cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream);
+
 namespace {
 
 // Shared memory per block (opt-in) and per SM by compute capability.
@@ -158,6 +162,11 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
     else
       MatmulInt4GemvKernel<T, true, kZp><<<unsigned(blocks), kGemvThreads, 0, stream>>>(bt);
     return cudaGetLastError();
+  }
+  if (count == 1) {  // sm_90: TMA + wgmma with the codes dequantised in shared memory (matmul_int4_sm90.cu)
+    err = RunMatmulInt4Wgmma(p, stream);
+    if (err != cudaErrorNotSupported) return err;
+    err = cudaSuccess;
   }
   const int64_t mblocks = (p.m + kGemmM - 1) / kGemmM;
   static_assert(kMatmulInt4MaxRows == int64_t(65535) * kGemmM, "the glue's row limit is the grid's");

@@ -22,7 +22,8 @@ TOL = {np.float32: 1e-3, np.float16: 2e-3, BF16: 8e-3}
 # not fit in shared memory, the mma GEMV takes M = 1); the mma GEMV covers 16 columns per block,
 # 8 warps x 128-k chunks (K = g, 3g: partial chunks, idle warps), M <= 8 (rows 0-7) and 9..16 (both
 # m16 halves); the GEMM covers 64 rows x 64 or 128 columns per block (M = 17, 129: row tails; N odd,
-# 1, not a multiple of 8 or of the tile).
+# 1, not a multiple of 8 or of the tile); on sm_90 outputs of enough 128 x 128 tiles take the TMA +
+# wgmma GEMM (matmul_int4_sm90.cu).
 SHAPES = [
     ((), 1, 4096, 1000),
     ((), 1, 11008, 40),
@@ -45,6 +46,8 @@ SHAPES = [
     ((), 100, 4096, 136),
     ((), 40, 2048, 264),          # GEMM, one row block, long K
     ((), 200, 1024, 72),          # GEMM, four row blocks, one tile of columns
+    ((), 300, 1024, 3208),        # sm_90 wgmma GEMM (>= 66 tiles of 128 x 128): row and column tails
+    ((2,), 260, "3g", 2056),      # wgmma GEMM, K = 3g (a half 64-k tile at g = 32), batch dims
 ]
 
 
@@ -87,7 +90,8 @@ def test_matmul_int4_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
 
 
 @pytest.mark.parametrize("lead,m,k,n", [((), 1, 4096, 300), ((), 1, "3g", 40), ((), 3, "3g", 13), ((), 12, "g", 40),
-                                        ((2,), 40, "3g", 33), ((), 129, "g", 72), ((), 40, 2048, 264)])
+                                        ((2,), 40, "3g", 33), ((), 129, "g", 72), ((), 40, 2048, 264),
+                                        ((), 300, 1024, 3208)])
 @pytest.mark.parametrize("group_size", [32, 128])
 @pytest.mark.parametrize("with_zp", [False, True])
 @pytest.mark.parametrize("out_float", [True, False])

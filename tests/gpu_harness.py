@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from op_harness import BF16, CUDA, build_model, run_op, session_options
 
 
@@ -112,3 +113,23 @@ def int4_weights_rounded(rows: int, k: int, ns, group_size: int) -> bool:
     rows), K > 0 and every N % 8 == 0 on the parts the GPU tests run on (sm_80 / sm_90)."""
     decode = 1 <= rows <= 16 and k > 0 and all(n % 8 == 0 for n in ns)
     return not (decode and group_size >= 128)
+
+
+def launched_kernels(fn) -> list:
+    """Names of the CUDA kernels `fn()` launches, from CUPTI through torch.profiler (which sees ORT's
+    launches too); skips the test where torch is missing."""
+    torch = pytest.importorskip("torch")
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return sorted({e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA})
+
+
+def require_sm90():
+    """Skips unless GPU 0 is a Hopper (compute capability 9.0), where the TMA + wgmma kernels run."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.get_device_capability(0) != (9, 0):
+        pytest.skip("the TMA + wgmma kernels run on compute capability 9.0 only")

@@ -4,7 +4,7 @@ K % 8 or N % 8 != 0 fall back to mma.sync there too); IOBinding, poisoned guarde
 replay, and the CUDA-side validation rules."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import matmul
@@ -139,3 +139,20 @@ def test_bf16_cuda_graph_replay_matches_eager(op, out_bf16):
     eager = BoundRun(cuda_session(model), f32(a2, b2), [(m, n)], [np.float32]).run()[0]
     assert rel_err(replay, matmul(a2, b2)) <= tol
     np.testing.assert_array_equal(replay, eager)
+
+
+@pytest.mark.parametrize("m,k,n,trans_b", [(256, 264, 256, 0), (256, 264, 256, 1), (16, 2048, 520, 0)])
+@pytest.mark.parametrize("op", ["MatmulTcAsync", "MatmulTcBf16Async"])
+def test_async_ops_take_the_wgmma_kernel_on_sm90(op, m, k, n, trans_b):
+    """On Hopper the Async ops run the TMA + wgmma kernel (a fallback to mma.sync would pass the
+    accuracy tests silently); 16 x 2048 x 520 takes it with split K (the sum of the slices after)."""
+    require_sm90()
+    g = rng()
+    t = BF16 if "Bf16" in op else np.float16
+    a, b = randn(g, (m, k), t), randn(g, (k, n), t)
+    b_in = np.ascontiguousarray(b.T) if trans_b else b
+    model = build_model(op, [a, b_in], {"trans_b": trans_b}, [np.float32], bf16_io=True)
+    run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+    names = launched_kernels(run.run)
+    assert any("MatmulWgmmaKernel" in x and "DenseB" in x for x in names), names
+    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]

@@ -4,7 +4,8 @@ reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloa
 Cast harness, CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, run_op_cuda
+from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
+                         launched_kernels, require_sm90, run_op_cuda)
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -288,3 +289,19 @@ def test_int8_w8a8_stays_on_cpu_ep():
     np.testing.assert_allclose(y, matmul_int8(a, b, scale), rtol=1e-6)
     with pytest.raises(Exception, match="assigned to the default CPU EP"):
         session(model, CUDA)  # CPU fallback disabled
+
+
+@pytest.mark.parametrize("group_size,with_zp", [(32, True), (128, False)])
+def test_int4_gemm_takes_the_wgmma_kernel_on_sm90(group_size, with_zp):
+    """On Hopper MatmulInt4's GEMM regime runs the TMA + wgmma kernel with the codes dequantised in
+    shared memory where its tiles fill the GPU (a fallback would pass the accuracy tests silently)."""
+    require_sm90()
+    g = rng()
+    m, k, n = 300, 1024, 3208
+    a, b, scales, zp = _operands(g, (), m, k, n, group_size, with_zp, np.float16)
+    inputs = [x for x in (a, b, scales, zp) if x is not None]
+    run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales, zp], {"group_size": group_size},
+                                            [np.float32])), inputs, [(m, n)], [np.float32])
+    names = launched_kernels(run.run)
+    assert any("MatmulWgmmaKernel" in x and "Int4B" in x for x in names), names
+    assert rel_err(run.run()[0], _chain_ref(a, b, scales, zp, group_size)) <= TOL[np.float32]

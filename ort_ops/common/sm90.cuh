@@ -20,6 +20,14 @@
 namespace kaio {
 namespace sm90 {
 
+// The host's view: the build holds sm_90a code (CMakeLists.txt defines KAIO_HAS_SM90A), so launchers
+// may pick the Hopper kernels on a compute capability 9.0 device.
+#ifdef KAIO_HAS_SM90A
+constexpr bool kBuiltForSm90a = true;
+#else
+constexpr bool kBuiltForSm90a = false;
+#endif
+
 using ptx::SmemAddr;
 
 // ---- mbarriers (shared memory, CTA scope) ----

@@ -3,6 +3,7 @@
 // captures them by value with the launch), and a persistent grid of one CTA per SM.
 #include <cuda_runtime.h>
 
+#include "common/sm90.cuh"
 #include "common/smem_opt_in.h"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
@@ -12,6 +13,7 @@ namespace {
 
 using matmul_wgmma::kBlockK;
 using matmul_wgmma::kRowElems;
+using sm90::kBuiltForSm90a;
 
 // A map over 16-bit matrices in boxes of box_rows x one 128-byte swizzled row.
 bool MakeMap(CUtensorMap* map, MatmulElem type, const void* base, int64_t rows, int64_t cols, int64_t count,
@@ -58,8 +60,9 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
   constexpr int64_t kIndexMax = int64_t(1) << 31;  // TMA coordinates are 32-bit
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
-  if (p.sm != 90 || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) || !aligned16(p.b) ||
-      p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax || b_count >= kIndexMax)
+  if (!kBuiltForSm90a || p.sm != 90 || p.sm_count <= 0 || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) ||
+      !aligned16(p.b) || p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax ||
+      b_count >= kIndexMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
   const bool tall = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;

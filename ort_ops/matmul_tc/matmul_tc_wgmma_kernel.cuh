@@ -127,7 +127,8 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t full[kStages], empty[kStages];
   // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
-  uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  // (Offset from the shared array itself, so the compiler keeps shared loads and stores.)
+  uint8_t* ring = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   uint8_t* extra = ring + kStages * kStageBytes;  // BOp's buffers
 
   if (threadIdx.x == 0) {
@@ -229,7 +230,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     }
   }
 #else
-  __trap();  // a build without sm_90a code must not run this kernel silently (the launcher needs sm 90)
+  __trap();  // never launched without sm_90a code (kBuiltForSm90a); if it were, fail loudly, not silently
 #endif
 }
 

@@ -63,9 +63,9 @@ cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream) {
   auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
   constexpr int64_t kIndexMax = int64_t(1) << 31;  // TMA coordinates are 32-bit
   // TMA strides are multiples of 16 bytes: N % 8 (scales' rows), K % 32 (codes' rows; K % group does it).
-  if (p.sm != 90 || p.bias || p.k <= 0 || p.n % 8 != 0 || p.k % 32 != 0 || p.m >= kIndexMax || p.n >= kIndexMax ||
-      p.k >= kIndexMax || !aligned16(p.a) || !aligned16(p.b) || !aligned16(p.scales) ||
-      (p.zero_points && !aligned16(p.zero_points)))
+  if (!sm90::kBuiltForSm90a || p.sm != 90 || p.sm_count <= 0 || p.bias || p.k <= 0 || p.n % 8 != 0 ||
+      p.k % 32 != 0 || p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || !aligned16(p.a) ||
+      !aligned16(p.b) || !aligned16(p.scales) || (p.zero_points && !aligned16(p.zero_points)))
     return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
   // Too few 128 x 128 tiles to keep half the SMs busy (M ~ 100 with N ~ 4096): the mma.sync GEMM's
   // smaller tiles fill the GPU better (no split K here yet).

@@ -5,8 +5,9 @@
 // (DequantPair), into a 128 x 64 tile in the 128-byte swizzled K-major layout wgmma reads, then
 // multiply. Dequantising is ~1.4 instructions a weight: ~90 issue cycles of a 128 x 64 tile against
 // ~512 cycles of the tile's wgmma at 128 rows, overlapped with the previous tile's wgmma.
-// Three dequantised tiles rotate: while a warpgroup writes tile i, the other may still be
-// multiplying tile i - 1 (its wgmma of tile i - 2 was waited for before the barrier of tile i - 1).
+// Three dequantised tiles rotate: while a warpgroup writes tile i, the other's wgmma may still read
+// tiles i - 2 and i - 1, not i - 3 (the same buffer as i): it waited for that wgmma before reaching
+// the barrier of tile i - 1, which this warpgroup has passed.
 #pragma once
 
 #include <cuda.h>

@@ -1,4 +1,5 @@
-"""Running com.kaio graphs on the CUDA EP with inputs and outputs in device memory (IOBinding):
+"""Running com.kaio graphs on the CUDA EP with inputs and outputs in device memory (IOBinding, bfloat16
+too, through its 16-bit patterns):
 outputs are bound to device buffers poisoned with NaN, so an element the kernel never wrote shows
 up as NaN in the result (and NaN never passes rel_err), and each output sits between two guard
 bands of a fixed byte pattern that every run checks, so a write before or past an output fails the
@@ -8,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from op_harness import BF16, CUDA, build_model, run_op, session_options
+from onnx import TensorProto
+from op_harness import BF16, CUDA, build_model, session_options
 
 
 
@@ -34,55 +36,69 @@ GUARD_BYTES = 4096   # each side of an output: a stray tile row or column lands 
 GUARD_BYTE = 0xA5    # as f16 0xA5A5 is a normal number and as f32 a tiny one: neither NaN nor a plausible result
 
 
+def _bits(x: np.ndarray) -> np.ndarray:
+    """What ORT's numpy API can carry: bfloat16 as its uint16 patterns, anything else as is."""
+    x = np.ascontiguousarray(x)
+    return x.view(np.uint16) if x.dtype == np.dtype(BF16) else x
+
+
+def _on_device(x: np.ndarray, device_id: int) -> ort.OrtValue:
+    if x.dtype != np.dtype(BF16):
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", device_id)
+    v = ort.OrtValue.ortvalue_from_shape_and_type(list(x.shape), TensorProto.BFLOAT16, "cuda", device_id)
+    v.update_inplace(_bits(x))
+    return v
+
+
 class BoundRun:
-    """One session with its inputs and poisoned, guarded outputs resident on the GPU."""
+    """One session with its inputs and poisoned, guarded outputs resident on the GPU. bfloat16
+    (ml_dtypes) inputs and outputs are bound as such (the model declares them: build_model(...,
+    bf16_io=True)); bfloat16 results come back as ml_dtypes.bfloat16 arrays."""
 
     def __init__(self, sess, inputs: list, out_shapes: list, out_dtypes: list, device_id: int = 0):
-        assert not any(np.dtype(x.dtype) == np.dtype(BF16) for x in inputs), "bf16 I/O: use the Cast harness"
         self.sess = sess
         self.binding = sess.io_binding()
-        self.inputs = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", device_id) for x in inputs]
+        self.inputs = [_on_device(x, device_id) for x in inputs]
         for gi, v in zip(sess.get_inputs(), self.inputs):
             self.binding.bind_ortvalue_input(gi.name, v)
-        self.outputs = []  # (name, shape, guarded device buffer): guard band, output, guard band
+        self.outputs = []  # (name, shape, dtype, guarded device buffer): guard band, output, guard band
         for go, shape, dt in zip(sess.get_outputs(), out_shapes, out_dtypes):
             dt = np.dtype(dt)
             guard = GUARD_BYTES // dt.itemsize
-            host = np.full(int(np.prod(shape)) + 2 * guard, np.nan, dtype=dt)
+            host = _bits(np.full(int(np.prod(shape)) + 2 * guard, np.nan, dtype=dt))
             host.view(np.uint8)[:GUARD_BYTES] = GUARD_BYTE
             host.view(np.uint8)[-GUARD_BYTES:] = GUARD_BYTE
             v = ort.OrtValue.ortvalue_from_numpy(host, "cuda", device_id)
-            self.binding.bind_output(go.name, "cuda", device_id, dt.type, list(shape), v.data_ptr() + GUARD_BYTES)
-            self.outputs.append((go.name, tuple(shape), v))
+            elem = TensorProto.BFLOAT16 if dt == np.dtype(BF16) else dt.type
+            self.binding.bind_output(go.name, "cuda", device_id, elem, list(shape), v.data_ptr() + GUARD_BYTES)
+            self.outputs.append((go.name, tuple(shape), dt, v))
 
     def update_inputs(self, inputs: list):
         """New contents at the same device addresses (what a captured CUDA graph replays)."""
         for v, x in zip(self.inputs, inputs):
-            v.update_inplace(np.ascontiguousarray(x))
+            v.update_inplace(_bits(x))
 
     def run(self) -> list:
         self.sess.run_with_iobinding(self.binding)
         results = []
-        for name, shape, v in self.outputs:
-            full = v.numpy()
+        for name, shape, dt, v in self.outputs:
+            full = v.numpy().copy()  # (a CPU OrtValue would hand out its own memory)
             raw = full.view(np.uint8)
             for side, band in (("before", raw[:GUARD_BYTES]), ("past", raw[-GUARD_BYTES:])):
                 touched = np.flatnonzero(band != GUARD_BYTE)
                 assert touched.size == 0, f"output {name}: {touched.size} guard bytes {side} it overwritten"
             guard = GUARD_BYTES // full.dtype.itemsize
-            results.append(full[guard:full.size - guard].reshape(shape))
+            results.append(full[guard:full.size - guard].view(dt).reshape(shape))
         return results
 
 
 def run_op_cuda(op, inputs, attrs, out_shapes, out_dtypes, cuda_graph=False) -> list:
-    """One node on the CUDA EP with device-resident, NaN-poisoned outputs. bfloat16 inputs or outputs
-    (which IOBinding from numpy cannot hold) go through op_harness.run_op's Cast harness instead,
-    still on the CUDA EP with CPU fallback disabled (outputs come back as float32)."""
-    if any(np.dtype(t) == np.dtype(BF16) for t in [x.dtype for x in inputs if x is not None] + list(out_dtypes)):
-        assert not cuda_graph, "CUDA-graph runs take float16 / float32 I/O"
-        return run_op(op, inputs, attrs, out_dtypes, provider=CUDA)
-    model = build_model(op, inputs, attrs, out_dtypes)
-    return BoundRun(cuda_session(model, cuda_graph), inputs, out_shapes, out_dtypes).run()
+    """One node on the CUDA EP with device-resident, NaN-poisoned, guarded outputs (BoundRun), CPU
+    fallback disabled; bfloat16 outputs come back as float32 (exact)."""
+    model = build_model(op, inputs, attrs, out_dtypes, bf16_io=True)
+    outs = BoundRun(cuda_session(model, cuda_graph), [x for x in inputs if x is not None], out_shapes,
+                    out_dtypes).run()
+    return [y.astype(np.float32) if y.dtype == np.dtype(BF16) else y for y in outs]
 
 
 def chain_ref_codes(a, q, scales, zp, group_size, rounded=True):

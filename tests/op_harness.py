@@ -41,11 +41,12 @@ ORT_VERSION = tuple(int(x) for x in ort.__version__.split(".")[:2])
 
 def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: list | None = None,
                 out_names: list | None = None, input_shapes: list | None = None,
-                opset: int = 17) -> onnx.ModelProto:
+                opset: int = 17, bf16_io: bool = False) -> onnx.ModelProto:
     """A model with one com.kaio `op` node. `inputs`: arrays, or None for an absent optional input
     (omitted when trailing, "" otherwise). `out_types`: numpy dtypes of the outputs (None: the
     output is not requested, ""). `input_shapes` overrides the declared input shapes (None entries:
-    unknown rank)."""
+    unknown rank). bfloat16 inputs and outputs are float32 graph I/O cast inside the graph, unless
+    bf16_io (IOBinding with device buffers: gpu_harness.BoundRun)."""
     attrs = attrs or {}
     out_types = out_types or [np.float32]
     nodes, graph_inputs, names = [], [], []
@@ -57,7 +58,7 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
         name = f"in{i}"
         dt = np.dtype(x.dtype)
         shape = list(x.shape) if input_shapes is None else input_shapes[i]
-        if dt == np.dtype(BF16):
+        if dt == np.dtype(BF16) and not bf16_io:
             graph_inputs.append(helper.make_tensor_value_info(name + "_f32", TensorProto.FLOAT, shape))
             nodes.append(helper.make_node("Cast", [name + "_f32"], [name], to=TensorProto.BFLOAT16))
         else:
@@ -71,7 +72,7 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
         name = (out_names[j] if out_names else f"out{j}")
         outs.append(name)
         dt = np.dtype(t)
-        if dt == np.dtype(BF16):
+        if dt == np.dtype(BF16) and not bf16_io:
             nodes_after = helper.make_node("Cast", [name], [name + "_f32"], to=TensorProto.FLOAT)
             graph_outputs.append(helper.make_tensor_value_info(name + "_f32", TensorProto.FLOAT, None))
             # The op's output is now an intermediate: declare its type there too. ORT 1.19's
@@ -84,7 +85,8 @@ def build_model(op: str, inputs: list, attrs: dict | None = None, out_types: lis
     while outs and outs[-1] == "":
         outs.pop()
     node = helper.make_node(op, names, outs, domain=kaio_ort.DOMAIN, name=f"{op}_{next(_counter)}", **attrs)
-    nodes.insert(len(nodes) - sum(1 for t in out_types if t is not None and np.dtype(t) == np.dtype(BF16)), node)
+    casts_after = 0 if bf16_io else sum(1 for t in out_types if t is not None and np.dtype(t) == np.dtype(BF16))
+    nodes.insert(len(nodes) - casts_after, node)
     graph = helper.make_graph(nodes, f"{op}_test", graph_inputs, graph_outputs, value_info=value_info)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                    helper.make_opsetid(kaio_ort.DOMAIN, kaio_ort.OPSET_VERSION)],

@@ -1,12 +1,12 @@
 """AttentionFlash / AttentionFlashCausal on the CUDA EP against the float64 reference
-(kaio_ort.reference.attention: O and LSE); IOBinding with NaN-poisoned outputs, bfloat16 through
-the Cast harness, CUDA-graph replay, repeated runs, and the CUDA-side validation rules. The CUDA
+(kaio_ort.reference.attention: O and LSE); IOBinding with NaN-poisoned, guarded outputs (bfloat16
+too), CUDA-graph replay, repeated runs, and the CUDA-side validation rules. The CUDA
 kernels take float16 / bfloat16 Q, K, V only (a float32 node runs on the CPU EP)."""
 import numpy as np
 import onnxruntime as ort
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
-from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, run_op, session, session_options
+from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, session, session_options
 from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
 from kaio_ort.reference import attention
@@ -129,8 +129,7 @@ BF16_SHAPES = ["d64_128", "d80_gqa", "sq_gt_sk", "long_decode_gqa_bshd"]
 @pytest.mark.parametrize("op,causal", OPS, ids=[o for o, _ in OPS])
 @pytest.mark.parametrize("out_bf16", [False, True], ids=["out_f32", "out_bf16"])
 def test_attention_flash_bf16_cuda(name, op, causal, out_bf16):
-    """bfloat16 Q, K, V (and O) through Casts in the graph (ORT's Python API has no bfloat16 arrays),
-    all nodes on the CUDA EP; LSE requested with the float output."""
+    """bfloat16 Q, K, V (and O) bound as such; LSE requested with the float output."""
     shape = SHAPE[name]
     layout = shape[1]
     q_shape, k_shape, v_shape = qkv_shapes(layout, *shape[2:])
@@ -139,8 +138,11 @@ def test_attention_flash_bf16_cuda(name, op, causal, out_bf16):
     ref_o, ref_lse = attention(q, k, v, None, causal, layout)
     out_t = BF16 if out_bf16 else np.float32
     want_lse = not out_bf16
-    outs = run_op(op, [q, k, v], attrs_for(shape, out_t, None), [out_t] + ([np.float32] if want_lse else []),
-                  provider=CUDA)
+    out_shapes, out_types = [ref_o.shape], [out_t]
+    if want_lse:
+        out_shapes.append(ref_lse.shape)
+        out_types.append(np.float32)
+    outs = run_op_cuda(op, [q, k, v], attrs_for(shape, out_t, None), out_shapes, out_types)
     check_outputs(outs, ref_o, ref_lse, layout, BF16_TOL[out_t], want_lse, op)
 
 

@@ -1,6 +1,6 @@
 """QkvProjectInt4 on the CUDA EP (decode regimes M <= 16, GEMM regime M > 16) against the float64
-reference of the weights as the kernel forms them; IOBinding with NaN-poisoned outputs, bfloat16
-through the Cast harness, bitwise agreement with three MatmulInt4 nodes, CUDA-graph replay, repeated
+reference of the weights as the kernel forms them; IOBinding with NaN-poisoned, guarded outputs
+(bfloat16 too), bitwise agreement with three MatmulInt4 nodes, CUDA-graph replay, repeated
 runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end (its three
 projections as three launches of MatmulInt8's kernels: against the float64 reference, bitwise against
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
@@ -114,13 +114,13 @@ def test_qkv_project_int4_cuda_f16(lead, m, k, ns, group_size, with_bias):
 @pytest.mark.parametrize("group_size", [32, 128])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_qkv_project_int4_cuda_bf16(lead, m, k, ns, group_size, with_bias):
-    """bfloat16 X, scales, biases and outputs through the Cast harness (ORT's Python API has no
-    bfloat16 arrays), every node on the CUDA EP."""
+    """bfloat16 X, scales, biases and outputs bound as such."""
     g = rng()
     k = _k(k, group_size)
     x, ws, ss, bs = _operands(g, lead, m, k, ns, group_size, BF16, with_bias)
-    outs = run_op(OP, [x, *ws, *ss, *bs], {"group_size": group_size}, [BF16] * 3, provider=CUDA)
-    _check(outs, _chain_ref_qkv(x, ws, ss, bs, group_size), TOL[BF16], [(*lead, m, n) for n in ns])
+    shapes = [(*lead, m, n) for n in ns]
+    outs = run_op_cuda(OP, [x, *ws, *ss, *bs], {"group_size": group_size}, shapes, [BF16] * 3)
+    _check(outs, _chain_ref_qkv(x, ws, ss, bs, group_size), TOL[BF16], shapes)
 
 
 @pytest.mark.parametrize("m", [1, 16, 70])
@@ -297,13 +297,14 @@ def test_qkv_project_int8_cuda_f16(lead, m, k, ns, scale_form, with_bias):
 @pytest.mark.parametrize("scale_form", ["scalar", "channel"])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_qkv_project_int8_cuda_bf16(lead, m, k, ns, scale_form, with_bias):
-    """bfloat16 X, biases and outputs through the Cast harness, every node on the CUDA EP."""
+    """bfloat16 X, biases and outputs bound as such."""
     from kaio_ort.reference import qkv_project_int8
 
     g = rng()
     x, ws, ss, bs = _int8_operands(g, lead, m, k, ns, BF16, scale_form, with_bias)
-    outs = run_op("QkvProjectInt8", [x, *ws, *ss, *bs], {}, [BF16] * 3, provider=CUDA)
-    _check(outs, qkv_project_int8(x, *ws, *ss, *(bs or [None] * 3)), TOL[BF16], [(*lead, m, n) for n in ns])
+    shapes = [(*lead, m, n) for n in ns]
+    outs = run_op_cuda("QkvProjectInt8", [x, *ws, *ss, *bs], {}, shapes, [BF16] * 3)
+    _check(outs, qkv_project_int8(x, *ws, *ss, *(bs or [None] * 3)), TOL[BF16], shapes)
 
 
 # (M, K, (Nq, Nk, Nv)): GEMV (M <= 16) and tensor-core (M > 16) regimes, vectorised and element loads.

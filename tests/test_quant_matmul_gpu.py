@@ -1,12 +1,12 @@
 """MatmulInt4 (FMA GEMV M = 1, decode and mma GEMV M <= 16, GEMM regime M > 16) and MatmulInt8 W8A16
 (GEMV M <= 16 with split K; tensor-core GEMM above) on the CUDA EP against the float64
-reference of the dequantised weights; IOBinding with NaN-poisoned outputs, bfloat16 through the
-Cast harness, CUDA-graph replay and repeated runs."""
+reference of the dequantised weights; IOBinding with NaN-poisoned, guarded outputs (bfloat16 too),
+CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
 from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
                          launched_kernels, require_sm90, run_op_cuda)
-from op_harness import BF16, CUDA, build_model, randn, rel_err, rng, run_op
+from op_harness import BF16, CUDA, build_model, randn, rel_err, rng
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
 
@@ -103,7 +103,7 @@ def test_matmul_int4_cuda_bf16(lead, m, k, n, group_size, with_zp, out_float):
     ref = _chain_ref(a, b, scales, zp, group_size)
     out_t = np.float32 if out_float else BF16
     attrs = {"group_size": group_size} | ({} if out_float else {"out_dtype": 16})
-    (y,) = run_op("MatmulInt4", [a, b, scales, zp], attrs, [out_t], provider=CUDA)
+    (y,) = run_op_cuda("MatmulInt4", [a, b, scales, zp], attrs, [ref.shape], [out_t])
     err = rel_err(y, ref)
     assert err <= TOL[BF16], f"relative error {err:.2e}"
 
@@ -236,8 +236,8 @@ def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
     g = rng()
     a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, with_zp, BF16)
     ref = chain_ref_codes(a, b, scales, zp, group_size)
-    (y,) = run_op("MatmulInt8", [a, b, scales, zp], {"group_size": group_size, "out_dtype": 16}, [BF16],
-                  provider=CUDA)
+    (y,) = run_op_cuda("MatmulInt8", [a, b, scales, zp], {"group_size": group_size, "out_dtype": 16}, [ref.shape],
+                       [BF16])
     err = rel_err(y, ref)
     assert err <= TOL[BF16], f"relative error {err:.2e}"
 
@@ -248,7 +248,7 @@ def test_int8_codes_exact():
     q = (np.arange(k * n).reshape(k, n) % 256 - 128).astype(np.int8)
     for m, dtype in ((1, np.float16), (4, np.float16), (9, np.float16), (1, BF16), (9, BF16)):
         a = np.eye(k, dtype=np.float32)[:m].astype(dtype)
-        (y,) = run_op("MatmulInt8", [a, q, np.ones((1, n), dtype)], {}, [np.float32], provider=CUDA)
+        (y,) = run_op_cuda("MatmulInt8", [a, q, np.ones((1, n), dtype)], {}, [(m, n)], [np.float32])
         np.testing.assert_array_equal(y, q[:m].astype(np.float32))
 
 

@@ -147,5 +147,5 @@ def launched_kernels(fn) -> list:
 def require_sm90():
     """Skips unless GPU 0 is a Hopper (compute capability 9.0), where the TMA + wgmma kernels run."""
     torch = pytest.importorskip("torch")
-    if torch.cuda.get_device_capability(0) != (9, 0):
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability(0) != (9, 0):
         pytest.skip("the TMA + wgmma kernels run on compute capability 9.0 only")

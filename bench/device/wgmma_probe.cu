@@ -1,0 +1,212 @@
+// Standalone check of the Hopper wgmma kernels (no ONNX Runtime needed): runs RunMatmulTcWgmma
+// (dense f16 / bf16, both B layouts) and RunMatmulInt4Wgmma (packed INT4) on integer-valued inputs,
+// whose products and f32 sums are exact, against a plain GPU reference, and reports the first
+// mismatches (row, column, value, expected) and the kernel time. For debugging a kernel change in
+// one device call; the pytest GPU suite remains the test of record.
+// Build and run on the GPU machine, from the repository root:
+//   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
+//     -I ort_ops -o /tmp/wgmma_probe bench/device/wgmma_probe.cu ort_ops/matmul_tc/matmul_tc_sm90.cu \
+//     ort_ops/quant_matmul/matmul_int4_sm90.cu && /tmp/wgmma_probe
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "matmul_tc/matmul_tc_params.h"
+#include "quant_matmul/quant_matmul_params.h"
+
+namespace kaio {
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
+cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream);
+}  // namespace kaio
+
+using namespace kaio;
+
+namespace {
+
+#define CHECK(x)                                                                              \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::printf("  CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+// Y[m, n] = sum_k A[m, k] * W[k, n], W given as float [K, N]: the reference, in f32 (exact here).
+__global__ void ReferenceKernel(const float* a, const float* w, float* y, int m, int n, int k) {
+  const int row = blockIdx.y, col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= m || col >= n) return;
+  float s = 0.f;
+  for (int i = 0; i < k; ++i) s += a[int64_t(row) * k + i] * w[int64_t(i) * n + col];
+  y[int64_t(row) * n + col] = s;
+}
+
+uint16_t Bits16(float v, bool bf16) {
+  if (bf16) {
+    __nv_bfloat16 h = __float2bfloat16(v);
+    return *reinterpret_cast<uint16_t*>(&h);
+  }
+  __half h = __float2half(v);
+  return *reinterpret_cast<uint16_t*>(&h);
+}
+
+template <typename T>
+T* ToDevice(const std::vector<T>& v) {
+  T* d = nullptr;
+  CHECK(cudaMalloc(&d, v.size() * sizeof(T) + 256));
+  CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Compares Y (float [m, n]) with the reference of A (float [m, k]) x W (float [k, n]); returns true
+// where they agree everywhere.
+bool Compare(const char* what, const float* y_dev, const std::vector<float>& a, const std::vector<float>& w, int m,
+             int n, int k, float ms, double flops) {
+  float *da = ToDevice(a), *dw = ToDevice(w), *dref = nullptr;
+  CHECK(cudaMalloc(&dref, sizeof(float) * m * n));
+  ReferenceKernel<<<dim3((n + 127) / 128, m), 128>>>(da, dw, dref, m, n, k);
+  CHECK(cudaGetLastError());
+  std::vector<float> got(size_t(m) * n), want(size_t(m) * n);
+  CHECK(cudaMemcpy(got.data(), y_dev, got.size() * 4, cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(want.data(), dref, want.size() * 4, cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; ++c) {
+      const float g = got[size_t(r) * n + c], e = want[size_t(r) * n + c];
+      if (g != e) {
+        if (bad < 8) std::printf("    (%d, %d): %g, expected %g\n", r, c, g, e);
+        ++bad;
+      }
+    }
+  std::printf("%-44s %s  %d of %d wrong  %.3f ms  %.0f TFLOP/s\n", what, bad ? "FAIL" : "ok  ", bad, m * n, ms,
+              flops / (ms * 1e-3) / 1e12);
+  cudaFree(da), cudaFree(dw), cudaFree(dref);
+  return bad == 0;
+}
+
+template <typename Launch>
+float TimeMs(Launch launch, int reps) {
+  cudaEvent_t t0, t1;
+  CHECK(cudaEventCreate(&t0));
+  CHECK(cudaEventCreate(&t1));
+  CHECK(launch());  // warm-up (and the run whose result is checked)
+  CHECK(cudaEventRecord(t0));
+  for (int i = 0; i < reps; ++i) CHECK(launch());
+  CHECK(cudaEventRecord(t1));
+  CHECK(cudaEventSynchronize(t1));
+  float ms = 0.f;
+  CHECK(cudaEventElapsedTime(&ms, t0, t1));
+  return ms / reps;
+}
+
+int SmCount() {
+  int n = 0;
+  CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, 0));
+  return n;
+}
+
+// Dense: values in {-2, ..., 2}; trans_b stores B as [N, K].
+bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps) {
+  std::vector<float> a(size_t(m) * k), w(size_t(k) * n);
+  for (auto& v : a) v = float(std::rand() % 5 - 2);
+  for (auto& v : w) v = float(std::rand() % 5 - 2);
+  std::vector<uint16_t> a16(a.size()), b16(w.size());
+  for (size_t i = 0; i < a.size(); ++i) a16[i] = Bits16(a[i], bf16);
+  for (int kk = 0; kk < k; ++kk)
+    for (int c = 0; c < n; ++c)
+      b16[trans_b ? size_t(c) * k + kk : size_t(kk) * n + c] = Bits16(w[size_t(kk) * n + c], bf16);
+  uint16_t *da = ToDevice(a16), *db = ToDevice(b16);
+  float* dy = nullptr;
+  CHECK(cudaMalloc(&dy, sizeof(float) * m * n));
+  CHECK(cudaMemset(dy, 0xFF, sizeof(float) * m * n));  // NaN: unwritten elements show
+  MatmulTcParams p;
+  p.a = da, p.b = db, p.y = dy;
+  p.in_type = bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
+  p.out_type = MatmulElem::kF32;
+  p.trans_b = trans_b;
+  p.use_async = true;
+  p.m = m, p.n = n, p.k = k;
+  p.sm = 90, p.sm_count = SmCount();
+  char what[96];
+  std::snprintf(what, sizeof what, "dense %s %dx%dx%d%s", bf16 ? "bf16" : "f16", m, n, k, trans_b ? " trans_b" : "");
+  if (RunMatmulTcWgmma(p, nullptr) == cudaErrorNotSupported) {
+    std::printf("%-44s declined\n", what);
+    return true;
+  }
+  const float ms = TimeMs([&] { return RunMatmulTcWgmma(p, nullptr); }, reps);
+  const bool ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
+  cudaFree(da), cudaFree(db), cudaFree(dy);
+  return ok;
+}
+
+// INT4: codes in [-8, 7], zero points in {-1, 0, 1} (or none), scales powers of two.
+bool Int4(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
+  std::vector<float> a(size_t(m) * k), w(size_t(k) * n);
+  for (auto& v : a) v = float(std::rand() % 5 - 2);
+  const int groups = k / group;
+  std::vector<uint16_t> s16(size_t(groups) * n), z16(size_t(groups) * n);
+  std::vector<float> s(s16.size()), z(z16.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    s[i] = float(1 << (std::rand() % 3)) / 2.f;  // 0.5, 1, 2
+    z[i] = zp ? float(std::rand() % 3 - 1) : 0.f;
+    s16[i] = Bits16(s[i], bf16), z16[i] = Bits16(z[i], bf16);
+  }
+  std::vector<uint32_t> packed(size_t(n) * (k / 8), 0u);
+  for (int c = 0; c < n; ++c)
+    for (int kk = 0; kk < k; ++kk) {
+      const int q = std::rand() % 16 - 8;
+      packed[size_t(c) * (k / 8) + kk / 8] |= uint32_t(q & 15) << (4 * (kk % 8));
+      const size_t g = size_t(kk / group) * n + c;
+      w[size_t(kk) * n + c] = (float(q) - z[g]) * s[g];
+    }
+  std::vector<uint16_t> a16(a.size());
+  for (size_t i = 0; i < a.size(); ++i) a16[i] = Bits16(a[i], bf16);
+  uint16_t *da = ToDevice(a16), *ds = ToDevice(s16), *dz = ToDevice(z16);
+  uint32_t* db = ToDevice(packed);
+  float* dy = nullptr;
+  CHECK(cudaMalloc(&dy, sizeof(float) * m * n));
+  CHECK(cudaMemset(dy, 0xFF, sizeof(float) * m * n));
+  MatmulInt4Params p;
+  p.a = da, p.b = db, p.scales = ds, p.zero_points = zp ? dz : nullptr, p.y = dy;
+  p.bf16 = bf16, p.out_f32 = true;
+  p.m = m, p.n = n, p.k = k, p.group_size = group;
+  p.sm = 90, p.sm_count = SmCount();
+  char what[96];
+  std::snprintf(what, sizeof what, "int4 %s %dx%dx%d g%d%s", bf16 ? "bf16" : "f16", m, n, k, group, zp ? " zp" : "");
+  if (RunMatmulInt4Wgmma(p, nullptr) == cudaErrorNotSupported) {
+    std::printf("%-44s declined\n", what);
+    return true;
+  }
+  const float ms = TimeMs([&] { return RunMatmulInt4Wgmma(p, nullptr); }, reps);
+  const bool ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
+  cudaFree(da), cudaFree(db), cudaFree(ds), cudaFree(dz), cudaFree(dy);
+  return ok;
+}
+
+}  // namespace
+
+int main() {
+  bool ok = true;
+  for (bool bf16 : {false, true})
+    for (bool trans_b : {true, false}) {
+      ok &= Dense(128, 128, 64, trans_b, bf16, 3);        // one tile, one K step
+      ok &= Dense(129, 72, 72, trans_b, bf16, 3);         // boxes partly past M, N, K
+      ok &= Dense(300, 264, 520, trans_b, bf16, 3);       // tails inside tiles
+      ok &= Dense(2048, 2048, 256, trans_b, bf16, 3);     // more tiles than SMs
+      ok &= Dense(2200, 2048, 264, trans_b, bf16, 3);     // 256-row tiles
+    }
+  ok &= Dense(4096, 4096, 4096, false, false, 20);        // speed (values small: sums stay exact)
+  ok &= Dense(4096, 4096, 4096, true, false, 20);
+  for (bool bf16 : {false, true})
+    for (int group : {32, 64, 128})
+      for (bool zp : {false, true}) ok &= Int4(300, 3208, 1024, group, zp, bf16, 3);
+  ok &= Int4(520, 2056, 96, 32, true, false, 3);          // a half 64-k tile
+  ok &= Int4(2048, 4096, 4096, 128, false, false, 20);    // speed
+  ok &= Int4(2048, 14336, 4096, 128, false, false, 10);
+  std::printf(ok ? "ALL OK\n" : "FAILURES\n");
+  return ok ? 0 : 1;
+}

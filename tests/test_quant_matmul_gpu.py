@@ -202,6 +202,9 @@ INT8_SHAPES = [
     ((), 40, 4096, 136, 0),       # K split in 16
     ((3,), 43, 256, 136, 0),      # batch dims: 129 rows, no split
     ((), 130, 4096, 264, 128),
+    ((), 301, 1024, 3216, 0),     # sm_90 wgmma GEMM (>= 66 tiles of 128 x 128), per channel, row tail
+    ((), 520, 1056, 2064, 32),    # wgmma GEMM, group 32 (two scale rows a stage), K a half 64-k tile
+    ((2,), 260, 1024, 2048, 128),  # wgmma GEMM, batch dims
 ]
 
 
@@ -291,17 +294,25 @@ def test_int8_w8a8_stays_on_cpu_ep():
         session(model, CUDA)  # CPU fallback disabled
 
 
-@pytest.mark.parametrize("group_size,with_zp", [(32, True), (128, False)])
-def test_int4_gemm_takes_the_wgmma_kernel_on_sm90(group_size, with_zp):
-    """On Hopper MatmulInt4's GEMM regime runs the TMA + wgmma kernel with the codes dequantised in
-    shared memory where its tiles fill the GPU (a fallback would pass the accuracy tests silently)."""
+@pytest.mark.parametrize("op,group_size,with_zp", [("MatmulInt4", 32, True), ("MatmulInt4", 128, False),
+                                                   ("MatmulInt8", 0, True), ("MatmulInt8", 128, False)])
+def test_gemm_takes_the_wgmma_kernel_on_sm90(op, group_size, with_zp):
+    """On Hopper the GEMM regime runs the TMA + wgmma kernel with B dequantised in shared memory
+    where its tiles fill the GPU (a fallback to the mma.sync GEMM would pass the accuracy tests
+    silently)."""
     require_sm90()
     g = rng()
-    m, k, n = 300, 1024, 3208
-    a, b, scales, zp = _operands(g, (), m, k, n, group_size, with_zp, np.float16)
+    m, k, n = 300, 1024, 3216
+    if op == "MatmulInt4":
+        a, b, scales, zp = _operands(g, (), m, k, n, group_size, with_zp, np.float16)
+        ref = _chain_ref(a, b, scales, zp, group_size)
+    else:
+        a, b, scales, zp = _int8_operands(g, (), m, k, n, group_size, with_zp, np.float16)
+        ref = chain_ref_codes(a, b, scales, zp, group_size)
     inputs = [x for x in (a, b, scales, zp) if x is not None]
-    run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales, zp], {"group_size": group_size},
-                                            [np.float32])), inputs, [(m, n)], [np.float32])
+    run = BoundRun(cuda_session(build_model(op, inputs, {"group_size": group_size}, [np.float32])), inputs,
+                   [(m, n)], [np.float32])
     names = launched_kernels(run.run)
-    assert any("MatmulWgmmaKernel" in x and "Int4B" in x for x in names), names
-    assert rel_err(run.run()[0], _chain_ref(a, b, scales, zp, group_size)) <= TOL[np.float32]
+    policy = "Int4B" if op == "MatmulInt4" else "Int8B"
+    assert any("MatmulWgmmaKernel" in x and policy in x for x in names), names
+    assert rel_err(run.run()[0], ref) <= TOL[np.float32]

@@ -1,18 +1,20 @@
 // Standalone check of the Hopper wgmma kernels (no ONNX Runtime needed): runs RunMatmulTcWgmma
-// (dense f16 / bf16, both B layouts) and RunMatmulInt4Wgmma (packed INT4) on integer-valued inputs,
-// whose products and f32 sums are exact, against a plain GPU reference, and reports the first
+// (dense f16 / bf16, both B layouts), RunMatmulInt4Wgmma (packed INT4) and RunMatmulInt8Wgmma (W8A16)
+// on integer-valued inputs, whose products and f32 sums are exact, against a plain GPU reference, and
+// reports the first
 // mismatches (row, column, value, expected) and the kernel time. For debugging a kernel change in
 // one device call; the pytest GPU suite remains the test of record.
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/wgmma_probe bench/device/wgmma_probe.cu ort_ops/matmul_tc/matmul_tc_sm90.cu \
-//     ort_ops/quant_matmul/matmul_int4_sm90.cu && /tmp/wgmma_probe
+//     ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu && /tmp/wgmma_probe
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "matmul_tc/matmul_tc_params.h"
@@ -21,6 +23,7 @@
 namespace kaio {
 cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream);
+cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
 }  // namespace kaio
 
 using namespace kaio;
@@ -143,11 +146,13 @@ bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps) {
   return ok;
 }
 
-// INT4: codes in [-8, 7], zero points in {-1, 0, 1} (or none), scales powers of two.
-bool Int4(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
+// Quantized B (kBits 4: MatmulInt4's packed codes in [-8, 7]; 8: MatmulInt8 W8A16, weights in
+// [-128, 127], group 0 per channel): zero points in {-1, 0, 1} (or none), scales powers of two.
+template <int kBits>
+bool Quantized(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
   std::vector<float> a(size_t(m) * k), w(size_t(k) * n);
   for (auto& v : a) v = float(std::rand() % 5 - 2);
-  const int groups = k / group;
+  const int groups = group > 0 ? k / group : 1;
   std::vector<uint16_t> s16(size_t(groups) * n), z16(size_t(groups) * n);
   std::vector<float> s(s16.size()), z(z16.size());
   for (size_t i = 0; i < s.size(); ++i) {
@@ -155,34 +160,44 @@ bool Int4(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
     z[i] = zp ? float(std::rand() % 3 - 1) : 0.f;
     s16[i] = Bits16(s[i], bf16), z16[i] = Bits16(z[i], bf16);
   }
-  std::vector<uint32_t> packed(size_t(n) * (k / 8), 0u);
-  for (int c = 0; c < n; ++c)
-    for (int kk = 0; kk < k; ++kk) {
-      const int q = std::rand() % 16 - 8;
-      packed[size_t(c) * (k / 8) + kk / 8] |= uint32_t(q & 15) << (4 * (kk % 8));
-      const size_t g = size_t(kk / group) * n + c;
+  std::vector<uint32_t> packed(kBits == 4 ? size_t(n) * (k / 8) : 0, 0u);  // [N, K/8]
+  std::vector<int8_t> bytes(kBits == 8 ? size_t(k) * n : 0);                // [K, N]
+  for (int kk = 0; kk < k; ++kk)
+    for (int c = 0; c < n; ++c) {
+      const int q = kBits == 4 ? std::rand() % 16 - 8 : std::rand() % 256 - 128;
+      if (kBits == 4) packed[size_t(c) * (k / 8) + kk / 8] |= uint32_t(q & 15) << (4 * (kk % 8));
+      else bytes[size_t(kk) * n + c] = int8_t(q);
+      const size_t g = size_t(group > 0 ? kk / group : 0) * n + c;
       w[size_t(kk) * n + c] = (float(q) - z[g]) * s[g];
     }
   std::vector<uint16_t> a16(a.size());
   for (size_t i = 0; i < a.size(); ++i) a16[i] = Bits16(a[i], bf16);
   uint16_t *da = ToDevice(a16), *ds = ToDevice(s16), *dz = ToDevice(z16);
-  uint32_t* db = ToDevice(packed);
+  void* db = kBits == 4 ? static_cast<void*>(ToDevice(packed)) : static_cast<void*>(ToDevice(bytes));
   float* dy = nullptr;
   CHECK(cudaMalloc(&dy, sizeof(float) * m * n));
   CHECK(cudaMemset(dy, 0xFF, sizeof(float) * m * n));
-  MatmulInt4Params p;
-  p.a = da, p.b = db, p.scales = ds, p.zero_points = zp ? dz : nullptr, p.y = dy;
+  using Params = std::conditional_t<kBits == 4, MatmulInt4Params, MatmulInt8Params>;
+  Params p;
+  p.a = da, p.scales = ds, p.zero_points = zp ? dz : nullptr, p.y = dy;
+  p.b = static_cast<decltype(p.b)>(db);
   p.bf16 = bf16, p.out_f32 = true;
   p.m = m, p.n = n, p.k = k, p.group_size = group;
   p.sm = 90, p.sm_count = SmCount();
+  auto run = [&] {
+    if constexpr (kBits == 4) return RunMatmulInt4Wgmma(p, nullptr);
+    else return RunMatmulInt8Wgmma(p, nullptr);
+  };
   char what[96];
-  std::snprintf(what, sizeof what, "int4 %s %dx%dx%d g%d%s", bf16 ? "bf16" : "f16", m, n, k, group, zp ? " zp" : "");
-  if (RunMatmulInt4Wgmma(p, nullptr) == cudaErrorNotSupported) {
+  std::snprintf(what, sizeof what, "int%d %s %dx%dx%d g%d%s", kBits, bf16 ? "bf16" : "f16", m, n, k, group,
+                zp ? " zp" : "");
+  bool ok = true;
+  if (run() == cudaErrorNotSupported) {
     std::printf("%-44s declined\n", what);
-    return true;
+  } else {
+    const float ms = TimeMs(run, reps);
+    ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
   }
-  const float ms = TimeMs([&] { return RunMatmulInt4Wgmma(p, nullptr); }, reps);
-  const bool ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
   cudaFree(da), cudaFree(db), cudaFree(ds), cudaFree(dz), cudaFree(dy);
   return ok;
 }
@@ -203,10 +218,15 @@ int main() {
   ok &= Dense(4096, 4096, 4096, true, false, 20);
   for (bool bf16 : {false, true})
     for (int group : {32, 64, 128})
-      for (bool zp : {false, true}) ok &= Int4(300, 3208, 1024, group, zp, bf16, 3);
-  ok &= Int4(520, 2056, 96, 32, true, false, 3);          // a half 64-k tile
-  ok &= Int4(2048, 4096, 4096, 128, false, false, 20);    // speed
-  ok &= Int4(2048, 14336, 4096, 128, false, false, 10);
+      for (bool zp : {false, true}) ok &= Quantized<4>(300, 3208, 1024, group, zp, bf16, 3);
+  ok &= Quantized<4>(520, 2056, 96, 32, true, false, 3);          // a half 64-k tile
+  ok &= Quantized<4>(2048, 4096, 4096, 128, false, false, 20);    // speed
+  ok &= Quantized<4>(2048, 14336, 4096, 128, false, false, 10);
+  for (bool bf16 : {false, true})
+    for (int group : {0, 32, 128})
+      for (bool zp : {false, true}) ok &= Quantized<8>(301, 3216, 1024, group, zp, bf16, 3);
+  ok &= Quantized<8>(520, 2064, 1056, 32, true, false, 3);        // a half 64-k tile
+  ok &= Quantized<8>(2048, 4096, 4096, 128, false, false, 20);    // speed
   std::printf(ok ? "ALL OK\n" : "FAILURES\n");
   return ok ? 0 : 1;
 }

@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 
 #include "common/sm90.cuh"
-#include "common/smem_opt_in.h"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
 
@@ -31,19 +30,10 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
 
 template <typename T, bool kTransB, int kConsumers>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
-  using namespace matmul_wgmma;
-  using BOp = DenseB<kTransB>;
-  using B = Block<BOp, kConsumers>;
-  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers>;
-  if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
-  BOp b_op;
+  matmul_wgmma::DenseB<kTransB> b_op;
   b_op.map = map_b;
   b_op.n = p.n;
-  const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN) *
-                        (p.partial ? p.k_split : 1);
-  const int64_t ctas = units < p.sm_count ? units : p.sm_count;
-  kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
-  return cudaGetLastError();
+  return matmul_wgmma::LaunchWgmma<T, matmul_wgmma::DenseB<kTransB>, kConsumers>(p, map_a, b_op, stream);
 }
 
 // 256-row tiles where they still give every SM a tile; else 128-row tiles (more, smaller tiles).

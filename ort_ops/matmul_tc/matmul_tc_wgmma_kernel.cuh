@@ -25,6 +25,7 @@
 
 #include "common/ptx.cuh"
 #include "common/sm90.cuh"
+#include "common/smem_opt_in.h"
 #include "matmul_tc/matmul_tc_params.h"
 
 namespace kaio {
@@ -232,6 +233,35 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
 #else
   __trap();  // never launched without sm_90a code (kBuiltForSm90a); if it were, fail loudly, not silently
 #endif
+}
+
+// Host: whether a quantized product (MatmulInt4Params, MatmulInt8Params) may take the kernel: an
+// sm_90a build on a 9.0 device, 32-bit TMA coordinates, 16-byte aligned operands, and enough
+// 128 x 128 tiles to keep half the SMs busy (else the mma.sync GEMM's smaller tiles, or its split K,
+// fill the GPU better). Each launcher adds its own layout rules.
+template <class Quant>
+bool QuantGemmFits(const Quant& q) {
+  auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
+  constexpr int64_t kIndexMax = int64_t(1) << 31;
+  if (!sm90::kBuiltForSm90a || q.sm != 90 || q.sm_count <= 0 || q.k <= 0 || q.m >= kIndexMax || q.n >= kIndexMax ||
+      q.k >= kIndexMax || !aligned16(q.a) || !aligned16(q.b) || !aligned16(q.scales) ||
+      (q.zero_points && !aligned16(q.zero_points)))
+    return false;
+  const int64_t tiles = (q.m + 127) / 128 * ((q.n + kBlockN - 1) / kBlockN);
+  return 2 * tiles >= q.sm_count;
+}
+
+// Host: one CTA per SM (or per unit of work where there are fewer), the shared memory opted in.
+template <typename T, class BOp, int kConsumers>
+cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const BOp& b_op, cudaStream_t stream) {
+  using B = Block<BOp, kConsumers>;
+  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
+  const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN) *
+                        (p.partial ? p.k_split : 1);
+  const int64_t ctas = units < p.sm_count ? units : p.sm_count;
+  kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
+  return cudaGetLastError();
 }
 
 }  // namespace matmul_wgmma

@@ -7,6 +7,10 @@
 #include "quant_matmul/matmul_int8_kernel.cuh"
 
 namespace kaio {
+
+// matmul_int8_sm90.cu: the GEMM regime's Hopper kernel; cudaErrorNotSupported where it does not apply.
+cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
+
 namespace {
 
 // The GEMV dequantises each weight once per 8 rows of A and does one FFMA per weight and row: up
@@ -110,14 +114,10 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
     using namespace matmul_tc;
     static_assert(kMatmulInt8MaxRows == int64_t(65535) * kBlockM, "the glue's row limit is the grid's");
     if (p.m > kMatmulInt8MaxRows) return cudaErrorInvalidConfiguration;  // the glue refuses it first, by name
-    MatmulTcParams tp;
-    tp.a = p.a;
-    tp.y = p.y;
-    tp.in_type = p.bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
-    tp.out_type = p.out_f32 ? MatmulElem::kF32 : tp.in_type;
-    tp.m = p.m;
-    tp.n = p.n;
-    tp.k = p.k;
+    // sm_90: TMA + wgmma with the weights dequantised in shared memory (matmul_int8_sm90.cu).
+    err = RunMatmulInt8Wgmma(p, stream);
+    if (err != cudaErrorNotSupported) return err;
+    MatmulTcParams tp = DenseGemmOf(p);
     tp.k_split = pl.splits;
     tp.partial = partial;
     const dim3 grid(unsigned((p.n + kBlockN - 1) / kBlockN), unsigned((p.m + kBlockM - 1) / kBlockM),

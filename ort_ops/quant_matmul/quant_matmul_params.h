@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "matmul_tc/matmul_tc_params.h"
+
 namespace kaio {
 
 // One INT4 projection: Y[M, N] = A[M, K] * W (+ bias),
@@ -67,5 +69,22 @@ int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p);
 // Launches on `stream` (scratch: MatmulInt8ScratchBytes bytes); returns the CUDA error of the
 // launch (never synchronises).
 int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream);
+
+// The dense-GEMM view of a quantized product (MatmulInt4Params or MatmulInt8Params): A, Y, the types,
+// the sizes and the device, for the MatmulTc kernels that run it with a quantized B.
+template <class Quant>
+MatmulTcParams DenseGemmOf(const Quant& q) {
+  MatmulTcParams tp;
+  tp.a = q.a;
+  tp.y = q.y;
+  tp.in_type = q.bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
+  tp.out_type = q.out_f32 ? MatmulElem::kF32 : tp.in_type;
+  tp.m = q.m;
+  tp.n = q.n;
+  tp.k = q.k;
+  tp.sm = q.sm;
+  tp.sm_count = q.sm_count;
+  return tp;
+}
 
 }  // namespace kaio

@@ -205,6 +205,7 @@ INT8_SHAPES = [
     ((), 301, 1024, 3216, 0),     # sm_90 wgmma GEMM (>= 66 tiles of 128 x 128), per channel, row tail
     ((), 520, 1056, 2064, 32),    # wgmma GEMM, group 32 (two scale rows a stage), K a half 64-k tile
     ((2,), 260, 1024, 2048, 128),  # wgmma GEMM, batch dims
+    ((), 301, 1000, 3216, 0),     # wgmma GEMM with K % 64 != 0 per channel (with zero points: mma.sync)
 ]
 
 

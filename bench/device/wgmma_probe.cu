@@ -226,6 +226,8 @@ int main() {
     for (int group : {0, 32, 128})
       for (bool zp : {false, true}) ok &= Quantized<8>(301, 3216, 1024, group, zp, bf16, 3);
   ok &= Quantized<8>(520, 2064, 1056, 32, true, false, 3);        // a half 64-k tile
+  ok &= Quantized<8>(301, 3216, 1000, 0, false, false, 3);        // per channel, K % 64 != 0
+  ok &= Quantized<8>(301, 3216, 1000, 0, true, false, 3);         // (declined: zero points past K)
   ok &= Quantized<8>(2048, 4096, 4096, 128, false, false, 20);    // speed
   std::printf(ok ? "ALL OK\n" : "FAILURES\n");
   return ok ? 0 : 1;

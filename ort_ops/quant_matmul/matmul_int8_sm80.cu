@@ -8,7 +8,9 @@
 
 namespace kaio {
 
-// matmul_int8_sm90.cu: the GEMM regime's Hopper kernel; cudaErrorNotSupported where it does not apply.
+// matmul_int8_sm90.cu: the GEMM regime's Hopper kernel (no scratch); cudaErrorNotSupported where it
+// does not apply.
+bool MatmulInt8WgmmaApplies(const MatmulInt8Params& p);
 cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
 
 namespace {
@@ -61,7 +63,7 @@ Int8Plan PlanInt8(const MatmulInt8Params& p) {
     pl.g = PlanGemv(p);
     pl.splits = pl.g.splits;
     pl.partial = pl.splits > 1;
-  } else {
+  } else if (!MatmulInt8WgmmaApplies(p)) {  // (the wgmma kernel needs no slices and no scratch)
     pl.splits = TcSplits(p);
     pl.partial = pl.splits > 1 || p.out_scale || p.bias;
   }

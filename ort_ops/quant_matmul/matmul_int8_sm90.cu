@@ -34,13 +34,19 @@ cudaError_t Dispatch(const MatmulInt8Params& p, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream) {
+bool MatmulInt8WgmmaApplies(const MatmulInt8Params& p) {
   // TMA strides are multiples of 16 bytes: N % 16 (int8 rows), K % 8 (A's rows). A stage reads one
-  // scale row (two at group 32): group sizes 0, 32 and multiples of 64 only.
+  // scale row (two at group 32): group sizes 0, 32 and multiples of 64 only. Per channel with zero
+  // points, rows past K would dequantise to -zp * s (A's zeros there make the products 0 unless that
+  // overflows): K % 64 == 0 keeps every stage inside K.
   const bool groups_fit = p.group_size == 0 || p.group_size == 32 || p.group_size % 64 == 0;
-  if (!matmul_wgmma::QuantGemmFits(p) || p.out_scale || p.bias || !p.scales || !groups_fit || p.n % 16 != 0 ||
-      p.k % 8 != 0)
-    return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
+  const bool edge_ok = !(p.group_size == 0 && p.zero_points && p.k % 64 != 0);
+  return matmul_wgmma::QuantGemmFits(p) && !p.out_scale && !p.bias && p.scales && groups_fit && edge_ok &&
+         p.n % 16 == 0 && p.k % 8 == 0;
+}
+
+cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream) {
+  if (!MatmulInt8WgmmaApplies(p)) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
   if (p.bf16)
     return p.zero_points ? Dispatch<__nv_bfloat16, true>(p, stream) : Dispatch<__nv_bfloat16, false>(p, stream);
   return p.zero_points ? Dispatch<__half, true>(p, stream) : Dispatch<__half, false>(p, stream);

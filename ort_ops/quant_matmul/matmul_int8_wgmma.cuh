@@ -42,19 +42,20 @@ struct Int8B {
     if constexpr (kZp) sm90::TmaLoad3d(stage + kWeightBytes + kScaleBytes, &zero_points, bar, n0, ScaleRow(k0), 0);
   }
 
-  // Consumer thread `tc` of kConsumerThreads dequantises 8-column segments of one k row into
-  // tile `step` % 3 and returns it once every consumer's part is written and visible to wgmma.
+  // Consumer thread `tc` of kConsumerThreads dequantises 8-column segments into tile `step` % 3
+  // and returns it once every consumer's part is written and visible to wgmma. Segment
+  // i * kConsumerThreads + tc: a half-warp reads one k row's 128 bytes (no bank conflicts).
   template <int kConsumerThreads>
   __device__ __forceinline__ const uint8_t* Ready(const uint8_t* stage, uint8_t* extra, uint32_t step, int tc) const {
     constexpr int kSegs = kBlockK * (kBlockN / 8) / kConsumerThreads;  // 4 (2 warpgroups) or 2 (4)
     static_assert(kSegs * kConsumerThreads == kBlockK * (kBlockN / 8), "segments split evenly");
     uint8_t* tile = extra + (step % 3) * kTileBytes;
-    const int first = tc * kSegs, r = first / (kBlockN / 8), seg0 = first % (kBlockN / 8);
-    const int srow = group_size == 32 ? r / 32 : 0;  // the scale row of k row r within the stage
-    const uint16_t* s_row = reinterpret_cast<const uint16_t*>(stage + kWeightBytes) + srow * kBlockN;
 #pragma unroll
     for (int i = 0; i < kSegs; ++i) {
-      const int c = 8 * (seg0 + i);  // first column of the segment
+      const int seg = i * kConsumerThreads + tc, r = seg / (kBlockN / 8);
+      const int c = 8 * (seg % (kBlockN / 8));  // first column of the segment
+      const int srow = group_size == 32 ? r / 32 : 0;  // the scale row of k row r within the stage
+      const uint16_t* s_row = reinterpret_cast<const uint16_t*>(stage + kWeightBytes) + srow * kBlockN;
       const uint2 b = *reinterpret_cast<const uint2*>(stage + r * kBlockN + c);
       const uint4 s = *reinterpret_cast<const uint4*>(s_row + c);
       const uint4 z = kZp ? *reinterpret_cast<const uint4*>(s_row + kScaleBytes / 2 + c) : make_uint4(0, 0, 0, 0);

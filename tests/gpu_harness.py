@@ -9,9 +9,7 @@ import numpy as np
 import onnxruntime as ort
 from op_harness import BF16, CUDA, build_model, run_op, session_options
 
-
-
-GRAPH_TESTED_OPS: set[str] = set()  # filled by cuda_graph_test; test_runtime checks it covers every CUDA op
+GRAPH_TESTED_OPS: set[str] = set()  # filled by cuda_graph_test; test_every_cuda_op_gpu checks it covers every CUDA op
 
 
 def cuda_graph_test(*ops: str):

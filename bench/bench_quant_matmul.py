@@ -61,6 +61,17 @@ def weights(rng, bits: int, n: int, k: int):
     return [b, s], [w.B, w.scales]
 
 
+def input_sets(rng, bits: int, m: int, n: int, k: int, sets: int) -> dict:
+    """op ("kaio", "ort") -> list of input lists; set i of both holds the same A and the same weights."""
+    result = {"kaio": [], "ort": []}
+    for _ in range(sets):
+        a = (rng.standard_normal((m, k), np.float32) * 0.5).astype(np.float16)
+        kw, ow = weights(rng, bits, n, k)
+        result["kaio"].append([a, *kw])
+        result["ort"].append([a, *ow])
+    return result
+
+
 def main() -> None:
     iters = harness.iterations()
     ap = argparse.ArgumentParser()
@@ -72,16 +83,11 @@ def main() -> None:
     for m, n, k in SHAPES:
         bytes_ = n * k * bits // 8 + 2 * (k // GROUP) * n + 2 * m * k + 2 * m * n
         sets = harness.sets_for_cold_l2(bytes_, max_sets=16)
-        kaio_sets, ort_sets = [], []
-        for _ in range(sets):
-            a = (rng.standard_normal((m, k), np.float32) * 0.5).astype(np.float16)
-            kw, ow = weights(rng, bits, n, k)
-            kaio_sets.append([a, *kw])
-            ort_sets.append([a, *ow])
+        per_op = input_sets(rng, bits, m, n, k, sets)
         times = {}
-        for op, input_sets in (("kaio", kaio_sets), ("ort", ort_sets)):
+        for op in ("kaio", "ort"):
             sess = harness.cuda_session(model(op, bits, m, n, k), register=(op == "kaio"))
-            times[op] = harness.device_times_us(sess, harness.bindings(sess, input_sets), iters=iters)
+            times[op] = harness.device_times_us(sess, harness.bindings(sess, per_op[op]), iters=iters)
         rows.append(harness.Row(f"{m}x{n}x{k}", times["kaio"], times["ort"], 2.0 * m * n * k, bytes_,
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)

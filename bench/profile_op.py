@@ -27,12 +27,7 @@ def case_model(case: str):
     bits, rng = int(bits), np.random.default_rng(0)
     if kind == "quant":
         m, n, k = map(int, dims.split("x"))
-        sets = []
-        for _ in range(3):
-            a = (rng.standard_normal((m, k), np.float32) * 0.5).astype(np.float16)
-            kw, ow = bench_quant_matmul.weights(rng, bits, n, k)
-            sets.append([a, *(kw if op == "kaio" else ow)])
-        return bench_quant_matmul.model(op, bits, m, n, k), sets
+        return bench_quant_matmul.model(op, bits, m, n, k), bench_quant_matmul.input_sets(rng, bits, m, n, k, 3)[op]
     if kind == "qkv":
         left, right = dims.split("->")
         m, k = map(int, left.split("x"))

@@ -12,9 +12,7 @@ import pytest
 from onnx import TensorProto
 from op_harness import BF16, CUDA, build_model, session_options
 
-
-
-GRAPH_TESTED_OPS: set[str] = set()  # filled by cuda_graph_test; test_runtime checks it covers every CUDA op
+GRAPH_TESTED_OPS: set[str] = set()  # filled by cuda_graph_test; test_every_cuda_op_gpu checks it covers every CUDA op
 
 
 def cuda_graph_test(*ops: str):

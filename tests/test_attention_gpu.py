@@ -3,10 +3,9 @@
 too), CUDA-graph replay, repeated runs, and the CUDA-side validation rules. The CUDA
 kernels take float16 / bfloat16 Q, K, V only (a float32 node runs on the CPU EP)."""
 import numpy as np
-import onnxruntime as ort
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
-from op_harness import BF16, CUDA, build_model, feeds, input_rule, randn, rel_err, rng, session, session_options
+from op_harness import BF16, CUDA, CUDA_OR_CPU, build_model, feeds, input_rule, randn, rel_err, rng, session
 from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
 from kaio_ort.reference import attention
@@ -222,7 +221,7 @@ def test_float32_node_runs_on_the_cpu_ep_in_a_cuda_session():
     g = rng()
     q, k, v = (randn(g, s, np.float32) for s in ((2, 4, 33, 16), (2, 4, 40, 16), (2, 4, 40, 16)))
     model = build_model("AttentionFlash", [q, k, v], {}, [np.float32])
-    sess = ort.InferenceSession(model.SerializeToString(), session_options(), providers=[CUDA, "CPUExecutionProvider"])
+    sess = session(model, CUDA_OR_CPU)
     (o,) = sess.run(None, feeds(sess, [q, k, v]))
     ref_o, _ = attention(q, k, v)
     assert rel_err(o, ref_o) <= 1e-6  # the CPU kernel: float64 arithmetic, one rounding to float32

@@ -11,9 +11,8 @@ import threading
 
 import numpy as np
 import pytest
-from op_harness import CPU, CUDA, build_model, feeds, randn, rng, session
-
-from kaio_ort.reference import quantize_int4, quantize_int8
+from op_harness import CPU, CUDA, build_model, feeds, rng, session
+from small_nodes import SMALL_NODES
 
 THREADS = 8
 RUNS = {CPU: 400, CUDA: 10_000}  # per case and mode, over all threads
@@ -21,41 +20,8 @@ WARMUP_SHARE = 10  # the first 1/10 of each thread's runs: arenas and caches set
 MEM_SLACK = 64 << 20  # bytes memory may still move after warm-up (allocator granularity)
 
 
-def _int4(g):
-    a = randn(g, (5, 256), np.float16)
-    b, s, z = quantize_int4(g.standard_normal((256, 72)), 64, symmetric=False)
-    return "MatmulInt4", [a, b, s.astype(np.float16), z.astype(np.float16)], {"group_size": 64}, [np.float32]
-
-
-def _int8(g):
-    a = randn(g, (3, 192), np.float16)
-    b, s, _ = quantize_int8(g.standard_normal((192, 40)), 64)
-    return "MatmulInt8", [a, b, s.astype(np.float16)], {"group_size": 64}, [np.float32]
-
-
-def _qkv4(g):
-    x = randn(g, (2, 256), np.float16)
-    ws, ss = [], []
-    for n in (64, 16, 16):
-        b, s, _ = quantize_int4(g.standard_normal((256, n)), 128)
-        ws.append(b)
-        ss.append(s.astype(np.float16))
-    return "QkvProjectInt4", [x, *ws, *ss], {}, [np.float16] * 3
-
-
-def _attention(g):
-    q = randn(g, (2, 4, 33, 64), np.float16)
-    k = randn(g, (2, 2, 47, 64), np.float16)
-    v = randn(g, (2, 2, 47, 64), np.float16)
-    return "AttentionFlashCausal", [q, k, v], {"out_dtype": 10}, [np.float16, np.float32]
-
-
-def _matmul_tc(g):
-    return "MatmulTc", [randn(g, (3, 37, 64), np.float16), randn(g, (64, 24), np.float16)], {}, [np.float32]
-
-
-CASES = {"matmul_int4": _int4, "matmul_int8": _int8, "qkv_project_int4": _qkv4, "attention_flash": _attention,
-         "matmul_tc": _matmul_tc}
+# The small nodes (tests/small_nodes.py) run here: every regime family with its own kernels.
+CASES = ["MatmulInt4", "MatmulInt8", "QkvProjectInt4", "AttentionFlashCausal", "MatmulTc"]
 PROVIDERS = [pytest.param(CPU, id="cpu"), pytest.param(CUDA, id="cuda", marks=pytest.mark.gpu)]
 
 
@@ -130,11 +96,11 @@ def _run_threads(make_session, inputs, expected, provider, runs_per_thread):
     return errors, mem_warm, _memory_used(provider)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("op", CASES)
 @pytest.mark.parametrize("shared", [False, True], ids=["own_sessions", "one_session"])
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_threads_agree_and_memory_stays_flat(case, shared, provider):
-    op, inputs, attrs, out_types = CASES[case](rng())
+def test_threads_agree_and_memory_stays_flat(op, shared, provider):
+    inputs, attrs, out_types = SMALL_NODES[op](rng())
     model = build_model(op, inputs, attrs, out_types)
     first = session(model, provider)
     expected = [np.asarray(o) for o in first.run(None, feeds(first, inputs))]

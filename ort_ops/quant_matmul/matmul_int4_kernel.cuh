@@ -98,6 +98,17 @@ __device__ __forceinline__ void DequantCodes(uint32_t w, uint32_t* q) {
   }
 }
 
+// (q - zp) * scale on the 4 code pairs of a word, in T (one rounding each): MatmulInt4's rounding
+// chain, shared by the kernels that dequantise before the mma / FMA.
+template <typename T, bool kZp>
+__device__ __forceinline__ void ScaleCodes(uint32_t* q, uint32_t s2, uint32_t z2) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (kZp) q[i] = Sub2<T>(q[i], z2);
+    q[i] = Mul2<T>(q[i], s2);
+  }
+}
+
 // A's 8 values of one word's k (a uint4: pairs (0,1) (2,3) (4,5) (6,7)) paired as DequantCodes
 // pairs the codes: b[p] = (a_p, a_p+4).
 __device__ __forceinline__ void PairActivations(const uint4& v, uint32_t* b) {
@@ -321,11 +332,7 @@ template <typename T, bool kZp>
 __device__ __forceinline__ void DequantWord8(uint32_t w, uint32_t s2, uint32_t z2, uint32_t* q) {
   if constexpr (std::is_same<T, __half>::value) {
     DequantCodes<T>(w, q);  // the codes, paired (k, k + 4)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      if constexpr (kZp) q[i] = Sub2<T>(q[i], z2);
-      q[i] = Mul2<T>(q[i], s2);
-    }
+    ScaleCodes<T, kZp>(q, s2, z2);
   } else {
     const uint32_t w4 = w >> 4;
     q[0] = DequantPair<T, kZp, 0>(w, w4, s2, z2);
@@ -641,15 +648,8 @@ __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
         DequantCodes<T>(Comp(w0, i), x);
         DequantCodes<T>(Comp(w1, i), y);
         if constexpr (!kPost) {  // (q - zp) * scale in T, one rounding each
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            if constexpr (kZp) {
-              x[q] = Sub2<T>(x[q], z0);
-              y[q] = Sub2<T>(y[q], z1);
-            }
-            x[q] = Mul2<T>(x[q], s0);
-            y[q] = Mul2<T>(y[q], s1);
-          }
+          ScaleCodes<T, kZp>(x, s0, z0);
+          ScaleCodes<T, kZp>(y, s1, z1);
         }
 #pragma unroll
         for (int nt = 0; nt < NT8; ++nt) {

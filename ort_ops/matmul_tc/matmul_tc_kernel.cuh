@@ -63,8 +63,11 @@ struct DenseB {
 
 // BSource::Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized
 // source that dequantises them: quant_matmul/matmul_int8_kernel.cuh).
+// Two blocks per SM (at most 128 registers): MatmulInt8Params grew (QkvProjectInt8's out_scale, bias
+// and scale-less weights, 15d008c) and took the Int8Source instantiations from 128 to 160 registers,
+// one block per SM, and MatmulInt8 at 128x4096x4096 from 69 to 124 us (H200, 4e74140 vs 3a28382).
 template <typename T, bool kTransB, bool kVec, class BSource>
-__global__ void __launch_bounds__(kThreads) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
+__global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
   constexpr int kBsElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
   __shared__ __align__(16) T As[2][kBlockM * kLdA];
   __shared__ __align__(16) T Bs[2][kBsElems];

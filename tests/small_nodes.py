@@ -15,6 +15,11 @@ def _matmul_tc(dtype):
     return build
 
 
+def _matmul_tc_grad(g):
+    dy = randn(g, (3, 37, 24), np.float32)
+    return [dy, randn(g, (3, 37, 64), np.float16), randn(g, (64, 24), np.float16)], {}, [np.float16, np.float16]
+
+
 def _matmul_int4(g):
     a = randn(g, (5, 256), np.float16)
     b, s, z = quantize_int4(g.standard_normal((256, 72)), 64, symmetric=False)
@@ -57,6 +62,7 @@ def _attention(g):
 SMALL_NODES = {
     "MatmulTc": _matmul_tc(np.float16), "MatmulTcBf16": _matmul_tc(BF16),
     "MatmulTcAsync": _matmul_tc(np.float16), "MatmulTcBf16Async": _matmul_tc(BF16),
+    "MatmulTcGrad": _matmul_tc_grad,
     "MatmulInt4": _matmul_int4, "MatmulInt8": _matmul_int8,
     "QkvProjectInt4": _qkv_int4, "QkvProjectInt8": _qkv_int8,
     "AttentionFlash": _attention, "AttentionFlashCausal": _attention,

@@ -1,5 +1,5 @@
-"""MatmulTc and MatmulTcAsync (f16), MatmulTcBf16 and MatmulTcBf16Async on the CUDA EP against the
-float64 reference: the mma.sync kernel, and on sm_90 the Async ops' TMA + wgmma kernel (shapes with
+"""MatmulTc and MatmulTcAsync (f16), MatmulTcBf16 and MatmulTcBf16Async, and MatmulTcGrad on the CUDA
+EP against the float64 reference: the mma.sync kernel, and on sm_90 the Async ops' TMA + wgmma kernel (shapes with
 K % 8 or N % 8 != 0 fall back to mma.sync there too); IOBinding, poisoned guarded outputs, CUDA-graph
 replay, and the CUDA-side validation rules."""
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
 from op_harness import BF16, build_model, randn, rel_err, rng
 
-from kaio_ort.reference import matmul
+from kaio_ort.reference import matmul, matmul_grad
 
 pytestmark = pytest.mark.gpu
 
@@ -155,3 +155,76 @@ def test_async_ops_take_the_wgmma_kernel_on_sm90(op, m, k, n, trans_b):
     names = launched_kernels(run.run)
     assert any("MatmulWgmmaKernel" in x and "DenseB" in x for x in names), names
     assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
+
+
+# MatmulTcGrad: (A shape, B shape as [..., K, N]): the wgmma path (dims % 8 == 0) and the mma.sync one,
+# M = 1, a weight B broadcast over batch dims (the batch joins dB's reduction, with a K tail), both
+# batched, both broadcasting (dA and dB summed from per-batch products), A broadcast (dA summed),
+# tiles in several persistent rounds, split K (a long reduction over few output tiles).
+GRAD_SHAPES = [
+    ((64, 128), (128, 96)),
+    ((1, 40), (40, 24)),
+    ((7, 33), (33, 17)),
+    ((3, 77, 136), (136, 264)),
+    ((2, 3, 65, 48), (48, 40)),
+    ((3, 200, 256), (3, 256, 96)),
+    ((2, 1, 31, 64), (4, 64, 40)),
+    ((40, 64), (2, 64, 48)),
+    ((2048, 512), (512, 1024)),
+    ((8, 512, 128), (128, 64)),
+    ((16, 4096), (4096, 520)),
+]
+# dY (float or the operands' type) times 16-bit operands, f32 sums, one rounding to dA / dB's type; a
+# float dY is rounded to the operands' type first.
+GRAD_TOL = {np.float16: 3e-3, BF16: 8e-3}
+
+
+@pytest.mark.parametrize("a_shape,b_shape", GRAD_SHAPES)
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("dy_float", [True, False])
+@pytest.mark.parametrize("dtype", [np.float16, BF16])
+def test_matmul_tc_grad_cuda(dtype, a_shape, b_shape, trans_b, dy_float):
+    g = rng()
+    a, b = randn(g, a_shape, dtype), randn(g, b_shape, dtype)
+    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
+    dy = randn(g, matmul(a, b).shape, np.float32 if dy_float else dtype)
+    ref_da, ref_db = matmul_grad(dy, a, b_in, trans_b=bool(trans_b))
+    da, db = run_op_cuda("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [a.shape, b_in.shape], [dtype, dtype])
+    for name, got, ref in (("dA", da, ref_da), ("dB", db, ref_db)):
+        err = rel_err(got, ref)
+        assert err <= GRAD_TOL[dtype], f"{name}: relative error {err:.2e}"
+
+
+@cuda_graph_test("MatmulTcGrad")
+def test_grad_cuda_graph_replay_matches_eager():
+    g = rng()
+    a, b = randn(g, (2, 96, 200), np.float16), randn(g, (200, 136), np.float16)
+    dy = randn(g, (2, 96, 136), np.float32)
+    model = build_model("MatmulTcGrad", [dy, a, b], {}, [np.float16, np.float16])
+    shapes, types = [a.shape, b.shape], [np.float16, np.float16]
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [dy, a, b], shapes, types)
+    first = graph_run.run()  # captures the graph
+    for got, ref in zip(first, matmul_grad(dy, a, b)):
+        assert rel_err(got, ref) <= GRAD_TOL[np.float16]
+    new = [randn(g, dy.shape, np.float32), randn(g, a.shape, np.float16), randn(g, b.shape, np.float16)]
+    graph_run.update_inputs(new)
+    replay = graph_run.run()
+    eager = BoundRun(cuda_session(model), new, shapes, types).run()
+    for r, e in zip(replay, eager):
+        np.testing.assert_array_equal(r, e)
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
+    """On Hopper both gradients run the TMA + wgmma kernel, dB with A (or dY) read MN-major."""
+    require_sm90()
+    g = rng()
+    a, b = randn(g, (2, 256, 264), np.float16), randn(g, (264, 512), np.float16)
+    b_in = np.ascontiguousarray(b.T) if trans_b else b
+    dy = randn(g, (2, 256, 512), np.float16)
+    model = build_model("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [np.float16, np.float16])
+    run = BoundRun(cuda_session(model), [dy, a, b_in], [a.shape, b_in.shape], [np.float16, np.float16])
+    names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
+    assert any(", true>" in x for x in names) and any(", false>" in x for x in names), names
+    for got, ref in zip(run.run(), matmul_grad(dy, a, b_in, trans_b=bool(trans_b))):
+        assert rel_err(got, ref) <= GRAD_TOL[np.float16]

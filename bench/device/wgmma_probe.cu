@@ -7,7 +7,8 @@
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/wgmma_probe bench/device/wgmma_probe.cu ort_ops/matmul_tc/matmul_tc_sm90.cu \
-//     ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu && /tmp/wgmma_probe
+//     ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu \
+//     ort_ops/quant_matmul/matmul_int8_sm90.cu && /tmp/wgmma_probe
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -112,13 +113,16 @@ int SmCount() {
   return n;
 }
 
-// Dense: values in {-2, ..., 2}; trans_b stores B as [N, K].
-bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps) {
+// Dense: values in {-2, ..., 2}; trans_b stores B as [N, K], trans_a A as [K, M] (MatmulTcGrad's dB);
+// sync: through RunMatmulTc's mma.sync kernel instead of the wgmma one.
+bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a = false, bool sync = false) {
   std::vector<float> a(size_t(m) * k), w(size_t(k) * n);
   for (auto& v : a) v = float(std::rand() % 5 - 2);
   for (auto& v : w) v = float(std::rand() % 5 - 2);
   std::vector<uint16_t> a16(a.size()), b16(w.size());
-  for (size_t i = 0; i < a.size(); ++i) a16[i] = Bits16(a[i], bf16);
+  for (int r = 0; r < m; ++r)
+    for (int kk = 0; kk < k; ++kk)
+      a16[trans_a ? size_t(kk) * m + r : size_t(r) * k + kk] = Bits16(a[size_t(r) * k + kk], bf16);
   for (int kk = 0; kk < k; ++kk)
     for (int c = 0; c < n; ++c)
       b16[trans_b ? size_t(c) * k + kk : size_t(kk) * n + c] = Bits16(w[size_t(kk) * n + c], bf16);
@@ -130,17 +134,22 @@ bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps) {
   p.a = da, p.b = db, p.y = dy;
   p.in_type = bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
   p.out_type = MatmulElem::kF32;
+  p.trans_a = trans_a;
   p.trans_b = trans_b;
-  p.use_async = true;
+  p.use_async = !sync;
   p.m = m, p.n = n, p.k = k;
   p.sm = 90, p.sm_count = SmCount();
   char what[96];
-  std::snprintf(what, sizeof what, "dense %s %dx%dx%d%s", bf16 ? "bf16" : "f16", m, n, k, trans_b ? " trans_b" : "");
-  if (RunMatmulTcWgmma(p, nullptr) == cudaErrorNotSupported) {
+  std::snprintf(what, sizeof what, "dense %s %dx%dx%d%s%s%s", bf16 ? "bf16" : "f16", m, n, k, trans_a ? " trans_a" : "",
+                trans_b ? " trans_b" : "", sync ? " mma.sync" : "");
+  auto launch = [&] {
+    return sync ? static_cast<cudaError_t>(RunMatmulTc(p, nullptr)) : RunMatmulTcWgmma(p, nullptr);
+  };
+  if (launch() == cudaErrorNotSupported) {
     std::printf("%-44s declined\n", what);
     return true;
   }
-  const float ms = TimeMs([&] { return RunMatmulTcWgmma(p, nullptr); }, reps);
+  const float ms = TimeMs(launch, reps);
   const bool ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
   cudaFree(da), cudaFree(db), cudaFree(dy);
   return ok;
@@ -216,6 +225,17 @@ int main() {
       ok &= Dense(2048, 2048, 256, trans_b, bf16, 3);     // more tiles than SMs
       ok &= Dense(2200, 2048, 264, trans_b, bf16, 3);     // 256-row tiles
     }
+  // MatmulTcGrad's dB: A read transposed (MN-major), wgmma and mma.sync; M % 64 != 0 leaves a consumer's
+  // A box unloaded (wholly past M), K tails inside a stage.
+  for (bool bf16 : {false, true})
+    for (bool sync : {false, true}) {
+      ok &= Dense(128, 128, 64, false, bf16, 3, true, sync);
+      ok &= Dense(136, 264, 520, false, bf16, 3, true, sync);
+      ok &= Dense(72, 200, 77, false, bf16, 3, true, sync);
+      ok &= Dense(2200, 2048, 264, false, bf16, 3, true, sync);
+      ok &= Dense(33, 17, 45, false, bf16, 3, true, sync);  // declined by wgmma (M % 8); mma.sync element loads
+    }
+  if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20, true);
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20);        // speed (values small: sums stay exact)
   if (speed) ok &= Dense(4096, 4096, 4096, true, false, 20);
   for (bool bf16 : {false, true})

@@ -26,6 +26,7 @@ constexpr int kPad = 8;                         // halves of padding per shared 
 constexpr int kLdA = kBlockK + kPad;            // As[m][k]
 constexpr int kLdBkn = kBlockN + kPad;          // Bs[k][n] (B row-major K x N)
 constexpr int kLdBnk = kBlockK + kPad;          // Bs[n][k] (trans_b: B is N x K)
+constexpr int kLdAkm = kBlockM + kPad;          // As[k][m] (trans_a: A is K x M)
 
 using ptx::LdMatrixX4;
 using ptx::LdMatrixX4Trans;
@@ -66,10 +67,13 @@ struct DenseB {
 // Two blocks per SM (at most 128 registers): MatmulInt8Params grew (QkvProjectInt8's out_scale, bias
 // and scale-less weights, 15d008c) and took the Int8Source instantiations from 128 to 160 registers,
 // one block per SM, and MatmulInt8 at 128x4096x4096 from 69 to 124 us (H200, 4e74140 vs 3a28382).
-template <typename T, bool kTransB, bool kVec, class BSource>
+// kTransA: A is K x M (op(A) = A^T, MatmulTcGrad's dB); its tile is stored as read, [k][m], and
+// ldmatrix.trans gives the row-major fragments (as for a [K, N] B).
+template <typename T, bool kTransB, bool kVec, class BSource, bool kTransA = false>
 __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
   constexpr int kBsElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
-  __shared__ __align__(16) T As[2][kBlockM * kLdA];
+  constexpr int kAsElems = kTransA ? kBlockK * kLdAkm : kBlockM * kLdA;
+  __shared__ __align__(16) T As[2][kAsElems];
   __shared__ __align__(16) T Bs[2][kBsElems];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -99,7 +103,8 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         int v = tid + i * kThreads;
-        ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
+        if constexpr (kTransA) ra[i] = LoadSegment<T, kVec>(A, k0 + v / 16, m0 + (v % 16) * 8, K, M, M);
+        else ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
         if constexpr (kTransB) rb[i] = src.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
         else rb[i] = src.template Load<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N);
       }
@@ -108,7 +113,8 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         int v = tid + i * kThreads;
-        *reinterpret_cast<uint4*>(&As[stage][(v / 4) * kLdA + (v % 4) * 8]) = ra[i];
+        if constexpr (kTransA) *reinterpret_cast<uint4*>(&As[stage][(v / 16) * kLdAkm + (v % 16) * 8]) = ra[i];
+        else *reinterpret_cast<uint4*>(&As[stage][(v / 4) * kLdA + (v % 4) * 8]) = ra[i];
         if constexpr (kTransB) *reinterpret_cast<uint4*>(&Bs[stage][(v / 4) * kLdBnk + (v % 4) * 8]) = rb[i];
         else *reinterpret_cast<uint4*>(&Bs[stage][(v / 16) * kLdBkn + (v % 16) * 8]) = rb[i];
       }
@@ -134,8 +140,15 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
       for (int ks = 0; ks < kBlockK / 16; ++ks) {
         uint32_t af[4][4], bf[4][2];
 #pragma unroll
-        for (int mi = 0; mi < 4; ++mi)
-          LdMatrixX4(af[mi], &As[stage][(warp_m * 64 + mi * 16 + (lane & 15)) * kLdA + ks * 16 + (lane >> 4) * 8]);
+        for (int mi = 0; mi < 4; ++mi) {
+          if constexpr (kTransA) {  // matrices (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15)
+            const int mat = lane >> 3, row = lane & 7;
+            LdMatrixX4Trans(af[mi], &As[stage][(ks * 16 + (mat >> 1) * 8 + row) * kLdAkm + warp_m * 64 + mi * 16 +
+                                               (mat & 1) * 8]);
+          } else {
+            LdMatrixX4(af[mi], &As[stage][(warp_m * 64 + mi * 16 + (lane & 15)) * kLdA + ks * 16 + (lane >> 4) * 8]);
+          }
+        }
 #pragma unroll
         for (int nj = 0; nj < 2; ++nj) {
           uint32_t r[4];
@@ -190,6 +203,34 @@ __global__ void __launch_bounds__(256) MatmulTcCombineKernel(MatmulTcParams p) {
     float sum = 0.f;
     for (int64_t z = 0; z < p.k_split; ++z) sum += p.partial[z * total + e];
     StoreElem<T>(p.y, e, sum, p.out_type == MatmulElem::kF32);
+  }
+}
+
+// MatmulTcGrad's f32 dY rounded to the operands' type (the tensor cores multiply 16-bit values).
+template <typename T>
+__global__ void __launch_bounds__(256) MatmulTcRoundKernel(const float* x, T* y, int64_t count) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += int64_t(gridDim.x) * blockDim.x)
+    StoreElem<T>(y, e, x[e], false);
+}
+
+// X[x] = the fixed-order sum over output batches t with x(t) == x of the f32 products P[t] (each
+// `matrix` elements), rounded once: MatmulTcGrad's gradient of an operand that broadcasts over
+// some batch dims. x(t) is the operand's matrix index, from its batch strides (in elements).
+template <typename T>
+__global__ void __launch_bounds__(256) MatmulTcBatchSumKernel(MatmulTcBatchSum s) {
+  const int64_t total = s.x_count * s.matrix;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t x = e / s.matrix, i = e % s.matrix;
+    float sum = 0.f;
+    for (int64_t t = 0; t < s.batch_count; ++t) {
+      int64_t off = 0, rest = t;
+      for (int d = s.batch_rank - 1; d >= 0; --d) {
+        off += rest % s.batch_dims[d] * s.x_batch_stride[d];
+        rest /= s.batch_dims[d];
+      }
+      if (off / s.matrix == x) sum += s.products[t * s.matrix + i];
+    }
+    StoreElem<T>(s.x, e, sum, false);
   }
 }
 

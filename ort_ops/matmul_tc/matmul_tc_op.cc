@@ -32,6 +32,30 @@ void GemmAcc(const double* a, const double* b, double* c, int64_t m, int64_t n, 
   }
 }
 
+#ifdef KAIO_WITH_CUDA
+// One MatmulTc product on ORT's stream: where a single batch's output tiles would leave most SMs
+// idle (MatmulTcKSplit), K slices summed from ORT scratch; else one launch.
+OrtStatus* RunProduct(const ErrCtx& c, const CudaLaunch& launch, MatmulTcParams p) {
+  p.sm = launch.sm;
+  p.sm_count = launch.sm_count;
+  CudaScratch partial;
+  p.k_split = MatmulTcKSplit(p);
+  if (p.k_split > 1) {
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(p.k_split * p.m * p.n) * sizeof(float)));
+    p.partial = static_cast<float*>(partial.data());
+  }
+  if (int e = RunMatmulTc(p, launch.stream)) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+  return nullptr;
+}
+
+// The output batch of a product as MatmulTcParams' batch fields.
+void SetBatch(const Shape& out_batch, MatmulTcParams* p) {
+  p->batch_rank = static_cast<int>(out_batch.size());
+  p->batch_count = NumElements(out_batch);
+  for (int i = 0; i < p->batch_rank; ++i) p->batch_dims[i] = out_batch[i];
+}
+#endif
+
 template <DType kT, bool kAsync>
 struct MatmulTcOp {
   static constexpr const char* kName = kT == kF16 ? (kAsync ? "MatmulTcAsync" : "MatmulTc")
@@ -89,21 +113,10 @@ struct MatmulTcOp {
     p.m = g.m;
     p.n = g.n;
     p.k = g.k;
-    p.batch_rank = static_cast<int>(g.out_batch.size());
-    p.batch_count = NumElements(g.out_batch);
-    for (int i = 0; i < p.batch_rank; ++i) p.batch_dims[i] = g.out_batch[i];
+    SetBatch(g.out_batch, &p);
     BatchStrides(g.a_batch, g.out_batch, g.m * g.k, p.a_batch_stride);
     BatchStrides(g.b_batch, g.out_batch, g.k * g.n, p.b_batch_stride);
-    p.sm = launch.sm;
-    p.sm_count = launch.sm_count;
-    CudaScratch partial;  // K slices of a decode-sized product, summed by RunMatmulTc
-    p.k_split = MatmulTcKSplit(p);
-    if (p.k_split > 1) {
-      KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(p.k_split * p.m * p.n) * sizeof(float)));
-      p.partial = static_cast<float*>(partial.data());
-    }
-    if (int e = RunMatmulTc(p, launch.stream)) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
-    return nullptr;
+    return RunProduct(c, launch, p);
   }
 #endif
 };
@@ -172,6 +185,103 @@ struct MatmulTcGradOp {
     StoreDouble(db.data(), static_cast<int64_t>(db.size()), out[1]);
     return nullptr;
   }
+
+#ifdef KAIO_WITH_CUDA
+  // Both gradients through MatmulTc's kernels (the Async path: TMA + wgmma on sm_90), operands read
+  // in place: dA = dY * op(B)^T is a product with B's transpose flag flipped; dB reads A (or dY)
+  // transposed (trans_a). A float dY is rounded to A's type first (the tensor cores take 16-bit
+  // operands). An operand that broadcasts over batch dims gets the sum over them: B broadcast over
+  // every batch dim (a weight) folds the batch into the reduction (one product, K = batch * M); any
+  // other broadcast goes through f32 per-batch products summed in a fixed order.
+  static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
+                                const CudaLaunch& launch) {
+    MatmulGeometry g;
+    KAIO_RETURN_IF_ERROR(ResolveMatmul(c, in[1], in[2], at.trans_b, "A", "B", &g));
+    if (static_cast<int>(g.out_batch.size()) > kMatmulMaxBatchRank)
+      return InputError(c, 1, "A", "at most ", kMatmulMaxBatchRank, " batch dims are supported on CUDA, got ",
+                        g.out_batch.size());
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 1, "A", "M", g.m, kMatmulTcMaxRows));
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 2, "B", "K", g.k, kMatmulTcMaxRows));
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 2, "B", "N", g.n, kMatmulTcMaxRows));
+    const MatmulElem type = in[1].type == kF16 ? MatmulElem::kF16 : MatmulElem::kBF16;
+    const int64_t batches = NumElements(g.out_batch), m = g.m, n = g.n, k = g.k;
+    const void* dy = in[0].data;
+    CudaScratch dy_rounded;
+    if (in[0].type == kF32) {
+      KAIO_RETURN_IF_ERROR(dy_rounded.Allocate(launch, c, static_cast<size_t>(batches * m * n) * 2));
+      if (int e = RunMatmulTcRound(static_cast<const float*>(dy), dy_rounded.data(), type, batches * m * n,
+                                   launch.sm_count, launch.stream))
+        return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+      dy = dy_rounded.data();
+    }
+    MatmulTcParams base;
+    base.in_type = type;
+    base.out_type = type;
+    base.use_async = true;
+    SetBatch(g.out_batch, &base);
+    const bool a_full = NumElements(g.a_batch) == batches, b_full = NumElements(g.b_batch) == batches;
+    if (out[0].present) {  // dA [M, K] = dY [M, N] * op(B)^T
+      MatmulTcParams p = base;
+      p.a = dy;
+      p.b = in[2].data;
+      p.trans_b = !at.trans_b;
+      p.m = m;
+      p.n = k;
+      p.k = n;
+      BatchStrides(g.out_batch, g.out_batch, m * n, p.a_batch_stride);
+      BatchStrides(g.b_batch, g.out_batch, k * n, p.b_batch_stride);
+      KAIO_RETURN_IF_ERROR(RunOperandGrad(c, launch, p, g.a_batch, g.out_batch, a_full, out[0].data));
+    }
+    if (out[1].present) {  // dB: [K, N] = A^T [K, M] * dY [M, N], or (trans_b) [N, K] = dY^T * A
+      MatmulTcParams p = base;
+      p.trans_a = true;
+      p.a = at.trans_b ? dy : in[1].data;
+      p.b = at.trans_b ? in[1].data : dy;
+      p.m = at.trans_b ? n : k;
+      p.n = at.trans_b ? k : n;
+      p.k = m;
+      BatchStrides(at.trans_b ? g.out_batch : g.a_batch, g.out_batch, m * p.m, p.a_batch_stride);
+      BatchStrides(at.trans_b ? g.a_batch : g.out_batch, g.out_batch, m * p.n, p.b_batch_stride);
+      if (NumElements(g.b_batch) == 1 && a_full) {  // a weight: the batch joins the reduction
+        p.k = batches * m;
+        SetBatch({}, &p);
+        return RunProduct(c, launch, p);
+      }
+      KAIO_RETURN_IF_ERROR(RunOperandGrad(c, launch, p, g.b_batch, g.out_batch, b_full, out[1].data));
+    }
+    return nullptr;
+  }
+
+  // The gradient x of one operand from the per-output-batch products p: written directly where x has
+  // the output's batch (x_full), else summed over the batch dims x broadcasts over.
+  static OrtStatus* RunOperandGrad(const ErrCtx& c, const CudaLaunch& launch, MatmulTcParams p, const Shape& x_batch,
+                                   const Shape& out_batch, bool x_full, void* x) {
+    if (x_full) {
+      p.y = x;
+      return RunProduct(c, launch, p);
+    }
+    const int64_t matrix = p.m * p.n;
+    CudaScratch products;
+    KAIO_RETURN_IF_ERROR(products.Allocate(launch, c, static_cast<size_t>(p.batch_count * matrix) * sizeof(float)));
+    const MatmulElem x_type = p.out_type;
+    p.out_type = MatmulElem::kF32;
+    p.y = products.data();
+    KAIO_RETURN_IF_ERROR(RunProduct(c, launch, p));
+    MatmulTcBatchSum s;
+    s.products = static_cast<const float*>(products.data());
+    s.x = x;
+    s.x_type = x_type;
+    s.matrix = matrix;
+    s.x_count = NumElements(x_batch);
+    s.batch_rank = p.batch_rank;
+    s.batch_count = p.batch_count;
+    for (int i = 0; i < p.batch_rank; ++i) s.batch_dims[i] = p.batch_dims[i];
+    BatchStrides(x_batch, out_batch, matrix, s.x_batch_stride);
+    if (int e = RunMatmulTcBatchSum(s, launch.sm_count, launch.stream))
+      return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    return nullptr;
+  }
+#endif
 };
 
 }  // namespace
@@ -186,7 +296,8 @@ void AddMatmulTcOps(OpList& list) {
   AddCudaOp<MatmulTcOp<kF16, false>>(list);
   AddCudaOp<MatmulTcOp<kBF16, false>>(list);
   AddCudaOp<MatmulTcOp<kF16, true>>(list);   // Hopper: TMA + wgmma (matmul_tc_sm90.cu); else the mma.sync kernel
-  AddCudaOp<MatmulTcOp<kBF16, true>>(list);  // the gradient lands with the dense-matmul issue
+  AddCudaOp<MatmulTcOp<kBF16, true>>(list);
+  AddCudaOp<MatmulTcGradOp>(list);  // the forward's kernels, operands read transposed in place
 #endif
 }
 

@@ -13,12 +13,15 @@ constexpr int64_t kMatmulTcMaxRows = int64_t(65535) * 128;
 enum class MatmulElem : int { kF16 = 0, kBF16 = 1, kF32 = 2 };
 
 struct MatmulTcParams {
-  // Y[b] = A[b] (M x K, row-major) * op(B[b]); op(B) = B (K x N) or, with trans_b, B^T (B is N x K).
+  // Y[b] = op(A[b]) * op(B[b]); op(A) = A (M x K, row-major) or, with trans_a, A^T (A is K x M);
+  // op(B) = B (K x N) or, with trans_b, B^T (B is N x K). trans_a (MatmulTcGrad's dB) only with
+  // trans_b false.
   const void* a = nullptr;
   const void* b = nullptr;
   void* y = nullptr;
   MatmulElem in_type = MatmulElem::kF16;   // A and B
   MatmulElem out_type = MatmulElem::kF32;  // Y
+  bool trans_a = false;
   bool trans_b = false;
   bool use_async = false;                  // MatmulTcAsync / MatmulTcBf16Async pipeline
   int64_t m = 0, n = 0, k = 0;
@@ -40,6 +43,20 @@ struct MatmulTcParams {
   float* partial = nullptr;
 };
 
+// MatmulTcGrad's sum of per-batch products into an operand that broadcasts over some batch dims:
+// x[j] = sum over output batches t whose operand matrix is j (in t order) of products[t], rounded
+// once to x's type (f16 / bf16).
+struct MatmulTcBatchSum {
+  const float* products = nullptr;   // [batch_count][matrix]
+  void* x = nullptr;                 // [x_count][matrix]
+  MatmulElem x_type = MatmulElem::kF16;
+  int64_t matrix = 0, x_count = 0;
+  int batch_rank = 0;
+  int64_t batch_dims[kMatmulMaxBatchRank] = {};
+  int64_t x_batch_stride[kMatmulMaxBatchRank] = {};  // elements, 0 where x broadcasts
+  int64_t batch_count = 0;
+};
+
 // How many K slices a MatmulTc op runs side by side (1: none): where a single batch's 128 x 128
 // output tiles would leave most SMs idle (decode-sized M), each slice of at least 512 k gets its own
 // blocks. The caller then sets k_split and points `partial` at k_split * M * N floats of scratch.
@@ -49,5 +66,11 @@ int64_t MatmulTcKSplit(const MatmulTcParams& p);
 // (k_split > 1, batch_count 1) the slices go to `partial` and a second kernel adds them into Y in a
 // fixed order (deterministic), rounding once.
 int RunMatmulTc(const MatmulTcParams& p, void* stream);
+
+// y[i] = x[i] rounded to `type` (f16 / bf16), count elements, on `stream`.
+int RunMatmulTcRound(const float* x, void* y, MatmulElem type, int64_t count, int sm_count, void* stream);
+
+// MatmulTcBatchSum on `stream` (writes every element of x, zeros where no batch maps to it).
+int RunMatmulTcBatchSum(const MatmulTcBatchSum& s, int sm_count, void* stream);
 
 }  // namespace kaio

@@ -12,13 +12,13 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
 
 namespace {
 
-template <typename T, bool kTransB, bool kVec>
+template <typename T, bool kTransB, bool kVec, bool kTransA = false>
 cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   using namespace matmul_tc;
   const int64_t z = p.partial ? p.k_split : (p.batch_count < 65535 ? p.batch_count : 65535);
   dim3 grid(static_cast<unsigned>((p.n + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM),
             static_cast<unsigned>(z));
-  MatmulTcSyncKernel<T, kTransB, kVec, DenseB><<<grid, kThreads, 0, stream>>>(p, DenseB{});
+  MatmulTcSyncKernel<T, kTransB, kVec, DenseB, kTransA><<<grid, kThreads, 0, stream>>>(p, DenseB{});
   return cudaGetLastError();
 }
 
@@ -34,7 +34,13 @@ cudaError_t Combine(const MatmulTcParams& p, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
-  const bool vec = p.k % 8 == 0 && (p.trans_b || p.n % 8 == 0) && Aligned16(p.a) && Aligned16(p.b);
+  // 16-byte loads along each operand's contiguous dim: A's K (trans_a: M), B's N (trans_b: K).
+  const bool vec = (p.trans_a ? p.m : p.k) % 8 == 0 && (p.trans_b ? p.k : p.n) % 8 == 0 && Aligned16(p.a) &&
+                   Aligned16(p.b);
+  if (p.trans_a) {  // MatmulTcGrad's dB: only with B as [K, N]
+    if (p.trans_b) return cudaErrorInvalidValue;
+    return vec ? Launch<T, false, true, true>(p, stream) : Launch<T, false, false, true>(p, stream);
+  }
   if (p.trans_b) return vec ? Launch<T, true, true>(p, stream) : Launch<T, true, false>(p, stream);
   return vec ? Launch<T, false, true>(p, stream) : Launch<T, false, false>(p, stream);
 }
@@ -66,6 +72,35 @@ int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   if (e == cudaErrorNotSupported) e = f16 ? Dispatch<__half>(p, stream) : Dispatch<__nv_bfloat16>(p, stream);
   if (e != cudaSuccess || !p.partial) return e;
   return f16 ? Combine<__half>(p, stream) : Combine<__nv_bfloat16>(p, stream);
+}
+
+namespace {
+unsigned GridFor(int64_t count, int sm_count) {
+  const int64_t sms = sm_count > 0 ? sm_count : 132;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((count + 255) / 256, 8 * sms)));
+}
+}  // namespace
+
+int RunMatmulTcRound(const float* x, void* y, MatmulElem type, int64_t count, int sm_count, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (count == 0) return cudaSuccess;
+  if (type == MatmulElem::kF16)
+    matmul_tc::MatmulTcRoundKernel<__half><<<GridFor(count, sm_count), 256, 0, stream>>>(x, static_cast<__half*>(y), count);
+  else
+    matmul_tc::MatmulTcRoundKernel<__nv_bfloat16>
+        <<<GridFor(count, sm_count), 256, 0, stream>>>(x, static_cast<__nv_bfloat16*>(y), count);
+  return cudaGetLastError();
+}
+
+int RunMatmulTcBatchSum(const MatmulTcBatchSum& s, int sm_count, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const int64_t total = s.x_count * s.matrix;
+  if (total == 0) return cudaSuccess;
+  if (s.x_type == MatmulElem::kF16)
+    matmul_tc::MatmulTcBatchSumKernel<__half><<<GridFor(total, sm_count), 256, 0, stream>>>(s);
+  else
+    matmul_tc::MatmulTcBatchSumKernel<__nv_bfloat16><<<GridFor(total, sm_count), 256, 0, stream>>>(s);
+  return cudaGetLastError();
 }
 
 }  // namespace kaio

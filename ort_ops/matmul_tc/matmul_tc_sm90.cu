@@ -28,19 +28,20 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
   return last / matrix_elems + 1;
 }
 
-template <typename T, bool kTransB, int kConsumers>
+template <typename T, bool kTransB, int kConsumers, bool kTransA>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
   matmul_wgmma::DenseB<kTransB> b_op;
   b_op.map = map_b;
   b_op.n = p.n;
-  return matmul_wgmma::LaunchWgmma<T, matmul_wgmma::DenseB<kTransB>, kConsumers>(p, map_a, b_op, stream);
+  return matmul_wgmma::LaunchWgmma<T, matmul_wgmma::DenseB<kTransB>, kConsumers, kTransA>(p, map_a, b_op, stream);
 }
 
 // 256-row tiles where they still give every SM a tile; else 128-row tiles (more, smaller tiles).
-template <typename T, bool kTransB>
+template <typename T, bool kTransB, bool kTransA = false>
 cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b,
                         cudaStream_t stream, bool tall) {
-  return tall ? Launch<T, kTransB, 4>(p, map_a, map_b, stream) : Launch<T, kTransB, 2>(p, map_a, map_b, stream);
+  return tall ? Launch<T, kTransB, 4, kTransA>(p, map_a, map_b, stream)
+              : Launch<T, kTransB, 2, kTransA>(p, map_a, map_b, stream);
 }
 
 }  // namespace
@@ -50,17 +51,24 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
   constexpr int64_t kIndexMax = int64_t(1) << 31;  // TMA coordinates are 32-bit
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
-  if (!kBuiltForSm90a || p.sm != 90 || p.sm_count <= 0 || p.k % 8 != 0 || p.n % 8 != 0 || !aligned16(p.a) ||
-      !aligned16(p.b) || p.m >= kIndexMax || p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax ||
-      b_count >= kIndexMax)
+  // TMA's 16-byte strides: A's rows (K, or M with trans_a) and B's rows hold multiples of 8
+  // elements; N % 8 == 0 also lets the epilogue store column pairs.
+  if (!kBuiltForSm90a || p.sm != 90 || p.sm_count <= 0 || (p.trans_a ? p.m : p.k) % 8 != 0 ||
+      (p.trans_b && p.k % 8 != 0) || p.n % 8 != 0 || (p.trans_a && p.trans_b) || !aligned16(p.a) || !aligned16(p.b) || p.m >= kIndexMax ||
+      p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax || b_count >= kIndexMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
   const bool tall = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;
   CUtensorMap map_a, map_b;
-  bool ok = MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, tall ? 256 : 128);
+  // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
+  bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)
+                      : MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, tall ? 256 : 128);
   ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
                         : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
   if (!ok) return cudaErrorNotSupported;
+  if (p.trans_a)
+    return p.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(p, map_a, map_b, stream, tall)
+                                         : LaunchTiles<__nv_bfloat16, false, true>(p, map_a, map_b, stream, tall);
   if (p.in_type == MatmulElem::kF16)
     return p.trans_b ? LaunchTiles<__half, true>(p, map_a, map_b, stream, tall)
                      : LaunchTiles<__half, false>(p, map_a, map_b, stream, tall);

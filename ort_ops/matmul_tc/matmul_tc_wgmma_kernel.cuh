@@ -118,7 +118,10 @@ __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t 
   *b_index = static_cast<int>(b_off / (p.k * p.n));
 }
 
-template <typename T, class BOp, int kConsumers>
+// kTransA (MatmulTcGrad's dB): A is K x M, its map's boxes 64 k rows x 64 m columns, one per
+// consumer (the consumer's 64 rows of the tile), read MN-major by wgmma. A box wholly past M is not
+// loaded: the rows it would hold are never stored.
+template <typename T, class BOp, int kConsumers, bool kTransA = false>
 __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     MatmulWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ BOp b_op, MatmulTcParams p) {
 #if KAIO_SM90A_DEVICE
@@ -167,8 +170,15 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
         if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // both consumers are done with it
         uint8_t* a_tile = ring + s * kStageBytes;
         const int k0 = kt * kBlockK, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
-        MbarArriveExpectTx(&full[s], kTileABytes + b_op.Bytes(n0));
-        TmaLoad3d(a_tile, &map_a, &full[s], k0, m0, a_index);
+        if constexpr (kTransA) {
+          const int boxes = min(kConsumers, static_cast<int>((p.m - m0 + 63) / 64));
+          MbarArriveExpectTx(&full[s], boxes * (64 * 128) + b_op.Bytes(n0));
+          for (int box = 0; box < boxes; ++box)
+            TmaLoad3d(a_tile + box * (64 * 128), &map_a, &full[s], m0 + 64 * box, k0, a_index);
+        } else {
+          MbarArriveExpectTx(&full[s], kTileABytes + b_op.Bytes(n0));
+          TmaLoad3d(a_tile, &map_a, &full[s], k0, m0, a_index);
+        }
         b_op.Load(a_tile + kTileABytes, &full[s], k0, n0, b_index);
       }
     }
@@ -197,8 +207,12 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
                                                                      threadIdx.x - 128);
       WgmmaFence();
 #pragma unroll
-      for (int kk = 0; kk < kBlockK / 16; ++kk)
-        WgmmaM64N128K16<T, BOp::kWgmmaTransB>(acc, DescSw128(a_tile + kk * 32, 16, 1024), b_op.Desc(b_tile, kk));
+      for (int kk = 0; kk < kBlockK / 16; ++kk) {
+        // K-major A: a k step moves 32 bytes along the swizzled row; MN-major A: 16 rows of 128 bytes.
+        const uint64_t desc_a =
+            kTransA ? DescSw128(a_tile + kk * 16 * 128, 64 * 128, 1024) : DescSw128(a_tile + kk * 32, 16, 1024);
+        WgmmaM64N128K16<T, BOp::kWgmmaTransB, kTransA ? 1 : 0>(acc, desc_a, b_op.Desc(b_tile, kk));
+      }
       WgmmaCommit();
       WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
       if (kt > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
@@ -252,10 +266,10 @@ bool QuantGemmFits(const Quant& q) {
 }
 
 // Host: one CTA per SM (or per unit of work where there are fewer), the shared memory opted in.
-template <typename T, class BOp, int kConsumers>
+template <typename T, class BOp, int kConsumers, bool kTransA = false>
 cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const BOp& b_op, cudaStream_t stream) {
   using B = Block<BOp, kConsumers>;
-  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers>;
+  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA>;
   if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
   const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN) *
                         (p.partial ? p.k_split : 1);

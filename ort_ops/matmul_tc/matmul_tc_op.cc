@@ -203,6 +203,7 @@ struct MatmulTcGradOp {
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 1, "A", "M", g.m, kMatmulTcMaxRows));
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 2, "B", "K", g.k, kMatmulTcMaxRows));
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 2, "B", "N", g.n, kMatmulTcMaxRows));
+    if (!out[0].present && !out[1].present) return nullptr;
     const MatmulElem type = in[1].type == kF16 ? MatmulElem::kF16 : MatmulElem::kBF16;
     const int64_t batches = NumElements(g.out_batch), m = g.m, n = g.n, k = g.k;
     const void* dy = in[0].data;
@@ -243,6 +244,7 @@ struct MatmulTcGradOp {
       BatchStrides(at.trans_b ? g.out_batch : g.a_batch, g.out_batch, m * p.m, p.a_batch_stride);
       BatchStrides(at.trans_b ? g.a_batch : g.out_batch, g.out_batch, m * p.n, p.b_batch_stride);
       if (NumElements(g.b_batch) == 1 && a_full) {  // a weight: the batch joins the reduction
+        p.y = out[1].data;
         p.k = batches * m;
         SetBatch({}, &p);
         return RunProduct(c, launch, p);

@@ -225,6 +225,14 @@ int main() {
       ok &= Dense(2048, 2048, 256, trans_b, bf16, 3);     // more tiles than SMs
       ok &= Dense(2200, 2048, 264, trans_b, bf16, 3);     // 256-row tiles
     }
+  // Pairs of CTAs sharing A tiles (tall tiles, >= 2 tile columns): an odd tile column count (the
+  // second CTA of the last pair wholly past N), a row tail leaving the last tile's second A half
+  // wholly past M, K tails. KAIO_WGMMA_CLUSTER=0 runs the same shapes on single CTAs.
+  for (bool bf16 : {false, true})
+    for (bool trans_b : {true, false}) {
+      ok &= Dense(3900, 1032, 136, trans_b, bf16, 3);
+      ok &= Dense(4100, 2048, 72, trans_b, bf16, 3);
+    }
   // MatmulTcGrad's dB: A read transposed (MN-major), wgmma and mma.sync; M % 64 != 0 leaves a consumer's
   // A box unloaded (wholly past M), K tails inside a stage.
   for (bool bf16 : {false, true})

@@ -59,6 +59,26 @@ __device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
   } while (!done);
 }
 
+// ---- clusters ----
+__device__ __forceinline__ uint32_t ClusterCtaRank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+// Every thread of every CTA of the cluster: arrive, then wait for all (release / acquire).
+__device__ __forceinline__ void ClusterSync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// One arrival on the mbarrier at `bar`'s offset in the shared memory of cluster CTA `cta` (itself too).
+// Default semantics (release, CTA scope), as CUTLASS's ClusterBarrier::arrive: what it orders here are
+// wgmma reads already completed by wgmma.wait_group; a .cluster scope would add a GPU-wide MEMBAR per
+// arrival (seen in the SASS).
+__device__ __forceinline__ void MbarArriveCluster(uint64_t* bar, uint32_t cta) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(SmemAddr(bar)), "r"(cta));
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+
 // ---- TMA ----
 // A box of a 3-D tensor map (coordinates innermost first, in elements) into shared memory; the
 // transfer completes a transaction count of the box's bytes on `bar`. Out-of-range elements are zero.
@@ -67,6 +87,17 @@ __device__ __forceinline__ void TmaLoad3d(void* smem, const void* tensor_map, ui
       "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::
           "r"(SmemAddr(smem)),
       "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(SmemAddr(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+// TmaLoad3d into every CTA of the cluster in `cta_mask`: the box lands at `smem`'s offset in each,
+// completing its bytes on the mbarrier at `bar`'s offset there.
+__device__ __forceinline__ void TmaLoad3dMulticast(void* smem, const void* tensor_map, uint64_t* bar, int c0, int c1,
+                                                   int c2, uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%3, %4, %5}], [%2], %6;\n" ::"r"(SmemAddr(smem)),
+      "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(SmemAddr(bar)), "r"(c0), "r"(c1), "r"(c2), "h"(cta_mask)
       : "memory");
 }
 

@@ -3,6 +3,8 @@
 // captures them by value with the launch), and a persistent grid of one CTA per SM.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+
 #include "common/sm90.cuh"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
@@ -28,12 +30,32 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
   return last / matrix_elems + 1;
 }
 
-template <typename T, bool kTransB, int kConsumers, bool kTransA>
+template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
   matmul_wgmma::DenseB<kTransB> b_op;
   b_op.map = map_b;
   b_op.n = p.n;
-  return matmul_wgmma::LaunchWgmma<T, matmul_wgmma::DenseB<kTransB>, kConsumers, kTransA>(p, map_a, b_op, stream);
+  return matmul_wgmma::LaunchWgmma<T, matmul_wgmma::DenseB<kTransB>, kConsumers, kTransA, kCluster>(p, map_a, b_op,
+                                                                                                   stream);
+}
+
+// Pairs of CTAs sharing A tiles (the kernel's kCluster = 2); KAIO_WGMMA_CLUSTER=0 turns them off
+// (read once), for side-by-side runs of both.
+bool PairsEnabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("KAIO_WGMMA_CLUSTER");
+    return !(v && v[0] == '0' && v[1] == '\0');
+  }();
+  return enabled;
+}
+
+// 256-row tiles in pairs side by side, each CTA loading half of the shared A tile (box of 128 rows).
+template <typename T>
+cudaError_t LaunchPairs(const MatmulTcParams& p, int64_t a_count, const CUtensorMap& map_b, cudaStream_t stream) {
+  CUtensorMap map_half_a;
+  if (!MakeMap(&map_half_a, p.in_type, p.a, p.m, p.k, a_count, 128)) return cudaErrorNotSupported;
+  return p.trans_b ? Launch<T, true, 4, false, 2>(p, map_half_a, map_b, stream)
+                   : Launch<T, false, 4, false, 2>(p, map_half_a, map_b, stream);
 }
 
 // 256-row tiles where they still give every SM a tile; else 128-row tiles (more, smaller tiles).
@@ -66,6 +88,12 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
   ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
                         : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
   if (!ok) return cudaErrorNotSupported;
+  // Tall tiles, at least two tile columns, no K slices: pairs of CTAs read each A tile from L2 once.
+  if (tall && !p.trans_a && !p.partial && n_tiles >= 2 && PairsEnabled()) {
+    const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchPairs<__half>(p, a_count, map_b, stream)
+                                                        : LaunchPairs<__nv_bfloat16>(p, a_count, map_b, stream);
+    if (e != cudaErrorNotSupported) return e;  // else: no cluster fits; the single-CTA kernel below
+  }
   if (p.trans_a)
     return p.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(p, map_a, map_b, stream, tall)
                                          : LaunchTiles<__nv_bfloat16, false, true>(p, map_a, map_b, stream, tall);

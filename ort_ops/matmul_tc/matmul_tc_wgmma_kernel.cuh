@@ -10,6 +10,11 @@
 // stages). Stages of (64 kConsumers) x 64 (A) and 64 x 128 (B), 128-byte swizzled as TMA writes
 // them; kStages deep. Four consumers (256-row tiles) halve the B traffic per output; two keep more
 // CTAs busy when the output has few tiles.
+// Clusters (kCluster = 2, dense B): the two CTAs of a cluster take horizontally adjacent tiles (the
+// same rows of A) and each loads half of the A tile, multicast into both CTAs' stages, so A crosses
+// L2 once per pair: a stage's full barrier counts both halves, its empty barrier the consumers of
+// both CTAs (a producer overwrites the peer's stage too). The CTAs run the same units in lockstep; a
+// tile wholly past N (odd tile columns) still loads its A half and computes, but stores nothing.
 // Split K (p.partial, batch_count 1): the persistent loop runs over (tile, K slice) units and each
 // writes its f32 slice to partial[z]; the launcher's second kernel adds them.
 // Edges: TMA fills rows and columns past M, N, K with zeros (one 3-D tensor map per operand, the
@@ -20,7 +25,9 @@
 
 #include <cuda.h>
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 #include <cuda_fp16.h>
+#include <atomic>
 #include <cstdint>
 
 #include "common/ptx.cuh"
@@ -64,11 +71,14 @@ struct DenseB {
 
   // A second [K, N] box wholly past N is not loaded: the columns it would hold are never stored,
   // and a column's products do not mix with other columns'.
+  // A tile wholly past N (a cluster's second CTA on odd tile columns) loads no B.
   __device__ __forceinline__ bool SecondBox(int n0) const { return !kTransB && n0 + kRowElems < n; }
   __device__ __forceinline__ uint32_t Bytes(int n0) const {
+    if (n0 >= n) return 0;
     return kTileBBytes - (kTransB || SecondBox(n0) ? 0 : kTileBBytes / 2);
   }
   __device__ __forceinline__ void Load(uint8_t* stage, uint64_t* bar, int k0, int n0, int b_index) const {
+    if (n0 >= n) return;
     if constexpr (kTransB) {
       sm90::TmaLoad3d(stage, &map, bar, k0, n0, b_index);
     } else {
@@ -93,7 +103,8 @@ struct DenseB {
 struct TileCoord {
   int64_t batch, m0, n0;
 };
-__device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64_t n_tiles, int block_m) {
+__device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64_t n_tiles, int block_m,
+                                            int block_n = kBlockN) {
   const int64_t per_batch = m_tiles * n_tiles;
   TileCoord c;
   c.batch = tile / per_batch;
@@ -101,7 +112,7 @@ __device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64
   const int64_t first_m = r / group * kGroupM;
   const int64_t rows = m_tiles - first_m < kGroupM ? m_tiles - first_m : kGroupM;
   c.m0 = (first_m + r % group % rows) * block_m;
-  c.n0 = r % group / rows * kBlockN;
+  c.n0 = r % group / rows * block_n;
   return c;
 }
 
@@ -121,9 +132,10 @@ __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t 
 // kTransA (MatmulTcGrad's dB): A is K x M, its map's boxes 64 k rows x 64 m columns, one per
 // consumer (the consumer's 64 rows of the tile), read MN-major by wgmma. A box wholly past M is not
 // loaded: the rows it would hold are never stored.
-template <typename T, class BOp, int kConsumers, bool kTransA = false>
+template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1>
 __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     MatmulWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ BOp b_op, MatmulTcParams p) {
+  static_assert(kCluster == 1 || (kCluster == 2 && !kTransA), "clusters share K-major A tiles only");
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
   using B = Block<BOp, kConsumers>;
@@ -138,15 +150,36 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
       MbarInit(&full[s], 1);
-      MbarInit(&empty[s], kConsumers);
+      MbarInit(&empty[s], kConsumers * kCluster);
     }
     FenceBarrierInit();
   }
-  __syncthreads();
+  // The peer may signal this CTA's barriers only once they exist.
+  if constexpr (kCluster > 1) ClusterSync();
+  else __syncthreads();
 
-  const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM, n_tiles = (p.n + kBlockN - 1) / kBlockN;
+  // Units: (output tile, or with clusters a group of kCluster adjacent tiles) x K slice; a cluster
+  // runs its units in order, its CTA `rank` taking tile column rank of each group.
+  const uint32_t rank = kCluster > 1 ? ClusterCtaRank() : 0;
+  const int64_t first_unit = blockIdx.x / kCluster, unit_stride = gridDim.x / kCluster;
+  const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM;
+  const int64_t n_groups = ((p.n + kBlockN - 1) / kBlockN + kCluster - 1) / kCluster;
   const int64_t splits = p.partial ? p.k_split : 1;
-  const int64_t units = p.batch_count * m_tiles * n_tiles * splits;
+  const int64_t units = p.batch_count * m_tiles * n_groups * splits;
+  auto tile_at = [&](int64_t unit) {
+    TileCoord c = TileAt(unit / splits, m_tiles, n_groups, kBlockM, kBlockN * kCluster);
+    c.n0 += rank * kBlockN;
+    return c;
+  };
+  // A consumer is done with stage s: tell every CTA whose producer writes it.
+  auto release = [&](int s) {
+    if constexpr (kCluster > 1) {
+#pragma unroll
+      for (int c = 0; c < kCluster; ++c) MbarArriveCluster(&empty[s], c);
+    } else {
+      MbarArrive(&empty[s]);
+    }
+  };
   const int k_tiles_all = static_cast<int>((p.k + kBlockK - 1) / kBlockK);
   // Unit u: output tile u / splits, K tiles [k_lo, k_hi) of slice u % splits.
   auto k_range = [&](int64_t unit, int* k_lo, int* k_hi) {
@@ -157,20 +190,29 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
 
   if (warpgroup == 0) {  // producer
-    if (threadIdx.x != 0) return;
+    if (threadIdx.x == 0) {
     uint32_t it = 0;
-    for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
-      const TileCoord c = TileAt(unit / splits, m_tiles, n_tiles, kBlockM);
+    for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
+      const TileCoord c = tile_at(unit);
       int a_index, b_index, k_lo, k_hi;
       OperandBatches(p, c.batch, &a_index, &b_index);
       k_range(unit, &k_lo, &k_hi);
       for (int kt = k_lo; kt < k_hi; ++kt, ++it) {
         const int s = it % kStages;
         const uint32_t round = it / kStages;
-        if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // both consumers are done with it
+        if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // every consumer (of both CTAs with clusters) is done
         uint8_t* a_tile = ring + s * kStageBytes;
         const int k0 = kt * kBlockK, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
-        if constexpr (kTransA) {
+        if constexpr (kCluster > 1) {  // this CTA's half of the A rows, into both CTAs
+          // A half wholly past M is loaded by neither CTA (both leave its bytes out): its rows are
+          // never stored.
+          constexpr int kHalf = kBlockM / 2;
+          const int halves = p.m - m0 > kHalf ? 2 : 1;
+          MbarArriveExpectTx(&full[s], halves * (kHalf * 128) + b_op.Bytes(n0));
+          if (static_cast<int>(rank) < halves)
+            TmaLoad3dMulticast(a_tile + rank * (kHalf * 128), &map_a, &full[s], k0,
+                               m0 + static_cast<int>(rank) * kHalf, a_index, (1 << kCluster) - 1);
+        } else if constexpr (kTransA) {
           const int boxes = min(kConsumers, static_cast<int>((p.m - m0 + 63) / 64));
           MbarArriveExpectTx(&full[s], boxes * (64 * 128) + b_op.Bytes(n0));
           for (int box = 0; box < boxes; ++box)
@@ -182,8 +224,9 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
         b_op.Load(a_tile + kTileABytes, &full[s], k0, n0, b_index);
       }
     }
-    return;
-  }
+    }
+    __syncwarp();
+  } else {
 
   // Consumers: warpgroup 1 + w owns rows [64 w, 64 w + 64) of the tile.
   const int w = warpgroup - 1, t = threadIdx.x % 128;
@@ -192,8 +235,8 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   const bool out_f32 = p.out_type == MatmulElem::kF32;
   float acc[64];
   uint32_t it = 0;
-  for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
-    const TileCoord c = TileAt(unit / splits, m_tiles, n_tiles, kBlockM);
+  for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
+    const TileCoord c = tile_at(unit);
     int k_lo, k_hi;
     k_range(unit, &k_lo, &k_hi);
 #pragma unroll
@@ -215,11 +258,11 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
       }
       WgmmaCommit();
       WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
-      if (kt > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
+      if (kt > k_lo && t == 0) release((it - 1) % kStages);
     }
     WgmmaWait<0>();
     FenceOperands(acc);  // the stores below read the accumulators only after the wait
-    if (k_hi > k_lo && t == 0) MbarArrive(&empty[(it - 1) % kStages]);
+    if (k_hi > k_lo && t == 0) release((it - 1) % kStages);
 
     // The m64n128 fragment: per 8-column block j, rows r and r + 8, columns c and c + 1.
     const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
@@ -244,6 +287,9 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
       }
     }
   }
+  }  // consumers
+  // No CTA leaves while its peer may still arrive on its barriers or multicast into its stages.
+  if constexpr (kCluster > 1) ClusterSync();
 #else
   __trap();  // never launched without sm_90a code (kBuiltForSm90a); if it were, fail loudly, not silently
 #endif
@@ -266,16 +312,57 @@ bool QuantGemmFits(const Quant& q) {
 }
 
 // Host: one CTA per SM (or per unit of work where there are fewer), the shared memory opted in.
-template <typename T, class BOp, int kConsumers, bool kTransA = false>
+// Host: how many clusters of `config` the device holds at once, asked once per kernel and device (so
+// launches inside a CUDA graph capture make no occupancy query); 0 where it cannot say.
+template <auto kKernel>
+int ResidentClusters(const cudaLaunchConfig_t& config) {
+  static std::atomic<int> cache[8];  // devices 0-7 (zero-initialised: not asked yet); others ask every time
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  if (device < 8) {
+    if (const int known = cache[device].load(std::memory_order_relaxed)) return known;
+  }
+  int resident = 0;
+  if (cudaOccupancyMaxActiveClusters(&resident, kKernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();  // not left for a later launch's error check
+    return 0;
+  }
+  if (device < 8) cache[device].store(resident, std::memory_order_relaxed);
+  return resident;
+}
+
+// With kCluster > 1: clusters of kCluster CTAs, as many as can be resident at once (a cluster's CTAs
+// share a GPC, so fewer than sm_count / kCluster may fit), map_a's boxes holding half the tile rows.
+template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1>
 cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const BOp& b_op, cudaStream_t stream) {
   using B = Block<BOp, kConsumers>;
-  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA>;
+  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA, kCluster>;
   if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
-  const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * ((p.n + kBlockN - 1) / kBlockN) *
-                        (p.partial ? p.k_split : 1);
-  const int64_t ctas = units < p.sm_count ? units : p.sm_count;
-  kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
-  return cudaGetLastError();
+  const int64_t n_groups = ((p.n + kBlockN - 1) / kBlockN + kCluster - 1) / kCluster;
+  const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial ? p.k_split : 1);
+  if constexpr (kCluster == 1) {
+    const int64_t ctas = units < p.sm_count ? units : p.sm_count;
+    kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
+    return cudaGetLastError();
+  } else {
+    cudaLaunchAttribute cluster;
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = kCluster;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(kCluster);
+    config.blockDim = dim3(B::kThreads);
+    config.dynamicSmemBytes = B::kSmemBytes;
+    config.stream = stream;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    const int resident = ResidentClusters<kernel>(config);
+    if (resident <= 0) return cudaErrorNotSupported;  // the caller takes another kernel
+    const int64_t clusters = units < resident ? units : resident;
+    config.gridDim = dim3(static_cast<unsigned>(clusters * kCluster));
+    return cudaLaunchKernelEx(&config, kernel, map_a, b_op, p);
+  }
 }
 
 }  // namespace matmul_wgmma

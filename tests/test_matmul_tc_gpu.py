@@ -32,6 +32,8 @@ SHAPES = [
     ((), 129, 72, 72, ()),        # wgmma: boxes partly past M, N and K ([K, N] B: the second box from column 64)
     ((), 16, 2048, 520, ()),      # split K (few tiles): 4 slices, a column tail
     ((), 5, 1100, 37, ()),        # split K on the mma.sync kernel (K % 8 != 0): 2 slices
+    ((), 3900, 136, 1032, ()),    # wgmma in CTA pairs: odd tile columns, the last tile's second A half past M
+    ((2,), 1100, 72, 2048, ()),   # CTA pairs over two batches of A, B broadcast
 ]
 F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf16Async"]
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.
@@ -228,3 +230,29 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
     assert any(", true>" in x for x in names) and any(", false>" in x for x in names), names
     for got, ref in zip(run.run(), matmul_grad(dy, a, b_in, trans_b=bool(trans_b))):
         assert rel_err(got, ref) <= GRAD_TOL[np.float16]
+
+
+@cuda_graph_test("MatmulTcAsync")
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_tall_products_run_in_cta_pairs_on_sm90(trans_b):
+    """On Hopper, products with enough 256-row tiles for every SM run the wgmma kernel in clusters of
+    two CTAs sharing A tiles (kCluster = 2 in the kernel's name); captured in a CUDA graph too (the
+    launch's occupancy query happens once, outside the capture, and replays match eager runs)."""
+    require_sm90()
+    g = rng()
+    m, k, n = 3900, 136, 1032
+    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    b_in = np.ascontiguousarray(b.T) if trans_b else b
+    model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float32])
+    run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+    names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
+    assert names and all(", 2>" in x for x in names), names
+    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_in], [(m, n)], [np.float32])
+    assert rel_err(graph_run.run()[0], matmul(a, b)) <= TOL[np.float32]
+    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    b2_in = np.ascontiguousarray(b2.T) if trans_b else b2
+    graph_run.update_inputs([a2, b2_in])
+    replay = graph_run.run()[0]
+    eager = BoundRun(cuda_session(model), [a2, b2_in], [(m, n)], [np.float32]).run()[0]
+    np.testing.assert_array_equal(replay, eager)

@@ -8,7 +8,8 @@
 // separate full / empty barriers, so S can start before V lands), warpgroups 1 and 2 consume, each
 // owning 64 query rows. setmaxnreg moves registers from the producer (24) to the consumers (240).
 //
-// A consumer, per K/V tile j (FA3's intra-warpgroup overlap):
+// A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the two consumers take turns issuing,
+// kPingPong):
 //   issue S_j = Q K_j^T (SS wgmma m64n128k16, D / 16 steps)      -- async
 //   issue O += P_{j-1} V_{j-1} (RS wgmma, P from registers)      -- async
 //   wait for S_j; release K_j; mask; online softmax of S_j (max, exp2, sums): overlaps the P V wgmma
@@ -50,6 +51,18 @@ constexpr int kQBoxBytes = kBlockM * 128, kKVBoxBytes = kBlockN * 128;  // one 6
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+// Ping-pong between the two consumers (FA3's warp scheduler barriers): a consumer issues its
+// tile's two products only after the other consumer has issued its own, so one's softmax runs while
+// the other's products keep the tensor cores busy. Named barriers 1 and 2 (0 is __syncthreads).
+constexpr bool kPingPong = true;
+static_assert(!kPingPong || kConsumers == 2, "ping-pong pairs two consumers");
+
+__device__ __forceinline__ void NamedBarSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void NamedBarArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 
 template <int kD>
 struct Layout {
@@ -265,12 +278,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(0), key_lane, row_a, p.sk, diag);
     PackP<T>(s, pa);  // O is still 0: no rescale
 
+    // Ping-pong: consumer 0 goes first (consumer 1's arrival stands in for a previous turn); each
+    // loop iteration waits for its turn (barrier 1 + w: its own arrival and the other's) and hands
+    // the turn over once both products are issued. Both consumers run the same n_tiles - 1
+    // iterations; the last hand-over is left pending at exit.
+    if (kPingPong && w == 1 && n_tiles > 1) NamedBarArrive(1, 256);
     for (int j = 1; j < n_tiles; ++j) {
       const int ks = j % kStages, vs = (j - 1) % kStages;
       MbarWait(&k_full[ks], (j / kStages) & 1);
+      if (kPingPong) NamedBarSync(1 + w, 256);
       IssueS<T, kD>(s, q_w, sk + ks * L::kKVBytes);
       MbarWait(&v_full[vs], ((j - 1) / kStages) & 1);
       IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
+      if (kPingPong) NamedBarArrive(2 - w, 256);
       WgmmaWait<1>();  // S_j is done (P V still running)
       FenceOperands(s);
       if (lane == 0) MbarArrive(&k_empty[ks]);

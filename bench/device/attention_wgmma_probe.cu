@@ -11,6 +11,7 @@
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/attention_wgmma_probe bench/device/attention_wgmma_probe.cu \
 //     ort_ops/attention/attention_flash_sm90.cu ort_ops/attention/attention_flash_sm80.cu && /tmp/attention_wgmma_probe
+// probe-sources: ort_ops/attention/attention_flash_sm90.cu ort_ops/attention/attention_flash_sm80.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -245,7 +246,7 @@ bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen) {
             if (shown++ < 5)
               std::printf("    O[b=%lld h=%lld i=%lld c=%lld] = %g, expected %g\n", (long long)b, (long long)h,
                           (long long)i, (long long)col, got, want);
-            if (!std::isfinite(got)) ok = false;
+            ok = false;  // a local error (a row, a tile edge, a mask off by one) can hide under the case's rel_err
           }
         }
         if (c.lse) {

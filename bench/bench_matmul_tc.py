@@ -1,11 +1,14 @@
 """MatmulTc and its variants (com.kaio) vs ORT MatMul (cuBLAS), float16 or bfloat16 in and out, on
 the CUDA EP.
 
-Usage: python bench/bench_matmul_tc.py [--op MatmulTc|MatmulTcAsync|MatmulTcBf16|MatmulTcBf16Async] [--quick]
+Usage: python bench/bench_matmul_tc.py [--op MatmulTc|MatmulTcAsync|MatmulTcBf16|MatmulTcBf16Async|all] [--quick]
+--op all: the four ops and ORT MatMul in f16 and bf16 on square sizes, in one run; writes the
+TFLOP/s-against-size chart (matmul_tc_all_<date>_<commit>.png) the README shows.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -41,10 +44,61 @@ def model(op: str, m: int, n: int, k: int, elem: int):
                              ir_version=8)
 
 
+SQUARE_SIZES = [512, 1024, 2048, 4096, 8192]
+
+
+def all_ops() -> None:
+    """Every op and ORT MatMul of both types on square sizes, in one process; one chart."""
+    iters = harness.iterations()
+    rng = np.random.default_rng(0)
+    series = {name: [] for name in [*KERNELS, "ORT MatMul f16", "ORT MatMul bf16"]}
+    rows = []
+    for size in SQUARE_SIZES:
+        bytes_ = 2 * 3 * size * size
+        sets = harness.sets_for_cold_l2(bytes_)
+        for bf16 in (False, True):
+            elem = TensorProto.BFLOAT16 if bf16 else TensorProto.FLOAT16
+            inputs = [[harness.as_elem(rng.standard_normal((size, size), np.float32), bf16) for _ in range(2)]
+                      for _ in range(sets)]
+            ort_sess = harness.cuda_session(model("ort", size, size, size, elem), register=False)
+            ort_t = harness.device_times_us(ort_sess, harness.bindings(ort_sess, inputs), iters=iters)
+            series["ORT MatMul bf16" if bf16 else "ORT MatMul f16"].append(2.0 * size ** 3 / ort_t["median_us"] / 1e6)
+            for op in (o for o in KERNELS if ("Bf16" in o) == bf16):
+                sess = harness.cuda_session(model(op, size, size, size, elem))
+                t = harness.device_times_us(sess, harness.bindings(sess, inputs), iters=iters)
+                series[op].append(2.0 * size ** 3 / t["median_us"] / 1e6)
+                rows.append(harness.Row(f"{op} {size}^3", t, ort_t, 2.0 * size ** 3, bytes_, {"weight_sets": sets}))
+                print(rows[-1].summary(), flush=True)
+    md = harness.write_results("matmul_tc_all", rows, "MatmulTc, MatmulTcAsync, MatmulTcBf16, MatmulTcBf16Async vs "
+                               "ORT MatMul (cuBLAS) of the same type, square sizes, one run",
+                               "Each row: one op against ORT MatMul in its input type; Y in the inputs' type.")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, tflops in series.items():
+        ax.plot(SQUARE_SIZES, tflops, marker="o", ls="--" if name.startswith("ORT") else "-", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(SQUARE_SIZES, [str(x) for x in SQUARE_SIZES])
+    ax.set_xlabel("M = N = K")
+    ax.set_ylabel("TFLOP/s (device time)")
+    meta = json.loads(md.with_suffix(".json").read_text())["meta"]
+    ax.set_title(f"Dense matmul, {meta['device']}, {meta['commit'][:8]}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(md.with_name(md.stem + "_tflops.png"), dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--op", choices=sorted(KERNELS), default="MatmulTc")
+    ap.add_argument("--op", choices=[*sorted(KERNELS), "all"], default="MatmulTc")
     op = ap.parse_known_args()[0].op
+    if op == "all":
+        all_ops()
+        return
     bf16 = "Bf16" in op
     elem = TensorProto.BFLOAT16 if bf16 else TensorProto.FLOAT16
     iters = harness.iterations()

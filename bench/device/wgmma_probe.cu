@@ -8,6 +8,7 @@
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/wgmma_probe bench/device/wgmma_probe.cu ort_ops/matmul_tc/matmul_tc_sm90.cu \
 //     ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu && /tmp/wgmma_probe
+// probe-sources: ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -46,11 +46,19 @@ __device__ __forceinline__ void MbarArriveExpectTx(uint64_t* bar, uint32_t bytes
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(bytes)
                : "memory");
 }
-// Waits until the phase with the given parity (0 or 1) of `bar` has completed.
+// Waits until the phase with the given parity (0 or 1) of `bar` has completed. KAIO_MBAR_TIMEOUT
+// (the standalone probes' builds, not the library's) traps after ~2^28 tries, so a protocol mistake
+// fails the launch instead of hanging the device call.
 __device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
   const uint32_t addr = SmemAddr(bar);
   uint32_t done = 0;
+#ifdef KAIO_MBAR_TIMEOUT
+  long long tries = 0;
+#endif
   do {
+#ifdef KAIO_MBAR_TIMEOUT
+    if (++tries > (1ll << 28)) __trap();
+#endif
     asm volatile(
         "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(done)

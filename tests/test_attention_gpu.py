@@ -4,7 +4,7 @@ too), CUDA-graph replay, repeated runs, and the CUDA-side validation rules. The 
 kernels take float16 / bfloat16 Q, K, V only (a float32 node runs on the CPU EP)."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
+from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
 from op_harness import BF16, CUDA, CUDA_OR_CPU, build_model, feeds, input_rule, randn, rel_err, rng, session
 from test_attention_cpu import heads_first, qkv_shapes  # the shape table's conventions, shared
 
@@ -54,12 +54,22 @@ SHAPES = [
     ("decode_mqa16_bshd", "bshd", (1,), 16, 1, 1, 2000, 128, 128),
     ("decode_sq_gt_sk", "bhsd", (1,), 2, 2, 5, 3, 64, 64),     # causal: 2 rows see no key
     ("decode_d96_split", "bhsd", (1,), 4, 4, 1, 3000, 96, 96),
+    # sm_90: the TMA + wgmma kernel (D == Dv in {64, 128}, 128-row query / key tiles) takes prefill
+    # shapes the mma.sync kernel would not split: d64_128, sq_gt_sk, mqa_bshd above and these (Sq, Sk
+    # not multiples of 128, Sq < Sk and Sq > Sk, GQA, both layouts, several key tiles).
+    ("wg_d128_77", "bhsd", (2,), 4, 4, 77, 77, 128, 128),
+    ("wg_d128_sq_lt_sk", "bhsd", (1,), 4, 4, 50, 90, 128, 128),
+    ("wg_d128_sq_gt_sk_bshd", "bshd", (1,), 4, 4, 300, 77, 128, 128),  # causal: 223 rows see no key
+    ("wg_d64_gqa_bshd", "bshd", (2,), 8, 2, 200, 150, 64, 64),
+    ("wg_d128_gqa_1000", "bhsd", (2,), 32, 8, 300, 1000, 128, 128),
+    ("wg_d64_bshd_1000", "bshd", (4,), 16, 16, 1000, 1000, 64, 64),
 ]
 SHAPE = {s[0]: s for s in SHAPES}
 # (id, O's type, scale attribute (None: absent), LSE requested?); the third only on LSE_F16_SHAPES.
 VARIANTS = [("f32_lse", np.float32, None, True), ("f16_scale", np.float16, 0.3, False),
             ("f16_lse", np.float16, 0.0, True)]
-LSE_F16_SHAPES = {"d64_128", "d128_200_700", "sq_gt_sk", "sk1_mqa_bshd", "gqa_bshd_decode", "long_decode"}
+LSE_F16_SHAPES = {"d64_128", "d128_200_700", "sq_gt_sk", "sk1_mqa_bshd", "gqa_bshd_decode", "long_decode",
+                  "wg_d128_sq_gt_sk_bshd", "wg_d128_gqa_1000"}
 OPS = [("AttentionFlash", False), ("AttentionFlashCausal", True)]
 
 
@@ -121,7 +131,8 @@ def test_attention_flash_cuda(op, causal, shape, out_t, scale, want_lse):
     check_outputs(outs, ref_o, ref_lse, layout, TOL[out_t], want_lse, op)
 
 
-BF16_SHAPES = ["d64_128", "d80_gqa", "sq_gt_sk", "long_decode_gqa_bshd"]
+BF16_SHAPES = ["d64_128", "d80_gqa", "sq_gt_sk", "long_decode_gqa_bshd", "wg_d128_77", "wg_d64_gqa_bshd",
+               "wg_d128_gqa_1000"]
 
 
 @pytest.mark.parametrize("name", BF16_SHAPES)
@@ -143,6 +154,32 @@ def test_attention_flash_bf16_cuda(name, op, causal, out_bf16):
         out_types.append(np.float32)
     outs = run_op_cuda(op, [q, k, v], attrs_for(shape, out_t, None), out_shapes, out_types)
     check_outputs(outs, ref_o, ref_lse, layout, BF16_TOL[out_t], want_lse, op)
+
+
+# (op, shape, input type): shapes the sm_90 kernel must take, both layouts, head dims and types.
+WGMMA_CASES = [("AttentionFlash", "wg_d128_77", np.float16), ("AttentionFlashCausal", "wg_d64_gqa_bshd", BF16),
+               ("AttentionFlashCausal", "wg_d128_gqa_1000", np.float16), ("AttentionFlash", "mqa_bshd", BF16),
+               ("AttentionFlash", "wg_d128_sq_gt_sk_bshd", BF16)]
+
+
+@pytest.mark.parametrize("op,name,t", WGMMA_CASES, ids=[f"{c[0]}-{c[1]}" for c in WGMMA_CASES])
+def test_prefill_takes_the_wgmma_kernel_on_sm90(op, name, t):
+    """On Hopper, prefill with D == Dv in {64, 128} runs the TMA + wgmma kernel (a fallback to the
+    mma.sync kernel would pass the accuracy tests silently)."""
+    require_sm90()
+    shape = SHAPE[name]
+    layout = shape[1]
+    causal = op.endswith("Causal")
+    q_shape, k_shape, v_shape = qkv_shapes(layout, *shape[2:])
+    g = rng()
+    q, k, v = (randn(g, s, t) for s in (q_shape, k_shape, v_shape))
+    ref_o, ref_lse = attention(q, k, v, None, causal, layout)
+    model = build_model(op, [q, k, v], attrs_for(shape, np.float32, None), [np.float32, np.float32], bf16_io=True)
+    run = BoundRun(cuda_session(model), [q, k, v], [ref_o.shape, ref_lse.shape], [np.float32, np.float32])
+    names = launched_kernels(run.run)
+    assert any("AttentionWgmmaKernel" in x for x in names), names
+    assert not any("AttentionFlashKernel" in x for x in names), names
+    check_outputs(run.run(), ref_o, ref_lse, layout, BF16_TOL[np.float32] if t is BF16 else TOL[np.float32], True, op)
 
 
 # Replay / determinism: a prefill (causal, GQA, bshd, partial tiles) and the split-KV decode.

@@ -8,6 +8,10 @@
 #include "common/smem_opt_in.h"
 
 namespace kaio {
+
+// attention_flash_sm90.cu: the Hopper kernel (TMA + wgmma); cudaErrorNotSupported where it does not apply.
+cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream);
+
 namespace {
 
 using attention_flash::DecodeTiles;
@@ -154,6 +158,12 @@ int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stre
   split.splits = SplitCount(p, c);
   if (q_tiles * split.splits > 0x7fffffff || p.hq > 65535 || p.batch > 65535 || RowCount(p) / 8 > 0x7fffffff)
     return -1;
+  // sm_90: the TMA + wgmma kernel for prefill-sized queries where this kernel would not split the
+  // keys (a split keeps more SMs busy than one block per 128-row query tile can).
+  if (!c.decode && split.splits == 1) {
+    const cudaError_t e = RunAttentionFlashWgmma(p, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
   if (split.splits > 1) {
     if (!workspace) return cudaErrorInvalidValue;
     split.o = static_cast<float*>(workspace);

@@ -196,6 +196,7 @@ struct AttentionOp {
     p.o_str = strides(g.o_rows);
     p.scale = static_cast<float>(EffectiveScale(at, g.d));
     p.sm_count = launch.sm_count;
+    p.sm = launch.sm;
     CudaScratch workspace;
     KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashWorkspaceBytes(p)));
     const int e = RunAttentionFlash(p, workspace.data(), launch.stream);

@@ -25,6 +25,7 @@ struct AttentionFlashParams {
   AttentionStrides q_str, k_str, v_str, o_str;
   float scale = 0.f;     // applied to Q K^T
   int sm_count = 0;      // the split-KV decision
+  int sm = 0;            // compute capability (major * 10 + minor): 90 may take the Hopper kernel
 };
 
 // Bytes of device scratch a launch with `p` needs (0: none; split-KV decode needs some).

@@ -109,6 +109,28 @@ __device__ __forceinline__ void TmaLoad3dMulticast(void* smem, const void* tenso
       : "memory");
 }
 
+// The same for a 4-D tensor map (the attention kernels' (D, S, heads, batch) views of Q, K and V).
+__device__ __forceinline__ void TmaLoad4d(void* smem, const void* tensor_map, uint64_t* bar, int c0, int c1, int c2,
+                                          int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], [%2];\n" ::
+          "r"(SmemAddr(smem)),
+      "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(SmemAddr(bar)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+// ---- register budget (setmaxnreg) ----
+// Producer warpgroups give registers back, consumer warpgroups take them; every thread of the
+// warpgroup executes it, and the kernel needs a register cap at entry (__launch_bounds__(n, 1)).
+template <int kRegs>
+__device__ __forceinline__ void SetMaxNRegDec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void SetMaxNRegInc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
 // ---- wgmma ----
 // Shared-memory matrix descriptor of a tile in the 128-byte swizzled layout TMA writes with
 // CU_TENSOR_MAP_SWIZZLE_128B (rows of 128 bytes, 8-row atoms of 1024 bytes, the atom 1024-byte
@@ -133,6 +155,14 @@ __device__ __forceinline__ void FenceOperands(float (&acc)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(acc[i])::"memory");
 }
+// The same for register A fragments, which a wgmma reads asynchronously until its wait.
+template <int kN>
+__device__ __forceinline__ void FenceOperands(uint32_t (&frag)[kN][4]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(frag[i][j])::"memory");
+}
 
 // The 64 accumulator operands of an m64n128 wgmma: the register list and its constraints.
 #define KAIO_WGMMA_D64 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
@@ -154,6 +184,47 @@ __device__ __forceinline__ void WgmmaM64N128K16(float* d, uint64_t desc_a, uint6
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KAIO_WGMMA_D64 ", %64, %65, p, 1, 1, %68, %67;\n}\n"
         : KAIO_WGMMA_OUT64(d)
         : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB), "n"(kTransA));
+  }
+}
+
+// d[0..63] (the m64n128 fragment) += A (64 x 16 from registers: a[0..3] in mma.sync's m16n8k16 A
+// fragment layout, warp w of the warpgroup holding rows 16 w .. 16 w + 15) * B (16 x 128, descriptor;
+// kTransB = 1: MN-major in shared memory). The register-A ("RS") form.
+template <typename T, int kTransB>
+__device__ __forceinline__ void WgmmaRsM64N128K16(float* d, const uint32_t (&a)[4], uint64_t desc_b) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " KAIO_WGMMA_D64 ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+        : KAIO_WGMMA_OUT64(d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1), "n"(kTransB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KAIO_WGMMA_D64 ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+        : KAIO_WGMMA_OUT64(d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1), "n"(kTransB));
+  }
+}
+
+// The 32 accumulator operands of an m64n64 wgmma.
+#define KAIO_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define KAIO_WGMMA_OUT32(d) "+f"((d)[0]), "+f"((d)[1]), "+f"((d)[2]), "+f"((d)[3]), "+f"((d)[4]), "+f"((d)[5]), "+f"((d)[6]), "+f"((d)[7]), "+f"((d)[8]), "+f"((d)[9]), "+f"((d)[10]), "+f"((d)[11]), "+f"((d)[12]), "+f"((d)[13]), "+f"((d)[14]), "+f"((d)[15]), "+f"((d)[16]), "+f"((d)[17]), "+f"((d)[18]), "+f"((d)[19]), "+f"((d)[20]), "+f"((d)[21]), "+f"((d)[22]), "+f"((d)[23]), "+f"((d)[24]), "+f"((d)[25]), "+f"((d)[26]), "+f"((d)[27]), "+f"((d)[28]), "+f"((d)[29]), "+f"((d)[30]), "+f"((d)[31])
+// d[0..31] (the m64n64 fragment) += A (64 x 16 from registers, as above) * B (16 x 64, descriptor).
+template <typename T, int kTransB>
+__device__ __forceinline__ void WgmmaRsM64N64K16(float* d, const uint32_t (&a)[4], uint64_t desc_b) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " KAIO_WGMMA_D32 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+        : KAIO_WGMMA_OUT32(d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1), "n"(kTransB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KAIO_WGMMA_D32 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+        : KAIO_WGMMA_OUT32(d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1), "n"(kTransB));
   }
 }
 

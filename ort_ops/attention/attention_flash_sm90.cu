@@ -1,0 +1,86 @@
+// Launcher of the Hopper FlashAttention forward (attention_flash_wgmma_kernel.cuh): decides on the
+// host whether a launch fits the kernel, builds the 4-D tensor maps of Q, K and V for each run (they
+// hold the operands' addresses; a CUDA graph captures them by value with the launch) and launches
+// one block per (query tile, head, batch). cudaErrorNotSupported where it does not apply: the caller
+// (attention_flash_sm80.cu) then takes the mma.sync kernel.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "attention/attention_flash_wgmma_kernel.cuh"
+#include "attention/attention_params.h"
+#include "common/sm90.cuh"
+#include "common/smem_opt_in.h"
+#include "common/tensor_map.h"
+
+namespace kaio {
+namespace {
+
+using attention_wgmma::kBlockM;
+using attention_wgmma::kBlockN;
+using attention_wgmma::kBoxCols;
+using attention_wgmma::Maps;
+
+bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+// TMA reads 16-byte aligned bases with strides that are multiples of 16 bytes (8 elements).
+bool TmaStrides(const AttentionStrides& s) { return s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0; }
+
+// A (D, rows, heads, batch) map of one operand, read in boxes of 64 columns (one 128-byte swizzled
+// row) x `box_rows` rows of one head.
+bool MakeMap(CUtensorMap* map, const AttentionFlashParams& p, const void* base, const AttentionStrides& str,
+             int64_t rows, int64_t heads, int box_rows) {
+  const int64_t dims[4] = {p.d, rows, heads, p.batch};
+  const int64_t strides[3] = {str.row * 2, str.head * 2, str.batch * 2};
+  const int box[4] = {kBoxCols, box_rows, 1, 1};
+  return MakeTensorMap4d(map, p.in_type == AttentionElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                               : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                         base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
+}
+
+template <typename T, int kD, bool kCausal>
+cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
+  constexpr int kSmem = attention_wgmma::Layout<kD>::kSmemBytes;
+  constexpr auto kernel = attention_wgmma::AttentionWgmmaKernel<T, kD, kCausal>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(kSmem)) return e;
+  const dim3 grid(static_cast<unsigned>((p.sq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.hq),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, attention_wgmma::kThreads, kSmem, stream>>>(maps, p);
+  return cudaGetLastError();
+}
+
+template <typename T, int kD>
+cudaError_t LaunchCausal(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
+  return p.causal ? Launch<T, kD, true>(maps, p, stream) : Launch<T, kD, false>(maps, p, stream);
+}
+
+template <typename T>
+cudaError_t LaunchD(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
+  return p.d == 64 ? LaunchCausal<T, 64>(maps, p, stream) : LaunchCausal<T, 128>(maps, p, stream);
+}
+
+}  // namespace
+
+// Whether `p` fits the Hopper kernel: an sm_90a build on a 9.0 device, D == Dv in {64, 128}, a
+// positive finite scale (it is folded into exp2 after the row max), TMA's alignment and stride
+// rules, 32-bit coordinates and a grid within its limits.
+bool AttentionFlashWgmmaFits(const AttentionFlashParams& p) {
+  constexpr int64_t kIndexMax = int64_t(1) << 31;
+  return sm90::kBuiltForSm90a && p.sm == 90 && p.d == p.dv && (p.d == 64 || p.d == 128) && p.scale > 0.f &&
+         std::isfinite(p.scale) && p.batch > 0 && p.batch <= 65535 && p.hq > 0 && p.hq <= 65535 && p.hkv > 0 &&
+         p.hq % p.hkv == 0 && p.sq > 0 && p.sk > 0 && p.sq < kIndexMax && p.sk < kIndexMax && Aligned16(p.q) &&
+         Aligned16(p.k) && Aligned16(p.v) && Aligned16(p.o) && TmaStrides(p.q_str) && TmaStrides(p.k_str) &&
+         TmaStrides(p.v_str) && p.o_str.row % 2 == 0 && p.o_str.head % 2 == 0 && p.o_str.batch % 2 == 0;
+}
+
+cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream) {
+  if (!AttentionFlashWgmmaFits(p)) return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
+  Maps maps;
+  if (!MakeMap(&maps.q, p, p.q, p.q_str, p.sq, p.hq, kBlockM) || !MakeMap(&maps.k, p, p.k, p.k_str, p.sk, p.hkv, kBlockN) ||
+      !MakeMap(&maps.v, p, p.v, p.v_str, p.sk, p.hkv, kBlockN))
+    return cudaErrorNotSupported;
+  return p.in_type == AttentionElem::kF16 ? LaunchD<__half>(maps, p, stream) : LaunchD<__nv_bfloat16>(maps, p, stream);
+}
+
+}  // namespace kaio

@@ -1,0 +1,344 @@
+// FlashAttention forward for Hopper (sm_90a), FlashAttention-3 style: TMA tile loads into
+// shared-memory rings completing on mbarriers, wgmma for S = Q K^T and O += P V, a producer
+// warpgroup and two consumer warpgroups, online softmax in registers.
+//
+// Block = one (batch, query head) and a tile of kBlockM = 128 query rows; grid (query tiles, Hq,
+// batch), causal tiles longest first. 384 threads: warpgroup 0 produces (one thread issues the TMA
+// loads: the Q tile once, then K and V tiles of kBlockN = 128 keys into kStages-deep rings with
+// separate full / empty barriers, so S can start before V lands), warpgroups 1 and 2 consume, each
+// owning 64 query rows. setmaxnreg moves registers from the producer (24) to the consumers (240).
+//
+// A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the two consumers take turns issuing,
+// kPingPong):
+//   issue S_j = Q K_j^T (SS wgmma m64n128k16, D / 16 steps)      -- async
+//   issue O += P_{j-1} V_{j-1} (RS wgmma, P from registers)      -- async
+//   wait for S_j; release K_j; mask; online softmax of S_j (max, exp2, sums): overlaps the P V wgmma
+//   wait for P V; release V_{j-1}; rescale O by the new max; P_j = S_j packed to f16 / bf16
+// then the last P V, normalisation, and direct stores of O (f32 or the input type) and LSE.
+// P never leaves the registers: the m64nN accumulator layout of S, packed in pairs, is exactly the
+// register A-fragment layout of wgmma (mma.sync's m16n8k16 A fragment per warp).
+//
+// Shared memory (all 1024-byte aligned, 128-byte swizzled as TMA writes it with
+// CU_TENSOR_MAP_SWIZZLE_128B): Q [kD / 64 boxes of 128 rows x 64 columns], then kStages K tiles
+// and kStages V tiles of the same shape. S's B operand (K) is K-major; P V's B operand (V, keys x D
+// with D contiguous) is MN-major (tnspB = 1, leading byte offset = one 64-column box).
+//
+// Tensor maps are 4-D (D, S, heads, batch) with the layout's strides, so "bhsd" and "bshd" are read
+// in place, GQA/MQA picks the kv head by coordinate, and rows past Sq / Sk read as zeros (never the
+// next head's rows). Keys past Sk and, causal, past each row's bottom-right diagonal (key <= row +
+// Sk - Sq) are masked to -inf; rows that see no key get O = 0 and LSE = -inf (as the mma.sync kernel).
+// The launcher (attention_flash_sm90.cu) takes D == Dv in {64, 128}, f16 / bf16, 16-byte aligned
+// bases and strides; everything else stays on the mma.sync kernel.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "attention/attention_params.h"
+#include "common/ptx.cuh"
+#include "common/sm90.cuh"
+
+namespace kaio {
+namespace attention_wgmma {
+
+constexpr int kBlockM = 128, kBlockN = 128;         // query rows per block, keys per K/V tile
+constexpr int kConsumers = kBlockM / 64;            // consumer warpgroups, 64 rows each
+constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kBoxCols = 64;                        // 16-bit elements in a 128-byte swizzled row
+constexpr int kQBoxBytes = kBlockM * 128, kKVBoxBytes = kBlockN * 128;  // one 64-column box of a tile
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+// Ping-pong between the two consumers (FA3's warp scheduler barriers): a consumer issues its
+// tile's two products only after the other consumer has issued its own, so one's softmax runs while
+// the other's products keep the tensor cores busy. Named barriers 1 and 2 (0 is __syncthreads).
+constexpr bool kPingPong = true;
+static_assert(!kPingPong || kConsumers == 2, "ping-pong pairs two consumers");
+
+__device__ __forceinline__ void NamedBarSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void NamedBarArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+template <int kD>
+struct Layout {
+  static_assert(kD == 64 || kD == 128, "head dims 64 and 128");
+  static constexpr int kBoxes = kD / kBoxCols;
+  static constexpr int kStages = kD == 64 ? 3 : 2;
+  static constexpr int kQBytes = kBoxes * kQBoxBytes;
+  static constexpr int kKVBytes = kBoxes * kKVBoxBytes;  // one K or one V tile
+  static constexpr int kSmemBytes = kQBytes + 2 * kStages * kKVBytes + 1024;  // + slack to align to 1024
+};
+
+struct Maps {
+  CUtensorMap q, k, v;
+};
+
+__device__ __forceinline__ float Exp2(float x) {  // ex2.approx: exp2(-inf) = 0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+#if KAIO_SM90A_DEVICE
+// S (64 x 128 f32, this warpgroup's rows) = Q_w K^T over the head dim, issued and committed.
+template <typename T, int kD>
+__device__ __forceinline__ void IssueS(float (&s)[64], const uint8_t* q_w, const uint8_t* k_tile) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) s[i] = 0.f;
+  sm90::WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk)
+    sm90::WgmmaM64N128K16<T, 0>(s, sm90::DescSw128(q_w + (kk / 4) * kQBoxBytes + (kk % 4) * 32, 16, 1024),
+                                sm90::DescSw128(k_tile + (kk / 4) * kKVBoxBytes + (kk % 4) * 32, 16, 1024));
+  sm90::WgmmaCommit();
+}
+
+// O (64 x kD f32) += P (64 x 128, register fragments, 16 keys each) V (128 x kD, MN-major), issued
+// and committed.
+template <typename T, int kD>
+__device__ __forceinline__ void IssuePV(float (&o)[kD / 2], uint32_t (&pa)[kBlockN / 16][4], const uint8_t* v_tile) {
+  sm90::WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    const uint64_t desc = sm90::DescSw128(v_tile + kk * 16 * 128, kKVBoxBytes, 1024);
+    if constexpr (kD == 128) sm90::WgmmaRsM64N128K16<T, 1>(o, pa[kk], desc);
+    else sm90::WgmmaRsM64N64K16<T, 1>(o, pa[kk], desc);
+  }
+  sm90::WgmmaCommit();
+}
+#endif
+
+// Online softmax of one tile of raw scores s in the m64n128 accumulator layout: element 4 j + e is
+// row row_a + 8 (e >> 1), key key0 + 8 j + (e & 1) (key0 = the tile's first key + 2 (lane % 4)).
+// Masks (when `mask`) keys >= sk and, causal, keys > row + diag; updates the rows' running max (raw
+// score units) and thread-partial sums; corr = the factor O must be rescaled by; leaves P in s.
+// sl = scale * log2(e) > 0.
+template <bool kCausal>
+__device__ __forceinline__ void SoftmaxTile(float (&s)[64], float (&row_max)[2], float (&row_sum)[2], float (&corr)[2],
+                                            float sl, bool mask, int64_t key0, int64_t row_a, int64_t sk,
+                                            int64_t diag) {
+  if (mask) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t key = key0 + 8 * j + (e & 1);
+        if (key >= sk || (kCausal && key > row_a + 8 * (e >> 1) + diag)) s[4 * j + e] = -INFINITY;
+      }
+  }
+  float mx[2] = {row_max[0], row_max[1]};
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
+  float base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    base[r] = mx[r] == -INFINITY ? 0.f : mx[r] * sl;  // a row that has seen no key yet
+    corr[r] = Exp2(row_max[r] * sl - base[r]);        // -inf (no key before): 0, O and the sum are 0
+    row_max[r] = mx[r];
+  }
+  float sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float x = Exp2(fmaf(s[4 * j + e], sl, -base[e >> 1]));
+      s[4 * j + e] = x;
+      sum[e >> 1] += x;
+    }
+  row_sum[0] = row_sum[0] * corr[0] + sum[0];
+  row_sum[1] = row_sum[1] * corr[1] + sum[1];
+}
+
+// P (s, probabilities) as wgmma's register A fragments: keys [16 kk, 16 kk + 16) = accumulator
+// blocks 2 kk and 2 kk + 1.
+template <typename T>
+__device__ __forceinline__ void PackP(const float (&s)[64], uint32_t (&pa)[kBlockN / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    pa[kk][0] = ptx::Pack2<T>(s[8 * kk + 0], s[8 * kk + 1]);
+    pa[kk][1] = ptx::Pack2<T>(s[8 * kk + 2], s[8 * kk + 3]);
+    pa[kk][2] = ptx::Pack2<T>(s[8 * kk + 4], s[8 * kk + 5]);
+    pa[kk][3] = ptx::Pack2<T>(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+}
+
+template <int kN>
+__device__ __forceinline__ void ScaleRows(float (&o)[kN], const float (&corr)[2]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) o[i] *= corr[(i >> 1) & 1];
+}
+
+template <typename T, int kD, bool kCausal>
+__global__ void __launch_bounds__(kThreads, 1)
+    AttentionWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashParams p) {
+#if KAIO_SM90A_DEVICE
+  using namespace sm90;
+  using L = Layout<kD>;
+  constexpr int kStages = L::kStages;
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ uint64_t q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages];
+  // Swizzle atoms must sit at 1024-byte boundaries (offset from the array itself, so the compiler
+  // keeps shared-memory accesses).
+  uint8_t* sq = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
+  uint8_t* sk = sq + L::kQBytes;               // K stage s: sk + s * kKVBytes
+  uint8_t* sv = sk + kStages * L::kKVBytes;    // V stage s: sv + s * kKVBytes
+
+  const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
+  const int64_t q_tile = kCausal ? q_tiles - 1 - blockIdx.x : blockIdx.x;  // causal: most keys first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int kvh = static_cast<int>(h / (p.hq / p.hkv));
+  const int64_t m0 = q_tile * kBlockM;
+  const int64_t diag = p.sk - p.sq;  // causal: query i sees keys j <= i + diag
+  int64_t kv_end = p.sk;
+  if (kCausal) {
+    kv_end = m0 + kBlockM + diag;  // one past the last key the tile's last row sees
+    kv_end = kv_end < 0 ? 0 : (kv_end > p.sk ? p.sk : kv_end);
+  }
+  const int n_tiles = static_cast<int>((kv_end + kBlockN - 1) / kBlockN);
+
+  if (threadIdx.x == 0) {
+    MbarInit(&q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      MbarInit(&k_full[s], 1);
+      MbarInit(&v_full[s], 1);
+      MbarInit(&k_empty[s], 4 * kConsumers);  // one arrival per consumer warp
+      MbarInit(&v_empty[s], 4 * kConsumers);
+    }
+    FenceBarrierInit();
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {  // producer
+    SetMaxNRegDec<kProducerRegs>();
+    if (threadIdx.x == 0 && n_tiles > 0) {
+      const int row0 = static_cast<int>(m0);
+      MbarArriveExpectTx(&q_full, L::kQBytes);
+#pragma unroll
+      for (int x = 0; x < L::kBoxes; ++x) TmaLoad4d(sq + x * kQBoxBytes, &maps.q, &q_full, x * kBoxCols, row0, h, b);
+      for (int j = 0; j < n_tiles; ++j) {
+        const int s = j % kStages;
+        const uint32_t round = j / kStages;
+        const int key0 = j * kBlockN;
+        if (round > 0) MbarWait(&k_empty[s], (round - 1) & 1);
+        MbarArriveExpectTx(&k_full[s], L::kKVBytes);
+#pragma unroll
+        for (int x = 0; x < L::kBoxes; ++x)
+          TmaLoad4d(sk + s * L::kKVBytes + x * kKVBoxBytes, &maps.k, &k_full[s], x * kBoxCols, key0, kvh, b);
+        if (round > 0) MbarWait(&v_empty[s], (round - 1) & 1);
+        MbarArriveExpectTx(&v_full[s], L::kKVBytes);
+#pragma unroll
+        for (int x = 0; x < L::kBoxes; ++x)
+          TmaLoad4d(sv + s * L::kKVBytes + x * kKVBoxBytes, &maps.v, &v_full[s], x * kBoxCols, key0, kvh, b);
+      }
+    }
+    return;
+  }
+
+  SetMaxNRegInc<kConsumerRegs>();
+  // Consumer warpgroup 1 + w: rows [m0 + 64 w, m0 + 64 w + 64); thread t holds rows row_a and
+  // row_a + 8, per 8-column block the columns 2 (lane % 4) and + 1 (the m64nN accumulator layout).
+  const int w = warpgroup - 1, t = threadIdx.x % 128, lane = t % 32;
+  const int64_t wg_row0 = m0 + w * 64;
+  const int64_t row_a = wg_row0 + (t / 32) * 16 + lane / 4;
+  const uint8_t* q_w = sq + w * 64 * 128;  // this warpgroup's 64 rows inside each Q box
+  const float sl = p.scale * kLog2e;
+
+  float o[kD / 2];
+#pragma unroll
+  for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+
+  if (n_tiles > 0) {
+    float s[64];
+    uint32_t pa[kBlockN / 16][4];
+    float corr[2];
+    // Whether tile j needs the mask for some row of this warpgroup (uniform in the warpgroup).
+    auto needs_mask = [&](int j) {
+      const int64_t n0 = int64_t(j) * kBlockN;
+      return n0 + kBlockN > p.sk || (kCausal && n0 + kBlockN - 1 > wg_row0 + diag);
+    };
+    const int64_t key_lane = 2 * (lane % 4);
+
+    MbarWait(&q_full, 0);
+    MbarWait(&k_full[0], 0);
+    IssueS<T, kD>(s, q_w, sk);
+    WgmmaWait<0>();
+    FenceOperands(s);
+    if (lane == 0) MbarArrive(&k_empty[0]);
+    SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(0), key_lane, row_a, p.sk, diag);
+    PackP<T>(s, pa);  // O is still 0: no rescale
+
+    // Ping-pong: consumer 0 goes first (consumer 1's arrival stands in for a previous turn); each
+    // loop iteration waits for its turn (barrier 1 + w: its own arrival and the other's) and hands
+    // the turn over once both products are issued. Both consumers run the same n_tiles - 1
+    // iterations; the last hand-over is left pending at exit.
+    if (kPingPong && w == 1 && n_tiles > 1) NamedBarArrive(1, 256);
+    for (int j = 1; j < n_tiles; ++j) {
+      const int ks = j % kStages, vs = (j - 1) % kStages;
+      MbarWait(&k_full[ks], (j / kStages) & 1);
+      if (kPingPong) NamedBarSync(1 + w, 256);
+      IssueS<T, kD>(s, q_w, sk + ks * L::kKVBytes);
+      MbarWait(&v_full[vs], ((j - 1) / kStages) & 1);
+      IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
+      if (kPingPong) NamedBarArrive(2 - w, 256);
+      WgmmaWait<1>();  // S_j is done (P V still running)
+      FenceOperands(s);
+      if (lane == 0) MbarArrive(&k_empty[ks]);
+      SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(j), int64_t(j) * kBlockN + key_lane, row_a,
+                           p.sk, diag);
+      WgmmaWait<0>();  // P_{j-1} V_{j-1} is done: O and the P registers are free
+      FenceOperands(o);
+      FenceOperands(pa);
+      if (lane == 0) MbarArrive(&v_empty[vs]);
+      ScaleRows(o, corr);
+      PackP<T>(s, pa);
+    }
+    const int vs = (n_tiles - 1) % kStages;
+    MbarWait(&v_full[vs], ((n_tiles - 1) / kStages) & 1);
+    IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
+    WgmmaWait<0>();
+    FenceOperands(o);
+    FenceOperands(pa);
+    if (lane == 0) MbarArrive(&v_empty[vs]);
+  }
+
+  // Epilogue: finish the row sums across the quad, normalise, store O and LSE.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  const int64_t col0 = 2 * (lane % 4);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = row_a + 8 * r;
+    if (row >= p.sq) continue;
+    const float sum = row_sum[r];
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const int64_t at = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row + col0;
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+      const float v0 = o[4 * j + 2 * r] * inv, v1 = o[4 * j + 2 * r + 1] * inv;
+      if (p.out_f32) *reinterpret_cast<float2*>(static_cast<float*>(p.o) + at + 8 * j) = make_float2(v0, v1);
+      else *reinterpret_cast<uint32_t*>(static_cast<T*>(p.o) + at + 8 * j) = ptx::Pack2<T>(v0, v1);
+    }
+    if (p.lse && lane % 4 == 0)
+      p.lse[(int64_t(b) * p.hq + h) * p.sq + row] = sum > 0.f ? (row_max[r] * sl + log2f(sum)) * kLn2 : -INFINITY;
+  }
+#else
+  __trap();  // never launched without sm_90a code (kBuiltForSm90a); if it were, fail loudly, not silently
+#endif
+}
+
+}  // namespace attention_wgmma
+}  // namespace kaio

@@ -1,5 +1,7 @@
 """AttentionFlash / AttentionFlashCausal (com.kaio, layout "bshd", float16 in and out) vs ORT's
-com.microsoft MultiHeadAttention and ONNX Attention (opset 23), the same Q, K, V bytes, on the CUDA EP.
+com.microsoft MultiHeadAttention and ONNX Attention (opset 23), the same Q, K, V bytes, on the CUDA EP;
+AttentionTc / AttentionTcCausal (scores in shared memory) too where Sk is short enough for it
+(TC_MAX_SK; the device's cap may be lower: a refusal is recorded as None with the error printed).
 
 Q [B, Sq, H, D] (bshd) is byte-identical to MultiHeadAttention's query [B, Sq, H*D] and to
 Attention-23's 3-D Q [B, Sq, H*D] (q_num_heads = kv_num_heads = H), so all three read the same
@@ -27,6 +29,8 @@ import kaio_ort  # noqa: E402
 SHAPES = [(b, s, s, h, d, causal) for b, s, h, d in ((4, 2048, 32, 128), (1, 8192, 32, 128), (8, 2048, 16, 64))
           for causal in (False, True)]
 SHAPES += [(1, 1, 4096, 32, 128, False), (16, 1, 4096, 32, 128, False)]
+SHAPES += [(4, s, s, 32, 128, causal) for s in (384, 1024) for causal in (False, True)]  # AttentionTc's range
+TC_MAX_SK = 3072  # AttentionTc is tried up to here (H100: 3008 keys at D = 128; A100: 1984)
 F16 = TensorProto.FLOAT16
 
 
@@ -35,8 +39,8 @@ def _model(node, ins, outs, opsets, ir_version):
     return helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets], ir_version=ir_version)
 
 
-def kaio_model(b, sq, sk, h, d, causal, elem=F16):
-    op = "AttentionFlashCausal" if causal else "AttentionFlash"
+def kaio_model(b, sq, sk, h, d, causal, elem=F16, family="Flash"):
+    op = f"Attention{family}" + ("Causal" if causal else "")
     node = helper.make_node(op, ["Q", "K", "V"], ["O"], domain=kaio_ort.DOMAIN, layout="bshd",
                             out_dtype=elem)
     ins = [helper.make_tensor_value_info(n, elem, [b, s, h, d]) for n, s in (("Q", sq), ("K", sk), ("V", sk))]
@@ -113,6 +117,8 @@ def main() -> None:
         input_sets = [[(rng.standard_normal((b, s, h, d), np.float32)).astype(np.float16) for s in (sq, sk, sk)]
                       for _ in range(sets)]
         kaio_t, kaio_y = time_op("kaio", kaio_model(b, sq, sk, h, d, causal), input_sets, iters)
+        tc_t, tc_y = (time_op("kaio", kaio_model(b, sq, sk, h, d, causal, family="Tc"), input_sets, iters)
+                      if sk <= TC_MAX_SK else (None, None))
         mha_t, mha_y = time_op("mha", mha_model(b, sq, sk, h, d, causal), input_sets, iters)
         form = "3d"
         attn_t, attn_y = time_op("attn23_3d", attn23_model(b, sq, sk, h, d, causal, "3d"), input_sets, iters)
@@ -127,15 +133,19 @@ def main() -> None:
                  "mha_max_diff": max_diff(ref, None if mha_y is None else mha_y.reshape(b, sq, h, d)),
                  "attn23_max_diff": max_diff(ref, None if attn_y is None else as_bshd(f"attn23_{form}", attn_y,
                                                                                       b, sq, h, d)),
+                 "tc_us": None if tc_t is None else round(tc_t["median_us"], 2),
+                 "tc_vs_mha": round(mha_t["median_us"] / tc_t["median_us"], 3) if tc_t and mha_t else None,
+                 "tc_max_diff": max_diff(ref, tc_y),
                  "sets": sets}
         rows.append(harness.Row(case, kaio_t, mha_t, flops, bytes_, extra))
         print(rows[-1].summary(), flush=True)
-        del input_sets, kaio_y, mha_y, attn_y, ref
+        del input_sets, kaio_y, tc_y, mha_y, attn_y, ref
     harness.write_results("attention", rows,
                           "AttentionFlash[Causal] (bshd, f16) vs ORT MultiHeadAttention and ONNX Attention-23",
                           "ort = com.microsoft MultiHeadAttention (query/key/value [B, S, H*D], the same bytes as "
                           "bshd); attn23 = ONNX Attention opset 23 (3-D [B, S, H*D] with q/kv_num_heads, or 4-D "
-                          "[B, H, S, D] where ORT refuses 3-D: attn23_form); *_max_diff = max |O - kaio's O|. "
+                          "[B, H, S, D] where ORT refuses 3-D: attn23_form); tc = AttentionTc[Causal] (same "
+                          "inputs, Sk <= TC_MAX_SK and the device's cap); *_max_diff = max |O - kaio's O|. "
                           "FLOPs = 4*B*H*Sq*Sk*D (halved when causal); bytes = Q + K + V + O in float16. "
                           "Empty: ORT could not build or run that op for the shape.")
 

@@ -59,11 +59,19 @@ def _attention(g):
     return [q, k, v], {"out_dtype": 10}, [np.float16, np.float32]
 
 
+def _attention_tc(g):
+    q = randn(g, (2, 4, 33, 64), np.float16)
+    k = randn(g, (2, 4, 47, 64), np.float16)
+    v = randn(g, (2, 4, 47, 64), np.float16)
+    return [q, k, v], {"out_dtype": 10}, [np.float16]
+
+
 SMALL_NODES = {
     "MatmulTc": _matmul_tc(np.float16), "MatmulTcBf16": _matmul_tc(BF16),
     "MatmulTcAsync": _matmul_tc(np.float16), "MatmulTcBf16Async": _matmul_tc(BF16),
     "MatmulTcGrad": _matmul_tc_grad,
     "MatmulInt4": _matmul_int4, "MatmulInt8": _matmul_int8,
     "QkvProjectInt4": _qkv_int4, "QkvProjectInt8": _qkv_int8,
+    "AttentionTc": _attention_tc, "AttentionTcCausal": _attention_tc,
     "AttentionFlash": _attention, "AttentionFlashCausal": _attention,
 }

@@ -36,21 +36,12 @@ Config DecodeConfigOf() {
   return {kD, 1, attention_flash::kDecodeRows, attention_flash::kDecodeChunk, Tl::kSmemBytes, true};
 }
 
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
-
-// 16-byte loads need D, Dv and every stride to be multiples of 8 elements and aligned bases.
-bool VectorLoads(const AttentionFlashParams& p) {
-  return p.d % 8 == 0 && p.dv % 8 == 0 && p.q_str.row % 8 == 0 && p.k_str.row % 8 == 0 && p.v_str.row % 8 == 0 &&
-         p.q_str.head % 8 == 0 && p.k_str.head % 8 == 0 && p.v_str.head % 8 == 0 && p.q_str.batch % 8 == 0 &&
-         p.k_str.batch % 8 == 0 && p.v_str.batch % 8 == 0 && Aligned16(p.q) && Aligned16(p.k) && Aligned16(p.v);
-}
-
 // The narrowest head-dim tile that holds D and Dv. Short queries (all query rows of a kv head fit
 // one 16-row tile) take the decode kernel; otherwise two row tiles per warp for prefill (halves the
 // shared-memory reads per product), one for short queries and the 256-wide tile.
 Config ChooseConfig(const AttentionFlashParams& p) {
   const int64_t d = std::max(p.d, p.dv);
-  if (p.sq * (p.hq / p.hkv) <= attention_flash::kDecodeRows && VectorLoads(p)) {
+  if (p.sq * (p.hq / p.hkv) <= attention_flash::kDecodeRows && AttentionVectorLoads(p)) {
     if (d <= 32) return DecodeConfigOf<32>();
     if (d <= 64) return DecodeConfigOf<64>();
     if (d <= 96) return DecodeConfigOf<96>();
@@ -86,7 +77,7 @@ cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStre
   using Tl = Tiles<kD, kMT>;
   constexpr auto kernel = attention_flash::AttentionFlashKernel<T, kD, kMT>;
   if (cudaError_t e = AllowSharedMemory<kernel>(Tl::kSmemBytes)) return e;
-  const bool vec = VectorLoads(p);
+  const bool vec = AttentionVectorLoads(p);
   const int64_t q_tiles = (p.sq + Tl::kBlockM - 1) / Tl::kBlockM;
   dim3 grid(static_cast<unsigned>(q_tiles * split.splits), static_cast<unsigned>(p.hq),
             static_cast<unsigned>(p.batch));

@@ -161,7 +161,7 @@ struct AttentionOp {
   }
 
 #ifdef KAIO_WITH_CUDA
-  // The CUDA kernels take float16 and bfloat16; a float32 node stays on the CPU EP.
+  // The CUDA kernels take float16 and bfloat16; a float32 node (AttentionFlash*) stays on the CPU EP.
   static std::vector<IoSpec> CudaInputs() {
     std::vector<IoSpec> in = Inputs();
     for (IoSpec& s : in) s.types = {kF16, kBF16};
@@ -170,7 +170,6 @@ struct AttentionOp {
 
   static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
                                 const CudaLaunch& launch) {
-    static_assert(kFlash, "AttentionTc's CUDA kernel is not built yet");
     AttentionGeometry g;
     KAIO_RETURN_IF_ERROR(ResolveAttention(c, in[0], in[1], in[2], 0, at.layout, kFlash, &g));
     AttentionFlashParams p;
@@ -197,9 +196,23 @@ struct AttentionOp {
     p.scale = static_cast<float>(EffectiveScale(at, g.d));
     p.sm_count = launch.sm_count;
     p.sm = launch.sm;
-    CudaScratch workspace;
-    KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashWorkspaceBytes(p)));
-    const int e = RunAttentionFlash(p, workspace.data(), launch.stream);
+    int e = 0;
+    if constexpr (kFlash) {
+      CudaScratch workspace;
+      KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashWorkspaceBytes(p)));
+      e = RunAttentionFlash(p, workspace.data(), launch.stream);
+    } else {
+      // The scores of a query tile against every key live in shared memory: Sk is capped by the device.
+      const int64_t max_sk = AttentionTcMaxSk(p.d, p.dv, launch.smem_optin);
+      if (p.sk > max_sk)
+        return InputError(c, 1, "K", "Sk (", p.sk, ") must be at most ", max_sk, " for ", kName,
+                          " on this GPU (D = ", p.d, ", Dv = ", p.dv, "): a query tile's scores against every key are "
+                          "kept in the block's shared memory (", launch.smem_optin,
+                          " bytes on this device); use AttentionFlash", kCausal ? "Causal" : "",
+                          " for longer key sequences");
+      e = RunAttentionTc(p, launch.smem_optin, launch.smem_per_sm, 0, launch.stream);
+      if (e == -2) return OpError(ORT_FAIL, c, "no AttentionTc tile fits Sk = ", p.sk, " (internal error)");
+    }
     if (e == -1)
       return InputError(c, 0, "Q", "batch (", p.batch, ") and head count (", p.hq,
                         ") must each be at most 65535 on CUDA (the launch grid's limit)");
@@ -274,8 +287,10 @@ void AddAttentionOps(OpList& list) {
   AddCpuOp<AttentionOp<AttentionKernel::kFlash, true>>(list);
   AddCpuOp<AttentionFlashGradOp>(list);
 #ifdef KAIO_WITH_CUDA
+  AddCudaOp<AttentionOp<AttentionKernel::kTc, false>>(list);
+  AddCudaOp<AttentionOp<AttentionKernel::kTc, true>>(list);
   AddCudaOp<AttentionOp<AttentionKernel::kFlash, false>>(list);
-  AddCudaOp<AttentionOp<AttentionKernel::kFlash, true>>(list);  // AttentionTc* and the gradient: not yet
+  AddCudaOp<AttentionOp<AttentionKernel::kFlash, true>>(list);  // the gradient: not yet
 #endif
 }
 

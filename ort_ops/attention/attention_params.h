@@ -28,6 +28,15 @@ struct AttentionFlashParams {
   int sm = 0;            // compute capability (major * 10 + minor): 90 may take the Hopper kernel
 };
 
+// Whether every row of Q, K and V can be read with 16-byte cp.async (the mma.sync kernels' fast
+// path): D, Dv and every stride multiples of 8 elements, and 16-byte aligned bases.
+inline bool AttentionVectorLoads(const AttentionFlashParams& p) {
+  auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
+  auto strides8 = [](const AttentionStrides& s) { return s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0; };
+  return p.d % 8 == 0 && p.dv % 8 == 0 && strides8(p.q_str) && strides8(p.k_str) && strides8(p.v_str) &&
+         aligned16(p.q) && aligned16(p.k) && aligned16(p.v);
+}
+
 // Bytes of device scratch a launch with `p` needs (0: none; split-KV decode needs some).
 size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p);
 
@@ -35,5 +44,17 @@ size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p);
 // bytes. Returns a CUDA error code (0: launched), or -1 when the batch or head count exceeds the
 // launch grid's 65535 (the only limit a tensor that fits in memory can reach).
 int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stream);
+
+// AttentionTc / AttentionTcCausal (attention_tc_sm80.cu): the same params (lse and sm_count unused;
+// Hq % Hkv == 0 is honoured although the op asks Hkv == Hq). A block keeps the f32 scores of its
+// query tile against every key in shared memory, so Sk is capped by the device's opt-in shared memory
+// per block (cudaDevAttrMaxSharedMemoryPerBlockOptin). The longest Sk that fits for head dims D, Dv:
+int64_t AttentionTcMaxSk(int64_t d, int64_t dv, int smem_optin);
+
+// Launches on `stream` (never synchronises, no scratch). smem_per_sm (cudaDevAttrMaxSharedMemoryPer-
+// Multiprocessor) steers the query-tile height; block_m 16, 32 or 64 forces one (tests), 0 chooses.
+// Returns a CUDA error code (0: launched), -1 past the launch grid (as RunAttentionFlash), -2 when
+// Sk > AttentionTcMaxSk (or a forced block_m does not fit).
+int RunAttentionTc(const AttentionFlashParams& p, int smem_optin, int smem_per_sm, int block_m, void* stream);
 
 }  // namespace kaio

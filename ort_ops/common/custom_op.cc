@@ -325,7 +325,7 @@ OrtStatus* AllocateOutputs(OrtKernelContext* ctx, const ErrCtx& c, const std::ve
 #ifdef KAIO_WITH_CUDA
 namespace {
 struct DeviceFacts {
-  int sm = 0, sm_count = 0;
+  int sm = 0, sm_count = 0, smem_optin = 0, smem_per_sm = 0;
 };
 // Per-device facts, read once per device (sessions may run on several GPUs).
 OrtStatus* FactsOf(int device, const ErrCtx& c, DeviceFacts* f) {
@@ -336,13 +336,15 @@ OrtStatus* FactsOf(int device, const ErrCtx& c, DeviceFacts* f) {
     *f = cache[device];
     return nullptr;
   }
-  int major = 0, minor = 0, count = 0;
+  int major = 0, minor = 0, count = 0, optin = 0, per_sm = 0;
   cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
   if (e != cudaSuccess) return OpError(ORT_FAIL, c, "CUDA error reading device ", device, ": ", cudaGetErrorString(e));
   if (static_cast<int>(cache.size()) <= device) cache.resize(device + 1);
-  cache[device] = {major * 10 + minor, count};
+  cache[device] = {major * 10 + minor, count, optin, per_sm};
   *f = cache[device];
   return nullptr;
 }
@@ -400,6 +402,8 @@ OrtStatus* PrepareCuda(OrtKernelContext* ctx, const ErrCtx& c, CudaLaunch* launc
   KAIO_RETURN_IF_ERROR(FactsOf(launch->device, c, &f));
   launch->sm = f.sm;
   launch->sm_count = f.sm_count;
+  launch->smem_optin = f.smem_optin;
+  launch->smem_per_sm = f.smem_per_sm;
   return nullptr;
 }
 #else

@@ -75,6 +75,8 @@ struct CudaLaunch {
   int device = 0;
   int sm = 0;                // compute capability, major * 10 + minor
   int sm_count = 0;
+  int smem_optin = 0;        // shared memory one block may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin)
+  int smem_per_sm = 0;       // shared memory per SM (cudaDevAttrMaxSharedMemoryPerMultiprocessor)
   OrtKernelContext* ctx = nullptr;  // for CudaScratch
 };
 

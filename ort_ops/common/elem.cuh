@@ -52,15 +52,22 @@ __device__ __forceinline__ uint32_t Mul2(uint32_t a, uint32_t b) {
   return Bits<T>(__hmul2(AsPair<T>(a), AsPair<T>(b)));
 }
 
+// v rounded (to nearest even) to T.
+template <typename T>
+__device__ __forceinline__ T FromFloat(float v) {
+  if constexpr (std::is_same<T, __half>::value)
+    return __float2half_rn(v);
+  else
+    return __float2bfloat16_rn(v);
+}
+
 // y[idx] = v as float (out_f32) or rounded once to T.
 template <typename T>
 __device__ __forceinline__ void StoreElem(void* y, int64_t idx, float v, bool out_f32) {
   if (out_f32)
     static_cast<float*>(y)[idx] = v;
-  else if constexpr (std::is_same<T, __half>::value)
-    static_cast<__half*>(y)[idx] = __float2half_rn(v);
   else
-    static_cast<__nv_bfloat16*>(y)[idx] = __float2bfloat16_rn(v);
+    static_cast<T*>(y)[idx] = FromFloat<T>(v);
 }
 
 }  // namespace kaio

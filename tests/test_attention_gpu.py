@@ -1,6 +1,7 @@
 """AttentionFlash / AttentionFlashCausal on the CUDA EP against the float64 reference
 (kaio_ort.reference.attention: O and LSE); IOBinding with NaN-poisoned, guarded outputs (bfloat16
-too), CUDA-graph replay, repeated runs, and the CUDA-side validation rules. The CUDA
+too), CUDA-graph replay, repeated runs, and the CUDA-side validation rules (these three for
+AttentionTc / AttentionTcCausal too; their shape table is test_attention_tc_gpu.py). The CUDA
 kernels take float16 / bfloat16 Q, K, V only (a float32 node runs on the CPU EP)."""
 import numpy as np
 import pytest
@@ -182,9 +183,12 @@ def test_prefill_takes_the_wgmma_kernel_on_sm90(op, name, t):
     check_outputs(run.run(), ref_o, ref_lse, layout, BF16_TOL[np.float32] if t is BF16 else TOL[np.float32], True, op)
 
 
-# Replay / determinism: a prefill (causal, GQA, bshd, partial tiles) and the split-KV decode.
+# Replay / determinism: a prefill (causal, GQA, bshd, partial tiles) and the split-KV decode; AttentionTc
+# causal bshd with partial tiles, and with a long Sk (16-row query tiles). AttentionTc* has no LSE.
 GRAPH_SHAPES = [("AttentionFlashCausal", "gqa_bshd_prefill", "bshd", (2,), 8, 2, 129, 200, 64, 64),
-                ("AttentionFlash", "long_decode", "bhsd", (2,), 8, 8, 1, 4096, 128, 128)]
+                ("AttentionFlash", "long_decode", "bhsd", (2,), 8, 8, 1, 4096, 128, 128),
+                ("AttentionTcCausal", "tc_bshd_prefill", "bshd", (2,), 8, 8, 129, 200, 64, 64),
+                ("AttentionTc", "tc_long_sk", "bhsd", (2,), 4, 4, 100, 1500, 128, 128)]
 
 
 def _graph_case(case):
@@ -192,9 +196,10 @@ def _graph_case(case):
     q_shape, k_shape, v_shape = qkv_shapes(layout, *dims)
     o_shape = q_shape[:-1] + v_shape[-1:]
     lse_shape = (q_shape[0], q_shape[2], q_shape[1]) if layout == "bshd" else q_shape[:-1]
+    out_shapes = [o_shape, lse_shape] if op.startswith("AttentionFlash") else [o_shape]
     model = build_model(op, [np.zeros(s, np.float16) for s in (q_shape, k_shape, v_shape)], {"layout": layout},
-                        [np.float32, np.float32])
-    return op, layout, (q_shape, k_shape, v_shape), [o_shape, lse_shape], model
+                        [np.float32] * len(out_shapes))
+    return op, layout, (q_shape, k_shape, v_shape), out_shapes, model
 
 
 @cuda_graph_test(*{c[0] for c in GRAPH_SHAPES})
@@ -204,11 +209,12 @@ def test_cuda_graph_replay_matches_eager(case):
     causal = op.endswith("Causal")
     g = rng()
     inputs = [randn(g, s, np.float16) for s in shapes]
-    out_types = [np.float32, np.float32]
+    out_types = [np.float32] * len(out_shapes)
+    want_lse = len(out_shapes) == 2
     graph_run = BoundRun(cuda_session(model, cuda_graph=True), inputs, out_shapes, out_types)
     first = graph_run.run()  # captures the graph
     ref_o, ref_lse = attention(*inputs, None, causal, layout)
-    check_outputs(first, ref_o, ref_lse, layout, TOL[np.float32], True, op + " (capture)")
+    check_outputs(first, ref_o, ref_lse, layout, TOL[np.float32], want_lse, op + " (capture)")
     inputs2 = [randn(g, s, np.float16) for s in shapes]
     graph_run.update_inputs(inputs2)
     replay = graph_run.run()
@@ -216,7 +222,7 @@ def test_cuda_graph_replay_matches_eager(case):
     for r, e in zip(replay, eager):
         np.testing.assert_array_equal(r, e)
     ref_o2, ref_lse2 = attention(*inputs2, None, causal, layout)
-    check_outputs(replay, ref_o2, ref_lse2, layout, TOL[np.float32], True, op + " (replay)")
+    check_outputs(replay, ref_o2, ref_lse2, layout, TOL[np.float32], want_lse, op + " (replay)")
 
 
 @pytest.mark.parametrize("case", GRAPH_SHAPES, ids=[c[1] for c in GRAPH_SHAPES])
@@ -224,7 +230,7 @@ def test_repeated_runs_are_bitwise_identical(case):
     op, layout, shapes, out_shapes, model = _graph_case(case)
     g = rng()
     inputs = [randn(g, s, np.float16) for s in shapes]
-    run = BoundRun(cuda_session(model), inputs, out_shapes, [np.float32, np.float32])
+    run = BoundRun(cuda_session(model), inputs, out_shapes, [np.float32] * len(out_shapes))
     first = run.run()
     for _ in range(3):
         for a, b in zip(run.run(), first):
@@ -238,6 +244,11 @@ VALIDATION = [
      input_rule("AttentionFlash", "K", 1, r"head count Hkv \(3\) must divide Q's head count Hq \(4\)", regex=True)),
     ("k_d", "AttentionFlashCausal", [(3, 5, 8), (3, 7, 16), (3, 7, 8)], (3, 5, 8),
      input_rule("AttentionFlashCausal", "K", 1, r"head dim D \(16\) must equal Q's \(8\)", regex=True)),
+    ("tc_gqa", "AttentionTc", [(4, 5, 8), (2, 7, 8), (2, 7, 8)], (4, 5, 8),
+     input_rule("AttentionTc", "K", 1, r"head count \(2\) must equal Q's \(4\): grouped K/V heads \(GQA/MQA\) need "
+                                       r"AttentionFlash", regex=True)),
+    ("tc_k_d", "AttentionTcCausal", [(3, 5, 8), (3, 7, 16), (3, 7, 8)], (3, 5, 8),
+     input_rule("AttentionTcCausal", "K", 1, r"head dim D \(16\) must equal Q's \(8\)", regex=True)),
 ]
 
 
@@ -266,8 +277,9 @@ def test_float32_node_runs_on_the_cpu_ep_in_a_cuda_session():
         session(model, CUDA)  # CPU fallback disabled
 
 
-def test_batch_past_the_launch_grid_is_refused_on_cuda():
+@pytest.mark.parametrize("op", ["AttentionFlash", "AttentionTc"])
+def test_batch_past_the_launch_grid_is_refused_on_cuda(op):
     q = np.zeros((65536, 1, 1, 8), np.float16)
-    with pytest.raises(Exception, match=r"AttentionFlash.*input 'Q'.*batch \(65536\) and head count \(1\) must each "
+    with pytest.raises(Exception, match=rf"{op}.*input 'Q'.*batch \(65536\) and head count \(1\) must each "
                                         r"be at most 65535 on CUDA"):
-        run_op_cuda("AttentionFlash", [q, q, q], {}, [q.shape], [np.float32])
+        run_op_cuda(op, [q, q, q], {}, [q.shape], [np.float32])

@@ -1,13 +1,14 @@
 """AttentionTc / AttentionTcCausal on the CUDA EP (attention_tc_kernel.cuh: a query tile's scores in
 shared memory) against the float64 reference (kaio_ort.reference.attention); IOBinding with
-NaN-poisoned, guarded outputs (bfloat16 too), the Sk cap of the device's shared memory (an input error
-naming AttentionFlash), CUDA-graph replay, repeated runs and the CUDA-side validation rules."""
+NaN-poisoned, guarded outputs (bfloat16 too), and the Sk cap of the device's shared memory (an input
+error naming AttentionFlash). CUDA-graph replay, repeated runs and the CUDA-side validation rules of
+these ops are in test_attention_gpu.py, next to AttentionFlash's."""
 import re
 
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, cuda_graph_test, cuda_session, run_op_cuda
-from op_harness import BF16, build_model, input_rule, randn, rng
+from gpu_harness import run_op_cuda
+from op_harness import BF16, input_rule, randn, rng
 from test_attention_cpu import qkv_shapes  # the shape table's conventions, shared
 from test_attention_gpu import BF16_TOL, TOL, attrs_for, check_outputs
 
@@ -105,76 +106,3 @@ def test_sk_past_the_shared_memory_cap_is_refused_naming_attention_flash(op, cau
     assert _refusal(op, cap + 1) == cap
     shape = ("at_cap", "bhsd", (1,), 2, 2, 40, cap, 128, 128)
     _check(op, causal, shape, np.float16, np.float32, None)
-
-
-# Replay / determinism: causal bshd with partial tiles, and a long Sk (16-row tiles).
-GRAPH_SHAPES = [("AttentionTcCausal", "bshd_prefill", "bshd", (2,), 8, 8, 129, 200, 64, 64),
-                ("AttentionTc", "long_sk", "bhsd", (2,), 4, 4, 100, 1500, 128, 128)]
-
-
-def _graph_case(case):
-    op, name, layout, *dims = case
-    q_shape, k_shape, v_shape = qkv_shapes(layout, *dims)
-    o_shape = q_shape[:-1] + v_shape[-1:]
-    model = build_model(op, [np.zeros(s, np.float16) for s in (q_shape, k_shape, v_shape)], {"layout": layout},
-                        [np.float32])
-    return op, layout, (q_shape, k_shape, v_shape), [o_shape], model
-
-
-@cuda_graph_test("AttentionTc", "AttentionTcCausal")
-@pytest.mark.parametrize("case", GRAPH_SHAPES, ids=[c[1] for c in GRAPH_SHAPES])
-def test_cuda_graph_replay_matches_eager(case):
-    op, layout, shapes, out_shapes, model = _graph_case(case)
-    causal = op.endswith("Causal")
-    g = rng()
-    inputs = [randn(g, s, np.float16) for s in shapes]
-    graph_run = BoundRun(cuda_session(model, cuda_graph=True), inputs, out_shapes, [np.float32])
-    first = graph_run.run()  # captures the graph
-    ref_o, ref_lse = attention(*inputs, None, causal, layout)
-    check_outputs(first, ref_o, ref_lse, layout, TOL[np.float32], False, op + " (capture)")
-    inputs2 = [randn(g, s, np.float16) for s in shapes]
-    graph_run.update_inputs(inputs2)
-    replay = graph_run.run()
-    eager = BoundRun(cuda_session(model), inputs2, out_shapes, [np.float32]).run()
-    np.testing.assert_array_equal(replay[0], eager[0])
-    ref_o2, ref_lse2 = attention(*inputs2, None, causal, layout)
-    check_outputs(replay, ref_o2, ref_lse2, layout, TOL[np.float32], False, op + " (replay)")
-
-
-@pytest.mark.parametrize("case", GRAPH_SHAPES, ids=[c[1] for c in GRAPH_SHAPES])
-def test_repeated_runs_are_bitwise_identical(case):
-    op, layout, shapes, out_shapes, model = _graph_case(case)
-    g = rng()
-    run = BoundRun(cuda_session(model), [randn(g, s, np.float16) for s in shapes], out_shapes, [np.float32])
-    first = run.run()[0]
-    for _ in range(3):
-        np.testing.assert_array_equal(run.run()[0], first)
-
-
-# CUDA-side validation (attention_geometry.cc): with the shapes declared the rule fires when the
-# session is created, with unknown input shapes in the CUDA kernel's Compute.
-VALIDATION = [
-    ("tc_gqa", "AttentionTc", [(4, 5, 8), (2, 7, 8), (2, 7, 8)], (4, 5, 8),
-     input_rule("AttentionTc", "K", 1, r"head count \(2\) must equal Q's \(4\): grouped K/V heads \(GQA/MQA\) need "
-                                       r"AttentionFlash", regex=True)),
-    ("k_d", "AttentionTcCausal", [(3, 5, 8), (3, 7, 16), (3, 7, 8)], (3, 5, 8),
-     input_rule("AttentionTcCausal", "K", 1, r"head dim D \(16\) must equal Q's \(8\)", regex=True)),
-]
-
-
-@pytest.mark.parametrize("known_shapes", [True, False], ids=["at_session", "at_compute"])
-@pytest.mark.parametrize("op,shapes,o_shape,pattern", [v[1:] for v in VALIDATION], ids=[v[0] for v in VALIDATION])
-def test_validation_on_cuda(op, shapes, o_shape, pattern, known_shapes):
-    inputs = [np.zeros(s, np.float16) for s in shapes]
-    attrs = {"out_dtype": 10}  # typed O also where shape inference cannot run (unknown shapes)
-    with pytest.raises(Exception, match=pattern):
-        model = build_model(op, inputs, attrs, [np.float16],
-                            input_shapes=None if known_shapes else [None] * len(inputs))
-        BoundRun(cuda_session(model), inputs, [o_shape], [np.float16]).run()
-
-
-def test_batch_past_the_launch_grid_is_refused_on_cuda():
-    q = np.zeros((65536, 1, 1, 8), np.float16)
-    with pytest.raises(Exception, match=r"AttentionTc.*input 'Q'.*batch \(65536\) and head count \(1\) must each "
-                                        r"be at most 65535 on CUDA"):
-        run_op_cuda("AttentionTc", [q, q, q], {}, [q.shape], [np.float32])

@@ -19,10 +19,6 @@
 //     ort_ops/attention/attention_flash_sm90.cu && /tmp/attention_tc_probe
 // (or KAIO_PROBES=attention_tc_probe bash bench/device/gpu_check.sh)
 // probe-sources: ort_ops/attention/attention_tc_sm80.cu ort_ops/attention/attention_flash_sm80.cu ort_ops/attention/attention_flash_sm90.cu
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -33,96 +29,14 @@
 
 #include "attention/attention_params.h"
 #include "attention/attention_tc_kernel.cuh"  // attention_tc::SmemBytes: which forced tile heights fit
+#include "probe_common.cuh"
 
 using namespace kaio;
+using probe::Bits16;
+using probe::Float16;
+using probe::StridesOf;
 
 namespace {
-
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::printf("  CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
-
-__device__ float Load16(const uint16_t* p, int64_t i, bool bf16) {
-  const uint16_t bits = p[i];
-  if (bf16) return __uint_as_float(uint32_t(bits) << 16);
-  return __half2float(__ushort_as_half(bits));
-}
-
-// One block per checked query row (b, h, i = blockIdx.x * row_step): scores in shared memory (f32),
-// softmax, then O's Dv columns into o_ref [row][Dv]. Bottom-right causal: key j visible iff
-// j <= i + Sk - Sq; a row that sees no key is 0.
-__global__ void ReferenceKernel(AttentionFlashParams p, bool bf16, int64_t row_step, float* o_ref) {
-  extern __shared__ float sh[];  // [Sk] scores, then [D] q row, then reduction scratch [32]
-  float* sc = sh;
-  float* qrow = sh + p.sk;
-  float* red = qrow + p.d;
-  const int64_t i = int64_t(blockIdx.x) * row_step, h = blockIdx.y, b = blockIdx.z;
-  if (i >= p.sq) return;
-  const int64_t kvh = h / (p.hq / p.hkv);
-  const uint16_t* q = static_cast<const uint16_t*>(p.q) + b * p.q_str.batch + h * p.q_str.head + i * p.q_str.row;
-  const uint16_t* k = static_cast<const uint16_t*>(p.k) + b * p.k_str.batch + kvh * p.k_str.head;
-  const uint16_t* v = static_cast<const uint16_t*>(p.v) + b * p.v_str.batch + kvh * p.v_str.head;
-  for (int c = threadIdx.x; c < p.d; c += blockDim.x) qrow[c] = Load16(q, c, bf16);
-  __syncthreads();
-  int64_t visible = p.sk;
-  if (p.causal) visible = min(p.sk, max(int64_t(0), i + p.sk - p.sq + 1));
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
-    float s = 0.f;
-    for (int c = 0; c < p.d; ++c) s += qrow[c] * Load16(k, j * p.k_str.row + c, bf16);
-    s *= p.scale;
-    sc[j] = s;
-    mx = fmaxf(mx, s);
-  }
-  for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = mx;
-  __syncthreads();
-  mx = -INFINITY;
-  for (int w = 0; w < blockDim.x / 32; ++w) mx = fmaxf(mx, red[w]);
-  __syncthreads();
-  float sum = 0.f;
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
-    const float e = expf(sc[j] - mx);
-    sc[j] = e;
-    sum += e;
-  }
-  for (int off = 16; off; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = sum;
-  __syncthreads();
-  sum = 0.f;
-  for (int w = 0; w < blockDim.x / 32; ++w) sum += red[w];
-  const int64_t row = (b * p.hq + h) * p.sq + i;
-  for (int c = threadIdx.x; c < p.dv; c += blockDim.x) {
-    float acc = 0.f;
-    for (int64_t j = 0; j < visible; ++j) acc += sc[j] * Load16(v, j * p.v_str.row + c, bf16);
-    o_ref[row * p.dv + c] = visible > 0 ? acc / sum : 0.f;
-  }
-}
-
-uint16_t Bits16(float v, bool bf16) {
-  if (bf16) {
-    __nv_bfloat16 h = __float2bfloat16(v);
-    return *reinterpret_cast<uint16_t*>(&h);
-  }
-  __half h = __float2half(v);
-  return *reinterpret_cast<uint16_t*>(&h);
-}
-float Float16(uint16_t bits, bool bf16) {
-  if (bf16) {
-    uint32_t u = uint32_t(bits) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  __half h;
-  std::memcpy(&h, &bits, 2);
-  return __half2float(h);
-}
 
 struct Case {
   const char* name;
@@ -132,15 +46,7 @@ struct Case {
   int block_m;  // 0: the launcher's choice
 };
 
-// Element strides (batch, head, row) of a [B, H, S, D] (bhsd) or [B, S, H, D] (bshd) tensor.
-AttentionStrides StridesOf(bool bshd, int64_t heads, int64_t seq, int64_t d) {
-  if (bshd) return {seq * heads * d, d, heads * d};
-  return {heads * seq * d, seq * d, d};
-}
-
-int64_t Visible(const Case& c, int64_t i) {
-  return c.causal ? std::min<int64_t>(c.sk, std::max<int64_t>(0, i + c.sk - c.sq + 1)) : c.sk;
-}
+int64_t Visible(const Case& c, int64_t i) { return probe::VisibleKeys(c.causal, i, c.sq, c.sk); }
 
 // Query-key pairs the mask lets through, per (batch, head).
 double Pairs(const Case& c) {
@@ -188,6 +94,15 @@ struct Device {
 
 // Runs one case; returns false on a mismatch. speed: also time it next to AttentionFlash.
 bool RunCase(const Case& c, bool speed, const Device& dev, std::mt19937& gen) {
+  const int d_tile = std::max(c.d, c.dv) <= 64 ? 64 : std::max(c.d, c.dv) <= 128 ? 128 : 256;
+  if (c.block_m && attention_tc::SmemBytes(c.block_m, c.sk, d_tile) > dev.smem_optin) {
+    // A forced tile height too tall for this Sk: the launcher must refuse it (-2) before launching.
+    const int e = RunAttentionTc(ParamsOf(c, Buffers{}, dev.sm, dev.sm_count), dev.smem_optin, dev.smem_per_sm,
+                                 c.block_m, nullptr);
+    std::printf("%-26s %s bm=%d Sk=%lld does not fit: RunAttentionTc returned %d  %s\n", c.name,
+                c.bf16 ? "bf16" : "f16 ", c.block_m, (long long)c.sk, e, e == -2 ? "ok (skipped)" : "FAIL");
+    return e == -2;
+  }
   const int64_t q_elems = c.batch * c.hq * c.sq * c.d, k_elems = c.batch * c.hkv * c.sk * c.d,
                 v_elems = c.batch * c.hkv * c.sk * c.dv;
   const int64_t rows = c.batch * c.hq * c.sq;
@@ -209,19 +124,7 @@ bool RunCase(const Case& c, bool speed, const Device& dev, std::mt19937& gen) {
   CHECK(cudaMemset(buf.o, 0xFF, o_bytes));  // NaN in f32, f16 and bf16
 
   const AttentionFlashParams p = ParamsOf(c, buf, dev.sm, dev.sm_count);
-  const int64_t d_tile = std::max(c.d, c.dv) <= 64 ? 64 : std::max(c.d, c.dv) <= 128 ? 128 : 256;
-  const bool fits = c.block_m == 0 || attention_tc::SmemBytes(c.block_m, c.sk, int(d_tile)) <= dev.smem_optin;
   const int e = RunAttentionTc(p, dev.smem_optin, dev.smem_per_sm, c.block_m, nullptr);
-  if (!fits) {  // a forced tile height too tall for this Sk: the launcher must refuse it (-2)
-    std::printf("%-26s %s bm=%d Sk=%lld does not fit: RunAttentionTc returned %d  %s\n", c.name,
-                c.bf16 ? "bf16" : "f16 ", c.block_m, (long long)c.sk, e, e == -2 ? "ok (skipped)" : "FAIL");
-    cudaFree(buf.q);
-    cudaFree(buf.k);
-    cudaFree(buf.v);
-    cudaFree(buf.o);
-    cudaFree(buf.o_ref);
-    return e == -2;
-  }
   if (e != 0) {
     std::printf("%-26s RunAttentionTc returned %d (%s)  FAIL\n", c.name, e, e > 0 ? cudaGetErrorString(cudaError_t(e)) : "");
     return false;
@@ -231,15 +134,7 @@ bool RunCase(const Case& c, bool speed, const Device& dev, std::mt19937& gen) {
 
   // The reference on every row (small cases) or every row_step-th row (speed shapes).
   const int64_t row_step = speed ? 61 : 1;
-  const int64_t checked = (c.sq + row_step - 1) / row_step;
-  {
-    const size_t sh = (c.sk + c.d + 32) * sizeof(float);
-    if (sh > 48 * 1024) CHECK(cudaFuncSetAttribute(ReferenceKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh)));
-    ReferenceKernel<<<dim3(unsigned(checked), unsigned(c.hq), unsigned(c.batch)), 128, sh>>>(p, c.bf16, row_step,
-                                                                                            buf.o_ref);
-    CHECK(cudaGetLastError());
-    CHECK(cudaDeviceSynchronize());
-  }
+  probe::RunAttentionReference(p, c.bf16, row_step, buf.o_ref, nullptr);
   std::vector<float> o_ref(rows * c.dv);
   std::vector<uint8_t> o_raw(o_bytes);
   CHECK(cudaMemcpy(o_ref.data(), buf.o_ref, rows * c.dv * 4, cudaMemcpyDeviceToHost));
@@ -284,37 +179,16 @@ bool RunCase(const Case& c, bool speed, const Device& dev, std::mt19937& gen) {
 
   if (speed) {
     const double flops = 4.0 * double(c.d) * Pairs(c) * double(c.batch * c.hq);
-    cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0));
-    CHECK(cudaEventCreate(&e1));
     const size_t ws = AttentionFlashWorkspaceBytes(p);
     if (ws) CHECK(cudaMalloc(&buf.workspace, ws));
-    for (int which = 0; which < 2; ++which) {
-      auto launch = [&] {
-        if (which == 0) {
-          if (int r = RunAttentionTc(p, dev.smem_optin, dev.smem_per_sm, c.block_m, nullptr)) CHECK(cudaError_t(r));
-        } else if (int r = RunAttentionFlash(p, buf.workspace, nullptr)) {
-          CHECK(cudaError_t(r));
-        }
-      };
-      for (int w = 0; w < 3; ++w) launch();
-      std::vector<float> ms;
-      for (int r = 0; r < 20; ++r) {
-        CHECK(cudaEventRecord(e0));
-        launch();
-        CHECK(cudaEventRecord(e1));
-        CHECK(cudaEventSynchronize(e1));
-        float t = 0;
-        CHECK(cudaEventElapsedTime(&t, e0, e1));
-        ms.push_back(t);
-      }
-      std::sort(ms.begin(), ms.end());
-      const double med = ms[ms.size() / 2];
-      std::printf("    %-16s %8.3f ms  %6.1f TFLOP/s (median of 20)\n", which == 0 ? "AttentionTc" : "AttentionFlash",
-                  med, flops / (med * 1e-3) / 1e12);
-    }
-    CHECK(cudaEventDestroy(e0));
-    CHECK(cudaEventDestroy(e1));
+    const double tc = probe::MedianMs([&] {
+      if (int r = RunAttentionTc(p, dev.smem_optin, dev.smem_per_sm, c.block_m, nullptr)) CHECK(cudaError_t(r));
+    });
+    const double flash = probe::MedianMs([&] {
+      if (int r = RunAttentionFlash(p, buf.workspace, nullptr)) CHECK(cudaError_t(r));
+    });
+    for (auto [name, ms] : {std::pair<const char*, double>{"AttentionTc", tc}, {"AttentionFlash", flash}})
+      std::printf("    %-16s %8.3f ms  %6.1f TFLOP/s (median of 20)\n", name, ms, flops / (ms * 1e-3) / 1e12);
   }
   cudaFree(buf.q);
   cudaFree(buf.k);
@@ -351,8 +225,8 @@ int main() {
   {
     const int64_t max_sk = AttentionTcMaxSk(128, 128, dev.smem_optin);
     Case c{"past the cap", false, false, false, true, 1, 1, 1, 16, max_sk + 1, 128, 128, 0.f, 0};
-    Buffers none;
-    const int r = RunAttentionTc(ParamsOf(c, none, dev.sm, dev.sm_count), dev.smem_optin, dev.smem_per_sm, 0, nullptr);
+    const int r = RunAttentionTc(ParamsOf(c, Buffers{}, dev.sm, dev.sm_count), dev.smem_optin, dev.smem_per_sm, 0,
+                                 nullptr);
     std::printf("Sk = %lld (one chunk past the cap for D = 128): RunAttentionTc returned %d  %s\n", (long long)(max_sk + 1),
                 r, r == -2 ? "ok" : "FAIL");
     ok = ok && r == -2;

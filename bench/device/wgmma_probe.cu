@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "matmul_tc/matmul_tc_params.h"
+#include "probe_common.cuh"  // CHECK
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
@@ -31,15 +32,6 @@ cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
 using namespace kaio;
 
 namespace {
-
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::printf("  CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 // Y[m, n] = sum_k A[m, k] * W[k, n], W given as float [K, N]: the reference, in f32 (exact here).
 __global__ void ReferenceKernel(const float* a, const float* w, float* y, int m, int n, int k) {

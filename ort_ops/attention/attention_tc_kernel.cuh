@@ -54,6 +54,27 @@ __host__ __device__ constexpr int64_t SmemBytes(int block_m, int64_t sk, int kd)
   return int64_t(block_m) * ScoreLd(sk) * 4 + int64_t(block_m + 2 * kChunk) * (kd + kPad) * 2 + int64_t(block_m) * 4;
 }
 
+// The two-stage ring of key chunks (K in phase 1, V in phase 3; chunk 0 already issued): issues chunk
+// c + 1 of `src` (rows x cols valid, row stride ld) into the stage chunk c does not use, when there is
+// one, waits for chunk c and syncs the block; returns chunk c's stage. The caller syncs again after
+// reading it (the next call overwrites the other stage).
+template <typename T, int kD>
+__device__ __forceinline__ const T* RingNext(T* ring, const T* src, int64_t ld, int c, int n_chunks, int64_t rows,
+                                             int64_t cols, bool vec) {
+  constexpr int kStage = kChunk * (kD + kPad);
+  const int st = c & 1;
+  if (c + 1 < n_chunks) {
+    attention_flash::LoadTile<T, kD, kChunk>(ring + (st ^ 1) * kStage, src, ld, int64_t(c + 1) * kChunk, rows, cols,
+                                             vec);
+    ptx::CpAsyncCommit();
+    ptx::CpAsyncWait<1>();
+  } else {
+    ptx::CpAsyncWait<0>();
+  }
+  __syncthreads();
+  return ring + st * kStage;
+}
+
 template <typename T, int kD>
 __global__ void __launch_bounds__(kThreads) AttentionTcKernel(AttentionFlashParams p, int block_m, bool vec) {
   static_assert(kD % 64 == 0, "a quarter of the head-dim tile must be whole 16-column blocks");
@@ -94,17 +115,7 @@ __global__ void __launch_bounds__(kThreads) AttentionTcKernel(AttentionFlashPara
     ptx::CpAsyncCommit();
   }
   for (int c = 0; c < n_chunks; ++c) {
-    const int st = c & 1;
-    if (c + 1 < n_chunks) {
-      attention_flash::LoadTile<T, kD, kN>(sk + (st ^ 1) * kN * kLd, K, p.k_str.row, int64_t(c + 1) * kN, p.sk, p.d,
-                                           vec);
-      ptx::CpAsyncCommit();
-      ptx::CpAsyncWait<1>();
-    } else {
-      ptx::CpAsyncWait<0>();
-    }
-    __syncthreads();
-    const T* k_tile = sk + st * kN * kLd;
+    const T* k_tile = RingNext<T, kD>(sk, K, p.k_str.row, c, n_chunks, p.sk, p.d, vec);
     const int kb0 = part * row_tiles;           // the warp's first 16-key block in the chunk
     const int64_t key0 = int64_t(c) * kN + kb0 * 16;
     if (key0 < warp_key_end) {
@@ -192,17 +203,7 @@ __global__ void __launch_bounds__(kThreads) AttentionTcKernel(AttentionFlashPara
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[n][0][e] = o[n][1][e] = 0.f;
   for (int c = 0; c < n_chunks; ++c) {
-    const int st = c & 1;
-    if (c + 1 < n_chunks) {
-      attention_flash::LoadTile<T, kD, kN>(sv + (st ^ 1) * kN * kLd, V, p.v_str.row, int64_t(c + 1) * kN, p.sk, p.dv,
-                                           vec);
-      ptx::CpAsyncCommit();
-      ptx::CpAsyncWait<1>();
-    } else {
-      ptx::CpAsyncWait<0>();
-    }
-    __syncthreads();
-    const T* v_tile = sv + st * kN * kLd;
+    const T* v_tile = RingNext<T, kD>(sv, V, p.v_str.row, c, n_chunks, p.sk, p.dv, vec);
 #pragma unroll
     for (int ks = 0; ks < kN / 16; ++ks) {
       const int key0 = c * kN + ks * 16;

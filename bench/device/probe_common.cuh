@@ -1,0 +1,159 @@
+// Pieces the standalone kernel probes (bench/device/*_probe.cu) share: CUDA error checks, 16-bit
+// values on host and device, the median kernel time, and for the attention probes a plain f32 GPU
+// reference with bottom-right causal masks, GQA and both layouts. Header-only, included by each probe
+// (built alone by gpu_check.sh: nvcc ... -I ort_ops bench/device/<probe>.cu <probe-sources>).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "attention/attention_params.h"
+
+#define CHECK(x)                                                                              \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::printf("  CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+namespace probe {
+
+inline uint16_t Bits16(float v, bool bf16) {
+  if (bf16) {
+    __nv_bfloat16 h = __float2bfloat16(v);
+    return *reinterpret_cast<uint16_t*>(&h);
+  }
+  __half h = __float2half(v);
+  return *reinterpret_cast<uint16_t*>(&h);
+}
+
+inline float Float16(uint16_t bits, bool bf16) {
+  if (bf16) {
+    uint32_t u = uint32_t(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  __half h;
+  std::memcpy(&h, &bits, 2);
+  return __half2float(h);
+}
+
+__device__ inline float Load16(const uint16_t* p, int64_t i, bool bf16) {
+  const uint16_t bits = p[i];
+  if (bf16) return __uint_as_float(uint32_t(bits) << 16);
+  return __half2float(__ushort_as_half(bits));
+}
+
+// Median milliseconds of `runs` timed calls of launch() on the default stream, after `warm` untimed ones.
+template <class F>
+double MedianMs(F&& launch, int warm = 3, int runs = 20) {
+  cudaEvent_t e0, e1;
+  CHECK(cudaEventCreate(&e0));
+  CHECK(cudaEventCreate(&e1));
+  for (int w = 0; w < warm; ++w) launch();
+  std::vector<float> ms;
+  for (int r = 0; r < runs; ++r) {
+    CHECK(cudaEventRecord(e0));
+    launch();
+    CHECK(cudaEventRecord(e1));
+    CHECK(cudaEventSynchronize(e1));
+    float t = 0;
+    CHECK(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(t);
+  }
+  CHECK(cudaEventDestroy(e0));
+  CHECK(cudaEventDestroy(e1));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Element strides (batch, head, row) of a [B, H, S, D] (bhsd) or [B, S, H, D] (bshd) tensor.
+inline kaio::AttentionStrides StridesOf(bool bshd, int64_t heads, int64_t seq, int64_t d) {
+  if (bshd) return {seq * heads * d, d, heads * d};
+  return {heads * seq * d, seq * d, d};
+}
+
+// Keys query row i sees: all Sk, or causal (bottom-right) j <= i + Sk - Sq.
+inline int64_t VisibleKeys(bool causal, int64_t i, int64_t sq, int64_t sk) {
+  return causal ? std::min<int64_t>(sk, std::max<int64_t>(0, i + sk - sq + 1)) : sk;
+}
+
+// Attention reference, one block per checked query row (b, h, i = blockIdx.x * row_step): scores in
+// shared memory (f32; launch with (Sk + D + 32) floats of dynamic shared memory), softmax, then O's
+// Dv columns into o_ref [row][Dv] and, when lse_ref is not null, the natural-log LSE into lse_ref
+// [row], row = (b * Hq + h) * Sq + i. A row that sees no key: O = 0, LSE = -inf.
+__global__ void AttentionReferenceKernel(kaio::AttentionFlashParams p, bool bf16, int64_t row_step, float* o_ref,
+                                         float* lse_ref) {
+  extern __shared__ float sh[];  // [Sk] scores, then [D] q row, then reduction scratch [32]
+  float* sc = sh;
+  float* qrow = sh + p.sk;
+  float* red = qrow + p.d;
+  const int64_t i = int64_t(blockIdx.x) * row_step, h = blockIdx.y, b = blockIdx.z;
+  if (i >= p.sq) return;
+  const int64_t kvh = h / (p.hq / p.hkv);
+  const uint16_t* q = static_cast<const uint16_t*>(p.q) + b * p.q_str.batch + h * p.q_str.head + i * p.q_str.row;
+  const uint16_t* k = static_cast<const uint16_t*>(p.k) + b * p.k_str.batch + kvh * p.k_str.head;
+  const uint16_t* v = static_cast<const uint16_t*>(p.v) + b * p.v_str.batch + kvh * p.v_str.head;
+  for (int c = threadIdx.x; c < p.d; c += blockDim.x) qrow[c] = Load16(q, c, bf16);
+  __syncthreads();
+  int64_t visible = p.sk;
+  if (p.causal) visible = min(p.sk, max(int64_t(0), i + p.sk - p.sq + 1));
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
+    float s = 0.f;
+    for (int c = 0; c < p.d; ++c) s += qrow[c] * Load16(k, j * p.k_str.row + c, bf16);
+    s *= p.scale;
+    sc[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = mx;
+  __syncthreads();
+  mx = -INFINITY;
+  for (int w = 0; w < blockDim.x / 32; ++w) mx = fmaxf(mx, red[w]);
+  __syncthreads();
+  float sum = 0.f;
+  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
+    const float e = expf(sc[j] - mx);
+    sc[j] = e;
+    sum += e;
+  }
+  for (int off = 16; off; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = sum;
+  __syncthreads();
+  sum = 0.f;
+  for (int w = 0; w < blockDim.x / 32; ++w) sum += red[w];
+  const int64_t row = (b * p.hq + h) * p.sq + i;
+  for (int c = threadIdx.x; c < p.dv; c += blockDim.x) {
+    float acc = 0.f;
+    for (int64_t j = 0; j < visible; ++j) acc += sc[j] * Load16(v, j * p.v_str.row + c, bf16);
+    o_ref[row * p.dv + c] = visible > 0 ? acc / sum : 0.f;
+  }
+  if (lse_ref && threadIdx.x == 0) lse_ref[row] = visible > 0 ? mx + logf(sum) : -INFINITY;
+}
+
+// Runs AttentionReferenceKernel on every row_step-th query row of every (batch, head) and waits.
+inline void RunAttentionReference(const kaio::AttentionFlashParams& p, bool bf16, int64_t row_step, float* o_ref,
+                                  float* lse_ref) {
+  const size_t sh = (p.sk + p.d + 32) * sizeof(float);
+  if (sh > 48 * 1024)
+    CHECK(cudaFuncSetAttribute(AttentionReferenceKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh)));
+  const int64_t checked = (p.sq + row_step - 1) / row_step;
+  AttentionReferenceKernel<<<dim3(unsigned(checked), unsigned(p.hq), unsigned(p.batch)), 128, sh>>>(p, bf16, row_step,
+                                                                                                 o_ref, lse_ref);
+  CHECK(cudaGetLastError());
+  CHECK(cudaDeviceSynchronize());
+}
+
+}  // namespace probe

@@ -102,7 +102,7 @@ def test_sk_past_the_shared_memory_cap_is_refused_naming_attention_flash(op, cau
     """Sk past what a block's opt-in shared memory holds is an input error naming AttentionFlash (raised
     before any launch); Sk at the cap runs and is right, one key more is refused."""
     cap = _refusal(op, 100_000)
-    assert 1000 <= cap < 100_000, cap  # sm_80 / sm_90 hold at least ~2000 keys of scores for 16 rows at D = 128
+    assert 64 <= cap < 100_000, cap  # ~2000 keys on sm_80 / sm_90 at D = 128, ~960 on sm_86 / sm_89
     assert _refusal(op, cap + 1) == cap
     shape = ("at_cap", "bhsd", (1,), 2, 2, 40, cap, 128, 128)
     _check(op, causal, shape, np.float16, np.float32, None)

@@ -204,7 +204,7 @@ struct AttentionOp {
     } else {
       // The scores of a query tile against every key live in shared memory: Sk is capped by the device.
       const int64_t max_sk = AttentionTcMaxSk(p.d, p.dv, launch.smem_optin);
-      if (p.sk > max_sk)
+      if (p.sk > max_sk && p.batch * p.hq * p.sq > 0)  // (an empty O needs no scores: as on the CPU)
         return InputError(c, 1, "K", "Sk (", p.sk, ") must be at most ", max_sk, " for ", kName,
                           " on this GPU (D = ", p.d, ", Dv = ", p.dv, "): a query tile's scores against every key are "
                           "kept in the block's shared memory (", launch.smem_optin,

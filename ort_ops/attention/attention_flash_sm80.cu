@@ -36,13 +36,10 @@ Config DecodeConfigOf() {
   return {kD, 1, attention_flash::kDecodeRows, attention_flash::kDecodeChunk, Tl::kSmemBytes, true};
 }
 
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
-
 // 16-byte loads need D, Dv and every stride to be multiples of 8 elements and aligned bases.
 bool VectorLoads(const AttentionFlashParams& p) {
-  return p.d % 8 == 0 && p.dv % 8 == 0 && p.q_str.row % 8 == 0 && p.k_str.row % 8 == 0 && p.v_str.row % 8 == 0 &&
-         p.q_str.head % 8 == 0 && p.k_str.head % 8 == 0 && p.v_str.head % 8 == 0 && p.q_str.batch % 8 == 0 &&
-         p.k_str.batch % 8 == 0 && p.v_str.batch % 8 == 0 && Aligned16(p.q) && Aligned16(p.k) && Aligned16(p.v);
+  return p.d % 8 == 0 && p.dv % 8 == 0 && RowsAligned16(p.q, p.q_str) && RowsAligned16(p.k, p.k_str) &&
+         RowsAligned16(p.v, p.v_str);
 }
 
 // The narrowest head-dim tile that holds D and Dv. Short queries (all query rows of a kv head fit

@@ -73,6 +73,49 @@ struct GradTiles {
   static constexpr int kQSmemBytes = (2 * kQElems + 4 * kQKVElems) * 2;
 };
 
+// acc += A B^T for one warp: A = 16 rows x kK of a row-major shared tile (a: its first row), B =
+// kN rows x kK of another (b: its first row), both with row stride kLd; acc in mma's accumulator
+// layout, 8 columns (rows of B) per block.
+template <typename T, int kK, int kN, int kLd>
+__device__ __forceinline__ void MmaABt(float (&acc)[kN / 8][4], const T* a, const T* b, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kK / 16; ++kk) {
+    uint32_t af[4];
+    ptx::LdMatrixX4(af, a + (lane & 15) * kLd + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+    for (int j = 0; j < kN / 16; ++j) {
+      uint32_t bf[4];
+      ptx::LdMatrixX4(bf, b + (j * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8);
+      ptx::Mma16816<T>(acc[2 * j], af, bf);
+      ptx::Mma16816<T>(acc[2 * j + 1], af, bf + 2);
+    }
+  }
+}
+
+// acc += A B for one warp: A = 16 rows x 16 kSteps in registers (a[j]: mma A fragment of
+// reduction indices 16 j .. 16 j + 15), B = the rows 0 .. 16 kSteps - 1 of a row-major shared tile
+// (row stride kLd), kCols columns from b (read transposed by ldmatrix).
+template <typename T, int kSteps, int kCols, int kLd>
+__device__ __forceinline__ void MmaAB(float (&acc)[kCols / 8][4], const uint32_t (&a)[kSteps][4], const T* b,
+                                      int lane) {
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j)
+#pragma unroll
+    for (int n = 0; n < kCols / 16; ++n) {
+      uint32_t bf[4];
+      ptx::LdMatrixX4Trans(bf, b + (j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + n * 16 + (lane >> 4) * 8);
+      ptx::Mma16816<T>(acc[2 * n], a[j], bf);
+      ptx::Mma16816<T>(acc[2 * n + 1], a[j], bf + 2);
+    }
+}
+
+// An accumulator tile [kSN][4] (16 rows x 8 kSN columns) as mma A fragments over its columns.
+template <typename T, int kSN>
+__device__ __forceinline__ void AFragments(const float (&s)[kSN][4], uint32_t (&a)[kSN / 2][4]) {
+#pragma unroll
+  for (int j = 0; j < kSN / 2; ++j) PFragment<T>(s, j, a[j]);
+}
+
 template <typename T>
 __device__ __forceinline__ float LoadAsFloat(const void* base, int64_t idx, bool f32) {
   return f32 ? static_cast<const float*>(base)[idx] : ToFloat<T>(static_cast<const uint16_t*>(base)[idx]);
@@ -177,18 +220,7 @@ __global__ void __launch_bounds__(kThreads) AttentionGradKvKernel(AttentionFlash
     float st[kSN][4];
 #pragma unroll
     for (int n = 0; n < kSN; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      uint32_t a[4];
-      ptx::LdMatrixX4(a, sk + (key_row + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
-#pragma unroll
-      for (int j = 0; j < kM / 16; ++j) {
-        uint32_t bq[4];
-        ptx::LdMatrixX4(bq, sq + (j * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8);
-        ptx::Mma16816<T>(st[2 * j], a, bq);
-        ptx::Mma16816<T>(st[2 * j + 1], a, bq + 2);
-      }
-    }
+    MmaABt<T, kD, kM, kLd>(st, sk + key_row * kLd, sq, lane);
 #pragma unroll
     for (int n = 0; n < kSN; ++n)
 #pragma unroll
@@ -201,34 +233,13 @@ __global__ void __launch_bounds__(kThreads) AttentionGradKvKernel(AttentionFlash
     // dV += P^T dO over the kM queries (A: P^T from registers, kept packed for dS; B: dO read
     // transposed).
     uint32_t ap[kM / 16][4];
-#pragma unroll
-    for (int j = 0; j < kM / 16; ++j) {
-      PFragment<T>(st, j, ap[j]);
-#pragma unroll
-      for (int n = 0; n < kCN / 2; ++n) {
-        uint32_t bo[4];
-        ptx::LdMatrixX4Trans(bo, sdo + (j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + col0 + n * 16 +
-                                     (lane >> 4) * 8);
-        ptx::Mma16816<T>(dv[2 * n], ap[j], bo);
-        ptx::Mma16816<T>(dv[2 * n + 1], ap[j], bo + 2);
-      }
-    }
+    AFragments<T>(st, ap);
+    MmaAB<T, kM / 16, Tl::kCols, kLd>(dv, ap, sdo + col0, lane);
     // dP^T = V dO^T, then dS^T = P^T (dP^T - Dvec) in place (P as rounded for dV).
     float dpt[kSN][4];
 #pragma unroll
     for (int n = 0; n < kSN; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      uint32_t a[4];
-      ptx::LdMatrixX4(a, sv + (key_row + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
-#pragma unroll
-      for (int j = 0; j < kM / 16; ++j) {
-        uint32_t bo[4];
-        ptx::LdMatrixX4(bo, sdo + (j * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8);
-        ptx::Mma16816<T>(dpt[2 * j], a, bo);
-        ptx::Mma16816<T>(dpt[2 * j + 1], a, bo + 2);
-      }
-    }
+    MmaABt<T, kD, kM, kLd>(dpt, sv + key_row * kLd, sdo, lane);
 #pragma unroll
     for (int j = 0; j < kM / 16; ++j)
 #pragma unroll
@@ -240,18 +251,10 @@ __global__ void __launch_bounds__(kThreads) AttentionGradKvKernel(AttentionFlash
         x[1] = pr.y * (x[1] - sdvec[qc + 1]);
       }
     // dK += dS^T Q (B: Q read transposed).
-#pragma unroll
-    for (int j = 0; j < kM / 16; ++j) {
-      uint32_t as[4];
-      PFragment<T>(dpt, j, as);
-#pragma unroll
-      for (int n = 0; n < kCN / 2; ++n) {
-        uint32_t bq[4];
-        ptx::LdMatrixX4Trans(bq, sq + (j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + col0 + n * 16 +
-                                     (lane >> 4) * 8);
-        ptx::Mma16816<T>(dk[2 * n], as, bq);
-        ptx::Mma16816<T>(dk[2 * n + 1], as, bq + 2);
-      }
+    {
+      uint32_t as[kM / 16][4];
+      AFragments<T>(dpt, as);
+      MmaAB<T, kM / 16, Tl::kCols, kLd>(dk, as, sq + col0, lane);
     }
     if (w.dq_accum && writes_ds) {
 #pragma unroll
@@ -367,14 +370,8 @@ __global__ void __launch_bounds__(kThreads) AttentionGradQKernel(AttentionFlashG
   }
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int stage = static_cast<int>(t & 1);
-    if (t + 1 < n_tiles) {
-      LoadTile<T, kD, kN>(sk + (stage ^ 1) * Tl::kQKVElems, K, p.k_str.row, (t + 1) * kN, p.sk, p.d, w.vec);
-      LoadTile<T, kD, kN>(sv + (stage ^ 1) * Tl::kQKVElems, V, p.v_str.row, (t + 1) * kN, p.sk, p.dv, w.vec);
-      ptx::CpAsyncCommit();
-      ptx::CpAsyncWait<1>();
-    } else {
-      ptx::CpAsyncWait<0>();
-    }
+    attention_flash::KvRingStep<T, kD, kN>(sk, sv, Tl::kQKVElems, stage, t + 1 < n_tiles, (t + 1) * kN, K, V,
+                                           p.k_str.row, p.v_str.row, p.sk, p.d, p.dv, w.vec);
     __syncthreads();
     const int64_t n0 = t * kN;
     if (warp_active && n0 < warp_key_end) {
@@ -386,23 +383,8 @@ __global__ void __launch_bounds__(kThreads) AttentionGradQKernel(AttentionFlashG
       for (int n = 0; n < kSN; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kD / 16; ++kk) {
-        uint32_t aq[4], ao[4];
-        ptx::LdMatrixX4(aq, sq + (warp * 16 + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
-        ptx::LdMatrixX4(ao, sdo + (warp * 16 + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
-#pragma unroll
-        for (int j = 0; j < kN / 16; ++j) {
-          const int brow = (j * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8;
-          uint32_t bk[4], bv[4];
-          ptx::LdMatrixX4(bk, k_tile + brow);
-          ptx::LdMatrixX4(bv, v_tile + brow);
-          ptx::Mma16816<T>(s[2 * j], aq, bk);
-          ptx::Mma16816<T>(s[2 * j + 1], aq, bk + 2);
-          ptx::Mma16816<T>(dp[2 * j], ao, bv);
-          ptx::Mma16816<T>(dp[2 * j + 1], ao, bv + 2);
-        }
-      }
+      MmaABt<T, kD, kN, kLd>(s, sq + warp * 16 * kLd, k_tile, lane);
+      MmaABt<T, kD, kN, kLd>(dp, sdo + warp * 16 * kLd, v_tile, lane);
       // dS = P (dP - Dvec) in dp; thread rows warp_row0 + g (+ 8), keys n0 + 8 n + 2 t4 (+ 1).
       const bool masked = n0 + kN > p.sk || (p.causal && n0 + kN - 1 > warp_row0 + diag);
 #pragma unroll
@@ -417,19 +399,9 @@ __global__ void __launch_bounds__(kThreads) AttentionGradQKernel(AttentionFlashG
           dp[n][e] = pr * (dp[n][e] - dvec[e >> 1]);
         }
       // dQ += dS K (K read transposed: keys are the reduction).
-#pragma unroll
-      for (int j = 0; j < kN / 16; ++j) {
-        uint32_t a[4];
-        PFragment<T>(dp, j, a);
-#pragma unroll
-        for (int n = 0; n < kD / 16; ++n) {
-          uint32_t bk[4];
-          ptx::LdMatrixX4Trans(bk, k_tile + (j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + n * 16 +
-                                       (lane >> 4) * 8);
-          ptx::Mma16816<T>(acc[2 * n], a, bk);
-          ptx::Mma16816<T>(acc[2 * n + 1], a, bk + 2);
-        }
-      }
+      uint32_t a[kN / 16][4];
+      AFragments<T>(dp, a);
+      MmaAB<T, kN / 16, kD, kLd>(acc, a, k_tile, lane);
     }
     __syncthreads();  // the stage just read is the one the next iteration's loads overwrite
   }

@@ -108,6 +108,27 @@ std::vector<DType> AttentionTypes(bool with_f32) {
   return with_f32 ? std::vector<DType>{kF16, kBF16, kF32} : std::vector<DType>{kF16, kBF16};
 }
 
+#ifdef KAIO_WITH_CUDA
+// Sizes, element strides and the effective scale of the CUDA params (AttentionFlashParams,
+// AttentionFlashGradParams) from the resolved geometry.
+template <class Params>
+void SetGeometry(const AttentionGeometry& g, const AttentionAttrs& at, Params* p) {
+  p->batch = g.batch_count();
+  p->hq = g.hq;
+  p->hkv = g.hkv;
+  p->sq = g.sq;
+  p->sk = g.sk;
+  p->d = g.d;
+  p->dv = g.dv;
+  auto strides = [](const RowIndexer& r) { return AttentionStrides{r.batch_stride, r.head_stride, r.row_stride}; };
+  p->q_str = strides(g.q_rows);
+  p->k_str = strides(g.k_rows);
+  p->v_str = strides(g.v_rows);
+  p->o_str = strides(g.o_rows);
+  p->scale = static_cast<float>(EffectiveScale(at, g.d));
+}
+#endif
+
 enum class AttentionKernel { kTc, kFlash };
 
 template <AttentionKernel kKernel, bool kCausal>
@@ -182,19 +203,7 @@ struct AttentionOp {
     p.in_type = in[0].type == kF16 ? AttentionElem::kF16 : AttentionElem::kBF16;
     p.out_f32 = at.out_dtype == kF32;
     p.causal = kCausal;
-    p.batch = g.batch_count();
-    p.hq = g.hq;
-    p.hkv = g.hkv;
-    p.sq = g.sq;
-    p.sk = g.sk;
-    p.d = g.d;
-    p.dv = g.dv;
-    auto strides = [](const RowIndexer& r) { return AttentionStrides{r.batch_stride, r.head_stride, r.row_stride}; };
-    p.q_str = strides(g.q_rows);
-    p.k_str = strides(g.k_rows);
-    p.v_str = strides(g.v_rows);
-    p.o_str = strides(g.o_rows);
-    p.scale = static_cast<float>(EffectiveScale(at, g.d));
+    SetGeometry(g, at, &p);
     p.sm_count = launch.sm_count;
     p.sm = launch.sm;
     CudaScratch workspace;
@@ -295,19 +304,7 @@ struct AttentionFlashGradOp {
     p.o_f32 = in[kO].type == kF32;
     p.causal = at.causal;
     p.deterministic = at.deterministic;
-    p.batch = g.batch_count();
-    p.hq = g.hq;
-    p.hkv = g.hkv;
-    p.sq = g.sq;
-    p.sk = g.sk;
-    p.d = g.d;
-    p.dv = g.dv;
-    auto strides = [](const RowIndexer& r) { return AttentionStrides{r.batch_stride, r.head_stride, r.row_stride}; };
-    p.q_str = strides(g.q_rows);
-    p.k_str = strides(g.k_rows);
-    p.v_str = strides(g.v_rows);
-    p.o_str = strides(g.o_rows);
-    p.scale = static_cast<float>(EffectiveScale(at, g.d));
+    SetGeometry(g, at, &p);
     CudaScratch workspace;
     KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashGradWorkspaceBytes(p)));
     const int e = RunAttentionFlashGrad(p, workspace.data(), launch.stream);

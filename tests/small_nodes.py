@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from op_harness import BF16, randn
 
-from kaio_ort.reference import quantize_int4, quantize_int8
+from kaio_ort.reference import attention, quantize_int4, quantize_int8
 
 
 def _matmul_tc(dtype):
@@ -66,6 +66,15 @@ def _attention_tc(g):
     return [q, k, v], {"out_dtype": 10}, [np.float16]
 
 
+def _attention_grad(g):
+    q = randn(g, (2, 4, 33, 64), np.float16)
+    k = randn(g, (2, 2, 47, 64), np.float16)
+    v = randn(g, (2, 2, 47, 64), np.float16)
+    o, lse = attention(q, k, v, None, True)
+    d_o = randn(g, o.shape, np.float16)
+    return [d_o, q, k, v, o.astype(np.float16), lse.astype(np.float32)], {"causal": 1}, [np.float16] * 3
+
+
 SMALL_NODES = {
     "MatmulTc": _matmul_tc(np.float16), "MatmulTcBf16": _matmul_tc(BF16),
     "MatmulTcAsync": _matmul_tc(np.float16), "MatmulTcBf16Async": _matmul_tc(BF16),
@@ -73,5 +82,5 @@ SMALL_NODES = {
     "MatmulInt4": _matmul_int4, "MatmulInt8": _matmul_int8,
     "QkvProjectInt4": _qkv_int4, "QkvProjectInt8": _qkv_int8,
     "AttentionTc": _attention_tc, "AttentionTcCausal": _attention_tc,
-    "AttentionFlash": _attention, "AttentionFlashCausal": _attention,
+    "AttentionFlash": _attention, "AttentionFlashCausal": _attention, "AttentionFlashGrad": _attention_grad,
 }

@@ -79,6 +79,23 @@ __device__ __forceinline__ void LoadTile(T* tile, const T* base, int64_t ld, int
   }
 }
 
+// One step of a two-stage K/V ring of kN-row tiles (stage_elems elements per stage): when has_next,
+// loads K and V rows [next_row, next_row + kN) into stage `stage ^ 1`; then waits until this
+// thread's loads of the current stage have landed (a __syncthreads must follow before reading).
+template <typename T, int kD, int kN>
+__device__ __forceinline__ void KvRingStep(T* sk, T* sv, int stage_elems, int stage, bool has_next, int64_t next_row,
+                                           const T* K, const T* V, int64_t k_ld, int64_t v_ld, int64_t rows,
+                                           int64_t d, int64_t dv, bool vec) {
+  if (has_next) {
+    LoadTile<T, kD, kN>(sk + (stage ^ 1) * stage_elems, K, k_ld, next_row, rows, d, vec);
+    LoadTile<T, kD, kN>(sv + (stage ^ 1) * stage_elems, V, v_ld, next_row, rows, dv, vec);
+    ptx::CpAsyncCommit();
+    ptx::CpAsyncWait<1>();
+  } else {
+    ptx::CpAsyncWait<0>();
+  }
+}
+
 // Where result row (b, h, i) goes: its split-KV slice (f32, normalised) or O, and its LSE (natural
 // log; nullptr when not requested).
 struct RowTarget {
@@ -210,14 +227,8 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
   }
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int stage = static_cast<int>((t - t_begin) & 1);
-    if (t + 1 < t_end) {
-      LoadTile<T, kD, kN>(sk + (stage ^ 1) * Tl::kKVElems, K, p.k_str.row, (t + 1) * kN, p.sk, p.d, vec);
-      LoadTile<T, kD, kN>(sv + (stage ^ 1) * Tl::kKVElems, V, p.v_str.row, (t + 1) * kN, p.sk, p.dv, vec);
-      ptx::CpAsyncCommit();
-      ptx::CpAsyncWait<1>();
-    } else {
-      ptx::CpAsyncWait<0>();
-    }
+    KvRingStep<T, kD, kN>(sk, sv, Tl::kKVElems, stage, t + 1 < t_end, (t + 1) * kN, K, V, p.k_str.row, p.v_str.row,
+                          p.sk, p.d, p.dv, vec);
     __syncthreads();
     const int64_t n0 = t * kN;
     if (warp_active && n0 < warp_key_end) {

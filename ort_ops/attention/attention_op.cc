@@ -108,6 +108,27 @@ std::vector<DType> AttentionTypes(bool with_f32) {
   return with_f32 ? std::vector<DType>{kF16, kBF16, kF32} : std::vector<DType>{kF16, kBF16};
 }
 
+#ifdef KAIO_WITH_CUDA
+// Sizes, element strides and the effective scale of the CUDA params (AttentionFlashParams,
+// AttentionFlashGradParams) from the resolved geometry.
+template <class Params>
+void SetGeometry(const AttentionGeometry& g, const AttentionAttrs& at, Params* p) {
+  p->batch = g.batch_count();
+  p->hq = g.hq;
+  p->hkv = g.hkv;
+  p->sq = g.sq;
+  p->sk = g.sk;
+  p->d = g.d;
+  p->dv = g.dv;
+  auto strides = [](const RowIndexer& r) { return AttentionStrides{r.batch_stride, r.head_stride, r.row_stride}; };
+  p->q_str = strides(g.q_rows);
+  p->k_str = strides(g.k_rows);
+  p->v_str = strides(g.v_rows);
+  p->o_str = strides(g.o_rows);
+  p->scale = static_cast<float>(EffectiveScale(at, g.d));
+}
+#endif
+
 enum class AttentionKernel { kTc, kFlash };
 
 template <AttentionKernel kKernel, bool kCausal>
@@ -181,19 +202,7 @@ struct AttentionOp {
     p.in_type = in[0].type == kF16 ? AttentionElem::kF16 : AttentionElem::kBF16;
     p.out_f32 = at.out_dtype == kF32;
     p.causal = kCausal;
-    p.batch = g.batch_count();
-    p.hq = g.hq;
-    p.hkv = g.hkv;
-    p.sq = g.sq;
-    p.sk = g.sk;
-    p.d = g.d;
-    p.dv = g.dv;
-    auto strides = [](const RowIndexer& r) { return AttentionStrides{r.batch_stride, r.head_stride, r.row_stride}; };
-    p.q_str = strides(g.q_rows);
-    p.k_str = strides(g.k_rows);
-    p.v_str = strides(g.v_rows);
-    p.o_str = strides(g.o_rows);
-    p.scale = static_cast<float>(EffectiveScale(at, g.d));
+    SetGeometry(g, at, &p);
     p.sm_count = launch.sm_count;
     p.sm = launch.sm;
     int e = 0;
@@ -276,6 +285,49 @@ struct AttentionFlashGradOp {
     StoreDouble(dv.data(), static_cast<int64_t>(dv.size()), out[2]);
     return nullptr;
   }
+
+#ifdef KAIO_WITH_CUDA
+  // Q, K, V float16 or bfloat16 (a float32 node stays on the CPU EP); dO and O float or Q's type.
+  static std::vector<IoSpec> CudaInputs() {
+    std::vector<IoSpec> in = Inputs();
+    for (size_t i : {kQ, kK, kV}) in[i].types = {kF16, kBF16};
+    for (size_t i : {kDO, kO}) in[i].types = {kF32, kF16, kBF16};
+    return in;
+  }
+
+  // attention_flash_grad_sm80.cu: a prep pass (Dvec, dO rounded when float), one block per K/V
+  // tile and kv head accumulating dK, dV over the group's query heads, dQ by f32 atomics (or, with
+  // deterministic = 1, a second kernel per query tile).
+  static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
+                                const CudaLaunch& launch) {
+    AttentionGeometry g;
+    KAIO_RETURN_IF_ERROR(ResolveAttention(c, in[kQ], in[kK], in[kV], kQ, at.layout, true, &g));
+    AttentionFlashGradParams p;
+    p.d_o = in[kDO].data;
+    p.q = in[kQ].data;
+    p.k = in[kK].data;
+    p.v = in[kV].data;
+    p.o = in[kO].data;
+    p.lse = static_cast<const float*>(in[kLse].data);
+    p.dq_out = out[0].present ? out[0].data : nullptr;
+    p.dk_out = out[1].present ? out[1].data : nullptr;
+    p.dv_out = out[2].present ? out[2].data : nullptr;
+    p.in_type = in[kQ].type == kF16 ? AttentionElem::kF16 : AttentionElem::kBF16;
+    p.do_f32 = in[kDO].type == kF32;
+    p.o_f32 = in[kO].type == kF32;
+    p.causal = at.causal;
+    p.deterministic = at.deterministic;
+    SetGeometry(g, at, &p);
+    CudaScratch workspace;
+    KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashGradWorkspaceBytes(p)));
+    const int e = RunAttentionFlashGrad(p, workspace.data(), launch.stream);
+    if (e == -1)
+      return InputError(c, kQ, "Q", "batch (", p.batch, ") and head count (", p.hq,
+                        ") must each be at most 65535 on CUDA (the launch grid's limit)");
+    if (e) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    return nullptr;
+  }
+#endif
 };
 
 }  // namespace
@@ -290,7 +342,8 @@ void AddAttentionOps(OpList& list) {
   AddCudaOp<AttentionOp<AttentionKernel::kTc, false>>(list);
   AddCudaOp<AttentionOp<AttentionKernel::kTc, true>>(list);
   AddCudaOp<AttentionOp<AttentionKernel::kFlash, false>>(list);
-  AddCudaOp<AttentionOp<AttentionKernel::kFlash, true>>(list);  // the gradient: not yet
+  AddCudaOp<AttentionOp<AttentionKernel::kFlash, true>>(list);
+  AddCudaOp<AttentionFlashGradOp>(list);
 #endif
 }
 

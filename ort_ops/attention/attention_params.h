@@ -14,6 +14,12 @@ struct AttentionStrides {
   int64_t batch = 0, head = 0, row = 0;
 };
 
+// Whether a tensor's rows can be read with 16-byte loads: a 16-byte aligned base and every stride a
+// multiple of 8 (16-bit) elements.
+inline bool RowsAligned16(const void* base, const AttentionStrides& s) {
+  return (reinterpret_cast<uintptr_t>(base) & 15) == 0 && s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0;
+}
+
 struct AttentionFlashParams {
   const void *q = nullptr, *k = nullptr, *v = nullptr;
   void* o = nullptr;
@@ -56,5 +62,28 @@ int64_t AttentionTcMaxSk(int64_t d, int64_t dv, int smem_optin);
 // Returns a CUDA error code (0: launched), -1 past the launch grid (as RunAttentionFlash), -2 when
 // Sk > AttentionTcMaxSk (or a forced block_m does not fit).
 int RunAttentionTc(const AttentionFlashParams& p, int smem_optin, int smem_per_sm, int block_m, void* stream);
+
+// AttentionFlashGrad: dO, Q, K, V, O, LSE -> dQ, dK, dV (any of the three may be nullptr: not computed).
+struct AttentionFlashGradParams {
+  const void *d_o = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+  const float* lse = nullptr;  // [batch, Hq, Sq], natural log, -inf: the row sees no key
+  void *dq_out = nullptr, *dk_out = nullptr, *dv_out = nullptr;  // Q's, K's, V's type, shape and strides
+  AttentionElem in_type = AttentionElem::kF16;  // Q, K, V
+  bool do_f32 = false, o_f32 = false;           // dO, O in float, else in the input type
+  bool causal = false;         // bottom-right aligned, as the forward
+  bool deterministic = false;  // no float atomics: dQ from a second pass over the keys
+  int64_t batch = 0, hq = 0, hkv = 0, sq = 0, sk = 0, d = 0, dv = 0;
+  AttentionStrides q_str, k_str, v_str, o_str;  // dO has O's strides
+  float scale = 0.f;
+};
+
+// Bytes of device scratch a launch with `p` needs: Dvec (f32 per query row), dO rounded to the input
+// type when dO is float, and (dQ requested, not deterministic) the f32 dQ accumulator.
+size_t AttentionFlashGradWorkspaceBytes(const AttentionFlashGradParams& p);
+
+// Launches on `stream` (never synchronises); `workspace` holds AttentionFlashGradWorkspaceBytes(p)
+// bytes. Returns a CUDA error code (0: launched), or -1 when the batch or a head count exceeds the
+// launch grid's 65535.
+int RunAttentionFlashGrad(const AttentionFlashGradParams& p, void* workspace, void* stream);
 
 }  // namespace kaio

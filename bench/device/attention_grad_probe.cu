@@ -30,19 +30,15 @@
 #include <vector>
 
 #include "attention/attention_params.h"
+#include "probe_common.cuh"
 
 using namespace kaio;
+using probe::Bits16;
+using probe::Float16;
+using probe::StridesOf;
 
 namespace {
 
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::printf("  CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 __device__ float Load(const void* p, int64_t i, bool f32, bool bf16) {
   if (f32) return static_cast<const float*>(p)[i];
@@ -160,25 +156,6 @@ __global__ void GradKeyKernel(AttentionFlashGradParams p, bool bf16, const float
   }
 }
 
-uint16_t Bits16(float v, bool bf16) {
-  if (bf16) {
-    __nv_bfloat16 h = __float2bfloat16(v);
-    return *reinterpret_cast<uint16_t*>(&h);
-  }
-  __half h = __float2half(v);
-  return *reinterpret_cast<uint16_t*>(&h);
-}
-float Float16(uint16_t bits, bool bf16) {
-  if (bf16) {
-    uint32_t u = uint32_t(bits) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  __half h;
-  std::memcpy(&h, &bits, 2);
-  return __half2float(h);
-}
 
 struct Case {
   const char* name;
@@ -186,10 +163,6 @@ struct Case {
   int64_t batch, hq, hkv, sq, sk, d, dv;
 };
 
-AttentionStrides StridesOf(bool bshd, int64_t heads, int64_t seq, int64_t d) {
-  if (bshd) return {seq * heads * d, d, heads * d};
-  return {heads * seq * d, seq * d, d};
-}
 
 double Pairs(const Case& c) {
   if (!c.causal) return double(c.sq) * double(c.sk);

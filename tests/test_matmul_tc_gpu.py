@@ -32,6 +32,7 @@ SHAPES = [
     ((), 129, 72, 72, ()),        # wgmma: boxes partly past M, N and K ([K, N] B: the second box from column 64)
     ((), 16, 2048, 520, ()),      # split K (few tiles): 4 slices, a column tail
     ((), 5, 1100, 37, ()),        # split K on the mma.sync kernel (K % 8 != 0): 2 slices
+    ((), 34000, 72, 120, ()),     # wgmma 256-row tiles, one tile column: single CTAs (no pair)
     ((), 3900, 136, 1032, ()),    # wgmma in CTA pairs: odd tile columns, the last tile's second A half past M
     ((2,), 1100, 72, 2048, ()),   # CTA pairs over two batches of A, B broadcast
 ]
@@ -227,7 +228,8 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
     model = build_model("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [np.float16, np.float16])
     run = BoundRun(cuda_session(model), [dy, a, b_in], [a.shape, b_in.shape], [np.float16, np.float16])
     names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
-    assert any(", true>" in x for x in names) and any(", false>" in x for x in names), names
+    # the kernel name ends "<T, BOp, kConsumers, kTransA, kCluster>"
+    assert any(", true, 1>" in x for x in names) and any(", false, 1>" in x for x in names), names
     for got, ref in zip(run.run(), matmul_grad(dy, a, b_in, trans_b=bool(trans_b))):
         assert rel_err(got, ref) <= GRAD_TOL[np.float16]
 

@@ -135,7 +135,8 @@ __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t 
 template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1>
 __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     MatmulWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ BOp b_op, MatmulTcParams p) {
-  static_assert(kCluster == 1 || (kCluster == 2 && !kTransA), "clusters share K-major A tiles only");
+  static_assert(kCluster == 1 || (kCluster == 2 && !kTransA && kConsumers == 4),
+                "pairs: K-major A, 256-row tiles in halves of 128 rows (LaunchPairs' box), DenseB's skip past N");
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
   using B = Block<BOp, kConsumers>;
@@ -361,7 +362,9 @@ cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const
     if (resident <= 0) return cudaErrorNotSupported;  // the caller takes another kernel
     const int64_t clusters = units < resident ? units : resident;
     config.gridDim = dim3(static_cast<unsigned>(clusters * kCluster));
-    return cudaLaunchKernelEx(&config, kernel, map_a, b_op, p);
+    const cudaError_t e = cudaLaunchKernelEx(&config, kernel, map_a, b_op, p);
+    if (e == cudaErrorNotSupported) (void)cudaGetLastError();  // the caller falls back: no stale error for it
+    return e;
   }
 }
 

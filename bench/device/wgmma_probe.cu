@@ -237,6 +237,7 @@ int main() {
       ok &= Dense(33, 17, 45, false, bf16, 3, true, sync);  // declined by wgmma (M % 8); mma.sync element loads
     }
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20, true);
+  if (speed) ok &= Dense(4096, 4096, 4096, false, false, 10, false, true);  // the mma.sync kernel, for its A/B runs
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20);        // speed (values small: sums stay exact)
   if (speed) ok &= Dense(4096, 4096, 4096, true, false, 20);
   for (bool bf16 : {false, true})

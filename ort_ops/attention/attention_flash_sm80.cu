@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "attention/attention_decode_kernel.cuh"
+#include "common/aligned.h"
 #include "common/smem_opt_in.h"
 
 namespace kaio {
@@ -31,8 +32,6 @@ Config DecodeConfigOf() {
   using Tl = DecodeTiles<kD>;
   return {kD, 1, attention_flash::kDecodeRows, attention_flash::kDecodeChunk, Tl::kSmemBytes, true};
 }
-
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 // 16-byte loads need D, Dv and every stride to be multiples of 8 elements and aligned bases.
 bool VectorLoads(const AttentionFlashParams& p) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "attention/attention_decode_kernel.cuh"
+#include "common/aligned.h"
 #include "common/smem_opt_in.h"
 
 namespace kaio {

@@ -22,10 +22,6 @@ using attention_wgmma::kBlockN;
 using attention_wgmma::kBoxCols;
 using attention_wgmma::Maps;
 
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
-
-// TMA reads 16-byte aligned bases with strides that are multiples of 16 bytes (8 elements).
-bool TmaStrides(const AttentionStrides& s) { return s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0; }
 
 // A (D, rows, heads, batch) map of one operand, read in boxes of 64 columns (one 128-byte swizzled
 // row) x `box_rows` rows of one head.
@@ -64,14 +60,13 @@ cudaError_t LaunchD(const Maps& maps, const AttentionFlashParams& p, cudaStream_
 
 // Whether `p` fits the Hopper kernel: an sm_90a build on a 9.0 device, D == Dv in {64, 128}, a
 // positive finite scale (it is folded into exp2 after the row max), TMA's alignment and stride
-// rules, 32-bit coordinates and a grid within its limits.
+// rules (16-byte aligned bases, strides of 8 elements: RowsAligned16), 32-bit coordinates and a grid within its limits.
 bool AttentionFlashWgmmaFits(const AttentionFlashParams& p) {
   constexpr int64_t kIndexMax = int64_t(1) << 31;
   return sm90::kBuiltForSm90a && p.sm == 90 && p.d == p.dv && (p.d == 64 || p.d == 128) && p.scale > 0.f &&
          std::isfinite(p.scale) && p.batch > 0 && p.batch <= 65535 && p.hq > 0 && p.hq <= 65535 && p.hkv > 0 &&
-         p.hq % p.hkv == 0 && p.sq > 0 && p.sk > 0 && p.sq < kIndexMax && p.sk < kIndexMax && Aligned16(p.q) &&
-         Aligned16(p.k) && Aligned16(p.v) && Aligned16(p.o) && TmaStrides(p.q_str) && TmaStrides(p.k_str) &&
-         TmaStrides(p.v_str) && p.o_str.row % 2 == 0 && p.o_str.head % 2 == 0 && p.o_str.batch % 2 == 0;
+         p.hq % p.hkv == 0 && p.sq > 0 && p.sk > 0 && p.sq < kIndexMax && p.sk < kIndexMax && RowsAligned16(p.q, p.q_str) &&
+         RowsAligned16(p.k, p.k_str) && RowsAligned16(p.v, p.v_str) && Aligned16(p.o) && p.o_str.row % 2 == 0 && p.o_str.head % 2 == 0 && p.o_str.batch % 2 == 0;
 }
 
 cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream) {

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/aligned.h"
+
 namespace kaio {
 
 enum class AttentionElem : int { kF16 = 0, kBF16 = 1 };
@@ -17,7 +19,7 @@ struct AttentionStrides {
 // Whether a tensor's rows can be read with 16-byte loads: a 16-byte aligned base and every stride a
 // multiple of 8 (16-bit) elements.
 inline bool RowsAligned16(const void* base, const AttentionStrides& s) {
-  return (reinterpret_cast<uintptr_t>(base) & 15) == 0 && s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0;
+  return Aligned16(base) && s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0;
 }
 
 struct AttentionFlashParams {
@@ -37,10 +39,8 @@ struct AttentionFlashParams {
 // Whether every row of Q, K and V can be read with 16-byte cp.async (the mma.sync kernels' fast
 // path): D, Dv and every stride multiples of 8 elements, and 16-byte aligned bases.
 inline bool AttentionVectorLoads(const AttentionFlashParams& p) {
-  auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
-  auto strides8 = [](const AttentionStrides& s) { return s.batch % 8 == 0 && s.head % 8 == 0 && s.row % 8 == 0; };
-  return p.d % 8 == 0 && p.dv % 8 == 0 && strides8(p.q_str) && strides8(p.k_str) && strides8(p.v_str) &&
-         aligned16(p.q) && aligned16(p.k) && aligned16(p.v);
+  return p.d % 8 == 0 && p.dv % 8 == 0 && RowsAligned16(p.q, p.q_str) && RowsAligned16(p.k, p.k_str) &&
+         RowsAligned16(p.v, p.v_str);
 }
 
 // Bytes of device scratch a launch with `p` needs (0: none; split-KV decode needs some).

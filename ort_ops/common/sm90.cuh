@@ -142,6 +142,13 @@ __device__ __forceinline__ uint64_t DescSw128(const void* smem, uint32_t leading
   return ((addr & 0x3FFFF) >> 4) | (uint64_t((leading_bytes & 0x3FFFF) >> 4) << 16) |
          (uint64_t((stride_bytes & 0x3FFFF) >> 4) << 32) | (uint64_t(1) << 62);
 }
+// Ordinary shared-memory stores (a tile the consumers dequantised) that wgmma, the async proxy, reads
+// next: a proxy fence, then named barrier 1 over the kThreads consumer threads that wrote it.
+template <int kThreads>
+__device__ __forceinline__ void PublishToWgmma() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+}
 __device__ __forceinline__ void WgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void WgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>

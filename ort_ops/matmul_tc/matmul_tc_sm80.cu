@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/aligned.h"
 #include "matmul_tc/matmul_tc_kernel.cuh"
 
 namespace kaio {
@@ -21,8 +22,6 @@ cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   MatmulTcSyncKernel<T, kTransB, kVec, DenseB, kTransA><<<grid, kThreads, 0, stream>>>(p, DenseB{});
   return cudaGetLastError();
 }
-
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 template <typename T>
 cudaError_t Combine(const MatmulTcParams& p, cudaStream_t stream) {

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "common/aligned.h"
 #include "common/sm90.cuh"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
@@ -14,7 +15,6 @@ namespace {
 
 using matmul_wgmma::kBlockK;
 using matmul_wgmma::kRowElems;
-using sm90::kBuiltForSm90a;
 
 // A map over 16-bit matrices in boxes of box_rows x one 128-byte swizzled row.
 bool MakeMap(CUtensorMap* map, MatmulElem type, const void* base, int64_t rows, int64_t cols, int64_t count,
@@ -69,15 +69,14 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 }  // namespace
 
 cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
-  auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
-  constexpr int64_t kIndexMax = int64_t(1) << 31;  // TMA coordinates are 32-bit
+  using matmul_wgmma::kTmaCoordMax;
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
-  // TMA's 16-byte strides: A's rows (K, or M with trans_a) and B's rows hold multiples of 8
-  // elements; N % 8 == 0 also lets the epilogue store column pairs.
-  if (!kBuiltForSm90a || p.sm != 90 || p.sm_count <= 0 || (p.trans_a ? p.m : p.k) % 8 != 0 ||
-      (p.trans_b && p.k % 8 != 0) || p.n % 8 != 0 || (p.trans_a && p.trans_b) || !aligned16(p.a) || !aligned16(p.b) || p.m >= kIndexMax ||
-      p.n >= kIndexMax || p.k >= kIndexMax || a_count >= kIndexMax || b_count >= kIndexMax)
+  // TMA's 16-byte strides and bases: A's rows (K, or M with trans_a) and B's rows hold multiples of
+  // 8 elements; N % 8 == 0 also lets the epilogue store column pairs.
+  if (!matmul_wgmma::WgmmaRuns(p.sm, p.sm_count, p.m, p.n, p.k) || (p.trans_a ? p.m : p.k) % 8 != 0 ||
+      (p.trans_b && p.k % 8 != 0) || p.n % 8 != 0 || (p.trans_a && p.trans_b) || !Aligned16(p.a) ||
+      !Aligned16(p.b) || a_count >= kTmaCoordMax || b_count >= kTmaCoordMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
   const bool tall = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;

@@ -296,20 +296,14 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
 #endif
 }
 
-// Host: whether a quantized product (MatmulInt4Params, MatmulInt8Params) may take the kernel: an
-// sm_90a build on a 9.0 device, 32-bit TMA coordinates, 16-byte aligned operands, and enough
-// 128 x 128 tiles to keep half the SMs busy (else the mma.sync GEMM's smaller tiles, or its split K,
-// fill the GPU better). Each launcher adds its own layout rules.
-template <class Quant>
-bool QuantGemmFits(const Quant& q) {
-  auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
-  constexpr int64_t kIndexMax = int64_t(1) << 31;
-  if (!sm90::kBuiltForSm90a || q.sm != 90 || q.sm_count <= 0 || q.k <= 0 || q.m >= kIndexMax || q.n >= kIndexMax ||
-      q.k >= kIndexMax || !aligned16(q.a) || !aligned16(q.b) || !aligned16(q.scales) ||
-      (q.zero_points && !aligned16(q.zero_points)))
-    return false;
-  const int64_t tiles = (q.m + 127) / 128 * ((q.n + kBlockN - 1) / kBlockN);
-  return 2 * tiles >= q.sm_count;
+// Host: TMA coordinates are 32-bit: sizes and matrix counts below this.
+constexpr int64_t kTmaCoordMax = int64_t(1) << 31;
+
+// Host: whether the kernel can run a product of these sizes at all: an sm_90a build on a 9.0 device,
+// 32-bit TMA coordinates. Each launcher adds its operands' layout and alignment rules.
+inline bool WgmmaRuns(int sm, int sm_count, int64_t m, int64_t n, int64_t k) {
+  return sm90::kBuiltForSm90a && sm == 90 && sm_count > 0 && k > 0 && m < kTmaCoordMax && n < kTmaCoordMax &&
+         k < kTmaCoordMax;
 }
 
 // Host: one CTA per SM (or per unit of work where there are fewer), the shared memory opted in.

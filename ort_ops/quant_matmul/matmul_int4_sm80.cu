@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/aligned.h"
 #include "common/smem_opt_in.h"
 #include "quant_matmul/matmul_int4_kernel.cuh"
 
@@ -185,8 +186,6 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
   }
   return cudaGetLastError();
 }
-
-bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 }  // namespace
 

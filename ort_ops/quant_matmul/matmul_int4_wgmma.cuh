@@ -15,6 +15,7 @@
 
 #include "common/sm90.cuh"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
+#include "quant_matmul/quant_wgmma.cuh"
 #include "quant_matmul/matmul_int4_kernel.cuh"
 
 namespace kaio {
@@ -78,9 +79,7 @@ struct Int4B {
       // 16-byte chunk (w0 + i) of row n, placed as TMA's 128-byte swizzle places it.
       *reinterpret_cast<uint4*>(tile + n * 128 + (((w0 + i) ^ (n & 7)) << 4)) = out;
     }
-    // Ordinary stores that wgmma (the async proxy) reads next: fence, then every consumer thread.
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
+    sm90::PublishToWgmma<kConsumerThreads>();
     return tile;
   }
   __device__ __forceinline__ uint64_t Desc(const uint8_t* tile, int kk) const {

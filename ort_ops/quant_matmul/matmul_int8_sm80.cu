@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/aligned.h"
 #include "matmul_tc/matmul_tc_kernel.cuh"
 #include "quant_matmul/matmul_int8_kernel.cuh"
 
@@ -69,8 +70,6 @@ Int8Plan PlanInt8(const MatmulInt8Params& p) {
   }
   return pl;
 }
-
-bool AlignedTo(const void* ptr, uintptr_t bytes) { return (reinterpret_cast<uintptr_t>(ptr) & (bytes - 1)) == 0; }
 
 // 16-byte loads of A, scales and zero points and 8-byte loads of B (else element loads).
 bool Vectorized(const MatmulInt8Params& p) {

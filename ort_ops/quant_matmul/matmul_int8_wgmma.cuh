@@ -11,6 +11,7 @@
 
 #include "common/sm90.cuh"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
+#include "quant_matmul/quant_wgmma.cuh"
 #include "quant_matmul/matmul_int8_kernel.cuh"
 
 namespace kaio {
@@ -63,8 +64,7 @@ struct Int8B {
       *reinterpret_cast<uint4*>(tile + (c / kRowElems) * (kTileBytes / 2) + r * 128 +
                                 ((((c % kRowElems) / 8) ^ (r & 7)) << 4)) = int8mm::DequantSegment<T>(b, s, z, kZp);
     }
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
+    sm90::PublishToWgmma<kConsumerThreads>();
     return tile;
   }
   __device__ __forceinline__ uint64_t Desc(const uint8_t* tile, int kk) const {

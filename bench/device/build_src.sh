@@ -5,6 +5,12 @@ here=$PWD
 . /tmp/ort-env.sh
 src=/tmp/kaio-src; rm -rf "$src"; mkdir -p "$src"; tar -xf .device/src.tar -C "$src"
 export KAIO_COMMIT=$(cat .device/COMMIT)
-cmake -S "$src" -B /tmp/kaio-build -G Ninja -DONNXRUNTIME_INCLUDE_DIR="$here/.device/ort-include" >"$OUT/build.log" 2>&1 \
-  && ninja -C /tmp/kaio-build >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+if [[ -f .device/lib/libkaio_ort_ops.so && $(cat .device/lib/COMMIT 2>/dev/null) == "$KAIO_COMMIT" ]]; then
+  # built on the development machine for sm_90a (prepare.sh with KAIO_PREBUILD=1): no device-side build
+  mkdir -p /tmp/kaio-build && cp .device/lib/libkaio_ort_ops.so /tmp/kaio-build/
+  echo "prebuilt library for $KAIO_COMMIT (sm_90a)" >"$OUT/build.log"
+else
+  cmake -S "$src" -B /tmp/kaio-build -G Ninja -DONNXRUNTIME_INCLUDE_DIR="$here/.device/ort-include" >"$OUT/build.log" 2>&1 \
+    && ninja -C /tmp/kaio-build >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+fi
 export KAIO_ORT_LIBRARY=/tmp/kaio-build/libkaio_ort_ops.so PYTHONPATH=$src/python:$PYTHONPATH

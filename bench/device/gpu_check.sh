@@ -14,13 +14,17 @@ limit=${KAIO_STEP_TIMEOUT:-480}
 # Standalone kernel probes first (KAIO_PROBES="wgmma_probe ..." names bench/device/<probe>.cu; its
 # `// probe-sources:` line lists the sources it links): built for sm_90a (a stuck mbarrier wait traps:
 # KAIO_MBAR_TIMEOUT) and run; KAIO_PROBE_AB="VAR=value"
-# runs it again with that environment (e.g. KAIO_WGMMA_CLUSTER=0); KAIO_PROBE_SANITIZE=1 adds
+# runs it again with that environment (an A/B switch such as KAIO_WGMMA_CLUSTER); KAIO_PROBE_SANITIZE=1 adds
 # memcheck, racecheck and synccheck runs side by side with KAIO_PROBE_QUICK=1 (no speed shapes).
 for probe in ${KAIO_PROBES:-}; do
   log="$OUT/$probe.log"
-  nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -DKAIO_MBAR_TIMEOUT -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr -I ort_ops \
-    -o "/tmp/$probe" "bench/device/$probe.cu" $(sed -n 's|^// probe-sources: ||p' "bench/device/$probe.cu") \
-    >"$log" 2>&1 || { tail -20 "$log"; continue; }
+  if [[ -x $here/.device/probes/$probe && $(cat "$here/.device/probes/COMMIT" 2>/dev/null) == "$KAIO_COMMIT" ]]; then
+    cp "$here/.device/probes/$probe" "/tmp/$probe" && echo "prebuilt $probe for $KAIO_COMMIT" >"$log"  # prepare.sh
+  else
+    nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -DKAIO_MBAR_TIMEOUT -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
+      -I ort_ops -o "/tmp/$probe" "bench/device/$probe.cu" $(sed -n 's|^// probe-sources: ||p' "bench/device/$probe.cu") \
+      >"$log" 2>&1 || { tail -20 "$log"; continue; }
+  fi
   timeout "$limit" "/tmp/$probe" >>"$log" 2>&1; tail -3 "$log"
   if [[ -n ${KAIO_PROBE_AB:-} ]]; then
     echo "== again with $KAIO_PROBE_AB" >>"$log"; env $KAIO_PROBE_AB timeout "$limit" "/tmp/$probe" >>"$log" 2>&1; tail -2 "$log"

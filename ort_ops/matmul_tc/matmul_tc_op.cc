@@ -33,6 +33,15 @@ void GemmAcc(const double* a, const double* b, double* c, int64_t m, int64_t n, 
 }
 
 #ifdef KAIO_WITH_CUDA
+// The CUDA kernels' batch rule (MatmulTcParams holds kMatmulMaxBatchRank batch dims), named after
+// input `index` ("A" of MatmulTc, MatmulTcGrad).
+OrtStatus* CheckCudaBatchRank(const ErrCtx& c, size_t index, const MatmulGeometry& g) {
+  if (static_cast<int>(g.out_batch.size()) > kMatmulMaxBatchRank)
+    return InputError(c, index, "A", "at most ", kMatmulMaxBatchRank, " batch dims are supported on CUDA, got ",
+                      g.out_batch.size());
+  return nullptr;
+}
+
 // One MatmulTc product on ORT's stream: where a single batch's output tiles would leave most SMs
 // idle (MatmulTcKSplit), K slices summed from ORT scratch; else one launch.
 OrtStatus* RunProduct(const ErrCtx& c, const CudaLaunch& launch, MatmulTcParams p) {
@@ -98,9 +107,7 @@ struct MatmulTcOp {
                                 const CudaLaunch& launch) {
     MatmulGeometry g;
     KAIO_RETURN_IF_ERROR(ResolveMatmul(c, in[0], in[1], at.trans_b, "A", "B", &g));
-    if (static_cast<int>(g.out_batch.size()) > kMatmulMaxBatchRank)
-      return InputError(c, 0, "A", "at most ", kMatmulMaxBatchRank, " batch dims are supported on CUDA, got ",
-                        g.out_batch.size());
+    KAIO_RETURN_IF_ERROR(CheckCudaBatchRank(c, 0, g));
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 0, "A", "M per batch", g.m, kMatmulTcMaxRows));
     MatmulTcParams p;
     p.a = in[0].data;
@@ -197,9 +204,7 @@ struct MatmulTcGradOp {
                                 const CudaLaunch& launch) {
     MatmulGeometry g;
     KAIO_RETURN_IF_ERROR(ResolveMatmul(c, in[1], in[2], at.trans_b, "A", "B", &g));
-    if (static_cast<int>(g.out_batch.size()) > kMatmulMaxBatchRank)
-      return InputError(c, 1, "A", "at most ", kMatmulMaxBatchRank, " batch dims are supported on CUDA, got ",
-                        g.out_batch.size());
+    KAIO_RETURN_IF_ERROR(CheckCudaBatchRank(c, 1, g));
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 1, "A", "M", g.m, kMatmulTcMaxRows));
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 2, "B", "K", g.k, kMatmulTcMaxRows));
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, 2, "B", "N", g.n, kMatmulTcMaxRows));

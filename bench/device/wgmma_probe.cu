@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -51,6 +52,11 @@ uint16_t Bits16(float v, bool bf16) {
   return *reinterpret_cast<uint16_t*>(&h);
 }
 
+float Float16(uint16_t bits, bool bf16) {
+  if (bf16) return __bfloat162float(*reinterpret_cast<__nv_bfloat16*>(&bits));
+  return __half2float(*reinterpret_cast<__half*>(&bits));
+}
+
 template <typename T>
 T* ToDevice(const std::vector<T>& v) {
   T* d = nullptr;
@@ -60,16 +66,25 @@ T* ToDevice(const std::vector<T>& v) {
 }
 
 // Compares Y (float [m, n]) with the reference of A (float [m, k]) x W (float [k, n]); returns true
-// where they agree everywhere.
-bool Compare(const char* what, const float* y_dev, const std::vector<float>& a, const std::vector<float>& w, int m,
-             int n, int k, float ms, double flops) {
+// where they agree everywhere. out16 (0: Y is f32; 1: f16; 2: bf16): Y holds 16-bit values, compared
+// with the reference rounded to that type.
+bool Compare(const char* what, const void* y_dev, const std::vector<float>& a, const std::vector<float>& w, int m,
+             int n, int k, float ms, double flops, int out16 = 0) {
   float *da = ToDevice(a), *dw = ToDevice(w), *dref = nullptr;
   CHECK(cudaMalloc(&dref, sizeof(float) * m * n));
   ReferenceKernel<<<dim3((n + 127) / 128, m), 128>>>(da, dw, dref, m, n, k);
   CHECK(cudaGetLastError());
   std::vector<float> got(size_t(m) * n), want(size_t(m) * n);
-  CHECK(cudaMemcpy(got.data(), y_dev, got.size() * 4, cudaMemcpyDeviceToHost));
+  if (out16) {
+    std::vector<uint16_t> bits(got.size());
+    CHECK(cudaMemcpy(bits.data(), y_dev, bits.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < bits.size(); ++i) got[i] = Float16(bits[i], out16 == 2);
+  } else {
+    CHECK(cudaMemcpy(got.data(), y_dev, got.size() * 4, cudaMemcpyDeviceToHost));
+  }
   CHECK(cudaMemcpy(want.data(), dref, want.size() * 4, cudaMemcpyDeviceToHost));
+  if (out16)
+    for (auto& e : want) e = Float16(Bits16(e, out16 == 2), out16 == 2);
   int bad = 0;
   for (int r = 0; r < m; ++r)
     for (int c = 0; c < n; ++c) {
@@ -107,8 +122,11 @@ int SmCount() {
 }
 
 // Dense: values in {-2, ..., 2}; trans_b stores B as [N, K], trans_a A as [K, M] (MatmulTcGrad's dB);
-// sync: through RunMatmulTc's mma.sync kernel instead of the wgmma one.
-bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a = false, bool sync = false) {
+// sync: through RunMatmulTc's mma.sync kernel instead of the wgmma one; out16: Y in A's type (else f32);
+// split: through RunMatmulTc with the K slices MatmulTcKSplit picks (the op's decode path: slices
+// into f32 partials, then the combining kernel).
+bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a = false, bool sync = false,
+           bool out16 = false, bool split = false) {
   std::vector<float> a(size_t(m) * k), w(size_t(k) * n);
   for (auto& v : a) v = float(std::rand() % 5 - 2);
   for (auto& v : w) v = float(std::rand() % 5 - 2);
@@ -126,25 +144,31 @@ bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a 
   MatmulTcParams p;
   p.a = da, p.b = db, p.y = dy;
   p.in_type = bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
-  p.out_type = MatmulElem::kF32;
+  p.out_type = out16 ? p.in_type : MatmulElem::kF32;
   p.trans_a = trans_a;
   p.trans_b = trans_b;
   p.use_async = !sync;
   p.m = m, p.n = n, p.k = k;
   p.sm = 90, p.sm_count = SmCount();
+  if (split) {
+    p.k_split = MatmulTcKSplit(p);
+    if (p.k_split > 1) CHECK(cudaMalloc(&p.partial, sizeof(float) * p.k_split * m * n));
+  }
   char what[96];
-  std::snprintf(what, sizeof what, "dense %s %dx%dx%d%s%s%s", bf16 ? "bf16" : "f16", m, n, k, trans_a ? " trans_a" : "",
-                trans_b ? " trans_b" : "", sync ? " mma.sync" : "");
+  std::snprintf(what, sizeof what, "dense %s %dx%dx%d%s%s%s%s%s", bf16 ? "bf16" : "f16", m, n, k,
+                trans_a ? " trans_a" : "", trans_b ? " trans_b" : "", sync ? " mma.sync" : "", out16 ? " out16" : "",
+                split ? " split" : "");
+  if (split) std::snprintf(what + std::strlen(what), sizeof what - std::strlen(what), " %d", int(p.k_split));
   auto launch = [&] {
-    return sync ? static_cast<cudaError_t>(RunMatmulTc(p, nullptr)) : RunMatmulTcWgmma(p, nullptr);
+    return sync || split ? static_cast<cudaError_t>(RunMatmulTc(p, nullptr)) : RunMatmulTcWgmma(p, nullptr);
   };
   if (launch() == cudaErrorNotSupported) {
     std::printf("%-44s declined\n", what);
     return true;
   }
   const float ms = TimeMs(launch, reps);
-  const bool ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
-  cudaFree(da), cudaFree(db), cudaFree(dy);
+  const bool ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k, out16 ? (bf16 ? 2 : 1) : 0);
+  cudaFree(da), cudaFree(db), cudaFree(dy), cudaFree(p.partial);
   return ok;
 }
 
@@ -216,7 +240,10 @@ int main() {
       ok &= Dense(129, 72, 72, trans_b, bf16, 3);         // boxes partly past M, N, K
       ok &= Dense(300, 264, 520, trans_b, bf16, 3);       // tails inside tiles
       ok &= Dense(2048, 2048, 256, trans_b, bf16, 3);     // more tiles than SMs
-      ok &= Dense(2200, 2048, 264, trans_b, bf16, 3);     // 256-row tiles
+      ok &= Dense(2200, 2048, 264, trans_b, bf16, 3);     // large tiles (128 x 256 wide, or 256 x 128)
+      ok &= Dense(2200, 2184, 264, trans_b, bf16, 3);     // a wide tile's last boxes past N (3 of 4 loaded)
+      ok &= Dense(2200, 2184, 264, trans_b, bf16, 3, false, false, true);  // 16-bit output
+      ok &= Dense(300, 264, 520, trans_b, bf16, 3, false, false, true);
     }
   // Pairs of CTAs sharing A tiles (tall tiles, >= 2 tile columns): an odd tile column count (the
   // second CTA of the last pair wholly past N), a row tail leaving the last tile's second A half
@@ -226,6 +253,15 @@ int main() {
       ok &= Dense(3900, 1032, 136, trans_b, bf16, 3);
       ok &= Dense(4100, 2048, 72, trans_b, bf16, 3);
     }
+  // Skinny 64 x 128 tiles (M <= 64), with and without K slices (1 and 16-bit outputs), trans_a too.
+  for (bool bf16 : {false, true})
+    for (bool trans_b : {true, false}) {
+      ok &= Dense(1, 136, 72, trans_b, bf16, 3);
+      ok &= Dense(33, 264, 520, trans_b, bf16, 3, false, false, true);
+      ok &= Dense(64, 1032, 2056, trans_b, bf16, 3, false, false, false, true);
+      ok &= Dense(7, 2056, 1032, trans_b, bf16, 3, false, false, true, true);
+    }
+  ok &= Dense(40, 264, 520, false, false, 3, true);
   // MatmulTcGrad's dB: A read transposed (MN-major), wgmma and mma.sync; M % 64 != 0 leaves a consumer's
   // A box unloaded (wholly past M), K tails inside a stage.
   for (bool bf16 : {false, true})
@@ -240,6 +276,13 @@ int main() {
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 10, false, true);  // the mma.sync kernel, for its A/B runs
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20);        // speed (values small: sums stay exact)
   if (speed) ok &= Dense(4096, 4096, 4096, true, false, 20);
+  if (speed) ok &= Dense(8192, 8192, 8192, false, false, 5);
+  if (speed) ok &= Dense(8192, 8192, 8192, false, true, 5);
+  // Decode-sized M with the op's K slices (B 32-112 MiB: partly L2-resident here, unlike the benchmark's).
+  for (int m : {1, 16, 64})
+    if (speed) ok &= Dense(m, 4096, 4096, false, false, 50, false, false, true, true);
+  if (speed) ok &= Dense(16, 14336, 4096, false, false, 50, false, false, true, true);
+  if (speed) ok &= Dense(16, 4096, 14336, false, false, 50, false, false, true, true);
   for (bool bf16 : {false, true})
     for (int group : {32, 64, 128})
       for (bool zp : {false, true}) ok &= Quantized<4>(300, 3208, 1024, group, zp, bf16, 3);

@@ -60,5 +60,27 @@ __device__ __forceinline__ uint32_t Pack2(float a, float b) {
   }
 }
 
+// A 4 x 4 transpose across each quad of lanes (lane % 4 = q): afterwards v[i] of lane q holds what
+// lane i held in v[q]. The tensor-core fragments give lane q columns 2q, 2q + 1 of each 8-column
+// block; after the transpose over four blocks, lane q holds all 8 columns of block q: one 16-byte
+// store instead of four 4-byte ones. Two butterfly steps (lanes q ^ 2, then q ^ 1), every lane of
+// the warp taking part.
+__device__ __forceinline__ void QuadTranspose(uint32_t (&v)[4]) {
+  const unsigned lane = threadIdx.x & 31;
+  const bool hi2 = lane & 2, hi1 = lane & 1;
+  {  // 2 x 2 blocks: lanes q and q ^ 2 swap the off-diagonal pairs
+    const uint32_t r0 = __shfl_xor_sync(0xffffffffu, hi2 ? v[0] : v[2], 2);
+    const uint32_t r1 = __shfl_xor_sync(0xffffffffu, hi2 ? v[1] : v[3], 2);
+    if (hi2) v[0] = r0, v[1] = r1;
+    else v[2] = r0, v[3] = r1;
+  }
+  {  // inside the blocks: lanes q and q ^ 1 swap the off-diagonal elements
+    const uint32_t r0 = __shfl_xor_sync(0xffffffffu, hi1 ? v[0] : v[1], 1);
+    const uint32_t r1 = __shfl_xor_sync(0xffffffffu, hi1 ? v[2] : v[3], 1);
+    if (hi1) v[0] = r0, v[2] = r1;
+    else v[1] = r0, v[3] = r1;
+  }
+}
+
 }  // namespace ptx
 }  // namespace kaio

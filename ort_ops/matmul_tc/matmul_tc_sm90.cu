@@ -30,22 +30,38 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
   return last / matrix_elems + 1;
 }
 
-template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1>
+template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1, int kTileN = 128>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
-  matmul_wgmma::DenseB<kTransB> b_op;
+  using BOp = matmul_wgmma::DenseB<kTransB, kTileN>;
+  BOp b_op;
   b_op.map = map_b;
   b_op.n = p.n;
-  return matmul_wgmma::LaunchWgmma<T, matmul_wgmma::DenseB<kTransB>, kConsumers, kTransA, kCluster>(p, map_a, b_op,
-                                                                                                   stream);
+  return matmul_wgmma::LaunchWgmma<T, BOp, kConsumers, kTransA, kCluster>(p, map_a, b_op, stream);
 }
 
-// Pairs of CTAs sharing A tiles (the kernel's kCluster = 2); KAIO_WGMMA_CLUSTER=0 turns them off
-// (read once), for side-by-side runs of both.
+// An on/off switch read once from the environment ("0" or "1"), for side-by-side runs of both paths.
+bool Switch(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v && v[0] == '0' && v[1] == '\0') return false;
+  if (v && v[0] == '1' && v[1] == '\0') return true;
+  return fallback;
+}
+// Pairs of CTAs sharing A tiles (the kernel's kCluster = 2): off unless KAIO_WGMMA_CLUSTER=1; on the
+// H200 they measured slower than single CTAs (wgmma_probe 4096^3: 0.202 vs 0.197 ms, at b099734).
 bool PairsEnabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("KAIO_WGMMA_CLUSTER");
-    return !(v && v[0] == '0' && v[1] == '\0');
-  }();
+  static const bool enabled = Switch("KAIO_WGMMA_CLUSTER", false);
+  return enabled;
+}
+// Wide 128 x 256 tiles (two consumers, wgmma m64n256) where 256-row tiles would fill the GPU: the
+// same tile area, half the A and B fragment reads per product; KAIO_WGMMA_WIDE=0 keeps 256 x 128.
+bool WideEnabled() {
+  static const bool enabled = Switch("KAIO_WGMMA_WIDE", true);
+  return enabled;
+}
+// Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
+// first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
+bool SkinnyEnabled() {
+  static const bool enabled = Switch("KAIO_WGMMA_SKINNY", true);
   return enabled;
 }
 
@@ -58,12 +74,18 @@ cudaError_t LaunchPairs(const MatmulTcParams& p, int64_t a_count, const CUtensor
                    : Launch<T, false, 4, false, 2>(p, map_half_a, map_b, stream);
 }
 
-// 256-row tiles where they still give every SM a tile; else 128-row tiles (more, smaller tiles).
+// The tile shape: large (256 x 128 or 128 x 256) where such tiles still give every SM one; skinny
+// (64 x 128) for M <= 64; else 128 x 128 (more, smaller tiles).
+enum class Tiles { kSkinny, kSmall, kTall, kWide };
 template <typename T, bool kTransB, bool kTransA = false>
 cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b,
-                        cudaStream_t stream, bool tall) {
-  return tall ? Launch<T, kTransB, 4, kTransA>(p, map_a, map_b, stream)
-              : Launch<T, kTransB, 2, kTransA>(p, map_a, map_b, stream);
+                        cudaStream_t stream, Tiles tiles) {
+  switch (tiles) {
+    case Tiles::kTall: return Launch<T, kTransB, 4, kTransA>(p, map_a, map_b, stream);
+    case Tiles::kWide: return Launch<T, kTransB, 2, kTransA, 1, 256>(p, map_a, map_b, stream);
+    case Tiles::kSkinny: return Launch<T, kTransB, 1, kTransA>(p, map_a, map_b, stream);
+    default: return Launch<T, kTransB, 2, kTransA>(p, map_a, map_b, stream);
+  }
 }
 
 }  // namespace
@@ -79,28 +101,32 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
       !Aligned16(p.b) || a_count >= kTmaCoordMax || b_count >= kTmaCoordMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
-  const bool tall = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;
+  const bool large = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;
+  // Tall tiles, at least two tile columns, no K slices: pairs of CTAs may read each A tile from L2 once.
+  const bool pairs = large && !p.trans_a && !p.partial && n_tiles >= 2 && PairsEnabled();
+  const Tiles tiles = large ? (pairs || !WideEnabled() ? Tiles::kTall : Tiles::kWide)
+                            : p.m <= 64 && SkinnyEnabled() ? Tiles::kSkinny : Tiles::kSmall;
+  const int a_box_rows = tiles == Tiles::kTall ? 256 : tiles == Tiles::kSkinny ? 64 : 128;
   CUtensorMap map_a, map_b;
   // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
   bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)
-                      : MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, tall ? 256 : 128);
-  ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, matmul_wgmma::kBlockN)
+                      : MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, a_box_rows);
+  ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, tiles == Tiles::kWide ? 256 : 128)
                         : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
   if (!ok) return cudaErrorNotSupported;
-  // Tall tiles, at least two tile columns, no K slices: pairs of CTAs read each A tile from L2 once.
-  if (tall && !p.trans_a && !p.partial && n_tiles >= 2 && PairsEnabled()) {
+  if (pairs) {
     const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchPairs<__half>(p, a_count, map_b, stream)
                                                         : LaunchPairs<__nv_bfloat16>(p, a_count, map_b, stream);
     if (e != cudaErrorNotSupported) return e;  // else: no cluster fits; the single-CTA kernel below
   }
   if (p.trans_a)
-    return p.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(p, map_a, map_b, stream, tall)
-                                         : LaunchTiles<__nv_bfloat16, false, true>(p, map_a, map_b, stream, tall);
+    return p.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(p, map_a, map_b, stream, tiles)
+                                         : LaunchTiles<__nv_bfloat16, false, true>(p, map_a, map_b, stream, tiles);
   if (p.in_type == MatmulElem::kF16)
-    return p.trans_b ? LaunchTiles<__half, true>(p, map_a, map_b, stream, tall)
-                     : LaunchTiles<__half, false>(p, map_a, map_b, stream, tall);
-  return p.trans_b ? LaunchTiles<__nv_bfloat16, true>(p, map_a, map_b, stream, tall)
-                   : LaunchTiles<__nv_bfloat16, false>(p, map_a, map_b, stream, tall);
+    return p.trans_b ? LaunchTiles<__half, true>(p, map_a, map_b, stream, tiles)
+                     : LaunchTiles<__half, false>(p, map_a, map_b, stream, tiles);
+  return p.trans_b ? LaunchTiles<__nv_bfloat16, true>(p, map_a, map_b, stream, tiles)
+                   : LaunchTiles<__nv_bfloat16, false>(p, map_a, map_b, stream, tiles);
 }
 
 }  // namespace kaio

@@ -4,12 +4,14 @@
 // where wgmma reads them), Int4B in quant_matmul/matmul_int4_wgmma.cuh (packed codes dequantised by
 // the consumers into an f16 / bf16 tile first).
 //
-// Block: warpgroup 0 produces (one thread issues the TMA loads), kConsumers warpgroups (2 or 4)
-// consume: each multiplies 64 rows of the (64 kConsumers) x 128 output tile with wgmma m64n128k16,
-// f32 accumulators in registers, and stores them (the producer meanwhile loads the next tile's first
-// stages). Stages of (64 kConsumers) x 64 (A) and 64 x 128 (B), 128-byte swizzled as TMA writes
-// them; kStages deep. Four consumers (256-row tiles) halve the B traffic per output; two keep more
-// CTAs busy when the output has few tiles.
+// Block: warpgroup 0 produces (one thread issues the TMA loads), kConsumers warpgroups (1, 2 or 4)
+// consume: each multiplies 64 rows of the (64 kConsumers) x kTileN output tile with wgmma m64nNk16
+// (N = kTileN: 128, or 256 for DenseB's wide tiles), f32 accumulators in registers, and stores them
+// (the producer meanwhile loads the next tile's first stages). Stages of (64 kConsumers) x 64 (A)
+// and 64 x kTileN (B), 128-byte swizzled as TMA writes them; kStages deep (twice that with one
+// consumer). Tiles of 256 x 128 (four consumers) or 128 x 256 (two, wide) halve the operand traffic
+// per output against 128 x 128; 128 x 128 keeps more CTAs busy when the output has few tiles; 64 x
+// 128 (one consumer, skinny) serves M <= 64 without multiplying rows past M.
 // Clusters (kCluster = 2, dense B): the two CTAs of a cluster take horizontally adjacent tiles (the
 // same rows of A) and each loads half of the A tile, multicast into both CTAs' stages, so A crosses
 // L2 once per pair: a stage's full barrier counts both halves, its empty barrier the consumers of
@@ -39,51 +41,60 @@ namespace kaio {
 namespace matmul_wgmma {
 
 constexpr int kRowElems = 64;  // 16-bit elements in one 128-byte swizzled shared-memory row (a TMA box's width)
-constexpr int kBlockN = 128, kBlockK = 64;
-// The code below takes a K tile (A, [N, K] B) or a 64-column half of the N tile ([K, N] B) to be one
-// swizzled row wide: 128-byte row strides, the n0 + 64 box, the descriptors' offsets.
+constexpr int kBlockN = 128, kBlockK = 64;  // kBlockN: the quantized policies' tile width (DenseB's is 128 or 256)
+// The code below takes a K tile (A, [N, K] B) or a 64-column box of the N tile ([K, N] B) to be one
+// swizzled row wide: 128-byte row strides, the n0 + 64 b boxes, the descriptors' offsets.
 static_assert(kBlockK == kRowElems && kBlockN == 2 * kRowElems, "tiles are built from 128-byte swizzled rows");
-constexpr int kStages = 4;
-constexpr int kTileBBytes = kBlockN * kBlockK * 2;     // 16 KiB
+constexpr int kStages = 4;  // ring depth of 2- and 4-consumer blocks
+constexpr int kBoxBBytes = kRowElems * kBlockK * 2;   // one 64-column box of a [K, N] B tile: 8 KiB
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
 
-// The shape of a block with kConsumers consumer warpgroups of 64 rows each: a ring stage holds the
-// A tile and BOp::kStageBytes of B, rounded up to 1024 bytes (swizzle atoms stay aligned); BOp's
-// own buffers (kExtraBytes) follow the ring.
+// The shape of a block with kConsumers consumer warpgroups of 64 rows each: a ring of kRing stages,
+// each holding the A tile and BOp::kStageBytes of B, rounded up to 1024 bytes (swizzle atoms stay
+// aligned); BOp's own buffers (kExtraBytes) follow the ring. One consumer (skinny 64-row tiles, for
+// M <= 64, where the product streams B from memory) gets a ring twice as deep: more bytes in flight.
 template <class BOp, int kConsumers>
 struct Block {
   static constexpr int kRows = 64 * kConsumers;                  // block tile rows (M)
   static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kRing = kConsumers == 1 ? 2 * kStages : kStages;
   static constexpr int kTileABytes = kRows * kBlockK * 2;
   static constexpr int kStageBytes = (kTileABytes + BOp::kStageBytes + 1023) / 1024 * 1024;
-  static constexpr int kSmemBytes = kStages * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
+  static constexpr int kSmemBytes = kRing * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
 };
 
-// B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch). kTransB: B is [N, K] (K-major, as
-// wgmma reads it); otherwise [K, N], read MN-major from two 64-column boxes.
-template <bool kTransB>
+// B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch), kTileN (128 or 256) columns wide.
+// kTransB: B is [N, K] (K-major, as wgmma reads it), one box of kTileN rows; otherwise [K, N], read
+// MN-major from kTileN / 64 boxes of 64 columns.
+template <bool kTransB, int kN = kBlockN>
 struct DenseB {
   CUtensorMap map;
   int64_t n;
-  static constexpr int kStageBytes = kTileBBytes;
+  static constexpr int kTileN = kN;
+  static constexpr int kBoxes = kN / kRowElems;
+  static constexpr int kStageBytes = kBoxes * kBoxBBytes;
   static constexpr int kExtraBytes = 0;
   static constexpr int kWgmmaTransB = kTransB ? 0 : 1;
+  static_assert(kN == 128 || kN == 256, "wgmma m64n128 or m64n256");
 
-  // A second [K, N] box wholly past N is not loaded: the columns it would hold are never stored,
-  // and a column's products do not mix with other columns'.
-  // A tile wholly past N (a cluster's second CTA on odd tile columns) loads no B.
-  __device__ __forceinline__ bool SecondBox(int n0) const { return !kTransB && n0 + kRowElems < n; }
-  __device__ __forceinline__ uint32_t Bytes(int n0) const {
+  // [K, N] boxes wholly past N are not loaded: the columns they would hold are never stored, and a
+  // column's products do not mix with other columns'. A tile wholly past N (a cluster's second CTA
+  // on odd tile columns) loads no B.
+  __device__ __forceinline__ int Boxes(int n0) const {
     if (n0 >= n) return 0;
-    return kTileBBytes - (kTransB || SecondBox(n0) ? 0 : kTileBBytes / 2);
+    if (kTransB) return kBoxes;
+    const int64_t left = (n - n0 + kRowElems - 1) / kRowElems;
+    return left < kBoxes ? static_cast<int>(left) : kBoxes;
   }
+  __device__ __forceinline__ uint32_t Bytes(int n0) const { return Boxes(n0) * kBoxBBytes; }
   __device__ __forceinline__ void Load(uint8_t* stage, uint64_t* bar, int k0, int n0, int b_index) const {
     if (n0 >= n) return;
     if constexpr (kTransB) {
       sm90::TmaLoad3d(stage, &map, bar, k0, n0, b_index);
     } else {
-      sm90::TmaLoad3d(stage, &map, bar, n0, k0, b_index);
-      if (SecondBox(n0)) sm90::TmaLoad3d(stage + kTileBBytes / 2, &map, bar, n0 + kRowElems, k0, b_index);
+      const int boxes = Boxes(n0);
+      for (int box = 0; box < boxes; ++box)
+        sm90::TmaLoad3d(stage + box * kBoxBBytes, &map, bar, n0 + box * kRowElems, k0, b_index);
     }
   }
   // The tile wgmma reads: the stage itself.
@@ -93,7 +104,7 @@ struct DenseB {
   }
   __device__ __forceinline__ uint64_t Desc(const uint8_t* tile, int kk) const {
     return kTransB ? sm90::DescSw128(tile + kk * 32, 16, 1024)
-                   : sm90::DescSw128(tile + kk * 16 * 128, kTileBBytes / 2, 1024);
+                   : sm90::DescSw128(tile + kk * 16 * 128, kBoxBBytes, 1024);
   }
 };
 
@@ -141,6 +152,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   using namespace sm90;
   using B = Block<BOp, kConsumers>;
   constexpr int kBlockM = B::kRows, kTileABytes = B::kTileABytes, kStageBytes = B::kStageBytes;
+  constexpr int kTileN = BOp::kTileN, kAcc = kTileN / 2, kStages = B::kRing;
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t full[kStages], empty[kStages];
   // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
@@ -164,12 +176,12 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   const uint32_t rank = kCluster > 1 ? ClusterCtaRank() : 0;
   const int64_t first_unit = blockIdx.x / kCluster, unit_stride = gridDim.x / kCluster;
   const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM;
-  const int64_t n_groups = ((p.n + kBlockN - 1) / kBlockN + kCluster - 1) / kCluster;
+  const int64_t n_groups = ((p.n + kTileN - 1) / kTileN + kCluster - 1) / kCluster;
   const int64_t splits = p.partial ? p.k_split : 1;
   const int64_t units = p.batch_count * m_tiles * n_groups * splits;
   auto tile_at = [&](int64_t unit) {
-    TileCoord c = TileAt(unit / splits, m_tiles, n_groups, kBlockM, kBlockN * kCluster);
-    c.n0 += rank * kBlockN;
+    TileCoord c = TileAt(unit / splits, m_tiles, n_groups, kBlockM, kTileN * kCluster);
+    c.n0 += rank * kTileN;
     return c;
   };
   // A consumer is done with stage s: tell every CTA whose producer writes it.
@@ -234,14 +246,14 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   T* y_t = static_cast<T*>(p.y);
   float* y_f = static_cast<float*>(p.y);
   const bool out_f32 = p.out_type == MatmulElem::kF32;
-  float acc[64];
+  float acc[kAcc];
   uint32_t it = 0;
   for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
     const TileCoord c = tile_at(unit);
     int k_lo, k_hi;
     k_range(unit, &k_lo, &k_hi);
 #pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
     FenceOperands(acc);
     for (int kt = k_lo; kt < k_hi; ++kt, ++it) {
       const int s = it % kStages;
@@ -255,7 +267,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
         // K-major A: a k step moves 32 bytes along the swizzled row; MN-major A: 16 rows of 128 bytes.
         const uint64_t desc_a =
             kTransA ? DescSw128(a_tile + kk * 16 * 128, 64 * 128, 1024) : DescSw128(a_tile + kk * 32, 16, 1024);
-        WgmmaM64N128K16<T, BOp::kWgmmaTransB, kTransA ? 1 : 0>(acc, desc_a, b_op.Desc(b_tile, kk));
+        WgmmaM64K16<T, kTileN, BOp::kWgmmaTransB, kTransA ? 1 : 0>(acc, desc_a, b_op.Desc(b_tile, kk));
       }
       WgmmaCommit();
       WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
@@ -265,25 +277,44 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     FenceOperands(acc);  // the stores below read the accumulators only after the wait
     if (k_hi > k_lo && t == 0) release((it - 1) % kStages);
 
-    // The m64n128 fragment: per 8-column block j, rows r and r + 8, columns c and c + 1.
+    // The m64nN fragment: per 8-column block j, rows r and r + 8, columns 2 (t % 4) and + 1. Over
+    // four blocks, a quad transpose gives lane t % 4 all 8 columns of block 4 g + t % 4: 16-byte
+    // stores (32 bytes of f32). N % 8 == 0: an 8-column block lies wholly inside or past N.
+    const int q = t % 4;
     const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
-    const int64_t col0 = c.n0 + (t % 4) * 2;
     const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;
+    float* out_f = p.partial ? p.partial : y_f;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int64_t col = col0 + 8 * j;
+    for (int g = 0; g < kTileN / 32; ++g) {
+      const int64_t col = c.n0 + 32 * g + 8 * q;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int64_t row = row0 + 8 * h;
-        if (row >= p.m || col >= p.n) continue;  // N % 8 == 0: col + 1 < N too
-        const float v0 = acc[j * 4 + h * 2], v1 = acc[j * 4 + h * 2 + 1];
+        const bool in = row < p.m && col < p.n;
         const int64_t at = y_base + row * p.n + col;
-        if (p.partial) {
-          *reinterpret_cast<float2*>(p.partial + at) = make_float2(v0, v1);
-        } else if (out_f32) {
-          *reinterpret_cast<float2*>(y_f + at) = make_float2(v0, v1);
+        if (p.partial || out_f32) {
+          uint32_t lo[4], hi[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            lo[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2]);
+            hi[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2 + 1]);
+          }
+          ptx::QuadTranspose(lo);
+          ptx::QuadTranspose(hi);
+          if (in) {
+            float4* dst = reinterpret_cast<float4*>(out_f + at);
+            dst[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]), __uint_as_float(lo[1]),
+                                 __uint_as_float(hi[1]));
+            dst[1] = make_float4(__uint_as_float(lo[2]), __uint_as_float(hi[2]), __uint_as_float(lo[3]),
+                                 __uint_as_float(hi[3]));
+          }
         } else {
-          *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<T>(v0, v1);
+          uint32_t v[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            v[i] = ptx::Pack2<T>(acc[(4 * g + i) * 4 + h * 2], acc[(4 * g + i) * 4 + h * 2 + 1]);
+          ptx::QuadTranspose(v);
+          if (in) *reinterpret_cast<uint4*>(y_t + at) = make_uint4(v[0], v[1], v[2], v[3]);
         }
       }
     }
@@ -333,7 +364,7 @@ cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const
   using B = Block<BOp, kConsumers>;
   constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA, kCluster>;
   if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
-  const int64_t n_groups = ((p.n + kBlockN - 1) / kBlockN + kCluster - 1) / kCluster;
+  const int64_t n_groups = ((p.n + BOp::kTileN - 1) / BOp::kTileN + kCluster - 1) / kCluster;
   const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial ? p.k_split : 1);
   if constexpr (kCluster == 1) {
     const int64_t ctas = units < p.sm_count ? units : p.sm_count;

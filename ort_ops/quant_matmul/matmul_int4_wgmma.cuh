@@ -35,6 +35,7 @@ struct Int4B {
   static constexpr int kTileBytes = kBlockN * kBlockK * 2;        // one dequantised tile
   static constexpr int kExtraBytes = 3 * kTileBytes;
   static constexpr int kWgmmaTransB = 0;                          // [N, K] tile: K-major
+  static constexpr int kTileN = kBlockN;
 
   __host__ __device__ int ScaleRows() const { return group_size < kBlockK ? kBlockK / group_size : 1; }
   __device__ __forceinline__ uint32_t Bytes(int) const {

@@ -31,6 +31,7 @@ struct Int8B {
   static constexpr int kTileBytes = kBlockN * kBlockK * 2;
   static constexpr int kExtraBytes = 3 * kTileBytes;
   static constexpr int kWgmmaTransB = 1;                        // [K, N] tile: MN-major
+  static constexpr int kTileN = kBlockN;
 
   __host__ __device__ int ScaleRows() const { return group_size == 32 ? 2 : 1; }
   __device__ __forceinline__ int ScaleRow(int k0) const { return group_size > 0 ? int(k0 / group_size) : 0; }

@@ -2,6 +2,10 @@
 EP against the float64 reference: the mma.sync kernel, and on sm_90 the Async ops' TMA + wgmma kernel (shapes with
 K % 8 or N % 8 != 0 fall back to mma.sync there too); IOBinding, poisoned guarded outputs, CUDA-graph
 replay, and the CUDA-side validation rules."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
@@ -234,21 +238,44 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
         assert rel_err(got, ref) <= GRAD_TOL[np.float16]
 
 
+# The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches, read once per
+# process: the settings other than this process's run in a child pytest. case -> (switches, M x K x N,
+# the kernel name's tail "DenseB<trans_b, tile N>, consumers, trans_a, cluster>").
+TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY")
+TILE_CASES = {
+    "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1>"),
+    "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1>"),
+    "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2>"),
+    "skinny": ({}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1>"),
+    "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1>"),
+}
+
+
 @cuda_graph_test("MatmulTcAsync")
 @pytest.mark.parametrize("trans_b", [0, 1])
-def test_tall_products_run_in_cta_pairs_on_sm90(trans_b):
-    """On Hopper, products with enough 256-row tiles for every SM run the wgmma kernel in clusters of
-    two CTAs sharing A tiles (kCluster = 2 in the kernel's name); captured in a CUDA graph too (the
-    launch's occupancy query happens once, outside the capture, and replays match eager runs)."""
+@pytest.mark.parametrize("case", list(TILE_CASES))
+def test_tile_shapes_on_sm90(case, trans_b):
+    """On Hopper: 128 x 256 tiles where large tiles fill the GPU (256 x 128 with KAIO_WGMMA_WIDE=0, in
+    CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), 64 x 128 for M <= 64 (128 x 128 with
+    KAIO_WGMMA_SKINNY=0, here with split K); each right and, captured in a CUDA graph (the pairs'
+    occupancy query happens once, outside the capture), replaying what eager runs compute."""
     require_sm90()
+    switches, (m, k, n), tail = TILE_CASES[case]
+    if any(os.environ.get(v) != switches.get(v) for v in TILE_SWITCHES):
+        env = {v: x for v, x in os.environ.items() if v not in TILE_SWITCHES} | switches
+        child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu",
+                                f"{__file__}::test_tile_shapes_on_sm90[{case}-{trans_b}]"],
+                               env=env, capture_output=True, text=True, timeout=600)
+        assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout[-3000:] + child.stderr[-2000:]
+        return
     g = rng()
-    m, k, n = 3900, 136, 1032
     a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
     b_in = np.ascontiguousarray(b.T) if trans_b else b
     model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float32])
     run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
     names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
-    assert names and all(", 2>" in x for x in names), names
+    want = tail.format(tb="true" if trans_b else "false")
+    assert names and all(want in x for x in names), (want, names)
     assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
     graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_in], [(m, n)], [np.float32])
     assert rel_err(graph_run.run()[0], matmul(a, b)) <= TOL[np.float32]

@@ -1,8 +1,12 @@
 """MatmulInt4 (com.kaio, W4A16; --bits 4, the default) or MatmulInt8 W8A16 (--bits 8) vs ORT
 com.microsoft MatMulNBits (bits 4 / 8, block 128), float16 in and out, the same weights
 (kaio_ort.packing.to_matmulnbits), weights cold in L2, on the CUDA EP.
+--w8a8: MatmulInt8 W8A8 (int8 A and B, one f32 scale, float16 Y) vs ORT's MatMulInteger (int8 x
+int8 -> int32, where the CUDA EP takes it; else its column is empty), with our MatmulTcAsync f16
+(float16 A and B, float16 Y) on the same shapes beside them (extra columns f16_us, vs_f16 = f16 time
+/ W8A8 time: > 1, W8A8 faster).
 
-Usage: python bench/bench_quant_matmul.py [--quick] [--bits 4|8]
+Usage: python bench/bench_quant_matmul.py [--quick] [--bits 4|8] [--w8a8]
 """
 from __future__ import annotations
 
@@ -49,6 +53,66 @@ def model(op: str, bits: int, m: int, n: int, k: int):
                                                helper.make_opsetid("com.microsoft", 1)], ir_version=8)
 
 
+W8A8_SHAPES = [(m, n, k) for m in (1, 16, 128) for n, k in ((4096, 4096), (14336, 4096))]
+W8A8_SHAPES += [(2048, 4096, 4096), (4096, 4096, 4096), (8192, 8192, 8192)]
+
+
+def w8a8_model(op: str, m: int, n: int, k: int):
+    """op: "kaio" (MatmulInt8 W8A8, float16 Y), "ort" (MatMulInteger, int32 Y), "f16" (MatmulTcAsync)."""
+    f16, i8 = TensorProto.FLOAT16, TensorProto.INT8
+    if op == "kaio":
+        node = helper.make_node("MatmulInt8", ["A", "B", "S"], ["Y"], domain="com.kaio", out_dtype=f16)
+        ins = [helper.make_tensor_value_info("A", i8, [m, k]), helper.make_tensor_value_info("B", i8, [k, n]),
+               helper.make_tensor_value_info("S", TensorProto.FLOAT, [])]
+        y = f16
+    elif op == "ort":
+        node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+        ins = [helper.make_tensor_value_info("A", i8, [m, k]), helper.make_tensor_value_info("B", i8, [k, n])]
+        y = TensorProto.INT32
+    else:
+        node = helper.make_node("MatmulTcAsync", ["A", "B"], ["Y"], domain="com.kaio", out_dtype=f16)
+        ins = [helper.make_tensor_value_info("A", f16, [m, k]), helper.make_tensor_value_info("B", f16, [k, n])]
+        y = f16
+    g = helper.make_graph([node], op, ins, [helper.make_tensor_value_info("Y", y, [m, n])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.kaio", 1)],
+                             ir_version=8)
+
+
+def w8a8_main(iters: int) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for m, n, k in W8A8_SHAPES:
+        bytes_ = n * k + m * k + 2 * m * n  # int8 B and A, float16 Y (the transpose's B^T round trip not counted)
+        sets = harness.sets_for_cold_l2(bytes_, max_sets=16)
+        ins = {"kaio": [], "ort": [], "f16": []}
+        for _ in range(sets):
+            a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+            b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+            ins["kaio"].append([a, b, np.array(1.0 / (128 * 128 * np.sqrt(k)), np.float32)])
+            ins["ort"].append([a, b])
+            ins["f16"].append([(a / 128).astype(np.float16), (b / 128).astype(np.float16)])
+        times = {}
+        for op in ("kaio", "ort", "f16"):
+            try:
+                sess = harness.cuda_session(w8a8_model(op, m, n, k), register=(op != "ort"))
+                times[op] = harness.device_times_us(sess, harness.bindings(sess, ins[op]), iters=iters)
+            except Exception as e:  # MatMulInteger not on this build's CUDA EP (CPU fallback is disabled)
+                print(f"{op} {m}x{n}x{k}: {str(e).splitlines()[0][:200]}", flush=True)
+                times[op] = None
+        extra = {"weight_sets": sets}
+        f16 = times["f16"]["median_us"] if times["f16"] else None
+        w8 = times["kaio"]["median_us"] if times["kaio"] else None
+        extra["f16_us"] = None if f16 is None else round(f16, 2)
+        extra["vs_f16"] = round(f16 / w8, 3) if f16 and w8 else None
+        rows.append(harness.Row(f"{m}x{n}x{k}", times["kaio"], times["ort"], 2.0 * m * n * k, bytes_, extra))
+        print(rows[-1].summary(), flush=True)
+    harness.write_results("quant_matmul_w8a8", rows,
+                          "MatmulInt8 W8A8 vs ORT MatMulInteger (int8 x int8 -> int32), with MatmulTcAsync f16",
+                          "The same int8 A and B for both (MatMulInteger writes int32 Y, W8A8 float16 Y scaled "
+                          "once); f16_us: MatmulTcAsync on A/128 and B/128 in float16; vs_f16 = f16_us / kaio_us. "
+                          "Shapes are M x N x K; bytes = N*K + M*K + 2*M*N; kaio_tflops counts int8 ops (TOP/s).")
+
+
 def weights(rng, bits: int, n: int, k: int):
     """(kaio inputs after A, MatMulNBits inputs after A) of one random weight set."""
     if bits == 4:
@@ -77,7 +141,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bits", type=int, choices=(4, 8), default=4)
-    bits = ap.parse_args().bits
+    ap.add_argument("--w8a8", action="store_true", help="MatmulInt8 W8A8 vs MatMulInteger and MatmulTcAsync f16")
+    args = ap.parse_args()
+    if args.w8a8:
+        w8a8_main(iters)
+        return
+    bits = args.bits
     rng = np.random.default_rng(0)
     rows = []
     for m, n, k in SHAPES:

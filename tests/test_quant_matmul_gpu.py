@@ -1,6 +1,7 @@
 """MatmulInt4 (FMA GEMV M = 1, decode and mma GEMV M <= 16, GEMM regime M > 16) and MatmulInt8 W8A16
 (GEMV M <= 16 with split K; tensor-core GEMM above) on the CUDA EP against the float64
-reference of the dequantised weights; IOBinding with NaN-poisoned, guarded outputs (bfloat16 too),
+reference of the dequantised weights; MatmulInt8 W8A8 (int8 wgmma on sm_90, mma.sync elsewhere)
+bit for bit against the float64 reference rounded as the CPU kernel rounds it; IOBinding with NaN-poisoned, guarded outputs (bfloat16 too),
 CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
@@ -278,21 +279,126 @@ def test_int8_cuda_graph_replay_and_repeat(m):
         np.testing.assert_array_equal(eager.run()[0], once)
 
 
-def test_int8_w8a8_stays_on_cpu_ep():
-    """W8A8 (int8 A) has no CUDA kernel (Op::CudaInputs declares float16 / bfloat16 A): correct on the
-    CPU EP with CPU fallback allowed, refused with it disabled."""
-    from op_harness import CUDA_OR_CPU, feeds, session
+# MatmulInt8 W8A8 (int8 A and B, one f32 scale) on the CUDA EP: exact s32 sums, so Y must equal the
+# float64 reference rounded as the CPU kernel rounds it (to float32, then float16), bit for bit.
+# (lead dims, M, K, N). On sm_90 the TMA + wgmma GEMM takes K % 16 == 0 and N % 8 == 0 with
+# 16-byte aligned A and Y (tiles: skinny 64 x 128 for M <= 64, 128 x 128, wide 128 x 256 where
+# 256-row tiles would fill the SMs; K tile 128, so K = 16, 144, 1040 leave partial K tiles); every
+# other shape (and sm_80-89) runs the mma.sync kernel (128 x 128 tiles, K tile 64: cp.async where
+# K % 16 == 0, element loads otherwise). The transpose of B runs on 64 x 64 tiles, 16-byte rows
+# where N % 16 == 0 and K % 16 == 0.
+W8A8_SHAPES = [
+    ((), 1, 16, 8),               # M = 1, one partial K tile (wgmma, skinny)
+    ((), 1, 4096, 1000),          # decode: N % 16 != 0 (8-byte rows of B: element loads in the transpose)
+    ((), 3, 33, 5),               # odd K, N: mma.sync with element loads
+    ((), 7, 1, 1),                # K = 1
+    ((2, 3), 5, 144, 24),         # batch dims on A (30 rows); wgmma
+    ((), 65, 1040, 136),          # 128 x 128 tiles, row and column tails, partial K tile
+    ((), 129, 77, 257),           # mma.sync: every edge
+    ((2,), 300, 256, 3208),       # 600 rows, column tails inside a tile
+    ((), 2048, 256, 2056),        # wide 128 x 256 tiles (>= one 256-row tile per SM), a 256-wide tail
+    ((), 100, 4100, 64),          # K % 16 == 4: mma.sync with element loads, long K
+]
+
+
+def _w8a8_operands(g, lead, m, k, n, extreme=False):
+    lo, hi = (-128, -127) if extreme else (-128, 128)
+    a = g.integers(lo, hi, (*lead, m, k)).astype(np.int8)
+    b = g.integers(lo, hi, (k, n)).astype(np.int8)
+    scale = np.array(g.uniform(0.5, 2.0) * 1e-3, np.float32)
+    return a, b, scale
+
+
+def _w8a8_expected(a, b, scale, out_t):
+    """The CPU kernel's rounding of the exact float64 result: to float32, then (float16) to float16."""
+    y = matmul_int8(a, b, scale).astype(np.float32)
+    return y.astype(np.float16) if out_t == np.float16 else y
+
+
+@pytest.mark.parametrize("lead,m,k,n", W8A8_SHAPES)
+@pytest.mark.parametrize("out_t", [np.float32, np.float16])
+def test_int8_w8a8_matches_the_reference_exactly(lead, m, k, n, out_t):
+    g = rng()
+    a, b, scale = _w8a8_operands(g, lead, m, k, n)
+    (y,) = run_op_cuda("MatmulInt8", [a, b, scale], {"out_dtype": ONNX_TYPE[out_t]}, [(*lead, m, n)], [out_t])
+    np.testing.assert_array_equal(y, _w8a8_expected(a, b, scale, out_t))
+
+
+@pytest.mark.parametrize("k", [4096, 131071])
+def test_int8_w8a8_extreme_sums_stay_exact(k):
+    """Every product -128 * -128 = 2^14: the largest sums s32 holds (K = 2^17 - 1, the CUDA limit:
+    2^31 - 2^14), on both kernels (K % 16 == 0: wgmma on sm_90; 131071: mma.sync)."""
+    g = rng()
+    m, n = 3, 40
+    a, b, scale = _w8a8_operands(g, (), m, k, n, extreme=True)
+    scale = np.array(1.0, np.float32)
+    (y,) = run_op_cuda("MatmulInt8", [a, b, scale], {}, [(m, n)], [np.float32])
+    np.testing.assert_array_equal(y, _w8a8_expected(a, b, scale, np.float32))
+
+
+def test_int8_w8a8_k_past_the_int32_limit_is_refused():
+    """K = 2^17 could overflow the s32 sums: the CUDA kernel refuses it by name (the CPU kernel,
+    int64 sums, takes it)."""
+    g = rng()
+    a, b, scale = _w8a8_operands(g, (), 2, 1 << 17, 8)
+    with pytest.raises(Exception, match="exceeds the CUDA W8A8 limit of 131071"):
+        run_op_cuda("MatmulInt8", [a, b, scale], {}, [(2, 8)], [np.float32])
+
+
+def test_int8_w8a8_runs_on_the_cuda_ep():
+    """A W8A8 node is placed on the CUDA EP (no CPU fallback needed), and on sm_90 a shape the TMA
+    path takes runs the int8 wgmma kernel (a silent fallback would pass the accuracy tests)."""
+    from op_harness import session
 
     g = rng()
-    a = g.integers(-128, 128, (3, 64)).astype(np.int8)
-    b = g.integers(-128, 128, (64, 24)).astype(np.int8)
-    scale = np.array(0.01, np.float32)
+    m, k, n = 300, 1024, 3216
+    a, b, scale = _w8a8_operands(g, (), m, k, n)
     model = build_model("MatmulInt8", [a, b, scale], {}, [np.float32])
-    sess = session(model, CUDA_OR_CPU)
-    (y,) = sess.run(None, feeds(sess, [a, b, scale]))
-    np.testing.assert_allclose(y, matmul_int8(a, b, scale), rtol=1e-6)
-    with pytest.raises(Exception, match="assigned to the default CPU EP"):
-        session(model, CUDA)  # CPU fallback disabled
+    session(model, CUDA)  # CPU fallback disabled: would raise were the node assigned to the CPU EP
+    run = BoundRun(cuda_session(model), [a, b, scale], [(m, n)], [np.float32])
+    np.testing.assert_array_equal(run.run()[0], _w8a8_expected(a, b, scale, np.float32))
+    require_sm90()
+    names = launched_kernels(run.run)
+    # T = int8_t: 'signed char' demangled, 'a' mangled
+    assert any("MatmulWgmmaKernel" in x and ("signed char" in x or "KernelIa" in x) for x in names), names
+    assert any("TransposeS8Kernel" in x for x in names), names
+
+
+def test_int8_w8a8_misaligned_a():
+    """A at an odd device address: the TMA path declines (16-byte bases) and the mma.sync kernel
+    reads it with element loads."""
+    import onnxruntime as ort
+
+    g = rng()
+    m, k, n = 70, 256, 136
+    a, b, scale = _w8a8_operands(g, (), m, k, n)
+    model = build_model("MatmulInt8", [a, b, scale], {}, [np.float32])
+    run = BoundRun(cuda_session(model), [a, b, scale], [(m, n)], [np.float32])
+    padded = np.concatenate([np.zeros(1, np.int8), a.reshape(-1)])
+    holder = ort.OrtValue.ortvalue_from_numpy(padded, "cuda", 0)
+    name = run.sess.get_inputs()[0].name
+    run.binding.bind_input(name, "cuda", 0, np.int8, [m, k], holder.data_ptr() + 1)  # odd address
+    np.testing.assert_array_equal(run.run()[0], _w8a8_expected(a, b, scale, np.float32))
+
+
+@pytest.mark.parametrize("m", [1, 70, 600])
+def test_int8_w8a8_cuda_graph_replay_and_repeat(m):
+    """Capture and replay equal eager runs (the transpose's scratch and the scale read on the
+    device), and repeated runs are bitwise identical."""
+    g = rng()
+    k, n = 1024, 264
+    a, b, scale = _w8a8_operands(g, (), m, k, n)
+    model = build_model("MatmulInt8", [a, b, scale], {"out_dtype": 10}, [np.float16])
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b, scale], [(m, n)], [np.float16])
+    first = graph_run.run()[0]
+    np.testing.assert_array_equal(first, _w8a8_expected(a, b, scale, np.float16))
+    a2, b2, s2 = _w8a8_operands(g, (), m, k, n)
+    graph_run.update_inputs([a2, b2, s2])
+    replay = graph_run.run()[0]
+    np.testing.assert_array_equal(replay, _w8a8_expected(a2, b2, s2, np.float16))
+    eager = BoundRun(cuda_session(model), [a2, b2, s2], [(m, n)], [np.float16])
+    for _ in range(3):
+        np.testing.assert_array_equal(eager.run()[0], replay)
 
 
 @pytest.mark.parametrize("op,group_size,with_zp", [("MatmulInt4", 32, True), ("MatmulInt4", 128, False),

@@ -1,5 +1,6 @@
 // Standalone check of the Hopper wgmma kernels (no ONNX Runtime needed): runs RunMatmulTcWgmma
-// (dense f16 / bf16, both B layouts), RunMatmulInt4Wgmma (packed INT4) and RunMatmulInt8Wgmma (W8A16)
+// (dense f16 / bf16, both B layouts), RunMatmulInt4Wgmma (packed INT4), RunMatmulInt8Wgmma (W8A16)
+// and RunMatmulW8A8 / RunMatmulS8Wgmma (MatmulInt8 W8A8: int8 wgmma, or mma.sync, exact s32 sums)
 // on integer-valued inputs, whose products and f32 sums are exact, against a plain GPU reference, and
 // reports the first
 // mismatches (row, column, value, expected) and the kernel time. For debugging a kernel change in
@@ -8,8 +9,8 @@
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/wgmma_probe bench/device/wgmma_probe.cu ort_ops/matmul_tc/matmul_tc_sm90.cu \
 //     ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu \
-//     ort_ops/quant_matmul/matmul_int8_sm90.cu && /tmp/wgmma_probe
-// probe-sources: ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu
+//     ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/quant_matmul/matmul_w8a8_sm80.cu && /tmp/wgmma_probe
+// probe-sources: ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/quant_matmul/matmul_w8a8_sm80.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -28,6 +29,7 @@ namespace kaio {
 cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream);
 cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
+cudaError_t RunMatmulS8Wgmma(const MatmulTcParams& p, cudaStream_t stream);
 }  // namespace kaio
 
 using namespace kaio;
@@ -237,6 +239,81 @@ bool Quantized(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
   return ok;
 }
 
+// W8A8 reference: exact int64 sums, then the kernels' (and the CPU kernel's) float(double(s) * scale).
+__global__ void ReferenceS8Kernel(const int8_t* a, const int8_t* b, float scale, float* y, int m, int n, int k) {
+  const int row = blockIdx.y, col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= m || col >= n) return;
+  long long s = 0;
+  for (int i = 0; i < k; ++i) s += int(a[int64_t(row) * k + i]) * int(b[int64_t(i) * n + col]);
+  y[int64_t(row) * n + col] = float(double(s) * double(scale));
+}
+
+// MatmulInt8 W8A8 through RunMatmulW8A8 (the transpose of B into scratch, then int8 wgmma on sm_90a
+// where it applies, else mma.sync; sync: mma.sync forced), values in [-128, 127] (extreme: all -128,
+// the largest sums), compared bit for bit. The time is the whole op; with wgmma also the GEMM alone
+// (RunMatmulS8Wgmma on the already transposed B), the rate to set against the f16 dense kernel's.
+bool W8A8(int m, int n, int k, bool out16, int reps, bool extreme = false, bool sync = false) {
+  std::vector<int8_t> a(size_t(m) * k), b(size_t(k) * n);
+  for (auto& v : a) v = extreme ? int8_t(-128) : int8_t(std::rand() % 256 - 128);
+  for (auto& v : b) v = extreme ? int8_t(-128) : int8_t(std::rand() % 256 - 128);
+  const float scale = extreme ? 1.f : 0.0013f;
+  int8_t *da = ToDevice(a), *db = ToDevice(b), *bt = nullptr;
+  float *ds = ToDevice(std::vector<float>{scale}), *dref = nullptr;
+  void* dy = nullptr;
+  CHECK(cudaMalloc(&dy, sizeof(float) * m * n));
+  CHECK(cudaMemset(dy, 0xFF, sizeof(float) * m * n));  // NaN: unwritten elements show
+  CHECK(cudaMalloc(&dref, sizeof(float) * m * n));
+  MatmulW8A8Params p;
+  p.a = da, p.b = db, p.scale = ds, p.y = dy;
+  p.out_f32 = !out16;
+  p.m = m, p.n = n, p.k = k;
+  p.sm = 90, p.sm_count = SmCount();
+  p.no_wgmma = sync;
+  CHECK(cudaMalloc(&bt, size_t(MatmulW8A8ScratchBytes(p)) + 16));
+  const bool wgmma = !sync && k % 16 == 0 && n % 8 == 0;
+  char what[96];
+  std::snprintf(what, sizeof what, "w8a8 %dx%dx%d%s%s %s", m, n, k, out16 ? " out16" : "", extreme ? " extreme" : "",
+                wgmma ? "wgmma" : "mma.sync");
+  auto run = [&] { return static_cast<cudaError_t>(RunMatmulW8A8(p, bt, nullptr)); };
+  const float ms = TimeMs(run, reps);
+  ReferenceS8Kernel<<<dim3((n + 127) / 128, m), 128>>>(da, db, scale, dref, m, n, k);
+  CHECK(cudaGetLastError());
+  std::vector<float> got(size_t(m) * n), want(size_t(m) * n);
+  if (out16) {
+    std::vector<uint16_t> bits(got.size());
+    CHECK(cudaMemcpy(bits.data(), dy, bits.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < bits.size(); ++i) got[i] = Float16(bits[i], false);
+  } else {
+    CHECK(cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost));
+  }
+  CHECK(cudaMemcpy(want.data(), dref, want.size() * 4, cudaMemcpyDeviceToHost));
+  if (out16)
+    for (auto& e : want) e = Float16(Bits16(e, false), false);
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], 4) != 0) {
+      if (bad < 8) std::printf("    (%d, %d): %.9g, expected %.9g\n", int(i / n), int(i % n), got[i], want[i]);
+      ++bad;
+    }
+  const double ops = 2.0 * m * n * k;
+  std::printf("%-44s %s  %d of %d wrong  %.3f ms  %.0f TOP/s (with the transpose)\n", what, bad ? "FAIL" : "ok  ",
+              bad, m * n, ms, ops / (ms * 1e-3) / 1e12);
+  if (wgmma && reps > 3) {  // the GEMM alone, B already transposed in bt
+    MatmulTcParams tp;
+    tp.a = da, tp.b = bt, tp.y = dy;
+    tp.in_type = MatmulElem::kI8;
+    tp.out_type = out16 ? MatmulElem::kF16 : MatmulElem::kF32;
+    tp.trans_b = true, tp.use_async = true;
+    tp.m = m, tp.n = n, tp.k = k;
+    tp.sm = 90, tp.sm_count = p.sm_count;
+    tp.acc_scale = ds;
+    const float gemm_ms = TimeMs([&] { return RunMatmulS8Wgmma(tp, nullptr); }, reps);
+    std::printf("%-44s       GEMM alone  %.3f ms  %.0f TOP/s\n", what, gemm_ms, ops / (gemm_ms * 1e-3) / 1e12);
+  }
+  cudaFree(da), cudaFree(db), cudaFree(bt), cudaFree(ds), cudaFree(dy), cudaFree(dref);
+  return bad == 0;
+}
+
 }  // namespace
 
 int main() {
@@ -310,6 +387,25 @@ int main() {
   ok &= Quantized<8>(301, 3216, 1000, 0, false, false, 3);        // per channel, K % 64 != 0
   ok &= Quantized<8>(301, 3216, 1000, 0, true, false, 3);         // (declined: zero points past K)
   if (speed) ok &= Quantized<8>(2048, 4096, 4096, 128, false, false, 20);    // speed
+  // MatmulInt8 W8A8: int8 wgmma (skinny M <= 64, 128 x 128, wide 128 x 256 where 256-row tiles fill
+  // the SMs; K tile 128: K = 16, 144, 1040 leave partial tiles), mma.sync (forced, and K % 16 != 0 /
+  // N % 8 != 0, which wgmma declines), both outputs; exact bit for bit.
+  for (bool out16 : {false, true})
+    for (bool sync : {false, true}) {
+      ok &= W8A8(1, 136, 16, out16, 3, false, sync);
+      ok &= W8A8(33, 264, 144, out16, 3, false, sync);
+      ok &= W8A8(129, 200, 1040, out16, 3, false, sync);       // row and column tails
+      ok &= W8A8(300, 3208, 1024, out16, 3, false, sync);      // 128 x 128 tiles, more than SMs
+      ok &= W8A8(2200, 2184, 272, out16, 3, false, sync);      // wide tiles, last boxes past N
+    }
+  ok &= W8A8(77, 45, 33, false, 3);                            // odd: mma.sync with element loads
+  ok &= W8A8(130, 72, 1000, true, 3);                          // K % 16 == 8: mma.sync
+  ok &= W8A8(64, 256, 131056, false, 3, true);                 // the largest sums (K < 2^17), wgmma
+  ok &= W8A8(64, 256, 131071, false, 3, true);                 // K = 2^17 - 1, mma.sync
+  if (speed) ok &= W8A8(4096, 4096, 4096, false, 20);          // target: >= 2x the f16 dense rate
+  if (speed) ok &= W8A8(4096, 4096, 4096, true, 20);
+  if (speed) ok &= W8A8(8192, 8192, 8192, false, 5);
+  if (speed) ok &= W8A8(4096, 4096, 4096, false, 5, false, true);  // mma.sync, for reference
   std::printf(ok ? "ALL OK\n" : "FAILURES\n");
   return ok ? 0 : 1;
 }

@@ -224,6 +224,38 @@ __device__ __forceinline__ void WgmmaM64K16(float* d, uint64_t desc_a, uint64_t 
   else WgmmaM64N256K16<T, kTransB, kTransA>(d, desc_a, desc_b);
 }
 
+// ---- int8 wgmma (W8A8): s32 accumulators; both operands K-major in shared memory (wgmma has no
+// transposed form for 8-bit types), so these take no transpose immediates. One k32 step reads 32
+// bytes of each 128-byte swizzled row, as a 16-bit k16 step does.
+#define KAIO_WGMMA_IOUT64(d) "+r"((d)[0]), "+r"((d)[1]), "+r"((d)[2]), "+r"((d)[3]), "+r"((d)[4]), "+r"((d)[5]), "+r"((d)[6]), "+r"((d)[7]), "+r"((d)[8]), "+r"((d)[9]), "+r"((d)[10]), "+r"((d)[11]), "+r"((d)[12]), "+r"((d)[13]), "+r"((d)[14]), "+r"((d)[15]), "+r"((d)[16]), "+r"((d)[17]), "+r"((d)[18]), "+r"((d)[19]), "+r"((d)[20]), "+r"((d)[21]), "+r"((d)[22]), "+r"((d)[23]), "+r"((d)[24]), "+r"((d)[25]), "+r"((d)[26]), "+r"((d)[27]), "+r"((d)[28]), "+r"((d)[29]), "+r"((d)[30]), "+r"((d)[31]), "+r"((d)[32]), "+r"((d)[33]), "+r"((d)[34]), "+r"((d)[35]), "+r"((d)[36]), "+r"((d)[37]), "+r"((d)[38]), "+r"((d)[39]), "+r"((d)[40]), "+r"((d)[41]), "+r"((d)[42]), "+r"((d)[43]), "+r"((d)[44]), "+r"((d)[45]), "+r"((d)[46]), "+r"((d)[47]), "+r"((d)[48]), "+r"((d)[49]), "+r"((d)[50]), "+r"((d)[51]), "+r"((d)[52]), "+r"((d)[53]), "+r"((d)[54]), "+r"((d)[55]), "+r"((d)[56]), "+r"((d)[57]), "+r"((d)[58]), "+r"((d)[59]), "+r"((d)[60]), "+r"((d)[61]), "+r"((d)[62]), "+r"((d)[63])
+#define KAIO_WGMMA_IOUT128(d) KAIO_WGMMA_IOUT64(d), "+r"((d)[64]), "+r"((d)[65]), "+r"((d)[66]), "+r"((d)[67]), "+r"((d)[68]), "+r"((d)[69]), "+r"((d)[70]), "+r"((d)[71]), "+r"((d)[72]), "+r"((d)[73]), "+r"((d)[74]), "+r"((d)[75]), "+r"((d)[76]), "+r"((d)[77]), "+r"((d)[78]), "+r"((d)[79]), "+r"((d)[80]), "+r"((d)[81]), "+r"((d)[82]), "+r"((d)[83]), "+r"((d)[84]), "+r"((d)[85]), "+r"((d)[86]), "+r"((d)[87]), "+r"((d)[88]), "+r"((d)[89]), "+r"((d)[90]), "+r"((d)[91]), "+r"((d)[92]), "+r"((d)[93]), "+r"((d)[94]), "+r"((d)[95]), "+r"((d)[96]), "+r"((d)[97]), "+r"((d)[98]), "+r"((d)[99]), "+r"((d)[100]), "+r"((d)[101]), "+r"((d)[102]), "+r"((d)[103]), "+r"((d)[104]), "+r"((d)[105]), "+r"((d)[106]), "+r"((d)[107]), "+r"((d)[108]), "+r"((d)[109]), "+r"((d)[110]), "+r"((d)[111]), "+r"((d)[112]), "+r"((d)[113]), "+r"((d)[114]), "+r"((d)[115]), "+r"((d)[116]), "+r"((d)[117]), "+r"((d)[118]), "+r"((d)[119]), "+r"((d)[120]), "+r"((d)[121]), "+r"((d)[122]), "+r"((d)[123]), "+r"((d)[124]), "+r"((d)[125]), "+r"((d)[126]), "+r"((d)[127])
+// d[0 .. kN / 2) (s32, the m64nN fragment: the f32 form's layout) += A (64 x 32 s8, K-major
+// descriptor) * B (32 x kN s8, K-major descriptor: B stored [N, K]), kN 128 or 256. Exact (no
+// saturation): the caller bounds K (|a b| <= 2^14, so K < 2^17 terms fit in s32).
+template <int kN>
+__device__ __forceinline__ void WgmmaM64K32S8(int32_t* d, uint64_t desc_a, uint64_t desc_b) {
+  static_assert(kN == 128 || kN == 256, "the dense GEMM's tiles are 128 or 256 columns wide");
+  if constexpr (kN == 128) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " KAIO_WGMMA_D64 ", %64, %65, p;\n}\n"
+        : KAIO_WGMMA_IOUT64(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 " KAIO_WGMMA_D128 ", %128, %129, p;\n}\n"
+        : KAIO_WGMMA_IOUT128(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1));
+  }
+}
+// The s32 accumulators' counterpart of FenceOperands(float (&)[kN]).
+template <int kN>
+__device__ __forceinline__ void FenceOperands(int32_t (&acc)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+r"(acc[i])::"memory");
+}
+
 // d[0..63] (the m64n128 fragment) += A (64 x 16 from registers: a[0..3] in mma.sync's m16n8k16 A
 // fragment layout, warp w of the warpgroup holding rows 16 w .. 16 w + 15) * B (16 x 128, descriptor;
 // kTransB = 1: MN-major in shared memory). The register-A ("RS") form.

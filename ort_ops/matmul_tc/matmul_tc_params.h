@@ -10,7 +10,7 @@ constexpr int kMatmulMaxBatchRank = 6;
 // Rows per batch the CUDA launch covers: 65535 row tiles (grid.y) of the kernel's 128 rows.
 constexpr int64_t kMatmulTcMaxRows = int64_t(65535) * 128;
 
-enum class MatmulElem : int { kF16 = 0, kBF16 = 1, kF32 = 2 };
+enum class MatmulElem : int { kF16 = 0, kBF16 = 1, kF32 = 2, kI8 = 3 };  // kI8: MatmulInt8 W8A8's A and B only
 
 struct MatmulTcParams {
   // Y[b] = op(A[b]) * op(B[b]); op(A) = A (M x K, row-major) or, with trans_a, A^T (A is K x M);
@@ -41,6 +41,10 @@ struct MatmulTcParams {
   // combines).
   int64_t k_split = 1;
   float* partial = nullptr;
+
+  // in_type kI8 (MatmulInt8 W8A8, RunMatmulS8Wgmma): Y = float(double(s32 sum) * *acc_scale), the
+  // scale one float in device memory (read by the kernel: no host synchronisation).
+  const float* acc_scale = nullptr;
 };
 
 // MatmulTcGrad's sum of per-batch products into an operand that broadcasts over some batch dims:

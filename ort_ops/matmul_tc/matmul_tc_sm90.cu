@@ -16,9 +16,12 @@ namespace {
 using matmul_wgmma::kBlockK;
 using matmul_wgmma::kRowElems;
 
-// A map over 16-bit matrices in boxes of box_rows x one 128-byte swizzled row.
+// A map over 16-bit (or int8) matrices in boxes of box_rows x one 128-byte swizzled row.
 bool MakeMap(CUtensorMap* map, MatmulElem type, const void* base, int64_t rows, int64_t cols, int64_t count,
              int box_rows) {
+  if (type == MatmulElem::kI8)
+    return MakeTensorMap(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, base, rows, cols, count, box_rows,
+                         matmul_wgmma::KTileOf<int8_t>(), CU_TENSOR_MAP_SWIZZLE_128B);
   return MakeTensorMap(map, type == MatmulElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                        2, base, rows, cols, count, box_rows, kRowElems, CU_TENSOR_MAP_SWIZZLE_128B);
 }
@@ -96,7 +99,7 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
   // TMA's 16-byte strides and bases: A's rows (K, or M with trans_a) and B's rows hold multiples of
   // 8 elements; N % 8 == 0 also lets the epilogue store column pairs.
-  if (!matmul_wgmma::WgmmaRuns(p.sm, p.sm_count, p.m, p.n, p.k) || (p.trans_a ? p.m : p.k) % 8 != 0 ||
+  if (p.in_type == MatmulElem::kI8 || !matmul_wgmma::WgmmaRuns(p.sm, p.sm_count, p.m, p.n, p.k) || (p.trans_a ? p.m : p.k) % 8 != 0 ||
       (p.trans_b && p.k % 8 != 0) || p.n % 8 != 0 || (p.trans_a && p.trans_b) || !Aligned16(p.a) ||
       !Aligned16(p.b) || a_count >= kTmaCoordMax || b_count >= kTmaCoordMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
@@ -127,6 +130,33 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
                      : LaunchTiles<__half, false>(p, map_a, map_b, stream, tiles);
   return p.trans_b ? LaunchTiles<__nv_bfloat16, true>(p, map_a, map_b, stream, tiles)
                    : LaunchTiles<__nv_bfloat16, false>(p, map_a, map_b, stream, tiles);
+}
+
+// MatmulInt8 W8A8's GEMM (in_type kI8): A int8 [M, K] and B int8 [N, K] (trans_b; the launcher's
+// transpose of the [K, N] weights), one matrix each, s32 sums times *acc_scale into f32 or f16 Y. The
+// tiles as the dense GEMM's, less tall tiles and pairs (three int8 kernels): wide 128 x 256 where
+// they fill the GPU, skinny 64 x 128 for M <= 64, else 128 x 128; no K slices. Needs K % 16 == 0
+// (TMA's 16-byte row strides), N % 8 == 0 (16-byte epilogue stores), 16-byte aligned A, B and Y.
+cudaError_t RunMatmulS8Wgmma(const MatmulTcParams& p, cudaStream_t stream) {
+  if (p.in_type != MatmulElem::kI8 || !p.trans_b || p.trans_a || p.batch_count != 1 || p.partial || !p.acc_scale ||
+      !matmul_wgmma::WgmmaRuns(p.sm, p.sm_count, p.m, p.n, p.k) || p.k % 16 != 0 || p.n % 8 != 0 ||
+      !Aligned16(p.a) || !Aligned16(p.b) || !Aligned16(p.y) ||
+      (p.out_type != MatmulElem::kF32 && p.out_type != MatmulElem::kF16))
+    return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
+  const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
+  const bool large = (p.m + 255) / 256 * n_tiles >= p.sm_count;
+  const Tiles tiles = large && WideEnabled()            ? Tiles::kWide
+                      : p.m <= 64 && SkinnyEnabled()   ? Tiles::kSkinny
+                                                       : Tiles::kSmall;
+  CUtensorMap map_a, map_b;
+  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, 1, tiles == Tiles::kSkinny ? 64 : 128) ||
+      !MakeMap(&map_b, p.in_type, p.b, p.n, p.k, 1, tiles == Tiles::kWide ? 256 : 128))
+    return cudaErrorNotSupported;
+  switch (tiles) {
+    case Tiles::kWide: return Launch<int8_t, true, 2, false, 1, 256>(p, map_a, map_b, stream);
+    case Tiles::kSkinny: return Launch<int8_t, true, 1, false>(p, map_a, map_b, stream);
+    default: return Launch<int8_t, true, 2, false>(p, map_a, map_b, stream);
+  }
 }
 
 }  // namespace kaio

@@ -19,6 +19,12 @@
 // tile wholly past N (odd tile columns) still loads its A half and computes, but stores nothing.
 // Split K (p.partial, batch_count 1): the persistent loop runs over (tile, K slice) units and each
 // writes its f32 slice to partial[z]; the launcher's second kernel adds them.
+// Element size (T): 16-bit (f16 / bf16, f32 accumulators) or int8 (MatmulInt8 W8A8: wgmma k32
+// .s32.s8.s8, s32 accumulators, both operands K-major, so only K-major A and DenseB<true>). Every
+// stage holds 128-byte swizzled rows, so the K tile is one row: 64 k for 16-bit, 128 k for int8
+// (KTileOf<T>), and a tile's 4 wgmma k steps each move 32 bytes along the row either way. The int8
+// epilogue converts the exact s32 sum s to Y = float(double(s) * double(*p.acc_scale)) (the CPU
+// kernel's arithmetic: one f32 rounding, then float16's where Y is f16); no K slices (p.partial).
 // Edges: TMA fills rows and columns past M, N, K with zeros (one 3-D tensor map per operand, the
 // batch its third dim, so no tile reads another batch's rows); stores skip rows past M, columns
 // past N. Needs K % 8 == 0 and N % 8 == 0 (TMA's 16-byte strides) and 16-byte aligned bases: the
@@ -31,6 +37,7 @@
 #include <cuda_fp16.h>
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/ptx.cuh"
 #include "common/sm90.cuh"
@@ -45,6 +52,15 @@ constexpr int kBlockN = 128, kBlockK = 64;  // kBlockN: the quantized policies' 
 // The code below takes a K tile (A, [N, K] B) or a 64-column box of the N tile ([K, N] B) to be one
 // swizzled row wide: 128-byte row strides, the n0 + 64 b boxes, the descriptors' offsets.
 static_assert(kBlockK == kRowElems && kBlockN == 2 * kRowElems, "tiles are built from 128-byte swizzled rows");
+// Elements of T in one 128-byte swizzled row: the kernel's K tile (64 for 16-bit types, 128 for int8).
+template <typename T>
+constexpr int KTileOf() {
+  return 128 / static_cast<int>(sizeof(T));
+}
+template <typename T>
+constexpr bool IsS8() {
+  return std::is_same<T, int8_t>::value;
+}
 constexpr int kStages = 4;  // ring depth of 2- and 4-consumer blocks
 constexpr int kBoxBBytes = kRowElems * kBlockK * 2;   // one 64-column box of a [K, N] B tile: 8 KiB
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
@@ -66,6 +82,7 @@ struct Block {
 // B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch), kTileN (128 or 256) columns wide.
 // kTransB: B is [N, K] (K-major, as wgmma reads it), one box of kTileN rows; otherwise [K, N], read
 // MN-major from kTileN / 64 boxes of 64 columns.
+// Byte for byte the same with int8 B (W8A8, kTransB only): a box of kTileN rows x 128 bytes (128 k).
 template <bool kTransB, int kN = kBlockN>
 struct DenseB {
   CUtensorMap map;
@@ -140,6 +157,13 @@ __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t 
   *b_index = static_cast<int>(b_off / (p.k * p.n));
 }
 
+// An accumulator as the float Y holds: itself (f32), or the int8 kernel's exact s32 sum times the
+// scale, rounded once to float.
+__device__ __forceinline__ float AccValue(float acc, double) { return acc; }
+__device__ __forceinline__ float AccValue(int32_t acc, double scale) {
+  return static_cast<float>(static_cast<double>(acc) * scale);
+}
+
 // kTransA (MatmulTcGrad's dB): A is K x M, its map's boxes 64 k rows x 64 m columns, one per
 // consumer (the consumer's 64 rows of the tile), read MN-major by wgmma. A box wholly past M is not
 // loaded: the rows it would hold are never stored.
@@ -153,6 +177,11 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   using B = Block<BOp, kConsumers>;
   constexpr int kBlockM = B::kRows, kTileABytes = B::kTileABytes, kStageBytes = B::kStageBytes;
   constexpr int kTileN = BOp::kTileN, kAcc = kTileN / 2, kStages = B::kRing;
+  constexpr bool kS8 = IsS8<T>();
+  constexpr int kKTile = KTileOf<T>();  // k per stage: one 128-byte row (kBlockK for 16-bit types)
+  static_assert(!kS8 || (!kTransA && BOp::kWgmmaTransB == 0), "int8 wgmma reads both operands K-major");
+  using Acc = std::conditional_t<kS8, int32_t, float>;
+  using OutT = std::conditional_t<kS8, __half, T>;  // Y's 16-bit type (W8A8: float16)
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t full[kStages], empty[kStages];
   // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
@@ -193,7 +222,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
       MbarArrive(&empty[s]);
     }
   };
-  const int k_tiles_all = static_cast<int>((p.k + kBlockK - 1) / kBlockK);
+  const int k_tiles_all = static_cast<int>((p.k + kKTile - 1) / kKTile);
   // Unit u: output tile u / splits, K tiles [k_lo, k_hi) of slice u % splits.
   auto k_range = [&](int64_t unit, int* k_lo, int* k_hi) {
     const int64_t z = unit % splits;
@@ -215,7 +244,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
         const uint32_t round = it / kStages;
         if (round > 0) MbarWait(&empty[s], (round - 1) & 1);  // every consumer (of both CTAs with clusters) is done
         uint8_t* a_tile = ring + s * kStageBytes;
-        const int k0 = kt * kBlockK, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
+        const int k0 = kt * kKTile, m0 = static_cast<int>(c.m0), n0 = static_cast<int>(c.n0);
         if constexpr (kCluster > 1) {  // this CTA's half of the A rows, into both CTAs
           // A half wholly past M is loaded by neither CTA (both leave its bytes out): its rows are
           // never stored.
@@ -243,17 +272,19 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
 
   // Consumers: warpgroup 1 + w owns rows [64 w, 64 w + 64) of the tile.
   const int w = warpgroup - 1, t = threadIdx.x % 128;
-  T* y_t = static_cast<T*>(p.y);
+  OutT* y_t = static_cast<OutT*>(p.y);
   float* y_f = static_cast<float*>(p.y);
   const bool out_f32 = p.out_type == MatmulElem::kF32;
-  float acc[kAcc];
+  Acc acc[kAcc];
+  double acc_scale = 1.0;  // int8: Y = float(double(s32 sum) * scale)
+  if constexpr (kS8) acc_scale = static_cast<double>(*p.acc_scale);
   uint32_t it = 0;
   for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
     const TileCoord c = tile_at(unit);
     int k_lo, k_hi;
     k_range(unit, &k_lo, &k_hi);
 #pragma unroll
-    for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
+    for (int i = 0; i < kAcc; ++i) acc[i] = Acc(0);
     FenceOperands(acc);
     for (int kt = k_lo; kt < k_hi; ++kt, ++it) {
       const int s = it % kStages;
@@ -263,11 +294,12 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
                                                                      threadIdx.x - 128);
       WgmmaFence();
 #pragma unroll
-      for (int kk = 0; kk < kBlockK / 16; ++kk) {
+      for (int kk = 0; kk < 128 / 32; ++kk) {  // k steps of 32 bytes (k16 of 16-bit types, k32 of int8)
         // K-major A: a k step moves 32 bytes along the swizzled row; MN-major A: 16 rows of 128 bytes.
         const uint64_t desc_a =
             kTransA ? DescSw128(a_tile + kk * 16 * 128, 64 * 128, 1024) : DescSw128(a_tile + kk * 32, 16, 1024);
-        WgmmaM64K16<T, kTileN, BOp::kWgmmaTransB, kTransA ? 1 : 0>(acc, desc_a, b_op.Desc(b_tile, kk));
+        if constexpr (kS8) WgmmaM64K32S8<kTileN>(acc, desc_a, b_op.Desc(b_tile, kk));
+        else WgmmaM64K16<T, kTileN, BOp::kWgmmaTransB, kTransA ? 1 : 0>(acc, desc_a, b_op.Desc(b_tile, kk));
       }
       WgmmaCommit();
       WgmmaWait<1>();  // the previous step's wgmmas are done: release its stage
@@ -296,8 +328,8 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           uint32_t lo[4], hi[4];
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            lo[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2]);
-            hi[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2 + 1]);
+            lo[i] = __float_as_uint(AccValue(acc[(4 * g + i) * 4 + h * 2], acc_scale));
+            hi[i] = __float_as_uint(AccValue(acc[(4 * g + i) * 4 + h * 2 + 1], acc_scale));
           }
           ptx::QuadTranspose(lo);
           ptx::QuadTranspose(hi);
@@ -312,7 +344,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           uint32_t v[4];
 #pragma unroll
           for (int i = 0; i < 4; ++i)
-            v[i] = ptx::Pack2<T>(acc[(4 * g + i) * 4 + h * 2], acc[(4 * g + i) * 4 + h * 2 + 1]);
+            v[i] = ptx::Pack2<OutT>(AccValue(acc[(4 * g + i) * 4 + h * 2], acc_scale), AccValue(acc[(4 * g + i) * 4 + h * 2 + 1], acc_scale));
           ptx::QuadTranspose(v);
           if (in) *reinterpret_cast<uint4*>(y_t + at) = make_uint4(v[0], v[1], v[2], v[3]);
         }

@@ -1,5 +1,5 @@
-// com.kaio MatmulInt4 and MatmulInt8 (CPU kernels; MatmulInt4 and MatmulInt8 W8A16 also on CUDA:
-// matmul_int4_kernel.cuh, matmul_int8_kernel.cuh).
+// com.kaio MatmulInt4 and MatmulInt8 (CPU kernels; both also on CUDA: matmul_int4_kernel.cuh,
+// matmul_int8_kernel.cuh (W8A16), matmul_w8a8_sm80.cu (W8A8)).
 //
 // Contract (DESIGN.md, "Contract details"):
 // MatmulInt4(A, B_packed, scales, zero_points?) -> Y: A float16/bfloat16 [..., M, K]; B_packed uint32
@@ -191,12 +191,31 @@ struct MatmulInt8Op {
   }
 
 #ifdef KAIO_WITH_CUDA
-  // The CUDA kernels are W8A16's (float16/bfloat16 A): a W8A8 node (int8 A) stays on the CPU EP.
-  static std::vector<IoSpec> CudaInputs() {
-    return {{"A", {kF16, kBF16}, false, 1},
-            {"B", {kI8}, false, 1},
-            {"scales", {kF16, kBF16}, false, 0},  // rank 0 refused by Geometry with the shape rule, as on the CPU
-            {"zero_points", {kF16, kBF16}, true, 1}};
+  // Both modes run on CUDA (the same inputs as the CPU kernel): W8A16 in matmul_int8_*.cu, W8A8 in
+  // matmul_w8a8_sm80.cu (and the int8 instance of the Hopper GEMM).
+  static OrtStatus* ComputeCudaW8A8(const ErrCtx& c, const Attrs& at, const InputTensors& in,
+                                    const OutputTensors& out, const CudaLaunch& launch, const QuantGeometry& g) {
+    // s32 sums are exact while K * 2^14 < 2^31; the CPU kernel (int64 sums) has no such limit.
+    if (g.a.k > kMatmulW8A8MaxK)
+      return InputError(c, kA, "A", "K = ", g.a.k, " exceeds the CUDA W8A8 limit of ", kMatmulW8A8MaxK,
+                        " (int32 accumulation of int8 products is exact only below 2^17 terms); run this node on "
+                        "the CPU EP or split K");
+    KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, kA, "A", kRowsFlattened, g.a.rows, kMatmulW8A8MaxRows));
+    MatmulW8A8Params p;
+    p.a = static_cast<const int8_t*>(in[kA].data);
+    p.b = static_cast<const int8_t*>(in[kB].data);
+    p.scale = static_cast<const float*>(in[kScales].data);
+    p.y = out[0].data;
+    p.out_f32 = at.out_dtype == kF32;
+    p.m = g.a.rows;
+    p.n = g.n;
+    p.k = g.a.k;
+    p.sm = launch.sm;
+    p.sm_count = launch.sm_count;
+    CudaScratch bt;  // B transposed to [N, K]
+    KAIO_RETURN_IF_ERROR(bt.Allocate(launch, c, static_cast<size_t>(MatmulW8A8ScratchBytes(p))));
+    if (int e = RunMatmulW8A8(p, bt.data(), launch.stream)) return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    return nullptr;
   }
 
   static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
@@ -204,6 +223,7 @@ struct MatmulInt8Op {
     const TensorInfos infos(in.begin(), in.end());
     QuantGeometry g;
     KAIO_RETURN_IF_ERROR(Geometry(c, at, infos, &g));
+    if (IsW8A8(infos)) return ComputeCudaW8A8(c, at, in, out, launch, g);
     KAIO_RETURN_IF_ERROR(CheckLaunchLimit(c, kA, "A", kRowsFlattened, g.a.rows, kMatmulInt8MaxRows));
     MatmulInt8Params p;
     p.a = in[kA].data;

@@ -70,6 +70,30 @@ int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p);
 // launch (never synchronises).
 int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream);
 
+// MatmulInt8 W8A8: Y[M, N] = float(double(sum_k int32(a[m, k]) * int32(b[k, n])) * scale), f32 or
+// f16 (rounded from that float). The sums are s32 on the GPU: exact while K <= kMatmulW8A8MaxK
+// (|a b| <= 2^14, and 131071 * 2^14 < 2^31); the glue refuses a larger K on CUDA by name.
+constexpr int64_t kMatmulW8A8MaxK = (int64_t(1) << 17) - 1;
+// Rows the launch covers: 65535 row tiles (grid.y) of the mma.sync kernel's 128 rows.
+constexpr int64_t kMatmulW8A8MaxRows = int64_t(65535) * 128;
+
+struct MatmulW8A8Params {
+  const int8_t* a = nullptr;      // [M, K] (A's leading dims flattened into M)
+  const int8_t* b = nullptr;      // [K, N] row-major
+  const float* scale = nullptr;   // one float in device memory
+  void* y = nullptr;              // float or float16 [M, N]
+  bool out_f32 = true;
+  int64_t m = 0, n = 0, k = 0;
+  int sm = 0, sm_count = 0;
+  bool no_wgmma = false;          // probes: the mma.sync kernel on sm_90 too
+};
+
+// Device scratch the launch needs: B transposed to [N, K] (both kernels read K-major operands).
+int64_t MatmulW8A8ScratchBytes(const MatmulW8A8Params& p);
+// Launches on `stream` (scratch: MatmulW8A8ScratchBytes bytes, 16-byte aligned); returns the CUDA
+// error of the launch (never synchronises). cudaErrorInvalidValue: K past kMatmulW8A8MaxK, or no scratch.
+int RunMatmulW8A8(const MatmulW8A8Params& p, void* scratch, void* stream);
+
 // The dense-GEMM view of a quantized product (MatmulInt4Params or MatmulInt8Params): A, Y, the types,
 // the sizes and the device, for the MatmulTc kernels that run it with a quantized B.
 template <class Quant>

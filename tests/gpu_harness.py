@@ -121,11 +121,15 @@ def chain_ref_codes(a, q, scales, zp, group_size, rounded=True):
 
 def int4_weights_rounded(rows: int, k: int, ns, group_size: int) -> bool:
     """Whether MatmulInt4 / QkvProjectInt4 on the GPU round the dequantised weights to A's type.
-    They do, except in the decode kernel with groups of 128 or more, which multiplies A by the
-    exact codes and applies scale and zero point to the f32 sums. The launcher
-    (matmul_int4_sm80.cu) takes that kernel for 1 <= rows <= 16 (A's leading dims flattened into
-    rows), K > 0 and every N % 8 == 0 on the parts the GPU tests run on (sm_80 / sm_90)."""
-    decode = 1 <= rows <= 16 and k > 0 and all(n % 8 == 0 for n in ns)
+    They do, except in the decode kernels with groups of 128 or more, which multiply A by the
+    exact codes and apply scale and zero point to the f32 sums. The launcher
+    (matmul_int4_sm80.cu) takes the split decode kernel for 1 <= rows <= 16 (A's leading dims
+    flattened into rows), K > 0 and any N; with KAIO_INT4_DECODE=0 the older decode kernel, which
+    needs every N % 8 == 0 (else the GEMVs, which round)."""
+    import os
+
+    any_n = os.environ.get("KAIO_INT4_DECODE") != "0"
+    decode = 1 <= rows <= 16 and k > 0 and (any_n or all(n % 8 == 0 for n in ns))
     return not (decode and group_size >= 128)
 
 

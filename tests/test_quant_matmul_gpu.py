@@ -1,4 +1,4 @@
-"""MatmulInt4 (FMA GEMV M = 1, decode and mma GEMV M <= 16, GEMM regime M > 16) and MatmulInt8 W8A16
+"""MatmulInt4 (split decode kernel M <= 16; KAIO_INT4_DECODE=0: FMA GEMV, decode and mma GEMV; GEMM regime M > 16) and MatmulInt8 W8A16
 (GEMV M <= 16 with split K; tensor-core GEMM above) on the CUDA EP against the float64
 reference of the dequantised weights; MatmulInt8 W8A8 (int8 wgmma on sm_90, mma.sync elsewhere)
 bit for bit against the float64 reference rounded as the CPU kernel rounds it; IOBinding with NaN-poisoned, guarded outputs (bfloat16 too),
@@ -50,6 +50,14 @@ SHAPES = [
     ((), 200, 1024, 72),          # GEMM, four row blocks, one tile of columns
     ((), 300, 1024, 3208),        # sm_90 wgmma GEMM (>= 66 tiles of 128 x 128): row and column tails
     ((2,), 260, "3g", 2056),      # wgmma GEMM, K = 3g (a half 64-k tile at g = 32), batch dims
+    # Split decode kernel (M <= 16, any N): 16-column tiles at M <= 8, 32 at 9..16; K split over a
+    # cluster of up to 8 CTAs (sm_90) when tiles x slices fit one wave; 128-k chunks to 4 warps in turn.
+    ((), 1, 4096, 4104),          # N % 16 = 8: a half tile; 257 tiles (2 K slices on 132 SMs)
+    ((), 8, 14336, 24),           # last M with one token tile; long K in 8 slices (2 tiles)
+    ((), 9, 4096, 4099),          # first M with two token tiles; N odd, % 32 = 3
+    ((), 16, "3g", 4104),         # K = 3g: < 4 chunks (idle warps, no slices at g = 32), N % 32 = 8
+    ((), 12, 1280, 17),           # 10 chunks in up to 2 slices: warps with 2 and 3 chunks
+    ((2,), 8, 4096, 40),          # batch dims: 16 rows (two token tiles)
 ]
 
 

@@ -16,8 +16,10 @@
 // makes the halves exactly 1032 + q (f16) / 136 + q (bf16); one HSUB2 gives q exactly, then
 // (q - zp) * scale in the input type (HSUB2 + HMUL2).
 //
-// Decode regime (M <= 16, N % 8 == 0): MatmulInt4DecodeKernel below (weights as mma's A operand,
-// coalesced cp.async ring in shared memory); the launcher holds the measurements.
+// Split decode regime (M <= 16, any N): MatmulInt4SplitDecodeKernel below (weights streamed into
+// registers as mma's A operand, K split over a cluster's CTAs on sm_90). KAIO_INT4_DECODE=0 selects
+// the older kernels that follow for A/B runs: MatmulInt4DecodeKernel (N % 8 == 0, coalesced
+// cp.async ring in shared memory; the launcher holds its measurements) and the GEMVs.
 //
 // FMA GEMV regime (M = 1 where the decode kernel does not apply): MatmulInt4GemvFmaKernel below.
 //
@@ -690,6 +692,215 @@ __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
     const int64_t col = n0 + 16 * mw + (ln >> 2) + 8 * (r >> 1);
     const int64_t row = 8 * nt + 2 * (ln & 3) + (r & 1);
     if (row < p.m && col < p.n) StoreOut<T>(p, row, col, sum);
+  }
+}
+
+// ---------------------------------------------------------------- split decode regime (M <= 16)
+// The decode kernel above measured 1.4-1.9 TB/s at M = 1 on H200 (DRAM ~32% busy): one block owns a
+// 16-column tile for all of K, so N = 4096 gives 256 blocks (under 2 per SM) and N = 14336 gives 896,
+// a second partial wave (1.13 waves of 6 blocks per SM); and every byte goes global -> shared ->
+// registers behind a block-wide barrier per stage. This kernel streams the weights straight into
+// registers (16-byte ld.global.nc, no shared-memory ring, no barrier in the main loop) and splits K
+// over the CTAs of a thread-block cluster (sm_90) so that tiles x slices fill the GPU in one wave;
+// the slices' partial sums are combined through distributed shared memory in a fixed order
+// (deterministic, single pass, no scratch). Without clusters (sm_80) it runs unsplit.
+// Block = 4 warps, one tile of 16 MW columns, one K slice of `splits`; the slice's 128-k chunks go
+// to the warps in turn (warp w: chunks w, w + 4, ...; a block reads 512 contiguous bytes per column
+// at a time). A lane owns the header's fragment mapping with the roles exchanged (weights = mma's A
+// operand, 16 columns; tokens = B operand, 8 per n8 tile): columns g, g + 8 (of each of the MW
+// sub-tiles) and k [128 c + 32 t, +32) of chunk c: one uint4 per column, and the same 32 k of tokens
+// g (+ 8) through L1 (A is small and every tile reads it). The next chunk's weights and scales are
+// in flight while a chunk is computed; with ~30 resident warps per SM that is ~60 KB per SM.
+// Arithmetic = MatmulInt4DecodeKernel's: kPost (group >= 128, a chunk lies in one group) applies
+// scale and zero point to the f32 sums of the exact codes, smaller groups dequantise in T first.
+// M = 9..16: MW = 2 (each A fragment feeds two column tiles: half the L1 traffic per weight byte).
+constexpr int kSdWarps = 4, kSdThreads = 32 * kSdWarps, kSdMaxSplits = 8;
+
+template <int MW, int NT8>
+struct SdShape {
+  static constexpr int kCols = 16 * MW, kAcc = MW * NT8 * 4;
+};
+// Registers: 64 at M <= 8 (8 blocks of 4 warps per SM: 1056 on 132 SMs, the 896 tiles of N = 14336
+// in one wave); 128 for two token tiles x two column tiles, 168 with zero points on the f32 sums
+// (at 128 ptxas spilled 20 bytes). sm_80's code (no K slices) is held less tightly: at these caps
+// its ptxas spilled 4-16 bytes.
+template <int NT8, bool kZp, bool kPost>
+constexpr int SdMinBlocks() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  return NT8 == 1 ? 6 : 3;
+#else
+  return NT8 == 1 ? 8 : kZp && kPost ? 3 : 4;
+#endif
+}
+
+template <typename T, int MW, bool kZp>
+struct SdChunk {
+  uint4 w[MW][2];      // columns 16 mw + g, 16 mw + g + 8
+  uint32_t s[MW][2];   // their scales (16-bit, as loaded)
+  uint32_t z[MW][2];   // their zero points (kZp)
+};
+
+// The weights, scales and zero points of chunk c for this lane (zeros past K, past the slice, past N).
+template <typename T, int MW, bool kZp>
+__device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, int g, int t, int c, int c_end, int lg,
+                                       SdChunk<T, MW, kZp>* ch) {
+  const int64_t kk = int64_t(c) * kChunk + 32 * t;
+  const bool k_ok = c < c_end && kk < p.k;
+  const unsigned short* sc = static_cast<const unsigned short*>(p.scales);
+  const unsigned short* zp = static_cast<const unsigned short*>(p.zero_points);
+#pragma unroll
+  for (int mw = 0; mw < MW; ++mw)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t col = n0 + 16 * mw + 8 * h + g;
+      const bool ok = k_ok && col < p.n;
+      ch->w[mw][h] = ok ? LoadStream(p.b + col * (p.k >> 3) + (kk >> 3)) : make_uint4(0, 0, 0, 0);
+      const int64_t gi = (kk >> lg) * p.n + col;
+      ch->s[mw][h] = ok ? __ldg(sc + gi) : 0u;
+      if constexpr (kZp) ch->z[mw][h] = ok ? __ldg(zp + gi) : 0u;
+    }
+}
+
+template <typename T, int MW, int NT8, bool kZp, bool kPost>
+__device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChunk<T, MW, kZp>& ch, int g, int t,
+                                          int c, int c_end, float (&acc)[MW][NT8][4]) {
+  const int64_t kk = int64_t(c) * kChunk + 32 * t;
+  const bool k_ok = c < c_end && kk < p.k;
+  const T* a = static_cast<const T*>(p.a);
+  // This lane's tokens over its 32 k, paired as DequantCodes pairs the codes (zeros past K / M:
+  // their weights are zero codes too, so they add exact zeros).
+  uint32_t ap[NT8][4][4];
+#pragma unroll
+  for (int nt = 0; nt < NT8; ++nt) {
+    const int r = g + 8 * nt;
+    const bool ok = k_ok && r < p.m;
+    const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
+  }
+  float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk (ones x A)
+  if constexpr (kPost && kZp) {
+    constexpr uint32_t kOne2 = std::is_same<T, __half>::value ? 0x3C003C00u : 0x3F803F80u;
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][0], ap[nt][i][2]);
+        Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][1], ap[nt][i][3]);
+      }
+  }
+#pragma unroll
+  for (int mw = 0; mw < MW; ++mw) {
+    float part[NT8][4] = {};  // kPost: the codes' products with A over the chunk
+    uint32_t s0 = 0, s1 = 0, z0 = 0, z1 = 0;
+    if constexpr (!kPost) {
+      s0 = Bcast(uint16_t(ch.s[mw][0])), s1 = Bcast(uint16_t(ch.s[mw][1]));
+      if constexpr (kZp) z0 = Bcast(uint16_t(ch.z[mw][0])), z1 = Bcast(uint16_t(ch.z[mw][1]));
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t x[4], y[4];
+      DequantCodes<T>(Comp(ch.w[mw][0], i), x);
+      DequantCodes<T>(Comp(ch.w[mw][1], i), y);
+      if constexpr (!kPost) {  // (q - zp) * scale in T, one rounding each
+        ScaleCodes<T, kZp>(x, s0, z0);
+        ScaleCodes<T, kZp>(y, s1, z1);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT8; ++nt) {
+        float* d = kPost ? part[nt] : acc[mw][nt];
+        Mma<T>(d, x[0], y[0], x[2], y[2], ap[nt][i][0], ap[nt][i][2]);
+        Mma<T>(d, x[1], y[1], x[3], y[3], ap[nt][i][1], ap[nt][i][3]);
+      }
+    }
+    if constexpr (kPost) {  // acc += scale * (sum q a - zp * sum a); regs 0, 1: column g, 2, 3: g + 8
+      const float fs0 = ToFloat<T>(uint16_t(ch.s[mw][0])), fs1 = ToFloat<T>(uint16_t(ch.s[mw][1]));
+      const float fz0 = kZp ? ToFloat<T>(uint16_t(ch.z[mw][0])) : 0.f;
+      const float fz1 = kZp ? ToFloat<T>(uint16_t(ch.z[mw][1])) : 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const float v = kZp ? fmaf(-(r < 2 ? fz0 : fz1), asum[nt][r], part[nt][r]) : part[nt][r];
+          acc[mw][nt][r] = fmaf(r < 2 ? fs0 : fs1, v, acc[mw][nt][r]);
+        }
+    }
+  }
+}
+
+// Grid: x = the batch's column tiles, y = `splits` K slices; launched as clusters of 1 x splits
+// (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one tile).
+template <typename T, int MW, int NT8, bool kZp, bool kPost>
+__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost>())
+    MatmulInt4SplitDecodeKernel(Int4Batch bt, int splits) {
+  using S = SdShape<MW, NT8>;
+  int64_t blk;
+  const MatmulInt4Params p = SegmentOf(bt, &blk);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t n0 = blk * S::kCols;
+  const int chunks = int((p.k + kChunk - 1) / kChunk);
+  const int slice = int(blockIdx.y);
+  const int c_begin = int(int64_t(chunks) * slice / splits), c_end = int(int64_t(chunks) * (slice + 1) / splits);
+  const int lg = __ffs(p.group_size) - 1;
+
+  float acc[MW][NT8][4] = {};
+  // Two chunks per lane in registers: the next one's loads go out before this one's math.
+  SdChunk<T, MW, kZp> cur, nxt;
+  int c = c_begin + warp;
+  SdLoad<T, MW, kZp>(p, n0, g, t, c, c_end, lg, &cur);
+  for (; c < c_end; c += 2 * kSdWarps) {
+    SdLoad<T, MW, kZp>(p, n0, g, t, c + kSdWarps, c_end, lg, &nxt);
+    SdCompute<T, MW, NT8, kZp, kPost>(p, cur, g, t, c, c_end, acc);
+    if (c + kSdWarps >= c_end) break;
+    SdLoad<T, MW, kZp>(p, n0, g, t, c + 2 * kSdWarps, c_end, lg, &cur);
+    SdCompute<T, MW, NT8, kZp, kPost>(p, nxt, g, t, c + kSdWarps, c_end, acc);
+  }
+
+  // The warps' partial sums, then the slices' (fixed order both: deterministic).
+  __shared__ float red[kSdWarps][S::kAcc][32];
+  __shared__ float slice_sum[S::kAcc * 32];
+#pragma unroll
+  for (int mw = 0; mw < MW; ++mw)
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) red[warp][(mw * NT8 + nt) * 4 + r][lane] = acc[mw][nt][r];
+  __syncthreads();
+  for (int e = tid; e < S::kAcc * 32; e += kSdThreads) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kSdWarps; ++w) sum += red[w][e >> 5][e & 31];
+    slice_sum[e] = sum;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (splits > 1) {
+    // Slice 0's CTA sums every slice's partials (cluster rank = slice: the cluster spans grid y).
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+    if (slice == 0) {
+      const uint32_t local = static_cast<uint32_t>(__cvta_generic_to_shared(slice_sum));
+      for (int e = tid; e < S::kAcc * 32; e += kSdThreads) {
+        float sum = slice_sum[e];
+        for (int r = 1; r < splits; ++r) {
+          uint32_t remote;
+          float v;
+          asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local + 4u * e), "r"(r));
+          asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
+          sum += v;
+        }
+        slice_sum[e] = sum;
+      }
+    }
+    // The other CTAs' shared memory must outlive slice 0's reads.
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+  }
+#endif
+  if (slice != 0) return;
+  __syncthreads();
+  for (int e = tid; e < S::kAcc * 32; e += kSdThreads) {
+    const int ln = e & 31, idx = e >> 5, r = idx & 3, nt = (idx >> 2) % NT8, mw = (idx >> 2) / NT8;
+    const int64_t col = n0 + 16 * mw + (ln >> 2) + 8 * (r >> 1);
+    const int64_t row = 8 * nt + 2 * (ln & 3) + (r & 1);
+    if (row < p.m && col < p.n) StoreOut<T>(p, row, col, slice_sum[e]);
   }
 }
 

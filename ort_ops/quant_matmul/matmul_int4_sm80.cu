@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/aligned.h"
 #include "common/smem_opt_in.h"
@@ -134,11 +135,86 @@ constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GE
 // 16.8: with all weights of a block in flight the kernel is bound by its warps' issue, not by
 // memory latency, so more resident warps beat a deeper ring.
 
+// The split decode kernel (M <= 16, any N; KAIO_INT4_DECODE=0 keeps the older kernels below, for
+// side-by-side runs). Read once.
+bool SplitDecodeEnabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("KAIO_INT4_DECODE");
+    return !(v && v[0] == '0' && v[1] == '\0');
+  }();
+  return enabled;
+}
+
+// Resident blocks per SM of `kernel` (its registers and static shared memory), asked once.
+template <auto kKernel>
+int ResidentBlocks() {
+  static const int blocks = [] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kKernel, int4mm::kSdThreads, 0) != cudaSuccess) {
+      cudaGetLastError();
+      b = 1;
+    }
+    return std::max(b, 1);
+  }();
+  return blocks;
+}
+
+// K slices: as many as keep tiles x slices within one wave of resident blocks (each warp at least
+// one 128-k chunk, 8 at most: the portable cluster size), on sm_90 only (clusters).
+template <typename T, int MW, int NT8, bool kZp, bool kPost>
+cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
+  using namespace int4mm;
+  constexpr auto kernel = MatmulInt4SplitDecodeKernel<T, MW, NT8, kZp, kPost>;
+  const MatmulInt4Params& p = segs[0];
+  int64_t tiles = 0;
+  const Int4Batch bt = MakeBatch(segs, count, SdShape<MW, NT8>::kCols, &tiles);
+  if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
+  int splits = 1;
+  if (p.sm >= 90) {
+    const int64_t wave = sms * ResidentBlocks<kernel>();
+    while (splits < kSdMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
+      ++splits;
+  }
+  if (splits > 1) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(tiles), unsigned(splits));
+    cfg.blockDim = dim3(kSdThreads);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = unsigned(splits);
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    if (cudaLaunchKernelEx(&cfg, kernel, bt, splits) == cudaSuccess) return cudaSuccess;
+    cudaGetLastError();  // no cluster of that size fits (or none at all): unsplit below
+  }
+  kernel<<<dim3(unsigned(tiles), 1), kSdThreads, 0, stream>>>(bt, 1);
+  return cudaGetLastError();
+}
+
+// M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block.
+// Groups of 128 or more take the scales after the mma (f32), smaller ones before it.
+template <typename T, bool kZp>
+cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
+  const bool post = segs[0].group_size >= 128;
+  if (segs[0].m <= 8)
+    return post ? LaunchSplitAs<T, 1, 1, kZp, true>(segs, count, stream)
+                : LaunchSplitAs<T, 1, 1, kZp, false>(segs, count, stream);
+  return post ? LaunchSplitAs<T, 2, 2, kZp, true>(segs, count, stream)
+              : LaunchSplitAs<T, 2, 2, kZp, false>(segs, count, stream);
+}
+
 template <typename T, bool kZp>
 cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   using namespace int4mm;
   const MatmulInt4Params& p = segs[0];  // m, k, types and the device: shared by every segment
   cudaError_t err = cudaSuccess;
+  if (p.k > 0 && p.m <= 16 && SplitDecodeEnabled()) return LaunchSplit<T, kZp>(segs, count, stream);
   // M = 1: the FMA GEMV (coalesced 512-byte warp loads of one column) where the decode kernel does
   // not apply. Measured on H100 (standalone harness, CUDA-graph replay), f16, group 128, cold weights, vs the mma GEMV: 1x4096x4096 7.9 vs 8.2 us, 1x14336x4096 19.2 vs 25.0,
   // 1x4096x14336 22.1 vs 23.6, 1x11008x4096 16.8 vs 20.6, 1x1000x4096 4.4 vs 5.7. At M = 2 and 4 the

@@ -11,6 +11,7 @@ Usage: python bench/bench_quant_matmul.py [--quick] [--bits 4|8] [--w8a8]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -142,7 +143,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bits", type=int, choices=(4, 8), default=4)
     ap.add_argument("--w8a8", action="store_true", help="MatmulInt8 W8A8 vs MatMulInteger and MatmulTcAsync f16")
+    ap.add_argument("--old-decode", action="store_true", help="KAIO_INT4_DECODE=0: the previous MatmulInt4 decode kernels")
     args = ap.parse_args()
+    if args.old_decode:
+        os.environ["KAIO_INT4_DECODE"] = "0"  # read by the library once, at its first MatmulInt4 run
     if args.w8a8:
         w8a8_main(iters)
         return
@@ -161,8 +165,11 @@ def main() -> None:
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)
     if bits == 4:
-        harness.write_results("quant_matmul_int4", rows,
-                              "MatmulInt4 (W4A16, group 128) vs ORT MatMulNBits (bits 4, block 128), f16",
+        # KAIO_INT4_DECODE=0 (the previous decode kernels, for side-by-side runs) gets its own file.
+        old = os.environ.get("KAIO_INT4_DECODE") == "0"
+        harness.write_results("quant_matmul_int4" + ("_old_decode" if old else ""), rows,
+                              "MatmulInt4 (W4A16, group 128) vs ORT MatMulNBits (bits 4, block 128), f16"
+                              + (", KAIO_INT4_DECODE=0 (the previous decode kernels)" if old else ""),
                               "Both read the same weights (MatmulNBits' via kaio_ort.packing.to_matmulnbits) and "
                               "write float16 Y; shapes are M x N x K; bytes = N*K/2 + scales + A + Y.")
     else:

@@ -2,10 +2,6 @@
 EP against the float64 reference: the mma.sync kernel, and on sm_90 the Async ops' TMA + wgmma kernel (shapes with
 K % 8 or N % 8 != 0 fall back to mma.sync there too); IOBinding, poisoned guarded outputs, CUDA-graph
 replay, and the CUDA-side validation rules."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
@@ -238,9 +234,9 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
         assert rel_err(got, ref) <= GRAD_TOL[np.float16]
 
 
-# The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches, read once per
-# process: the settings other than this process's run in a child pytest. case -> (switches, M x K x N,
-# the kernel name's tail "DenseB<trans_b, tile N>, consumers, trans_a, cluster>").
+# The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches (read at each
+# launch): case -> (switches, M x K x N, the kernel name's tail "DenseB<trans_b, tile N>, consumers,
+# trans_a, cluster>").
 TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY")
 TILE_CASES = {
     "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1>"),
@@ -254,20 +250,18 @@ TILE_CASES = {
 @cuda_graph_test("MatmulTcAsync")
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("case", list(TILE_CASES))
-def test_tile_shapes_on_sm90(case, trans_b):
+def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     """On Hopper: 128 x 256 tiles where large tiles fill the GPU (256 x 128 with KAIO_WGMMA_WIDE=0, in
     CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), 64 x 128 for M <= 64 (128 x 128 with
     KAIO_WGMMA_SKINNY=0, here with split K); each right and, captured in a CUDA graph (the pairs'
     occupancy query happens once, outside the capture), replaying what eager runs compute."""
     require_sm90()
     switches, (m, k, n), tail = TILE_CASES[case]
-    if any(os.environ.get(v) != switches.get(v) for v in TILE_SWITCHES):
-        env = {v: x for v, x in os.environ.items() if v not in TILE_SWITCHES} | switches
-        child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu",
-                                f"{__file__}::test_tile_shapes_on_sm90[{case}-{trans_b}]"],
-                               env=env, capture_output=True, text=True, timeout=600)
-        assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout[-3000:] + child.stderr[-2000:]
-        return
+    for v in TILE_SWITCHES:
+        if v in switches:
+            monkeypatch.setenv(v, switches[v])
+        else:
+            monkeypatch.delenv(v, raising=False)
     g = rng()
     a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
     b_in = np.ascontiguousarray(b.T) if trans_b else b

@@ -42,7 +42,9 @@ cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUte
   return matmul_wgmma::LaunchWgmma<T, BOp, kConsumers, kTransA, kCluster>(p, map_a, b_op, stream);
 }
 
-// An on/off switch read once from the environment ("0" or "1"), for side-by-side runs of both paths.
+// An on/off switch from the environment ("0" or "1"), for side-by-side runs of both paths; read at
+// each launch (a getenv: no measurable cost beside the host's tensor-map encoding), so a process
+// (the GPU tests) can compare the paths.
 bool Switch(const char* name, bool fallback) {
   const char* v = std::getenv(name);
   if (v && v[0] == '0' && v[1] == '\0') return false;
@@ -51,22 +53,13 @@ bool Switch(const char* name, bool fallback) {
 }
 // Pairs of CTAs sharing A tiles (the kernel's kCluster = 2): off unless KAIO_WGMMA_CLUSTER=1; on the
 // H200 they measured slower than single CTAs (wgmma_probe 4096^3: 0.202 vs 0.197 ms, at b099734).
-bool PairsEnabled() {
-  static const bool enabled = Switch("KAIO_WGMMA_CLUSTER", false);
-  return enabled;
-}
+bool PairsEnabled() { return Switch("KAIO_WGMMA_CLUSTER", false); }
 // Wide 128 x 256 tiles (two consumers, wgmma m64n256) where 256-row tiles would fill the GPU: the
 // same tile area, half the A and B fragment reads per product; KAIO_WGMMA_WIDE=0 keeps 256 x 128.
-bool WideEnabled() {
-  static const bool enabled = Switch("KAIO_WGMMA_WIDE", true);
-  return enabled;
-}
+bool WideEnabled() { return Switch("KAIO_WGMMA_WIDE", true); }
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
-bool SkinnyEnabled() {
-  static const bool enabled = Switch("KAIO_WGMMA_SKINNY", true);
-  return enabled;
-}
+bool SkinnyEnabled() { return Switch("KAIO_WGMMA_SKINNY", true); }
 
 // 256-row tiles in pairs side by side, each CTA loading half of the shared A tile (box of 128 rows).
 template <typename T>

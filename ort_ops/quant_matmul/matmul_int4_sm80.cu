@@ -177,6 +177,15 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
     while (splits < kSdMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
       ++splits;
   }
+  // Measured on an H200 (bench/results/2026-11-27_quant_matmul_int4_{,old_decode_}3c78027a.md, CUPTI,
+  // cold weights): unsplit, this kernel beats the older ones (1x14336x4096 14.9 vs 15.6 us,
+  // 16x14336x4096 19.0 vs 28.7); split over a cluster it loses at M <= 8 (1x4096x4096 8.6 vs 5.8,
+  // 1x4096x14336 17.6 vs 13.4) and at M = 16 with short K (16x4096x4096 14.4 vs 12.6), and wins at
+  // M = 16 with long K (16x4096x14336 29.3 vs 40.4). There, where the older decode kernel applies
+  // (every N % 8 == 0; its arithmetic is this one's), it runs instead.
+  bool older_applies = true;
+  for (int i = 0; i < count; ++i) older_applies = older_applies && segs[i].n % 8 == 0;
+  if (splits > 1 && older_applies && !(p.m > 8 && p.k >= 8192)) return cudaErrorNotSupported;
   if (splits > 1) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(unsigned(tiles), unsigned(splits));
@@ -214,7 +223,11 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
   using namespace int4mm;
   const MatmulInt4Params& p = segs[0];  // m, k, types and the device: shared by every segment
   cudaError_t err = cudaSuccess;
-  if (p.k > 0 && p.m <= 16 && SplitDecodeEnabled()) return LaunchSplit<T, kZp>(segs, count, stream);
+  if (p.k > 0 && p.m <= 16 && SplitDecodeEnabled()) {
+    err = LaunchSplit<T, kZp>(segs, count, stream);
+    if (err != cudaErrorNotSupported) return err;  // else: the shapes where the older kernels are faster
+    err = cudaSuccess;
+  }
   // M = 1: the FMA GEMV (coalesced 512-byte warp loads of one column) where the decode kernel does
   // not apply. Measured on H100 (standalone harness, CUDA-graph replay), f16, group 128, cold weights, vs the mma GEMV: 1x4096x4096 7.9 vs 8.2 us, 1x14336x4096 19.2 vs 25.0,
   // 1x4096x14336 22.1 vs 23.6, 1x11008x4096 16.8 vs 20.6, 1x1000x4096 4.4 vs 5.7. At M = 2 and 4 the

@@ -35,6 +35,9 @@ struct MatmulTcParams {
   int64_t batch_count = 1;                 // product of batch_dims
 
   int sm = 0, sm_count = 0;                // device facts for the tile choice
+  // Hopper GEMM epilogue: lanes gather 8 columns through a quad transpose for 16-byte stores (else
+  // each lane stores its column pairs); the launcher sets it (KAIO_WGMMA_QUAD_STORES, A/B runs).
+  bool quad_stores = true;
 
   // With partial (batch_count 1 only): block z of grid.z = k_split sums K tiles [z T / k_split,
   // (z + 1) T / k_split) of the T tiles and writes float partial[z][M][N] instead of Y (the caller

@@ -60,6 +60,8 @@ bool WideEnabled() { return Switch("KAIO_WGMMA_WIDE", true); }
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
 bool SkinnyEnabled() { return Switch("KAIO_WGMMA_SKINNY", true); }
+// The epilogue's quad-transposed 16-byte stores; KAIO_WGMMA_QUAD_STORES=0 stores column pairs.
+bool QuadStoresEnabled() { return Switch("KAIO_WGMMA_QUAD_STORES", true); }
 
 // 256-row tiles in pairs side by side, each CTA loading half of the shared A tile (box of 128 rows).
 template <typename T>
@@ -86,7 +88,9 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 
 }  // namespace
 
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream) {
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) {
+  MatmulTcParams p = params;
+  p.quad_stores = QuadStoresEnabled();
   using matmul_wgmma::kTmaCoordMax;
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);

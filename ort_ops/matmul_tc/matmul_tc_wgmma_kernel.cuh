@@ -316,6 +316,22 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
     const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;
     float* out_f = p.partial ? p.partial : y_f;
+    if (!p.quad_stores) {  // KAIO_WGMMA_QUAD_STORES=0: each lane's column pairs stored as they are
+#pragma unroll
+      for (int j = 0; j < kTileN / 8; ++j) {
+        const int64_t col = c.n0 + 8 * j + 2 * q;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = row0 + 8 * h;
+          if (row >= p.m || col >= p.n) continue;
+          const float v0 = AccValue(acc[j * 4 + h * 2], acc_scale), v1 = AccValue(acc[j * 4 + h * 2 + 1], acc_scale);
+          const int64_t at = y_base + row * p.n + col;
+          if (p.partial || out_f32) *reinterpret_cast<float2*>(out_f + at) = make_float2(v0, v1);
+          else *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<OutT>(v0, v1);
+        }
+      }
+      continue;
+    }
 #pragma unroll
     for (int g = 0; g < kTileN / 32; ++g) {
       const int64_t col = c.n0 + 32 * g + 8 * q;

@@ -105,10 +105,15 @@ def max_diff(a, b):
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--decode", action="store_true", help="only the decode shapes (Sq = 1), their own result file")
+    decode = ap.parse_args().decode
     iters = harness.iterations()
     rng = np.random.default_rng(0)
     rows = []
-    for b, sq, sk, h, d, causal in SHAPES:
+    for b, sq, sk, h, d, causal in [x for x in SHAPES if x[1] == 1] if decode else SHAPES:
         case = f"b{b} sq{sq} sk{sk} h{h} d{d}" + (" causal" if causal else "")
         print(case, flush=True)
         bytes_ = 2 * (2 * b * sq * h * d + 2 * b * sk * h * d)  # Q, O, K, V in float16
@@ -140,7 +145,7 @@ def main() -> None:
         rows.append(harness.Row(case, kaio_t, mha_t, flops, bytes_, extra))
         print(rows[-1].summary(), flush=True)
         del input_sets, kaio_y, tc_y, mha_y, attn_y, ref
-    harness.write_results("attention", rows,
+    harness.write_results("attention_decode" if decode else "attention", rows,
                           "AttentionFlash[Causal] (bshd, f16) vs ORT MultiHeadAttention and ONNX Attention-23",
                           "ort = com.microsoft MultiHeadAttention (query/key/value [B, S, H*D], the same bytes as "
                           "bshd); attn23 = ONNX Attention opset 23 (3-D [B, S, H*D] with q/kv_num_heads, or 4-D "

@@ -60,8 +60,15 @@ bool WideEnabled() { return Switch("KAIO_WGMMA_WIDE", true); }
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
 bool SkinnyEnabled() { return Switch("KAIO_WGMMA_SKINNY", true); }
-// The epilogue's quad-transposed 16-byte stores; KAIO_WGMMA_QUAD_STORES=0 stores column pairs.
-bool QuadStoresEnabled() { return Switch("KAIO_WGMMA_QUAD_STORES", true); }
+// The epilogue's quad-transposed 16-byte stores where they measured faster: wide tiles writing
+// 16-bit Y (wgmma_probe, H200, bench/results/gpu_checks_4759fb0f.md: 4096^3 0.187 vs 0.206 ms,
+// 8192^3 1.462 vs 1.502). With f32 Y they were even (0.197 vs 0.200), with 128 x 128 tiles and short
+// K slower (2048x2048x256 0.018 vs 0.014 ms), with 256 x 128 tiles too (0.223 vs 0.197 at 4096^3):
+// there each lane stores its column pairs. KAIO_WGMMA_QUAD_STORES=0 / 1 forces either, for A/B runs.
+bool QuadStores(bool wide, const MatmulTcParams& p) {
+  const bool out16 = !p.partial && p.out_type != MatmulElem::kF32;
+  return Switch("KAIO_WGMMA_QUAD_STORES", wide && out16);
+}
 
 // 256-row tiles in pairs side by side, each CTA loading half of the shared A tile (box of 128 rows).
 template <typename T>
@@ -90,7 +97,6 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 
 cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) {
   MatmulTcParams p = params;
-  p.quad_stores = QuadStoresEnabled();
   using matmul_wgmma::kTmaCoordMax;
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
   const int64_t b_count = OperandCount(p, p.b_batch_stride, p.k * p.n);
@@ -107,6 +113,7 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
   const Tiles tiles = large ? (pairs || !WideEnabled() ? Tiles::kTall : Tiles::kWide)
                             : p.m <= 64 && SkinnyEnabled() ? Tiles::kSkinny : Tiles::kSmall;
   const int a_box_rows = tiles == Tiles::kTall ? 256 : tiles == Tiles::kSkinny ? 64 : 128;
+  p.quad_stores = QuadStores(tiles == Tiles::kWide, p);
   CUtensorMap map_a, map_b;
   // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
   bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)

@@ -55,10 +55,6 @@ SHAPES = [
     ("decode_mqa16_bshd", "bshd", (1,), 16, 1, 1, 2000, 128, 128),
     ("decode_sq_gt_sk", "bhsd", (1,), 2, 2, 5, 3, 64, 64),     # causal: 2 rows see no key
     ("decode_d96_split", "bhsd", (1,), 4, 4, 1, 3000, 96, 96),
-    # sm_90: slices merged in a thread-block cluster; 2 kv heads -> 16 slices (non-portable cluster),
-    # Sq = 8 with 32 kv heads at D = 64, Sk not a multiple of the 16-key chunk
-    ("decode_cluster16_gqa", "bhsd", (1,), 32, 2, 1, 4096, 128, 128),
-    ("decode_sq8_h32_bshd", "bshd", (1,), 32, 32, 8, 4097, 64, 64),
     # sm_90: the TMA + wgmma kernel (D == Dv in {64, 128}, 128-row query / key tiles) takes prefill
     # shapes the mma.sync kernel would not split: d64_128, sq_gt_sk, mqa_bshd above and these (Sq, Sk
     # not multiples of 128, Sq < Sk and Sq > Sk, GQA, both layouts, several key tiles).
@@ -73,7 +69,7 @@ SHAPE = {s[0]: s for s in SHAPES}
 # (id, O's type, scale attribute (None: absent), LSE requested?); the third only on LSE_F16_SHAPES.
 VARIANTS = [("f32_lse", np.float32, None, True), ("f16_scale", np.float16, 0.3, False),
             ("f16_lse", np.float16, 0.0, True)]
-LSE_F16_SHAPES = {"decode_cluster16_gqa", "decode_sq8_h32_bshd", "d64_128", "d128_200_700", "sq_gt_sk", "sk1_mqa_bshd", "gqa_bshd_decode", "long_decode",
+LSE_F16_SHAPES = {"d64_128", "d128_200_700", "sq_gt_sk", "sk1_mqa_bshd", "gqa_bshd_decode", "long_decode",
                   "wg_d128_sq_gt_sk_bshd", "wg_d128_gqa_1000"}
 OPS = [("AttentionFlash", False), ("AttentionFlashCausal", True)]
 
@@ -185,23 +181,6 @@ def test_prefill_takes_the_wgmma_kernel_on_sm90(op, name, t):
     assert any("AttentionWgmmaKernel" in x for x in names), names
     assert not any("AttentionFlashKernel" in x for x in names), names
     check_outputs(run.run(), ref_o, ref_lse, layout, BF16_TOL[np.float32] if t is BF16 else TOL[np.float32], True, op)
-
-
-@pytest.mark.parametrize("name", ["long_decode", "decode_cluster16_gqa"])
-def test_split_decode_merges_in_a_cluster_on_sm90(name):
-    """sm_90: the split-KV decode merges its slices through distributed shared memory, no combine kernel."""
-    require_sm90()
-    _, layout, *dims = SHAPE[name]
-    q_shape, k_shape, v_shape = qkv_shapes(layout, *dims)
-    g = rng()
-    q, k, v = (randn(g, s, np.float16) for s in (q_shape, k_shape, v_shape))
-    ref_o, ref_lse = attention(q, k, v, None, False, layout)
-    model = build_model("AttentionFlash", [q, k, v], {"layout": layout}, [np.float32, np.float32])
-    run = BoundRun(cuda_session(model), [q, k, v], [ref_o.shape, ref_lse.shape], [np.float32, np.float32])
-    names = launched_kernels(run.run)
-    assert any("AttentionDecodeKernel" in x for x in names), names
-    assert not any("AttentionCombineKernel" in x for x in names), names
-    check_outputs(run.run(), ref_o, ref_lse, layout, TOL[np.float32], True, "AttentionFlash")
 
 
 # Replay / determinism: a prefill (causal, GQA, bshd, partial tiles) and the split-KV decode; AttentionTc

@@ -3,11 +3,7 @@
 // read once per kv head, not once per query head. The 4 warps of a block stream disjoint 16-key
 // chunks of the block's K/V slice, each through its own cp.async ring (no block-wide barrier in
 // the loop), with their own online softmax; the warps' partial results are merged in shared
-// memory at the end. Split-KV slices (grid x) are merged either by AttentionCombineKernel (a second
-// launch, f32 partials in the workspace) or, with `cluster` > 1 (sm_90, launched as clusters of
-// `cluster` = splits CTAs along x), through distributed shared memory: after one cluster barrier
-// each CTA finishes its share of the (row, column) outputs, reading every slice's (max, sum, O) in
-// slice order (deterministic, no workspace, no second kernel).
+// memory at the end, and split-KV slices (grid x) by AttentionCombineKernel.
 // Needs 16-byte loads (D % 8 == 0, Dv % 8 == 0, aligned rows); the general kernel takes the rest.
 #pragma once
 
@@ -27,13 +23,11 @@ struct DecodeTiles {
   static constexpr int kQElems = kDecodeRows * kLd;
   static constexpr int kRingBytes = kWarps * kWarpElems * 2;
   static constexpr int kMergeBytes = kWarps * kDecodeRows * (kD + 2) * 4;  // o, max, sum per warp
-  static constexpr int kCtaBytes = kDecodeRows * (kD + 2) * 4;               // the block's merged rows (cluster)
-  static constexpr int kTailBytes = kMergeBytes + kCtaBytes;
-  static constexpr int kSmemBytes = kQElems * 2 + (kRingBytes > kTailBytes ? kRingBytes : kTailBytes);
+  static constexpr int kSmemBytes = kQElems * 2 + (kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes);
 };
 
 template <typename T, int kD>
-__global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlashParams p, SplitKv split, int cluster) {
+__global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlashParams p, SplitKv split) {
   using Tl = DecodeTiles<kD>;
   constexpr int kLd = Tl::kLd, kON = kD / 8, kStages = Tl::kStages;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -110,14 +104,12 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlash
       ptx::Mma16816<T>(s[0], qf[kk], bk);
       ptx::Mma16816<T>(s[1], qf[kk], bk + 2);
     }
-    // Only the last chunk and (causal) chunks past the first query's diagonal need the mask.
-    const bool masked = key0 + kDecodeChunk > p.sk || (p.causal && key0 + kDecodeChunk - 1 > diag);
 #pragma unroll
     for (int n = 0; n < 2; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t key = key0 + n * 8 + (lane & 3) * 2 + (e & 1);
-        const bool hidden = masked && (key >= p.sk || (p.causal && key > query[e >> 1] + diag));
+        const bool hidden = key >= p.sk || (p.causal && key > query[e >> 1] + diag);
         s[n][e] = hidden ? -INFINITY : s[n][e] * scale_log2;
       }
     SoftmaxStep(s, row_max, row_sum, o_acc);
@@ -155,10 +147,6 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlash
     }
   }
   __syncthreads();
-  // The block's rows: max, sum and O (not yet divided by the sum) over its 4 warps, fixed order.
-  float* c_o = m_sum + kWarps * kDecodeRows;  // [row][kD] (cluster merge only)
-  float* c_max = c_o + kDecodeRows * kD;      // [row]
-  float* c_sum = c_max + kDecodeRows;         // [row]
   for (int64_t u = threadIdx.x; u < rows * p.dv; u += kThreads) {
     const int r = static_cast<int>(u / p.dv), col = static_cast<int>(u % p.dv);
     float mx = -INFINITY;
@@ -175,52 +163,10 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(AttentionFlash
         acc += f * m_o[(w * kDecodeRows + r) * kD + col];
       }
     }
-    if (cluster > 1) {
-      c_o[r * kD + col] = acc;
-      if (col == 0) c_max[r] = mx, c_sum[r] = sum;
-      continue;
-    }
     const RowTarget target = TargetOf(p, split, split_index, b, kvh * group + r / p.sq, r % p.sq);
     Store<T>(p, target, col, sum > 0.f ? acc / sum : 0.f);
     if (target.lse && col == 0) *target.lse = sum > 0.f ? (mx + log2f(sum)) * kLn2 : -INFINITY;
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (cluster > 1) {
-    // The cluster's CTAs are this (kv head, batch)'s slices, rank = slice (the cluster spans grid x).
-    // Each CTA finishes every cluster-th output element, reading all slices in slice order.
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-    const uint32_t o_base = static_cast<uint32_t>(__cvta_generic_to_shared(c_o));
-    const uint32_t max_base = static_cast<uint32_t>(__cvta_generic_to_shared(c_max));
-    const uint32_t sum_base = static_cast<uint32_t>(__cvta_generic_to_shared(c_sum));
-    auto remote = [](uint32_t local, int cta) {
-      uint32_t addr;
-      float v;
-      asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(addr) : "r"(local), "r"(cta));
-      asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr) : "memory");
-      return v;
-    };
-    for (int64_t u = split_index * kThreads + threadIdx.x; u < rows * p.dv; u += int64_t(cluster) * kThreads) {
-      const int r = static_cast<int>(u / p.dv), col = static_cast<int>(u % p.dv);
-      float mx = -INFINITY;
-      for (int c = 0; c < cluster; ++c) mx = fmaxf(mx, remote(max_base + 4u * r, c));
-      float sum = 0.f, acc = 0.f;
-      if (mx != -INFINITY) {
-        for (int c = 0; c < cluster; ++c) {
-          const float cm = remote(max_base + 4u * r, c);
-          if (cm == -INFINITY) continue;
-          const float f = exp2f(cm - mx);
-          sum += f * remote(sum_base + 4u * r, c);
-          acc += f * remote(o_base + 4u * (r * kD + col), c);
-        }
-      }
-      const RowTarget target = TargetOf(p, SplitKv{}, 0, b, kvh * group + r / p.sq, r % p.sq);
-      Store<T>(p, target, col, sum > 0.f ? acc / sum : 0.f);
-      if (target.lse && col == 0) *target.lse = sum > 0.f ? (mx + log2f(sum)) * kLn2 : -INFINITY;
-    }
-    // The other CTAs' shared memory must outlive these reads.
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-  }
-#endif
 }
 
 }  // namespace attention_flash

@@ -3,7 +3,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "attention/attention_decode_kernel.cuh"
 #include "common/aligned.h"
@@ -87,101 +86,22 @@ cudaError_t Launch(const AttentionFlashParams& p, const SplitKv& split, cudaStre
   return cudaGetLastError();
 }
 
+template <typename T, int kD>
+cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
+  using Tl = DecodeTiles<kD>;
+  constexpr auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
+  if (cudaError_t e = AllowSharedMemory<kernel>(Tl::kSmemBytes)) return e;
+  dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
+  kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split);
+  return cudaGetLastError();
+}
+
 template <typename T>
 cudaError_t Combine(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
   const int64_t rows = RowCount(p);
   attention_flash::AttentionCombineKernel<T><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p, split);
   return cudaGetLastError();
 }
-
-// KAIO_DECODE_V2=0: the decode kernel's older launch (slices by SplitCount, merged by
-// AttentionCombineKernel) for side-by-side runs; KAIO_DECODE_SPLITS=n forces n slices (1..16) on
-// the cluster path (probe sweeps). Read once.
-bool DecodeV2Enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("KAIO_DECODE_V2");
-    return !(v && v[0] == '0' && v[1] == '\0');
-  }();
-  return enabled;
-}
-int DecodeForcedSplits() {
-  static const int n = [] {
-    const char* v = std::getenv("KAIO_DECODE_SPLITS");
-    return v ? std::max(0, std::min(16, std::atoi(v))) : 0;
-  }();
-  return n;
-}
-
-// Resident decode blocks per SM (registers and shared memory), asked once per kernel.
-template <auto kKernel>
-int ResidentDecodeBlocks(int smem) {
-  static const int blocks = [smem] {
-    int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kKernel, attention_flash::kThreads, smem) != cudaSuccess) {
-      cudaGetLastError();
-      b = 1;
-    }
-    return std::max(b, 1);
-  }();
-  return blocks;
-}
-
-// Slices of the cluster path (sm_90): as many as keep (kv heads x batch) x slices within one wave
-// of resident blocks, each warp at least 2 chunks, at most 16 (above 8: a non-portable cluster).
-int ClusterSplits(const AttentionFlashParams& p, int64_t chunks, int per_sm) {
-  if (int forced = DecodeForcedSplits()) return static_cast<int>(std::min<int64_t>(forced, std::max<int64_t>(1, chunks)));
-  const int64_t blocks = p.hkv * p.batch;
-  const int64_t wave = int64_t(std::max(1, p.sm_count)) * per_sm;
-  int splits = 1;
-  while (splits < 16 && blocks * (splits + 1) <= wave && chunks >= int64_t(attention_flash::kWarps) * 2 * (splits + 1))
-    ++splits;
-  return splits;
-}
-
-template <typename T, int kD>
-cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
-  using Tl = DecodeTiles<kD>;
-  constexpr auto kernel = attention_flash::AttentionDecodeKernel<T, kD>;
-  if (cudaError_t e = AllowSharedMemory<kernel>(Tl::kSmemBytes)) return e;
-  // sm_90: the slices of one (kv head, batch) are a thread-block cluster, merged in shared memory.
-  if (p.sm >= 90 && DecodeV2Enabled()) {
-    static const bool attrs = [] {
-      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-      cudaGetLastError();  // (either may be refused: the launch below then falls back)
-      return true;
-    }();
-    (void)attrs;
-    const int64_t chunks = (p.sk + attention_flash::kDecodeChunk - 1) / attention_flash::kDecodeChunk;
-    const int splits = ClusterSplits(p, chunks, ResidentDecodeBlocks<kernel>(Tl::kSmemBytes));
-    SplitKv none;
-    none.splits = splits;  // o, lse stay null: the cluster merges
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
-    cfg.blockDim = dim3(attention_flash::kThreads);
-    cfg.dynamicSmemBytes = Tl::kSmemBytes;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(splits);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    if (splits == 1) {
-      SplitKv one;
-      kernel<<<cfg.gridDim, cfg.blockDim, Tl::kSmemBytes, stream>>>(p, one, 1);
-      return cudaGetLastError();
-    }
-    if (cudaLaunchKernelEx(&cfg, kernel, p, none, splits) == cudaSuccess) return cudaSuccess;
-    cudaGetLastError();  // no cluster of that size fits: the combine path below
-  }
-  dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.hkv), static_cast<unsigned>(p.batch));
-  kernel<<<grid, attention_flash::kThreads, Tl::kSmemBytes, stream>>>(p, split, 1);
-  if (cudaError_t e = cudaGetLastError()) return e;
-  return split.splits > 1 ? Combine<T>(p, split, stream) : cudaSuccess;
-}
-
 
 template <typename T>
 cudaError_t DispatchKernel(const AttentionFlashParams& p, const Config& c, const SplitKv& split, cudaStream_t stream) {
@@ -207,11 +127,10 @@ cudaError_t DispatchKernel(const AttentionFlashParams& p, const Config& c, const
   }
 }
 
-// (LaunchDecode runs its own combine, if any.)
 template <typename T>
 cudaError_t DispatchConfig(const AttentionFlashParams& p, const Config& c, const SplitKv& split, cudaStream_t stream) {
   const cudaError_t e = DispatchKernel<T>(p, c, split, stream);
-  return e != cudaSuccess || split.splits == 1 || c.decode ? e : Combine<T>(p, split, stream);
+  return e != cudaSuccess || split.splits == 1 ? e : Combine<T>(p, split, stream);
 }
 
 }  // namespace

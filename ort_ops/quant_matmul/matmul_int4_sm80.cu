@@ -177,15 +177,17 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
     while (splits < kSdMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
       ++splits;
   }
-  // Measured on an H200 (bench/results/2026-11-27_quant_matmul_int4_{,old_decode_}3c78027a.md, CUPTI,
-  // cold weights): unsplit, this kernel beats the older ones (1x14336x4096 14.9 vs 15.6 us,
-  // 16x14336x4096 19.0 vs 28.7); split over a cluster it loses at M <= 8 (1x4096x4096 8.6 vs 5.8,
-  // 1x4096x14336 17.6 vs 13.4) and at M = 16 with short K (16x4096x4096 14.4 vs 12.6), and wins at
-  // M = 16 with long K (16x4096x14336 29.3 vs 40.4). There, where the older decode kernel applies
-  // (every N % 8 == 0; its arithmetic is this one's), it runs instead.
+  // Measured on an H200 (bench/results/2026-11-27_quant_matmul_int4_{,old_decode_}3c78027a.md and
+  // ..._qkv_project_int4_{3c78027a,4759fb0f}.md, CUPTI, cold weights): unsplit or in 2 slices this
+  // kernel beats the older ones (1x14336x4096 14.9 vs 15.6 us, 16x14336x4096 19.0 vs 28.7;
+  // QkvProjectInt4 4096 -> 4096/1024/1024 at M=1 8.8 vs 10.1, M=16 11.1 vs 14.6); in 4 slices it
+  // loses at M <= 8 (1x4096x4096 8.6 vs 5.8, 1x4096x14336 17.6 vs 13.4) and at M = 16 with short K
+  // (16x4096x4096 14.4 vs 12.6), and wins at M = 16 with long K (16x4096x14336 29.3 vs 40.4). Where
+  // it loses and the older decode kernel applies (every N % 8 == 0; its arithmetic is this one's),
+  // that one runs instead.
   bool older_applies = true;
   for (int i = 0; i < count; ++i) older_applies = older_applies && segs[i].n % 8 == 0;
-  if (splits > 1 && older_applies && !(p.m > 8 && p.k >= 8192)) return cudaErrorNotSupported;
+  if (splits > 2 && older_applies && !(p.m > 8 && p.k >= 8192)) return cudaErrorNotSupported;
   if (splits > 1) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(unsigned(tiles), unsigned(splits));

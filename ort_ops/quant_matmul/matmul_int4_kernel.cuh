@@ -146,6 +146,21 @@ __device__ __forceinline__ void Mma(float* c, uint32_t a0, uint32_t a1, uint32_t
   }
 }
 
+// Each token's sum of A over the 128 k that PairActivations' fragments `ap` hold, added to asum in
+// the mma's C layout (ones x A on the tensor cores): the zero points' term when the scales and zero
+// points are applied to the f32 sums (kPost).
+template <typename T, int NT8>
+__device__ __forceinline__ void TokenSums(const uint32_t (&ap)[NT8][4][4], float (&asum)[NT8][4]) {
+  constexpr uint32_t kOne2 = std::is_same<T, __half>::value ? 0x3C003C00u : 0x3F803F80u;
+#pragma unroll
+  for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][0], ap[nt][i][2]);
+      Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][1], ap[nt][i][3]);
+    }
+}
+
 // The same, as volatile asm: keeps the GEMM kernel's schedule (and register use) in source order.
 template <typename T>
 __device__ __forceinline__ void MmaOrdered(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -618,18 +633,9 @@ __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
                               : make_uint4(0, 0, 0, 0),
                         ap[nt][i]);
     }
-    // kPost with zero points: each token's sum of A over the warp's 128 k (ones x A on the tensor cores).
+    // kPost with zero points: each token's sum of A over the warp's 128 k.
     float asum[NT8][4] = {};
-    if constexpr (kPost && kZp) {
-      constexpr uint32_t kOne2 = std::is_same<T, __half>::value ? 0x3C003C00u : 0x3F803F80u;
-#pragma unroll
-      for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][0], ap[nt][i][2]);
-          Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][1], ap[nt][i][3]);
-        }
-    }
+    if constexpr (kPost && kZp) TokenSums<T>(ap, asum);
 #pragma unroll
     for (int mw = 0; mw < MW; ++mw) {
       const int c0 = 16 * mw + g, c1 = c0 + 8;
@@ -778,17 +784,8 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
 #pragma unroll
     for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
   }
-  float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk (ones x A)
-  if constexpr (kPost && kZp) {
-    constexpr uint32_t kOne2 = std::is_same<T, __half>::value ? 0x3C003C00u : 0x3F803F80u;
-#pragma unroll
-    for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][0], ap[nt][i][2]);
-        Mma<T>(asum[nt], kOne2, kOne2, kOne2, kOne2, ap[nt][i][1], ap[nt][i][3]);
-      }
-  }
+  float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk
+  if constexpr (kPost && kZp) TokenSums<T>(ap, asum);
 #pragma unroll
   for (int mw = 0; mw < MW; ++mw) {
     float part[NT8][4] = {};  // kPost: the codes' products with A over the chunk

@@ -2,6 +2,8 @@
 EP against the float64 reference: the mma.sync kernel, and on sm_90 the Async ops' TMA + wgmma kernel (shapes with
 K % 8 or N % 8 != 0 fall back to mma.sync there too); IOBinding, poisoned guarded outputs, CUDA-graph
 replay, and the CUDA-side validation rules."""
+import re
+
 import numpy as np
 import pytest
 from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
@@ -279,3 +281,130 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     replay = graph_run.run()[0]
     eager = BoundRun(cuda_session(model), [a2, b2_in], [(m, n)], [np.float32]).run()[0]
     np.testing.assert_array_equal(replay, eager)
+
+
+# The Async ops' multi-stage cp.async pipeline (matmul_tc_kernel.cuh, kCpStages = 4), opt-in with
+# KAIO_MATMUL_CP_ASYNC=1 and written without a GPU; KAIO_WGMMA=0 keeps a Hopper off the TMA + wgmma
+# kernel so it runs there too. It takes the 16-byte-load shapes (K % 8 == 0, N % 8 == 0 or trans_b,
+# aligned bases); the others (K % 8 != 0, odd N) keep the mma.sync kernel without cp.async. The kernel
+# name ends "<T, trans_b, vec, BSource, trans_a, kCpStages>".
+CP_ENV = {"KAIO_MATMUL_CP_ASYNC": "1", "KAIO_WGMMA": "0"}
+
+
+def _cp_env(monkeypatch, **overrides):
+    for k, v in (CP_ENV | overrides).items():
+        if v is None:
+            monkeypatch.delenv(k, raising=False)
+        else:
+            monkeypatch.setenv(k, v)
+
+
+def _sync_kernels(names):
+    return [x for x in names if "MatmulTcSyncKernel" in x]
+
+
+def _cp_stages(name):
+    """The kCpStages argument of a MatmulTcSyncKernel name (0: the register-prefetch pipeline)."""
+    m = re.search(r"MatmulTcSyncKernel<.*, (\d+)>", name)
+    assert m, name
+    return int(m.group(1))
+
+
+def _vec(k, n, trans_b):
+    return k % 8 == 0 and (trans_b or n % 8 == 0)
+
+
+@pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES)
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("out16", [False, True])
+@pytest.mark.parametrize("op", ["MatmulTcAsync", "MatmulTcBf16Async"])
+def test_cp_async_pipeline_cuda(op, batch_a, m, k, n, batch_b, trans_b, out16, monkeypatch):
+    """With KAIO_MATMUL_CP_ASYNC=1 and KAIO_WGMMA=0 the Async ops are right on every shape (edges, K
+    tails, M = 1, batch broadcast, split K, trans_b), on the cp.async kernel where the shape allows
+    16-byte loads and on the mma.sync one where not."""
+    _cp_env(monkeypatch)
+    g = rng()
+    t = BF16 if "Bf16" in op else np.float16
+    a = randn(g, (*batch_a, m, k), t)
+    b = randn(g, (*batch_b, k, n), t)
+    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
+    ref = matmul(a, b)
+    out_t = t if out16 else np.float32
+    attrs = {"trans_b": trans_b} | ({"out_dtype": 16 if t is BF16 else 10} if out16 else {})
+    model = build_model(op, [a, b_in], attrs, [out_t], bf16_io=True)
+    run = BoundRun(cuda_session(model), [a, b_in], [ref.shape], [out_t])
+    (y,) = run.run()
+    y = y.astype(np.float32)
+    tol = (8e-3 if t is BF16 else TOL[np.float16]) if out16 else TOL[np.float32]
+    err = rel_err(y, ref)
+    assert err <= tol, f"relative error {err:.2e}"
+    if m * n >= 1024:  # the kernel check where the profiler run is worth it
+        names = _sync_kernels(launched_kernels(run.run))
+        want = 4 if _vec(k, n, trans_b) else 0
+        assert names and all(_cp_stages(x) == want for x in names), (want, names)
+
+
+@pytest.mark.parametrize("m,k,n,trans_b",
+                         [(256, 264, 256, 0), (256, 264, 256, 1), (16, 2048, 520, 0), (1, 4096, 4096, 1)])
+@pytest.mark.parametrize("op", ["MatmulTcAsync", "MatmulTcBf16Async"])
+def test_async_ops_take_the_cp_async_kernel(op, m, k, n, trans_b, monkeypatch):
+    """The switches pick the kernel: both set, the cp.async one (kCpStages 4; 16 x 2048 x 520 with
+    split K, the slices' sum after); KAIO_MATMUL_CP_ASYNC unset, the register-prefetch one off Hopper
+    (kCpStages 0); the sync ops never take cp.async. Each run right and bitwise repeatable."""
+    g = rng()
+    t = BF16 if "Bf16" in op else np.float16
+    a, b = randn(g, (m, k), t), randn(g, (k, n), t)
+    b_in = np.ascontiguousarray(b.T) if trans_b else b
+    ref = matmul(a, b)
+
+    def kernels(op_name):
+        model = build_model(op_name, [a, b_in], {"trans_b": trans_b}, [np.float32], bf16_io=True)
+        run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+        first = run.run()[0]
+        assert rel_err(first, ref) <= TOL[np.float32]
+        np.testing.assert_array_equal(run.run()[0], first)
+        return launched_kernels(run.run)
+
+    _cp_env(monkeypatch)
+    names = kernels(op)
+    assert not any("MatmulWgmmaKernel" in x for x in names), names
+    sync = _sync_kernels(names)
+    assert sync and all(_cp_stages(x) == 4 for x in sync), names
+    names = kernels(op.replace("Async", ""))
+    assert all(_cp_stages(x) == 0 for x in _sync_kernels(names)) and _sync_kernels(names), names
+    _cp_env(monkeypatch, KAIO_MATMUL_CP_ASYNC=None)
+    names = kernels(op)
+    if not any("MatmulWgmmaKernel" in x for x in names):  # KAIO_WGMMA=0 still holds: mma.sync
+        assert _sync_kernels(names) and all(_cp_stages(x) == 0 for x in _sync_kernels(names)), names
+
+
+@pytest.mark.parametrize("a_shape,b_shape", GRAD_SHAPES)
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float16, BF16])
+def test_grad_cp_async_cuda(dtype, a_shape, b_shape, trans_b, monkeypatch):
+    """MatmulTcGrad on the cp.async kernel (dB with A read MN-major: trans_a) where the shapes allow."""
+    _cp_env(monkeypatch)
+    g = rng()
+    a, b = randn(g, a_shape, dtype), randn(g, b_shape, dtype)
+    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
+    dy = randn(g, matmul(a, b).shape, dtype)
+    ref_da, ref_db = matmul_grad(dy, a, b_in, trans_b=bool(trans_b))
+    da, db = run_op_cuda("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [a.shape, b_in.shape], [dtype, dtype])
+    for name, got, ref in (("dA", da, ref_da), ("dB", db, ref_db)):
+        err = rel_err(got, ref)
+        assert err <= GRAD_TOL[dtype], f"{name}: relative error {err:.2e}"
+
+
+def test_grad_takes_the_cp_async_kernels(monkeypatch):
+    """Both gradients of a 16-byte-load shape on the cp.async kernel, dB's with trans_a."""
+    _cp_env(monkeypatch)
+    g = rng()
+    a, b = randn(g, (2, 256, 264), np.float16), randn(g, (264, 512), np.float16)
+    dy = randn(g, (2, 256, 512), np.float16)
+    model = build_model("MatmulTcGrad", [dy, a, b], {}, [np.float16, np.float16])
+    run = BoundRun(cuda_session(model), [dy, a, b], [a.shape, b.shape], [np.float16, np.float16])
+    names = _sync_kernels(launched_kernels(run.run))
+    assert names and all(_cp_stages(x) == 4 for x in names), names
+    assert any("true, 4>" in x for x in names), names  # trans_a
+    for got, ref in zip(run.run(), matmul_grad(dy, a, b)):
+        assert rel_err(got, ref) <= GRAD_TOL[np.float16]

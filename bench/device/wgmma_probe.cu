@@ -127,10 +127,13 @@ int SmCount() {
 // sync: through RunMatmulTc's mma.sync kernel instead of the wgmma one; out16: Y in A's type (else f32);
 // split: through RunMatmulTc with the K slices MatmulTcKSplit picks (the op's decode path: slices
 // into f32 partials, then the combining kernel).
+// cp: through RunMatmulTc as the Async ops (use_async) with KAIO_MATMUL_CP_ASYNC=1 and KAIO_WGMMA=0 set
+// for the call: the multi-stage cp.async mma.sync kernel where the shape allows 16-byte loads (else the
+// register-prefetch one), as on sm_80 - sm_89.
 // KAIO_PROBE_RANDOM=1: uniform values in [-1, 1) instead (as the benchmarks' random operands: the
 // tensor cores' power, and so the clock, depends on the bits), times only, no comparison.
 bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a = false, bool sync = false,
-           bool out16 = false, bool split = false) {
+           bool out16 = false, bool split = false, bool cp = false) {
   static const bool random = std::getenv("KAIO_PROBE_RANDOM") != nullptr;
   std::vector<float> a(size_t(m) * k), w(size_t(k) * n);
   auto value = [] { return random ? float(std::rand()) / float(RAND_MAX) * 2.f - 1.f : float(std::rand() % 5 - 2); };
@@ -153,7 +156,7 @@ bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a 
   p.out_type = out16 ? p.in_type : MatmulElem::kF32;
   p.trans_a = trans_a;
   p.trans_b = trans_b;
-  p.use_async = !sync;
+  p.use_async = !sync || cp;
   p.m = m, p.n = n, p.k = k;
   p.sm = 90, p.sm_count = SmCount();
   if (split) {
@@ -162,11 +165,21 @@ bool Dense(int m, int n, int k, bool trans_b, bool bf16, int reps, bool trans_a 
   }
   char what[96];
   std::snprintf(what, sizeof what, "dense %s %dx%dx%d%s%s%s%s%s", bf16 ? "bf16" : "f16", m, n, k,
-                trans_a ? " trans_a" : "", trans_b ? " trans_b" : "", sync ? " mma.sync" : "", out16 ? " out16" : "",
-                split ? " split" : "");
+                trans_a ? " trans_a" : "", trans_b ? " trans_b" : "", cp ? " cp.async" : sync ? " mma.sync" : "",
+                out16 ? " out16" : "", split ? " split" : "");
+  if (cp) {  // read by RunMatmulTc at each launch; unset again below
+    setenv("KAIO_MATMUL_CP_ASYNC", "1", 1);
+    setenv("KAIO_WGMMA", "0", 1);
+  }
+  struct Unset {
+    bool on;
+    ~Unset() {
+      if (on) unsetenv("KAIO_MATMUL_CP_ASYNC"), unsetenv("KAIO_WGMMA");
+    }
+  } unset{cp};
   if (split) std::snprintf(what + std::strlen(what), sizeof what - std::strlen(what), " %d", int(p.k_split));
   auto launch = [&] {
-    return sync || split ? static_cast<cudaError_t>(RunMatmulTc(p, nullptr)) : RunMatmulTcWgmma(p, nullptr);
+    return sync || split || cp ? static_cast<cudaError_t>(RunMatmulTc(p, nullptr)) : RunMatmulTcWgmma(p, nullptr);
   };
   if (launch() == cudaErrorNotSupported) {
     std::printf("%-44s declined\n", what);
@@ -358,8 +371,26 @@ int main() {
       ok &= Dense(2200, 2048, 264, false, bf16, 3, true, sync);
       ok &= Dense(33, 17, 45, false, bf16, 3, true, sync);  // declined by wgmma (M % 8); mma.sync element loads
     }
+  // The Async ops' cp.async pipeline (opt-in, matmul_tc_sm80.cu), exact on integer values: edges, K
+  // tails, M = 1, split K, trans_b, trans_a (MatmulTcGrad's dB), 16-bit output; 33x17x45 (K % 8 != 0)
+  // falls back to element loads. Its timing line is the 4096^3 "cp.async" one below.
+  for (bool bf16 : {false, true})
+    for (bool trans_b : {true, false}) {
+      ok &= Dense(128, 128, 64, trans_b, bf16, 3, false, false, false, false, true);
+      ok &= Dense(1, 136, 72, trans_b, bf16, 3, false, false, false, false, true);
+      ok &= Dense(129, 72, 72, trans_b, bf16, 3, false, false, false, false, true);
+      ok &= Dense(300, 264, 520, trans_b, bf16, 3, false, false, false, false, true);
+      ok &= Dense(300, 264, 520, trans_b, bf16, 3, false, false, true, false, true);
+      ok &= Dense(2200, 2184, 264, trans_b, bf16, 3, false, false, false, false, true);
+      ok &= Dense(64, 1032, 2056, trans_b, bf16, 3, false, false, false, true, true);
+      ok &= Dense(7, 2056, 1032, trans_b, bf16, 3, false, false, true, true, true);
+      ok &= Dense(136, 264, 520, false, bf16, 3, true, false, false, false, true);
+      ok &= Dense(33, 17, 45, false, bf16, 3, true, false, false, false, true);
+    }
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20, true);
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 10, false, true);  // the mma.sync kernel, for its A/B runs
+  if (speed) ok &= Dense(4096, 4096, 4096, false, false, 10, false, false, false, false, true);  // cp.async pipeline
+  if (speed) ok &= Dense(4096, 4096, 4096, true, false, 10, false, false, false, false, true);
   if (speed) ok &= Dense(4096, 4096, 4096, false, false, 20);        // speed (values small: sums stay exact)
   if (speed) ok &= Dense(4096, 4096, 4096, true, false, 20);
   if (speed) ok &= Dense(8192, 8192, 8192, false, false, 5);

@@ -7,11 +7,19 @@
 // Edges: rows/cols past M, N, K are zero-filled on load and skipped on store, so any shape works.
 // kVec: 16-byte loads (needs K % 8 == 0, N % 8 == 0 unless trans_b, 16-byte aligned bases);
 // otherwise element loads.
+//
+// kCpStages > 0 (the Async ops off Hopper, opt-in: matmul_tc_sm80.cu): the same tiles, warps,
+// fragments and epilogue, but the global tiles go straight to shared memory with cp.async (16 bytes,
+// zero fill past M, N, K) through a ring of kCpStages stages in dynamic shared memory: kCpStages - 2
+// tiles in flight while the tensor cores work on the oldest, the next one issued after them, one
+// barrier per K step. kVec and DenseB only (cp.async moves whole aligned 16-byte segments); the other
+// shapes keep the register-prefetch path.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/elem.cuh"
 #include "common/ptx.cuh"
@@ -62,6 +70,16 @@ struct DenseB {
   }
 };
 
+// Elements of one shared stage of A and of B.
+template <bool kTransB, bool kTransA>
+constexpr int kAsStageElems = kTransA ? kBlockK * kLdAkm : kBlockM * kLdA;
+template <bool kTransB, bool kTransA>
+constexpr int kBsStageElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
+// Dynamic shared memory of the cp.async pipeline (kCpStages stages of A and B).
+template <typename T, bool kTransB, bool kTransA, int kCpStages>
+constexpr int kCpSmemBytes =
+    kCpStages * (kAsStageElems<kTransB, kTransA> + kBsStageElems<kTransB, kTransA>) * int(sizeof(T));
+
 // BSource::Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized
 // source that dequantises them: quant_matmul/matmul_int8_kernel.cuh).
 // Two blocks per SM (at most 128 registers): MatmulInt8Params grew (QkvProjectInt8's out_scale, bias
@@ -69,12 +87,20 @@ struct DenseB {
 // one block per SM, and MatmulInt8 at 128x4096x4096 from 69 to 124 us (H200, 4e74140 vs 3a28382).
 // kTransA: A is K x M (op(A) = A^T, MatmulTcGrad's dB); its tile is stored as read, [k][m], and
 // ldmatrix.trans gives the row-major fragments (as for a [K, N] B).
-template <typename T, bool kTransB, bool kVec, class BSource, bool kTransA = false>
+// kCpStages: 0 for the register-prefetch pipeline above, else the cp.async ring (see the top).
+template <typename T, bool kTransB, bool kVec, class BSource, bool kTransA = false, int kCpStages = 0>
 __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
-  constexpr int kBsElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
-  constexpr int kAsElems = kTransA ? kBlockK * kLdAkm : kBlockM * kLdA;
-  __shared__ __align__(16) T As[2][kAsElems];
-  __shared__ __align__(16) T Bs[2][kBsElems];
+  constexpr int kBsElems = kBsStageElems<kTransB, kTransA>;
+  constexpr int kAsElems = kAsStageElems<kTransB, kTransA>;
+  static_assert(kCpStages == 0 || (kCpStages >= 2 && kVec && std::is_same<BSource, DenseB>::value),
+                "the cp.async pipeline moves aligned 16-byte segments of dense operands");
+  // kCpStages == 0: two static stages; else the ring in dynamic shared memory (As, Bs: a token 16
+  // bytes each, unused).
+  __shared__ __align__(16) T As[kCpStages ? 1 : 2][kCpStages ? 8 : kAsElems];
+  __shared__ __align__(16) T Bs[kCpStages ? 1 : 2][kCpStages ? 8 : kBsElems];
+  extern __shared__ __align__(16) unsigned char matmul_tc_cp_smem[];
+  T* const as_base = reinterpret_cast<T*>(matmul_tc_cp_smem);  // stage s of A at as_base + s * kAsElems
+  T* const bs_base = as_base + kCpStages * kAsElems;             // of B at bs_base + s * kBsElems
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp >> 2, warp_n = warp & 3;
@@ -119,6 +145,38 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
         else *reinterpret_cast<uint4*>(&Bs[stage][(v / 16) * kLdBkn + (v % 16) * 8]) = rb[i];
       }
     };
+    // cp.async: the tile at k0 straight into stage `stage` (kCpStages > 0), the segments above. Each
+    // thread's segment sources are fixed but for k: a base pointer, the k step between tiles (1 along
+    // a row, else a row's length), the fixed coordinate's check and the k offset inside the tile.
+    const T* a_src[2];
+    const T* b_src[2];
+    bool a_in[2], b_in[2];
+    if constexpr (kCpStages > 0) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int v = tid + i * kThreads;
+        if constexpr (kTransA) a_in[i] = m0 + (v % 16) * 8 < M, a_src[i] = A + int64_t(v / 16) * M + m0 + (v % 16) * 8;
+        else a_in[i] = m0 + v / 4 < M, a_src[i] = A + (m0 + v / 4) * K + (v % 4) * 8;
+        if constexpr (kTransB) b_in[i] = n0 + v / 4 < N, b_src[i] = B + (n0 + v / 4) * K + (v % 4) * 8;
+        else b_in[i] = n0 + (v % 16) * 8 < N, b_src[i] = B + int64_t(v / 16) * N + n0 + (v % 16) * 8;
+      }
+    }
+    auto copy_tiles = [&](int64_t k0, int stage) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int v = tid + i * kThreads;
+        T* as = as_base + stage * kAsElems;
+        T* bs = bs_base + stage * kBsElems;
+        const int ka = kTransA ? v / 16 : (v % 4) * 8, kb = kTransB ? (v % 4) * 8 : v / 16;
+        const bool a_ok = a_in[i] && k0 + ka < K, b_ok = b_in[i] && k0 + kb < K;
+        const T* a_g = a_src[i] + k0 * (kTransA ? M : 1);
+        const T* b_g = b_src[i] + k0 * (kTransB ? 1 : N);
+        ptx::CpAsync16(&as[kTransA ? (v / 16) * kLdAkm + (v % 16) * 8 : (v / 4) * kLdA + (v % 4) * 8], a_ok ? a_g : A,
+                       a_ok);
+        ptx::CpAsync16(&bs[kTransB ? (v / 4) * kLdBnk + (v % 4) * 8 : (v / 16) * kLdBkn + (v % 16) * 8], b_ok ? b_g : B,
+                       b_ok);
+      }
+    };
 
     float acc[4][4][4];
 #pragma unroll
@@ -128,14 +186,8 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-    if (kt_lo < kt_hi) {
-      load_tiles(kt_lo * kBlockK);
-      store_tiles(0);
-    }
-    __syncthreads();
-    for (int64_t kt = kt_lo; kt < kt_hi; ++kt) {
-      const int stage = (kt - kt_lo) & 1;
-      if (kt + 1 < kt_hi) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
+    // The tensor-core work on one shared stage: two k16 steps of the warp's 4 x 4 mma tiles.
+    auto mma_stage = [&](const T* as, const T* bs) {
 #pragma unroll
       for (int ks = 0; ks < kBlockK / 16; ++ks) {
         uint32_t af[4][4], bf[4][2];
@@ -143,10 +195,10 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
         for (int mi = 0; mi < 4; ++mi) {
           if constexpr (kTransA) {  // matrices (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15)
             const int mat = lane >> 3, row = lane & 7;
-            LdMatrixX4Trans(af[mi], &As[stage][(ks * 16 + (mat >> 1) * 8 + row) * kLdAkm + warp_m * 64 + mi * 16 +
-                                               (mat & 1) * 8]);
+            LdMatrixX4Trans(af[mi],
+                            &as[(ks * 16 + (mat >> 1) * 8 + row) * kLdAkm + warp_m * 64 + mi * 16 + (mat & 1) * 8]);
           } else {
-            LdMatrixX4(af[mi], &As[stage][(warp_m * 64 + mi * 16 + (lane & 15)) * kLdA + ks * 16 + (lane >> 4) * 8]);
+            LdMatrixX4(af[mi], &as[(warp_m * 64 + mi * 16 + (lane & 15)) * kLdA + ks * 16 + (lane >> 4) * 8]);
           }
         }
 #pragma unroll
@@ -154,9 +206,9 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
           uint32_t r[4];
           const int mat = lane >> 3, row = lane & 7;
           if constexpr (kTransB) {
-            LdMatrixX4(r, &Bs[stage][(warp_n * 32 + nj * 16 + (mat >> 1) * 8 + row) * kLdBnk + ks * 16 + (mat & 1) * 8]);
+            LdMatrixX4(r, &bs[(warp_n * 32 + nj * 16 + (mat >> 1) * 8 + row) * kLdBnk + ks * 16 + (mat & 1) * 8]);
           } else {
-            LdMatrixX4Trans(r, &Bs[stage][(ks * 16 + (mat & 1) * 8 + row) * kLdBkn + warp_n * 32 + nj * 16 + (mat >> 1) * 8]);
+            LdMatrixX4Trans(r, &bs[(ks * 16 + (mat & 1) * 8 + row) * kLdBkn + warp_n * 32 + nj * 16 + (mat >> 1) * 8]);
           }
           bf[nj * 2][0] = r[0];
           bf[nj * 2][1] = r[1];
@@ -168,8 +220,46 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
 #pragma unroll
           for (int ni = 0; ni < 4; ++ni) Mma16816<T>(acc[mi][ni], af[mi], bf[ni]);
       }
-      if (kt + 1 < kt_hi) store_tiles(stage ^ 1);
+    };
+
+    if constexpr (kCpStages == 0) {
+      if (kt_lo < kt_hi) {
+        load_tiles(kt_lo * kBlockK);
+        store_tiles(0);
+      }
       __syncthreads();
+      for (int64_t kt = kt_lo; kt < kt_hi; ++kt) {
+        const int stage = (kt - kt_lo) & 1;
+        if (kt + 1 < kt_hi) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
+        mma_stage(As[stage], Bs[stage]);
+        if (kt + 1 < kt_hi) store_tiles(stage ^ 1);
+        __syncthreads();
+      }
+    } else {
+      // Prologue: tiles 0 .. kCpStages - 2 in flight, one commit group each (empty past the slice, so
+      // the group count, and with it the wait below, stays the same for every K step).
+#pragma unroll
+      for (int s = 0; s < kCpStages - 1; ++s) {
+        if (kt_lo + s < kt_hi) copy_tiles((kt_lo + s) * kBlockK, s);
+        ptx::CpAsyncCommit();
+      }
+      int read = 0, write = kCpStages - 1;
+      for (int64_t kt = kt_lo; kt < kt_hi; ++kt) {
+        // Step i has committed kCpStages - 1 + i groups: at most kCpStages - 2 pending leaves group i
+        // (tile kt) complete for this thread; the barrier makes every thread's copies visible and
+        // ends every warp's reads of step i - 1's stage, the one refilled after the mma below
+        // (issued after it, not before: before, ptxas spilled 72-100 bytes at the 128-register cap
+        // of two blocks per SM; after, none, with kCpStages - 2 tiles in flight during the mma).
+        ptx::CpAsyncWait<kCpStages - 2>();
+        __syncthreads();
+        mma_stage(as_base + read * kAsElems, bs_base + read * kBsElems);
+        if (kt + kCpStages - 1 < kt_hi) copy_tiles((kt + kCpStages - 1) * kBlockK, write);
+        ptx::CpAsyncCommit();
+        read = read + 1 == kCpStages ? 0 : read + 1;
+        write = write + 1 == kCpStages ? 0 : write + 1;
+      }
+      ptx::CpAsyncWait<0>();  // (only empty groups left)
+      __syncthreads();        // every warp done with the ring before the next batch's prologue
     }
 
     // Epilogue: fragments straight to global memory, edges skipped.

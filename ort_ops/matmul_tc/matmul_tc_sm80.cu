@@ -2,8 +2,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/aligned.h"
+#include "common/smem_opt_in.h"
 #include "matmul_tc/matmul_tc_kernel.cuh"
 
 namespace kaio {
@@ -23,6 +25,43 @@ cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// The Async ops' cp.async ring off Hopper (and where the wgmma kernel declines): 4 stages of
+// 128 x 32 A and 32 x 128 B tiles, 69.6 KB (trans_a) to 81.9 KB (trans_b) of shared memory: two
+// blocks per SM on sm_80 / sm_90 (164 / 228 KB), one on sm_86 / sm_89 (100 KB).
+constexpr int kCpStages = 4;
+
+// An on/off switch from the environment ("0" or "1", else `fallback`), read at each launch (a
+// getenv), as matmul_tc_sm90.cu's, so a process (the GPU tests, the probe) can compare the paths.
+bool Switch(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v && v[0] == '0' && v[1] == '\0') return false;
+  if (v && v[0] == '1' && v[1] == '\0') return true;
+  return fallback;
+}
+// The cp.async pipeline for the Async ops: off unless KAIO_MATMUL_CP_ASYNC=1 (written without a GPU
+// to run it: the next GPU session measures and tests it, then flips the default).
+bool CpAsyncEnabled() { return Switch("KAIO_MATMUL_CP_ASYNC", false); }
+// The Async ops' TMA + wgmma kernel on sm_90: KAIO_WGMMA=0 skips it (the cp.async or mma.sync kernel
+// runs instead), to test the sm_80 pipeline on a Hopper.
+bool WgmmaEnabled() { return Switch("KAIO_WGMMA", true); }
+
+// cudaErrorNotSupported where the shared memory cannot be had (the caller takes the sync kernel).
+template <typename T, bool kTransB, bool kTransA = false>
+cudaError_t LaunchCp(const MatmulTcParams& p, cudaStream_t stream) {
+  using namespace matmul_tc;
+  constexpr auto kernel = MatmulTcSyncKernel<T, kTransB, true, DenseB, kTransA, kCpStages>;
+  constexpr int bytes = kCpSmemBytes<T, kTransB, kTransA, kCpStages>;
+  if (AllowSharedMemory<kernel>(bytes) != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky: clear it for the fallback's launch check
+    return cudaErrorNotSupported;
+  }
+  const int64_t z = p.partial ? p.k_split : (p.batch_count < 65535 ? p.batch_count : 65535);
+  dim3 grid(static_cast<unsigned>((p.n + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM),
+            static_cast<unsigned>(z));
+  kernel<<<grid, kThreads, bytes, stream>>>(p, DenseB{});
+  return cudaGetLastError();
+}
+
 template <typename T>
 cudaError_t Combine(const MatmulTcParams& p, cudaStream_t stream) {
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
@@ -36,8 +75,14 @@ cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
   // 16-byte loads along each operand's contiguous dim: A's K (trans_a: M), B's N (trans_b: K).
   const bool vec = (p.trans_a ? p.m : p.k) % 8 == 0 && (p.trans_b ? p.k : p.n) % 8 == 0 && Aligned16(p.a) &&
                    Aligned16(p.b);
-  if (p.trans_a) {  // MatmulTcGrad's dB: only with B as [K, N]
-    if (p.trans_b) return cudaErrorInvalidValue;
+  if (p.trans_a && p.trans_b) return cudaErrorInvalidValue;  // MatmulTcGrad's dB: only with B as [K, N]
+  if (vec && p.use_async && CpAsyncEnabled()) {
+    const cudaError_t e = p.trans_a   ? LaunchCp<T, false, true>(p, stream)
+                          : p.trans_b ? LaunchCp<T, true>(p, stream)
+                                      : LaunchCp<T, false>(p, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
+  if (p.trans_a) {
     return vec ? Launch<T, false, true, true>(p, stream) : Launch<T, false, false, true>(p, stream);
   }
   if (p.trans_b) return vec ? Launch<T, true, true>(p, stream) : Launch<T, true, false>(p, stream);
@@ -67,7 +112,7 @@ int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   if (p.partial && (p.k_split < 1 || p.batch_count != 1)) return cudaErrorInvalidValue;
   const bool f16 = p.in_type == MatmulElem::kF16;
   cudaError_t e = cudaErrorNotSupported;
-  if (p.use_async) e = RunMatmulTcWgmma(p, stream);  // sm_90: TMA + wgmma
+  if (p.use_async && WgmmaEnabled()) e = RunMatmulTcWgmma(p, stream);  // sm_90: TMA + wgmma
   if (e == cudaErrorNotSupported) e = f16 ? Dispatch<__half>(p, stream) : Dispatch<__nv_bfloat16>(p, stream);
   if (e != cudaSuccess || !p.partial) return e;
   return f16 ? Combine<__half>(p, stream) : Combine<__nv_bfloat16>(p, stream);

@@ -2,9 +2,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "common/aligned.h"
+#include "common/env_switch.h"
 #include "common/smem_opt_in.h"
 #include "matmul_tc/matmul_tc_kernel.cuh"
 
@@ -30,20 +30,12 @@ cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
 // blocks per SM on sm_80 / sm_90 (164 / 228 KB), one on sm_86 / sm_89 (100 KB).
 constexpr int kCpStages = 4;
 
-// An on/off switch from the environment ("0" or "1", else `fallback`), read at each launch (a
-// getenv), as matmul_tc_sm90.cu's, so a process (the GPU tests, the probe) can compare the paths.
-bool Switch(const char* name, bool fallback) {
-  const char* v = std::getenv(name);
-  if (v && v[0] == '0' && v[1] == '\0') return false;
-  if (v && v[0] == '1' && v[1] == '\0') return true;
-  return fallback;
-}
 // The cp.async pipeline for the Async ops: off unless KAIO_MATMUL_CP_ASYNC=1 (written without a GPU
 // to run it: the next GPU session measures and tests it, then flips the default).
-bool CpAsyncEnabled() { return Switch("KAIO_MATMUL_CP_ASYNC", false); }
+bool CpAsyncEnabled() { return EnvSwitch("KAIO_MATMUL_CP_ASYNC", false); }
 // The Async ops' TMA + wgmma kernel on sm_90: KAIO_WGMMA=0 skips it (the cp.async or mma.sync kernel
 // runs instead), to test the sm_80 pipeline on a Hopper.
-bool WgmmaEnabled() { return Switch("KAIO_WGMMA", true); }
+bool WgmmaEnabled() { return EnvSwitch("KAIO_WGMMA", true); }
 
 // cudaErrorNotSupported where the shared memory cannot be had (the caller takes the sync kernel).
 template <typename T, bool kTransB, bool kTransA = false>

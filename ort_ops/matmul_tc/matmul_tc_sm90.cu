@@ -3,9 +3,9 @@
 // captures them by value with the launch), and a persistent grid of one CTA per SM.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 
 #include "common/aligned.h"
+#include "common/env_switch.h"
 #include "common/sm90.cuh"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
@@ -42,24 +42,15 @@ cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUte
   return matmul_wgmma::LaunchWgmma<T, BOp, kConsumers, kTransA, kCluster>(p, map_a, b_op, stream);
 }
 
-// An on/off switch from the environment ("0" or "1"), for side-by-side runs of both paths; read at
-// each launch (a getenv: no measurable cost beside the host's tensor-map encoding), so a process
-// (the GPU tests) can compare the paths.
-bool Switch(const char* name, bool fallback) {
-  const char* v = std::getenv(name);
-  if (v && v[0] == '0' && v[1] == '\0') return false;
-  if (v && v[0] == '1' && v[1] == '\0') return true;
-  return fallback;
-}
 // Pairs of CTAs sharing A tiles (the kernel's kCluster = 2): off unless KAIO_WGMMA_CLUSTER=1; on the
 // H200 they measured slower than single CTAs (wgmma_probe 4096^3: 0.202 vs 0.197 ms, at b099734).
-bool PairsEnabled() { return Switch("KAIO_WGMMA_CLUSTER", false); }
+bool PairsEnabled() { return EnvSwitch("KAIO_WGMMA_CLUSTER", false); }
 // Wide 128 x 256 tiles (two consumers, wgmma m64n256) where 256-row tiles would fill the GPU: the
 // same tile area, half the A and B fragment reads per product; KAIO_WGMMA_WIDE=0 keeps 256 x 128.
-bool WideEnabled() { return Switch("KAIO_WGMMA_WIDE", true); }
+bool WideEnabled() { return EnvSwitch("KAIO_WGMMA_WIDE", true); }
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
-bool SkinnyEnabled() { return Switch("KAIO_WGMMA_SKINNY", true); }
+bool SkinnyEnabled() { return EnvSwitch("KAIO_WGMMA_SKINNY", true); }
 // The epilogue's quad-transposed 16-byte stores where they measured faster: wide tiles writing
 // 16-bit Y (wgmma_probe, H200, bench/results/gpu_checks_4759fb0f.md: 4096^3 0.187 vs 0.206 ms,
 // 8192^3 1.462 vs 1.502). With f32 Y they were even (0.197 vs 0.200), with 128 x 128 tiles and short
@@ -67,7 +58,7 @@ bool SkinnyEnabled() { return Switch("KAIO_WGMMA_SKINNY", true); }
 // there each lane stores its column pairs. KAIO_WGMMA_QUAD_STORES=0 / 1 forces either, for A/B runs.
 bool QuadStores(bool wide, const MatmulTcParams& p) {
   const bool out16 = !p.partial && p.out_type != MatmulElem::kF32;
-  return Switch("KAIO_WGMMA_QUAD_STORES", wide && out16);
+  return EnvSwitch("KAIO_WGMMA_QUAD_STORES", wide && out16);
 }
 
 // 256-row tiles in pairs side by side, each CTA loading half of the shared A tile (box of 128 rows).

@@ -124,8 +124,9 @@ def int4_weights_rounded(rows: int, k: int, ns, group_size: int) -> bool:
     They do, except in the decode kernels with groups of 128 or more, which multiply A by the
     exact codes and apply scale and zero point to the f32 sums. The launcher
     (matmul_int4_sm80.cu) takes the split decode kernel for 1 <= rows <= 16 (A's leading dims
-    flattened into rows), K > 0 and any N; with KAIO_INT4_DECODE=0 the older decode kernel, which
-    needs every N % 8 == 0 (else the GEMVs, which round)."""
+    flattened into rows), K > 0 and any N, but the older decode kernel (the same arithmetic) in
+    the shapes where that one measured faster, every N % 8 == 0 there; with KAIO_INT4_DECODE=0
+    always the older decode kernel, which needs every N % 8 == 0 (else the GEMVs, which round)."""
     import os
 
     any_n = os.environ.get("KAIO_INT4_DECODE") != "0"

@@ -7,7 +7,7 @@
 // its weights cold) captured into a CUDA graph, per-launch time of the replays (median of 9). Single
 // launches timed with events measured ~10 us of launch overhead on the H200, not the kernels. Floor = weight + scale (+ zero point)
 // bytes at the HBM peak (H200 4.8 TB/s, H100 3.35; KAIO_PROBE_PEAK_TBS overrides).
-// KAIO_INT4_DECODE=0 selects the older decode kernels (read once per process): run the binary twice
+// KAIO_INT4_DECODE=0 selects the older decode kernels (read at each launch): run the binary twice
 // for old vs new; KAIO_PROBE_QUICK=1 skips the timed shapes.
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \

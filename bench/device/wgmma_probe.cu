@@ -281,7 +281,7 @@ bool W8A8(int m, int n, int k, bool out16, int reps, bool extreme = false, bool 
   p.out_f32 = !out16;
   p.m = m, p.n = n, p.k = k;
   p.sm = 90, p.sm_count = SmCount();
-  p.no_wgmma = sync;
+  if (sync) setenv("KAIO_WGMMA", "0", 1);  // the library's switch: the mma.sync kernel on sm_90 too
   CHECK(cudaMalloc(&bt, size_t(MatmulW8A8ScratchBytes(p)) + 16));
   const bool wgmma = !sync && k % 16 == 0 && n % 8 == 0;
   char what[96];
@@ -289,6 +289,7 @@ bool W8A8(int m, int n, int k, bool out16, int reps, bool extreme = false, bool 
                 wgmma ? "wgmma" : "mma.sync");
   auto run = [&] { return static_cast<cudaError_t>(RunMatmulW8A8(p, bt, nullptr)); };
   const float ms = TimeMs(run, reps);
+  if (sync) unsetenv("KAIO_WGMMA");
   ReferenceS8Kernel<<<dim3((n + 127) / 128, m), 128>>>(da, db, scale, dref, m, n, k);
   CHECK(cudaGetLastError());
   std::vector<float> got(size_t(m) * n), want(size_t(m) * n);

@@ -14,4 +14,8 @@ inline bool EnvSwitch(const char* name, bool fallback) {
   return fallback;
 }
 
+// KAIO_WGMMA=0: the ops with a Hopper wgmma kernel (the Async matmuls, MatmulTcGrad, MatmulInt8 W8A8)
+// run their mma.sync kernels on sm_90 too, so that a Hopper tests those.
+inline bool WgmmaEnabled() { return EnvSwitch("KAIO_WGMMA", true); }
+
 }  // namespace kaio

@@ -33,9 +33,6 @@ constexpr int kCpStages = 4;
 // The cp.async pipeline for the Async ops: off unless KAIO_MATMUL_CP_ASYNC=1 (written without a GPU
 // to run it: the next GPU session measures and tests it, then flips the default).
 bool CpAsyncEnabled() { return EnvSwitch("KAIO_MATMUL_CP_ASYNC", false); }
-// The Async ops' TMA + wgmma kernel on sm_90: KAIO_WGMMA=0 skips it (the cp.async or mma.sync kernel
-// runs instead), to test the sm_80 pipeline on a Hopper.
-bool WgmmaEnabled() { return EnvSwitch("KAIO_WGMMA", true); }
 
 // cudaErrorNotSupported where the shared memory cannot be had (the caller takes the sync kernel).
 template <typename T, bool kTransB, bool kTransA = false>

@@ -2,9 +2,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "common/aligned.h"
+#include "common/env_switch.h"
 #include "common/smem_opt_in.h"
 #include "quant_matmul/matmul_int4_kernel.cuh"
 
@@ -136,14 +136,8 @@ constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GE
 // memory latency, so more resident warps beat a deeper ring.
 
 // The split decode kernel (M <= 16, any N; KAIO_INT4_DECODE=0 keeps the older kernels below, for
-// side-by-side runs). Read once.
-bool SplitDecodeEnabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("KAIO_INT4_DECODE");
-    return !(v && v[0] == '0' && v[1] == '\0');
-  }();
-  return enabled;
-}
+// side-by-side runs).
+bool SplitDecodeEnabled() { return EnvSwitch("KAIO_INT4_DECODE", true); }
 
 // Resident blocks per SM of `kernel` (its registers and static shared memory), asked once.
 template <auto kKernel>

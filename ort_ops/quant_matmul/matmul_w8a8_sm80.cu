@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "common/aligned.h"
+#include "common/env_switch.h"
 #include "common/ptx.cuh"
 #include "matmul_tc/matmul_tc_params.h"
 #include "quant_matmul/quant_matmul_params.h"
@@ -205,7 +206,7 @@ int RunMatmulW8A8(const MatmulW8A8Params& p, void* scratch, void* stream_ptr) {
     TransposeS8Kernel<<<grid, kTThreads, 0, stream>>>(p.b, bt, p.k, p.n, p.n % 16 == 0 && Aligned16(p.b),
                                                       p.k % 16 == 0);
     if (cudaError_t e = cudaGetLastError()) return e;
-    if (!p.no_wgmma) {
+    if (WgmmaEnabled()) {  // KAIO_WGMMA=0: the mma.sync kernel on sm_90 too
       MatmulTcParams tp;
       tp.a = p.a;
       tp.b = bt;

@@ -85,7 +85,6 @@ struct MatmulW8A8Params {
   bool out_f32 = true;
   int64_t m = 0, n = 0, k = 0;
   int sm = 0, sm_count = 0;
-  bool no_wgmma = false;          // probes: the mma.sync kernel on sm_90 too
 };
 
 // Device scratch the launch needs: B transposed to [N, K] (both kernels read K-major operands).

@@ -19,6 +19,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_matmul_tc  # noqa: E402
 import harness  # noqa: E402
 
 from kaio_ort.packing import to_matmulnbits  # noqa: E402
@@ -71,9 +72,7 @@ def w8a8_model(op: str, m: int, n: int, k: int):
         ins = [helper.make_tensor_value_info("A", i8, [m, k]), helper.make_tensor_value_info("B", i8, [k, n])]
         y = TensorProto.INT32
     else:
-        node = helper.make_node("MatmulTcAsync", ["A", "B"], ["Y"], domain="com.kaio", out_dtype=f16)
-        ins = [helper.make_tensor_value_info("A", f16, [m, k]), helper.make_tensor_value_info("B", f16, [k, n])]
-        y = f16
+        return bench_matmul_tc.model("MatmulTcAsync", m, n, k, f16)
     g = helper.make_graph([node], op, ins, [helper.make_tensor_value_info("Y", y, [m, n])])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.kaio", 1)],
                              ir_version=8)
@@ -146,7 +145,7 @@ def main() -> None:
     ap.add_argument("--old-decode", action="store_true", help="KAIO_INT4_DECODE=0: the previous MatmulInt4 decode kernels")
     args = ap.parse_args()
     if args.old_decode:
-        os.environ["KAIO_INT4_DECODE"] = "0"  # read by the library once, at its first MatmulInt4 run
+        os.environ["KAIO_INT4_DECODE"] = "0"  # read by the library at each MatmulInt4 launch
     if args.w8a8:
         w8a8_main(iters)
         return

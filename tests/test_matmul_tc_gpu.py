@@ -42,12 +42,30 @@ F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf1
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.
 TOL = {np.float32: 1e-4, np.float16: 2e-3}
 
+# The Async ops' pipelines: the default (TMA + wgmma on sm_90, where it applies; else mma.sync) and the
+# opt-in multi-stage cp.async ring (matmul_tc_kernel.cuh, kCpStages = 4; KAIO_MATMUL_CP_ASYNC=1, with
+# KAIO_WGMMA=0 so that a Hopper runs it too). The switches are read at each launch.
+PIPELINES = {"default": {}, "cp_async": {"KAIO_MATMUL_CP_ASYNC": "1", "KAIO_WGMMA": "0"}}
+
+
+def use_pipeline(monkeypatch, name):
+    for var in ("KAIO_MATMUL_CP_ASYNC", "KAIO_WGMMA"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in PIPELINES[name].items():
+        monkeypatch.setenv(var, value)
+
+
+def with_pipelines(ops):
+    """(op, pipeline) pairs: the sync ops on their one kernel, the Async ops on each pipeline."""
+    return [(op, pl) for op in ops for pl in (PIPELINES if "Async" in op else ["default"])]
+
 
 @pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES)
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("out_dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("op", F16_OPS)
-def test_matmul_tc_cuda(op, batch_a, m, k, n, batch_b, trans_b, out_dtype):
+@pytest.mark.parametrize("op,pipeline", with_pipelines(F16_OPS))
+def test_matmul_tc_cuda(op, pipeline, batch_a, m, k, n, batch_b, trans_b, out_dtype, monkeypatch):
+    use_pipeline(monkeypatch, pipeline)
     g = rng()
     a = randn(g, (*batch_a, m, k), np.float16)
     b = randn(g, (*batch_b, k, n), np.float16)
@@ -105,9 +123,10 @@ def test_k_mismatch_is_refused_on_cuda():
 @pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES[1:])
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("out_bf16", [False, True])
-@pytest.mark.parametrize("op", BF16_OPS)
-def test_matmul_tc_bf16_cuda(op, batch_a, m, k, n, batch_b, trans_b, out_bf16):
+@pytest.mark.parametrize("op,pipeline", with_pipelines(BF16_OPS))
+def test_matmul_tc_bf16_cuda(op, pipeline, batch_a, m, k, n, batch_b, trans_b, out_bf16, monkeypatch):
     """The same kernels on bfloat16, bound as such."""
+    use_pipeline(monkeypatch, pipeline)
     g = rng()
     a = randn(g, (*batch_a, m, k), BF16)
     b = randn(g, (*batch_b, k, n), BF16)
@@ -188,7 +207,10 @@ GRAD_TOL = {np.float16: 3e-3, BF16: 8e-3}
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("dy_float", [True, False])
 @pytest.mark.parametrize("dtype", [np.float16, BF16])
-def test_matmul_tc_grad_cuda(dtype, a_shape, b_shape, trans_b, dy_float):
+@pytest.mark.parametrize("pipeline", list(PIPELINES))
+def test_matmul_tc_grad_cuda(pipeline, dtype, a_shape, b_shape, trans_b, dy_float, monkeypatch):
+    """Both gradients (dB with A read MN-major: trans_a) on each of the Async pipelines."""
+    use_pipeline(monkeypatch, pipeline)
     g = rng()
     a, b = randn(g, a_shape, dtype), randn(g, b_shape, dtype)
     b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
@@ -283,22 +305,6 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     np.testing.assert_array_equal(replay, eager)
 
 
-# The Async ops' multi-stage cp.async pipeline (matmul_tc_kernel.cuh, kCpStages = 4), opt-in with
-# KAIO_MATMUL_CP_ASYNC=1 and written without a GPU; KAIO_WGMMA=0 keeps a Hopper off the TMA + wgmma
-# kernel so it runs there too. It takes the 16-byte-load shapes (K % 8 == 0, N % 8 == 0 or trans_b,
-# aligned bases); the others (K % 8 != 0, odd N) keep the mma.sync kernel without cp.async. The kernel
-# name ends "<T, trans_b, vec, BSource, trans_a, kCpStages>".
-CP_ENV = {"KAIO_MATMUL_CP_ASYNC": "1", "KAIO_WGMMA": "0"}
-
-
-def _cp_env(monkeypatch, **overrides):
-    for k, v in (CP_ENV | overrides).items():
-        if v is None:
-            monkeypatch.delenv(k, raising=False)
-        else:
-            monkeypatch.setenv(k, v)
-
-
 def _sync_kernels(names):
     return [x for x in names if "MatmulTcSyncKernel" in x]
 
@@ -310,94 +316,43 @@ def _cp_stages(name):
     return int(m.group(1))
 
 
-def _vec(k, n, trans_b):
-    return k % 8 == 0 and (trans_b or n % 8 == 0)
-
-
-@pytest.mark.parametrize("batch_a,m,k,n,batch_b", SHAPES)
-@pytest.mark.parametrize("trans_b", [0, 1])
-@pytest.mark.parametrize("out16", [False, True])
+@pytest.mark.parametrize("m,k,n,trans_b,stages",
+                         [(256, 264, 256, 0, 4), (256, 264, 256, 1, 4), (16, 2048, 520, 0, 4), (1, 4096, 4096, 1, 4),
+                          (127, 131, 130, 0, 0)])
 @pytest.mark.parametrize("op", ["MatmulTcAsync", "MatmulTcBf16Async"])
-def test_cp_async_pipeline_cuda(op, batch_a, m, k, n, batch_b, trans_b, out16, monkeypatch):
-    """With KAIO_MATMUL_CP_ASYNC=1 and KAIO_WGMMA=0 the Async ops are right on every shape (edges, K
-    tails, M = 1, batch broadcast, split K, trans_b), on the cp.async kernel where the shape allows
-    16-byte loads and on the mma.sync one where not."""
-    _cp_env(monkeypatch)
-    g = rng()
-    t = BF16 if "Bf16" in op else np.float16
-    a = randn(g, (*batch_a, m, k), t)
-    b = randn(g, (*batch_b, k, n), t)
-    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
-    ref = matmul(a, b)
-    out_t = t if out16 else np.float32
-    attrs = {"trans_b": trans_b} | ({"out_dtype": 16 if t is BF16 else 10} if out16 else {})
-    model = build_model(op, [a, b_in], attrs, [out_t], bf16_io=True)
-    run = BoundRun(cuda_session(model), [a, b_in], [ref.shape], [out_t])
-    (y,) = run.run()
-    y = y.astype(np.float32)
-    tol = (8e-3 if t is BF16 else TOL[np.float16]) if out16 else TOL[np.float32]
-    err = rel_err(y, ref)
-    assert err <= tol, f"relative error {err:.2e}"
-    if m * n >= 1024:  # the kernel check where the profiler run is worth it
-        names = _sync_kernels(launched_kernels(run.run))
-        want = 4 if _vec(k, n, trans_b) else 0
-        assert names and all(_cp_stages(x) == want for x in names), (want, names)
-
-
-@pytest.mark.parametrize("m,k,n,trans_b",
-                         [(256, 264, 256, 0), (256, 264, 256, 1), (16, 2048, 520, 0), (1, 4096, 4096, 1)])
-@pytest.mark.parametrize("op", ["MatmulTcAsync", "MatmulTcBf16Async"])
-def test_async_ops_take_the_cp_async_kernel(op, m, k, n, trans_b, monkeypatch):
-    """The switches pick the kernel: both set, the cp.async one (kCpStages 4; 16 x 2048 x 520 with
-    split K, the slices' sum after); KAIO_MATMUL_CP_ASYNC unset, the register-prefetch one off Hopper
-    (kCpStages 0); the sync ops never take cp.async. Each run right and bitwise repeatable."""
+def test_async_ops_take_the_cp_async_kernel(op, m, k, n, trans_b, stages, monkeypatch):
+    """The switches pick the kernel: with the cp.async pipeline's, the Async ops run kCpStages 4 where
+    16-byte loads apply (16 x 2048 x 520 with split K, the slices' sum after) and the element-load
+    kernel (kCpStages 0) where not (K % 8 != 0); the sync ops never take cp.async; with
+    KAIO_MATMUL_CP_ASYNC unset (KAIO_WGMMA=0 kept) the register-prefetch kernel. Each run right and
+    bitwise repeatable."""
     g = rng()
     t = BF16 if "Bf16" in op else np.float16
     a, b = randn(g, (m, k), t), randn(g, (k, n), t)
     b_in = np.ascontiguousarray(b.T) if trans_b else b
     ref = matmul(a, b)
 
-    def kernels(op_name):
+    def stages_run(op_name):
         model = build_model(op_name, [a, b_in], {"trans_b": trans_b}, [np.float32], bf16_io=True)
         run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
         first = run.run()[0]
         assert rel_err(first, ref) <= TOL[np.float32]
         np.testing.assert_array_equal(run.run()[0], first)
-        return launched_kernels(run.run)
+        names = launched_kernels(run.run)
+        assert not any("MatmulWgmmaKernel" in x for x in names), names  # KAIO_WGMMA=0
+        assert _sync_kernels(names), names
+        return {_cp_stages(x) for x in _sync_kernels(names)}
 
-    _cp_env(monkeypatch)
-    names = kernels(op)
-    assert not any("MatmulWgmmaKernel" in x for x in names), names
-    sync = _sync_kernels(names)
-    assert sync and all(_cp_stages(x) == 4 for x in sync), names
-    names = kernels(op.replace("Async", ""))
-    assert all(_cp_stages(x) == 0 for x in _sync_kernels(names)) and _sync_kernels(names), names
-    _cp_env(monkeypatch, KAIO_MATMUL_CP_ASYNC=None)
-    names = kernels(op)
-    if not any("MatmulWgmmaKernel" in x for x in names):  # KAIO_WGMMA=0 still holds: mma.sync
-        assert _sync_kernels(names) and all(_cp_stages(x) == 0 for x in _sync_kernels(names)), names
-
-
-@pytest.mark.parametrize("a_shape,b_shape", GRAD_SHAPES)
-@pytest.mark.parametrize("trans_b", [0, 1])
-@pytest.mark.parametrize("dtype", [np.float16, BF16])
-def test_grad_cp_async_cuda(dtype, a_shape, b_shape, trans_b, monkeypatch):
-    """MatmulTcGrad on the cp.async kernel (dB with A read MN-major: trans_a) where the shapes allow."""
-    _cp_env(monkeypatch)
-    g = rng()
-    a, b = randn(g, a_shape, dtype), randn(g, b_shape, dtype)
-    b_in = np.ascontiguousarray(np.swapaxes(b, -1, -2)) if trans_b else b
-    dy = randn(g, matmul(a, b).shape, dtype)
-    ref_da, ref_db = matmul_grad(dy, a, b_in, trans_b=bool(trans_b))
-    da, db = run_op_cuda("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [a.shape, b_in.shape], [dtype, dtype])
-    for name, got, ref in (("dA", da, ref_da), ("dB", db, ref_db)):
-        err = rel_err(got, ref)
-        assert err <= GRAD_TOL[dtype], f"{name}: relative error {err:.2e}"
+    use_pipeline(monkeypatch, "cp_async")
+    assert stages_run(op) == {stages}
+    assert stages_run(op.replace("Async", "")) == {0}
+    monkeypatch.delenv("KAIO_MATMUL_CP_ASYNC")
+    assert stages_run(op) == {0}
 
 
 def test_grad_takes_the_cp_async_kernels(monkeypatch):
     """Both gradients of a 16-byte-load shape on the cp.async kernel, dB's with trans_a."""
-    _cp_env(monkeypatch)
+    use_pipeline(monkeypatch, "cp_async")
     g = rng()
     a, b = randn(g, (2, 256, 264), np.float16), randn(g, (264, 512), np.float16)
     dy = randn(g, (2, 256, 512), np.float16)

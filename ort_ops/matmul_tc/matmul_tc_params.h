@@ -36,7 +36,8 @@ struct MatmulTcParams {
 
   int sm = 0, sm_count = 0;                // device facts for the tile choice
   // Hopper GEMM epilogue: lanes gather 8 columns through a quad transpose for 16-byte stores (else
-  // each lane stores its column pairs); the launcher picks it (matmul_tc_sm90.cu, QuadStores).
+  // each lane stores its column pairs). The dense launcher picks it per tile shape (matmul_tc_sm90.cu,
+  // QuadStores); the quantized and W8A8 GEMMs keep the default, the setting they were measured with.
   bool quad_stores = true;
 
   // With partial (batch_count 1 only): block z of grid.z = k_split sums K tiles [z T / k_split,

@@ -73,6 +73,19 @@ cudaError_t LaunchPairs(const MatmulTcParams& p, int64_t a_count, const CUtensor
 // The tile shape: large (256 x 128 or 128 x 256) where such tiles still give every SM one; skinny
 // (64 x 128) for M <= 64; else 128 x 128 (more, smaller tiles).
 enum class Tiles { kSkinny, kSmall, kTall, kWide };
+int64_t TileColumns(const MatmulTcParams& p) { return (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN; }
+bool LargeTiles(const MatmulTcParams& p) { return p.batch_count * ((p.m + 255) / 256) * TileColumns(p) >= p.sm_count; }
+// pairs: CTA pairs, which run tall tiles. Int8 (W8A8) has no tall instance: large tiles are wide or none.
+Tiles PickTiles(const MatmulTcParams& p, bool pairs) {
+  const bool large = LargeTiles(p);
+  if (large && (pairs || (p.in_type != MatmulElem::kI8 && !WideEnabled()))) return Tiles::kTall;
+  if (large && WideEnabled()) return Tiles::kWide;
+  return p.m <= 64 && SkinnyEnabled() ? Tiles::kSkinny : Tiles::kSmall;
+}
+// The rows of A's boxes (a block's rows; K-major A) and of [N, K] B's (a block's columns).
+int ABoxRows(Tiles t) { return t == Tiles::kTall ? 256 : t == Tiles::kSkinny ? 64 : 128; }
+int BBoxRows(Tiles t) { return t == Tiles::kWide ? 256 : 128; }
+
 template <typename T, bool kTransB, bool kTransA = false>
 cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b,
                         cudaStream_t stream, Tiles tiles) {
@@ -97,19 +110,15 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
       (p.trans_b && p.k % 8 != 0) || p.n % 8 != 0 || (p.trans_a && p.trans_b) || !Aligned16(p.a) ||
       !Aligned16(p.b) || a_count >= kTmaCoordMax || b_count >= kTmaCoordMax)
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
-  const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
-  const bool large = p.batch_count * ((p.m + 255) / 256) * n_tiles >= p.sm_count;
-  // Tall tiles, at least two tile columns, no K slices: pairs of CTAs may read each A tile from L2 once.
-  const bool pairs = large && !p.trans_a && !p.partial && n_tiles >= 2 && PairsEnabled();
-  const Tiles tiles = large ? (pairs || !WideEnabled() ? Tiles::kTall : Tiles::kWide)
-                            : p.m <= 64 && SkinnyEnabled() ? Tiles::kSkinny : Tiles::kSmall;
-  const int a_box_rows = tiles == Tiles::kTall ? 256 : tiles == Tiles::kSkinny ? 64 : 128;
+  // Large tiles, at least two tile columns, no K slices: pairs of CTAs may read each A tile from L2 once.
+  const bool pairs = LargeTiles(p) && !p.trans_a && !p.partial && TileColumns(p) >= 2 && PairsEnabled();
+  const Tiles tiles = PickTiles(p, pairs);
   p.quad_stores = QuadStores(tiles == Tiles::kWide, p);
   CUtensorMap map_a, map_b;
   // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
   bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)
-                      : MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, a_box_rows);
-  ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, tiles == Tiles::kWide ? 256 : 128)
+                      : MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(tiles));
+  ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, BBoxRows(tiles))
                         : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
   if (!ok) return cudaErrorNotSupported;
   if (pairs) {
@@ -138,14 +147,10 @@ cudaError_t RunMatmulS8Wgmma(const MatmulTcParams& p, cudaStream_t stream) {
       !Aligned16(p.a) || !Aligned16(p.b) || !Aligned16(p.y) ||
       (p.out_type != MatmulElem::kF32 && p.out_type != MatmulElem::kF16))
     return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
-  const int64_t n_tiles = (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN;
-  const bool large = (p.m + 255) / 256 * n_tiles >= p.sm_count;
-  const Tiles tiles = large && WideEnabled()            ? Tiles::kWide
-                      : p.m <= 64 && SkinnyEnabled()   ? Tiles::kSkinny
-                                                       : Tiles::kSmall;
+  const Tiles tiles = PickTiles(p, false);
   CUtensorMap map_a, map_b;
-  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, 1, tiles == Tiles::kSkinny ? 64 : 128) ||
-      !MakeMap(&map_b, p.in_type, p.b, p.n, p.k, 1, tiles == Tiles::kWide ? 256 : 128))
+  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, 1, ABoxRows(tiles)) ||
+      !MakeMap(&map_b, p.in_type, p.b, p.n, p.k, 1, BBoxRows(tiles)))
     return cudaErrorNotSupported;
   switch (tiles) {
     case Tiles::kWide: return Launch<int8_t, true, 2, false, 1, 256>(p, map_a, map_b, stream);

@@ -309,14 +309,16 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     FenceOperands(acc);  // the stores below read the accumulators only after the wait
     if (k_hi > k_lo && t == 0) release((it - 1) % kStages);
 
-    // The m64nN fragment: per 8-column block j, rows r and r + 8, columns 2 (t % 4) and + 1. Over
-    // four blocks, a quad transpose gives lane t % 4 all 8 columns of block 4 g + t % 4: 16-byte
-    // stores (32 bytes of f32). N % 8 == 0: an 8-column block lies wholly inside or past N.
+    // The m64nN fragment: per 8-column block j, rows r and r + 8, columns 2 (t % 4) and + 1. With
+    // p.quad_stores, a quad transpose over four blocks gives lane t % 4 all 8 columns of block
+    // 4 g + t % 4: 16-byte stores (32 bytes of f32); else each lane stores its column pairs.
+    // N % 8 == 0: an 8-column block lies wholly inside or past N.
     const int q = t % 4;
     const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
     const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;
     float* out_f = p.partial ? p.partial : y_f;
-    if (!p.quad_stores) {  // KAIO_WGMMA_QUAD_STORES=0: each lane's column pairs stored as they are
+    auto value = [&](int i) { return AccValue(acc[i], acc_scale); };  // accumulator i as Y's float
+    if (!p.quad_stores) {
 #pragma unroll
       for (int j = 0; j < kTileN / 8; ++j) {
         const int64_t col = c.n0 + 8 * j + 2 * q;
@@ -324,7 +326,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
         for (int h = 0; h < 2; ++h) {
           const int64_t row = row0 + 8 * h;
           if (row >= p.m || col >= p.n) continue;
-          const float v0 = AccValue(acc[j * 4 + h * 2], acc_scale), v1 = AccValue(acc[j * 4 + h * 2 + 1], acc_scale);
+          const float v0 = value(j * 4 + h * 2), v1 = value(j * 4 + h * 2 + 1);
           const int64_t at = y_base + row * p.n + col;
           if (p.partial || out_f32) *reinterpret_cast<float2*>(out_f + at) = make_float2(v0, v1);
           else *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<OutT>(v0, v1);
@@ -344,8 +346,8 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           uint32_t lo[4], hi[4];
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            lo[i] = __float_as_uint(AccValue(acc[(4 * g + i) * 4 + h * 2], acc_scale));
-            hi[i] = __float_as_uint(AccValue(acc[(4 * g + i) * 4 + h * 2 + 1], acc_scale));
+            lo[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2));
+            hi[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2 + 1));
           }
           ptx::QuadTranspose(lo);
           ptx::QuadTranspose(hi);
@@ -360,7 +362,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           uint32_t v[4];
 #pragma unroll
           for (int i = 0; i < 4; ++i)
-            v[i] = ptx::Pack2<OutT>(AccValue(acc[(4 * g + i) * 4 + h * 2], acc_scale), AccValue(acc[(4 * g + i) * 4 + h * 2 + 1], acc_scale));
+            v[i] = ptx::Pack2<OutT>(value((4 * g + i) * 4 + h * 2), value((4 * g + i) * 4 + h * 2 + 1));
           ptx::QuadTranspose(v);
           if (in) *reinterpret_cast<uint4*>(y_t + at) = make_uint4(v[0], v[1], v[2], v[3]);
         }

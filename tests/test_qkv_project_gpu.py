@@ -230,15 +230,22 @@ def test_empty_m(with_bias):
     assert all(y.dtype == np.float16 for y in outs)
 
 
-# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): the three projections as three
-# launches of MatmulInt8's kernels. The integer weights are exact in X's type and the
+# ---- QkvProjectInt8 (W8A16 with a float scale after the sum): MatmulInt8's kernels, one launch of
+# the decode kernel over the three projections where it takes them all (M <= 16, every N % 16 == 0,
+# K % 8 == 0), else three launches. The integer weights are exact in X's type and the
 # scale and bias come after the f32 sum, so the contract's float64 reference is the kernel's
-# arithmetic up to f32 accumulation and one rounding. (lead, M, K, (Nq, Nk, Nv)): the GEMV (M <= 16;
+# arithmetic up to f32 accumulation and one rounding. (lead, M, K, (Nq, Nk, Nv)): the decode kernel
+# (Llama 3 8B's 4096 -> 4096/1024/1024 at M = 1 and 16, K = 1000 / 24 not multiples of its 32-row
+# steps, batch dims), the GEMV (M <= 16 with a width not a multiple of 16;
 # K split over blocks at long K; M = 5 and 16: 8-row blocks, 16: two of them)
 # and the tensor-core kernel (M > 16, its sums through the one combine pass that applies scale and
 # bias); GQA widths (Nk = Nv < Nq), widths below one 256-column GEMV block or one 128-column tile,
 # widths straddling blocks (257, 300, 520), and N or K not multiples of 8 (element loads).
 INT8_SHAPES = [
+    ((), 1, 4096, (4096, 1024, 1024)),
+    ((), 16, 4096, (4096, 1024, 1024)),
+    ((), 7, 1000, (272, 64, 48)),
+    ((2,), 5, 24, (32, 16, 16)),
     ((), 1, 4096, (256, 64, 64)),
     ((), 1, 100, (40, 13, 7)),
     ((), 1, 2048, (1024, 256, 256)),
@@ -257,6 +264,7 @@ INT8_SHAPES = [
 ]
 INT8_BF16_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),
+    ((), 11, 1000, (272, 64, 48)),
     ((), 5, 100, (40, 13, 7)),
     ((), 16, 1000, (136, 40, 24)),
     ((), 17, 512, (257, 33, 24)),
@@ -307,10 +315,14 @@ def test_qkv_project_int8_cuda_bf16(lead, m, k, ns, scale_form, with_bias):
     _check(outs, qkv_project_int8(x, *ws, *ss, *(bs or [None] * 3)), TOL[BF16], shapes)
 
 
-# (M, K, (Nq, Nk, Nv)): GEMV (M <= 16) and tensor-core (M > 16) regimes, vectorised and element loads.
-# Each projection is its own launch, planned (K split included) as a MatmulInt8 node of its width is.
+# (M, K, (Nq, Nk, Nv)): decode kernel (M <= 16, widths % 16 == 0), GEMV (M <= 16, other widths) and
+# tensor-core (M > 16) regimes, vectorised and element loads. GEMV and tensor-core: each projection
+# is its own launch, planned (K split included) as a MatmulInt8 node of its width is. Decode: one
+# launch whose K slices follow the launch's column blocks; on these shapes the fused launch and each
+# single node get the same slices (8: K long enough, few blocks), so the sums' order agrees too.
 INT8_BITWISE = [
     (1, 4096, (256, 64, 64)),
+    (16, 4096, (256, 128, 128)),
     (5, 1000, (40, 13, 7)),
     (16, 2048, (512, 128, 128)),
     (17, 512, (257, 33, 24)),

@@ -196,7 +196,19 @@ def test_empty_and_k_zero():
 # M > 16 (128 x 128 x 32 tiles, K split over blocks when the tiles are few: M = 40 / 130 with K =
 # 4096 and M = 17 with K = 1000; M = 130 row tail, N = 264 column tail). K % 8 != 0 or N % 8 != 0
 # take element loads; group sizes need not be powers of two (100), 0 is per channel.
-INT8_SHAPES = [
+# M <= 16 with N % 16 == 0, K % 8 == 0 and group_size % 8 == 0 take the decode kernel instead (one
+# m16n8k16 per 16 columns x 8 tokens, K split over a cluster's CTAs on sm_90): one token tile
+# (M <= 8) or two, K not a multiple of its 32-row steps (2056, 1000, 24), group 8, long K.
+INT8_DECODE_SHAPES = [
+    ((), 1, 4096, 4096, 0),
+    ((), 1, 1000, 272, 8),
+    ((2,), 3, 4096, 4112, 128),   # batch dims: 6 rows
+    ((), 8, 2056, 2048, 0),
+    ((), 9, 4096, 1024, 128),
+    ((), 12, 24, 16, 8),
+    ((), 16, 8192, 512, 64),
+]
+INT8_SHAPES = INT8_DECODE_SHAPES + [
     ((), 1, 4096, 264, 0),
     ((), 1, 4096, 40, 128),
     ((), 1, 1000, 4096, 100),
@@ -243,6 +255,7 @@ def test_matmul_int8_w8a16_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtyp
 
 
 @pytest.mark.parametrize("lead,m,k,n,group_size", [((), 1, 4096, 264, 0), ((), 4, 100, 13, 0), ((), 3, 1000, 40, 100),
+                                                   ((), 1, 4096, 272, 0), ((), 13, 1000, 144, 8),
                                                    ((), 40, 512, 136, 128), ((2,), 70, 96, 264, 32)])
 @pytest.mark.parametrize("with_zp", [False, True])
 def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
@@ -255,10 +268,27 @@ def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
     assert err <= TOL[BF16], f"relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("lead,m,k,n,group_size", INT8_DECODE_SHAPES[:5])
+def test_matmul_int8_w8a16_older_gemv_on_decode_shapes(lead, m, k, n, group_size, monkeypatch):
+    """KAIO_INT8_DECODE=0 (read at each launch) puts the decode kernel's shapes on the older GEMV:
+    both paths stay checked on the shapes the decode kernel takes."""
+    monkeypatch.setenv("KAIO_INT8_DECODE", "0")
+    g = rng()
+    a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, True, np.float16)
+    ref = chain_ref_codes(a, b, scales, zp, group_size)
+    (y,) = run_op_cuda("MatmulInt8", [a, b, scales, zp], {"group_size": group_size}, [ref.shape], [np.float32])
+    err = rel_err(y, ref)
+    assert err <= TOL[np.float32], f"relative error {err:.2e}"
+
+
 def test_int8_codes_exact():
     """Every int8 code (-128..127) dequantises exactly: one-hot rows of A pick single weight rows."""
-    k, n = 256, 24
-    q = (np.arange(k * n).reshape(k, n) % 256 - 128).astype(np.int8)
+    for k, n in ((256, 24), (256, 32)):  # the GEMV; the decode kernel (N % 16 == 0)
+        q = (np.arange(k * n).reshape(k, n) % 256 - 128).astype(np.int8)
+        _check_codes_exact(k, n, q)
+
+
+def _check_codes_exact(k, n, q):
     for m, dtype in ((1, np.float16), (4, np.float16), (9, np.float16), (1, BF16), (9, BF16)):
         a = np.eye(k, dtype=np.float32)[:m].astype(dtype)
         (y,) = run_op_cuda("MatmulInt8", [a, q, np.ones((1, n), dtype)], {}, [(m, n)], [np.float32])

@@ -14,6 +14,15 @@ inline bool EnvSwitch(const char* name, bool fallback) {
   return fallback;
 }
 
+// A non-negative integer setting (probes' A/B runs of a launch parameter); `fallback` when unset or not a number.
+inline int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  return *end == '\0' && x >= 0 && x < (1 << 30) ? int(x) : fallback;
+}
+
 // KAIO_WGMMA=0: the ops with a Hopper wgmma kernel (the Async matmuls, MatmulTcGrad, MatmulInt8 W8A8)
 // run their mma.sync kernels on sm_90 too, so that a Hopper tests those.
 inline bool WgmmaEnabled() { return EnvSwitch("KAIO_WGMMA", true); }

@@ -1,5 +1,6 @@
-// Host side of a kernel's dynamic shared memory above 48 KiB: the attribute must be set once per
-// kernel and device (it belongs to the device's context); later launches skip the driver call.
+// Host side of a kernel's launch resources: dynamic shared memory above 48 KiB (the attribute must
+// be set once per kernel and device: it belongs to the device's context; later launches skip the
+// driver call), its resident blocks per SM, and K slices launched as thread-block clusters.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,6 +24,44 @@ cudaError_t AllowSharedMemory(int bytes) {
   e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
   return e;
+}
+
+// Resident blocks per SM of `kernel` at `threads` a block and no dynamic shared memory, asked once
+// (at least 1).
+template <auto kKernel>
+int ResidentBlocks(int threads) {
+  static const int blocks = [threads] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kKernel, threads, 0) != cudaSuccess) {
+      cudaGetLastError();
+      b = 1;
+    }
+    return b > 1 ? b : 1;
+  }();
+  return blocks;
+}
+
+// kernel<<<(tiles, splits), threads>>>(args...) as clusters of 1 x splits (a cluster = the K slices
+// of one tile, sm_90). Returns false (and clears the error) where no cluster of that size fits:
+// the caller launches unsplit.
+template <typename Kernel, typename... Args>
+bool LaunchSliceClusters(Kernel kernel, unsigned tiles, int splits, unsigned threads, cudaStream_t stream,
+                         Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(tiles, unsigned(splits));
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = unsigned(splits);
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  if (cudaLaunchKernelEx(&cfg, kernel, args...) == cudaSuccess) return true;
+  cudaGetLastError();
+  return false;
 }
 
 }  // namespace kaio

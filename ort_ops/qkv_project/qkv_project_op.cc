@@ -50,13 +50,12 @@ struct Int8Weights {
     return DequantizeInt8(w, k, n, ToGroupParams(s, RowsPerGroup(0, k)), GroupParams{});
   }
 #ifdef KAIO_WITH_CUDA
-  // Three launches of MatmulInt8's W8A16 kernels with the integer weights exact in X's type, the
-  // f32 sums times the float scale (one or per channel) plus the bias, rounded once. (Not yet one
-  // launch over the three: the INT8 kernels take no column segments.)
+  // MatmulInt8's W8A16 kernels with the integer weights exact in X's type, the f32 sums times the
+  // float scale (one or per channel) plus the bias, rounded once: one launch over the three
+  // projections at M <= 16 (the decode kernel), else three.
   static OrtStatus* RunCuda(const ErrCtx& c, const Attrs&, int64_t rows, int64_t k, const int64_t* n, bool bias,
                             const InputTensors& in, const OutputTensors& out, const CudaLaunch& launch) {
     MatmulInt8Params seg[3];
-    size_t scratch_bytes = 0;
     for (int i = 0; i < 3; ++i) {
       MatmulInt8Params& p = seg[i];
       p.a = in[kX].data;
@@ -72,13 +71,11 @@ struct Int8Weights {
       p.k = k;
       p.sm = launch.sm;
       p.sm_count = launch.sm_count;
-      scratch_bytes = std::max(scratch_bytes, static_cast<size_t>(MatmulInt8ScratchBytes(p)));
     }
-    CudaScratch partial;  // reused by the three launches: they run in order on ORT's stream
-    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, scratch_bytes));
-    for (int i = 0; i < 3; ++i)
-      if (int e = RunMatmulInt8(seg[i], partial.data(), launch.stream))
-        return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
+    CudaScratch partial;  // reused by the three launches where there are three: in order on ORT's stream
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt8ScratchBytes(seg, 3))));
+    if (int e = RunMatmulInt8(seg, 3, partial.data(), launch.stream))
+      return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
     return nullptr;
   }
 #endif

@@ -41,6 +41,7 @@
 #include <cstdint>
 
 #include "common/elem.cuh"
+#include "quant_matmul/quant_kernel_common.cuh"
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
@@ -58,13 +59,6 @@ template <>
 struct Magic<__nv_bfloat16> {
   static constexpr uint32_t kBias = 0x43084308u;  // 136 in both halves (128 + 8)
 };
-
-// (a & b) ^ c in one LOP3 (the compiler emits two).
-__device__ __forceinline__ uint32_t AndXor(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0x6a;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-  return r;
-}
 
 // Weight pair (n_2p, n_2p+1) of word w (w4 = w >> 4) as two T in one register:
 // (q - zp) * s, s2 / z2 the group's scale / zero point in both halves.
@@ -130,22 +124,6 @@ __device__ __forceinline__ void DequantWord(uint32_t w, uint32_t s2, uint32_t z2
   b[3] = DequantPair<T, kZp, 3>(w, w4, s2, z2);
 }
 
-template <typename T>
-__device__ __forceinline__ void Mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  if constexpr (std::is_same<T, __half>::value) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  }
-}
-
 // Each token's sum of A over the 128 k that PairActivations' fragments `ap` hold, added to asum in
 // the mma's C layout (ones x A on the tensor cores): the zero points' term when the scales and zero
 // points are applied to the f32 sums (kPost).
@@ -178,37 +156,13 @@ __device__ __forceinline__ void MmaOrdered(float* c, uint32_t a0, uint32_t a1, u
   }
 }
 
-__device__ __forceinline__ uint4 LoadStream(const uint32_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-__device__ __forceinline__ uint32_t Bcast(uint16_t h) { return uint32_t(h) | (uint32_t(h) << 16); }
-
-__device__ __forceinline__ uint32_t Comp(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
-
-// The projections of one launch (MatmulInt4: one; QkvProjectInt4: three) and the first column
-// block of each: block x of the grid belongs to the last segment whose first block is <= x.
-struct Int4Batch {
-  MatmulInt4Params seg[kMaxInt4Segments];
-  int64_t first_block[kMaxInt4Segments];
-  int count;
-};
-
-template <typename F>
-__device__ __forceinline__ F Pick(int s, F f0, F f1, F f2) { return s == 0 ? f0 : s == 1 ? f1 : f2; }
+using Int4Batch = SegmentBatch<MatmulInt4Params>;
 
 // This block's projection and its column block inside it. Only the per-segment fields are
 // selected (constant indices: no local-memory copy of the parameters), so the shared ones stay
 // kernel-parameter reads.
 __device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64_t* block) {
-  const int64_t bx = blockIdx.x;
-  const int s = (bt.count > 1 && bx >= bt.first_block[1]) + (bt.count > 2 && bx >= bt.first_block[2]);
+  const int s = SegmentIndex(bt, block);
   MatmulInt4Params p = bt.seg[0];
   p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
   p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
@@ -216,7 +170,6 @@ __device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64
   p.bias = Pick(s, bt.seg[0].bias, bt.seg[1].bias, bt.seg[2].bias);
   p.y = Pick(s, bt.seg[0].y, bt.seg[1].y, bt.seg[2].y);
   p.n = Pick(s, bt.seg[0].n, bt.seg[1].n, bt.seg[2].n);
-  *block = bx - Pick(s, int64_t(0), bt.first_block[1], bt.first_block[2]);
   return p;
 }
 

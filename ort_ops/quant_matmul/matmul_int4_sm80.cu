@@ -48,21 +48,6 @@ bool LaunchFma(const MatmulInt4Params& p, cudaStream_t stream, cudaError_t* err)
   return true;
 }
 
-// The batch of `count` segments for a kernel whose blocks cover `cols` columns each; *blocks is
-// the grid's x extent (every segment's column blocks in turn).
-int4mm::Int4Batch MakeBatch(const MatmulInt4Params* segs, int count, int64_t cols, int64_t* blocks) {
-  int4mm::Int4Batch bt{};
-  bt.count = count;
-  int64_t first = 0;
-  for (int i = 0; i < count; ++i) {
-    bt.seg[i] = segs[i];
-    bt.first_block[i] = first;
-    first += (segs[i].n + cols - 1) / cols;
-  }
-  *blocks = first;
-  return bt;
-}
-
 // The decode kernel (swapped-operand mma, cp.async ring). Returns false where it does not apply
 // (some N % 8 != 0: the scale rows of a tile are copied in 16-byte units; or too little shared memory).
 template <typename T, int MW, int NT8, int W, bool kZp, bool kPost>
@@ -139,20 +124,6 @@ constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GE
 // side-by-side runs).
 bool SplitDecodeEnabled() { return EnvSwitch("KAIO_INT4_DECODE", true); }
 
-// Resident blocks per SM of `kernel` (its registers and static shared memory), asked once.
-template <auto kKernel>
-int ResidentBlocks() {
-  static const int blocks = [] {
-    int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kKernel, int4mm::kSdThreads, 0) != cudaSuccess) {
-      cudaGetLastError();
-      b = 1;
-    }
-    return std::max(b, 1);
-  }();
-  return blocks;
-}
-
 // K slices: as many as keep tiles x slices within one wave of resident blocks (each warp at least
 // one 128-k chunk, 8 at most: the portable cluster size), on sm_90 only (clusters).
 template <typename T, int MW, int NT8, bool kZp, bool kPost>
@@ -167,7 +138,7 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   const int64_t chunks = (p.k + kChunk - 1) / kChunk;
   int splits = 1;
   if (p.sm >= 90) {
-    const int64_t wave = sms * ResidentBlocks<kernel>();
+    const int64_t wave = sms * ResidentBlocks<kernel>(kSdThreads);
     while (splits < kSdMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
       ++splits;
   }
@@ -182,22 +153,8 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   bool older_applies = true;
   for (int i = 0; i < count; ++i) older_applies = older_applies && segs[i].n % 8 == 0;
   if (splits > 2 && older_applies && !(p.m > 8 && p.k >= 8192)) return cudaErrorNotSupported;
-  if (splits > 1) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(tiles), unsigned(splits));
-    cfg.blockDim = dim3(kSdThreads);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 1;
-    attr[0].val.clusterDim.y = unsigned(splits);
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    if (cudaLaunchKernelEx(&cfg, kernel, bt, splits) == cudaSuccess) return cudaSuccess;
-    cudaGetLastError();  // no cluster of that size fits (or none at all): unsplit below
-  }
+  if (splits > 1 && LaunchSliceClusters(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, splits))
+    return cudaSuccess;  // else no cluster of that size fits (or none at all): unsplit below
   kernel<<<dim3(unsigned(tiles), 1), kSdThreads, 0, stream>>>(bt, 1);
   return cudaGetLastError();
 }

@@ -66,9 +66,9 @@ struct Int4B {
     }
     const int srow = group_size < kBlockK ? w0 * 8 / group_size : 0;  // the scale row of these k
     const uint16_t* s_row = reinterpret_cast<const uint16_t*>(stage + kCodeBytes) + srow * kBlockN;
-    const uint32_t s2 = int4mm::Bcast(s_row[n]);
+    const uint32_t s2 = Bcast(s_row[n]);
     uint32_t z2 = 0;
-    if constexpr (kZp) z2 = int4mm::Bcast((s_row + kScaleBytes / 2)[n]);
+    if constexpr (kZp) z2 = Bcast((s_row + kScaleBytes / 2)[n]);
 #pragma unroll
     for (int i = 0; i < kWords; ++i) {
       const uint32_t w = words[i], w4 = w >> 4;

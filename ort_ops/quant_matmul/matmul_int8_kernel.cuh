@@ -15,6 +15,10 @@
 // the GPU, K is split over blocks (grid.y): each writes float partial sums for its slice and
 // MatmulInt8CombineKernel adds them in a fixed order (deterministic) and rounds once.
 //
+// Decode regime (M <= 16, N % 16 == 0, K % 8 == 0; MatmulInt8DecodeKernel below): weights
+// streamed from memory straight into mma.sync's A operand, K split over a thread-block cluster on
+// sm_90, and up to three weights of the same A in one launch (QkvProjectInt8). Elsewhere the GEMV.
+//
 // GEMM regime (larger M): the tensor-core MatmulTc kernel (matmul_tc_kernel.cuh) with Int8Source
 // as its B operand (each 8-column row segment dequantised on its way to shared memory), K split
 // over blocks the same way where its 128 x 128 tiles do not fill the GPU.
@@ -26,6 +30,7 @@
 #include <type_traits>
 
 #include "common/elem.cuh"
+#include "quant_matmul/quant_kernel_common.cuh"
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
@@ -216,6 +221,198 @@ __global__ void __launch_bounds__(256) MatmulInt8CombineKernel(MatmulInt8Params 
     float sum = 0.f;
     for (int s = 0; s < splits; ++s) sum += partial[s * total + e];
     StoreOut<T>(p, e / p.n, e % p.n, sum);
+  }
+}
+
+// ---------------------------------------------------------------- decode regime (M <= 16)
+// Roles exchanged (weights = mma's A operand, 16 columns x 16 k; tokens = its B operand, 8 per n8
+// tile), so M <= 8 wastes no tensor-core work. Lane (g, t) of a warp owns the 16 columns
+// [16 g, 16 g + 16) of its block's 128 and, of each 32-row step, the 8 weight rows [8 t, 8 t + 8):
+// eight 16-byte streaming loads (8 lanes read 128 contiguous bytes of a row), and the same 8 k of
+// each token (one 16-byte load through L1: A is small and every block reads it).
+// Column 16 g + 2 j + h is row g + 8 h of m16 tile j (j = 0..7). Rows 8 t + 4 u + {0, 1} and
+// + {2, 3} are mma's k {2 t, 2 t + 1} and {2 t + 8, 2 t + 9} in half u of the step (the k order
+// inside one mma is free as long as A and B agree): a token's 16-byte load is its B fragments,
+// {x, y} for half 0 and {z, w} for half 1.
+// A weight pair (rows r, r + 1 of one column) is one PRMT of the two row words, one LOP3 (mask,
+// f16 exponent 0x64, sign flip) and one HSUB2: exact integers in T; then (b - zp) * scale in T as
+// the other kernels round (scales and zero points of a group: the 8 rows of a lane share one when
+// group_size % 8 == 0). Warps of a block take the slice's steps in turn; their sums meet in shared
+// memory, the slices' (cluster CTAs on sm_90) in slice 0's through distributed shared memory, in a
+// fixed order: deterministic.
+constexpr int kDecWarps = 4, kDecThreads = 32 * kDecWarps, kDecCols = 128, kDecStep = 32, kDecMaxSplits = 8;
+
+// How the integers become weights: w = b (QkvProjectInt8's f32 scale comes after the sum), b * s, (b - zp) * s.
+enum DecScaling : int { kDecRaw = 0, kDecScaled = 1, kDecScaledZp = 2 };
+
+using Int8Batch = SegmentBatch<MatmulInt8Params>;
+
+// This block's projection and its column block inside it (per-segment fields only: see SegmentOf in
+// matmul_int4_kernel.cuh).
+__device__ __forceinline__ MatmulInt8Params SegmentOf(const Int8Batch& bt, int64_t* block) {
+  const int s = SegmentIndex(bt, block);
+  MatmulInt8Params p = bt.seg[0];
+  p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
+  p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
+  p.zero_points = Pick(s, bt.seg[0].zero_points, bt.seg[1].zero_points, bt.seg[2].zero_points);
+  p.y = Pick(s, bt.seg[0].y, bt.seg[1].y, bt.seg[2].y);
+  p.n = Pick(s, bt.seg[0].n, bt.seg[1].n, bt.seg[2].n);
+  p.out_scale = Pick(s, bt.seg[0].out_scale, bt.seg[1].out_scale, bt.seg[2].out_scale);
+  p.out_scale_per_channel =
+      Pick(s, bt.seg[0].out_scale_per_channel, bt.seg[1].out_scale_per_channel, bt.seg[2].out_scale_per_channel);
+  p.bias = Pick(s, bt.seg[0].bias, bt.seg[1].bias, bt.seg[2].bias);
+  return p;
+}
+
+// Byte B of w0 (low half) and of w1 (high half) as two exact integers in T.
+template <typename T, int B>
+__device__ __forceinline__ uint32_t RowPair(uint32_t w0, uint32_t w1) {
+  if constexpr (std::is_same<T, __half>::value) {
+    // 0x64 | (b ^ 0x80) = 1024 + b + 128; minus 1152 = b.
+    const uint32_t x = __byte_perm(w0, w1, B | ((B + 4) << 8));
+    return Sub2<T>(AndXor(x, 0x00FF00FFu, 0x64806480u), 0x64806480u);
+  } else {  // bf16 holds 8 significant bits: through f32 (2^23 + b + 128, exact), one packing cvt
+    const float f0 = __uint_as_float(__byte_perm(w0 ^ 0x80808080u, 0x4B000000u, 0x7540 | B)) - 8388736.f;
+    const float f1 = __uint_as_float(__byte_perm(w1 ^ 0x80808080u, 0x4B000000u, 0x7540 | B)) - 8388736.f;
+    __nv_bfloat162 h = __floats2bfloat162_rn(f0, f1);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+}
+
+// One lane's share of a step: 8 weight rows x 16 columns, its columns' scales / zero points, and
+// its tokens' 8 k (loaded with the weights: an L2 round trip per step otherwise).
+template <int NT8>
+struct DecStep {
+  uint4 w[8];
+  uint4 s[2], z[2];
+  uint4 x[NT8];
+};
+
+template <int NT8, int kMode>
+__device__ __forceinline__ void DecLoad(const MatmulInt8Params& p, int64_t col, int step, int step_end, int g,
+                                        int t, DecStep<NT8>* st) {
+  const int64_t k = int64_t(step) * kDecStep + 8 * t;
+  const bool ok = step < step_end && k < p.k && col < p.n;  // K % 8 == 0: all 8 rows or none
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(p.b + k * p.n + col);
+#pragma unroll
+  for (int r = 0; r < 8; ++r) st->w[r] = ok ? LoadStream(b + r * (p.n >> 2)) : make_uint4(0, 0, 0, 0);
+  const bool k_ok = step < step_end && k < p.k;
+#pragma unroll
+  for (int nt = 0; nt < NT8; ++nt) {
+    const int tok = 8 * nt + g;
+    st->x[nt] = k_ok && tok < p.m
+                    ? __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.a) + tok * p.k + k))
+                    : make_uint4(0, 0, 0, 0);
+  }
+  if constexpr (kMode != kDecRaw) {
+    const int64_t gi = (p.group_size > 0 ? k / p.group_size : 0) * p.n + col;
+    const uint4* s = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.scales) + gi);
+    st->s[0] = ok ? __ldg(s) : make_uint4(0, 0, 0, 0);
+    st->s[1] = ok ? __ldg(s + 1) : make_uint4(0, 0, 0, 0);
+    if constexpr (kMode == kDecScaledZp) {
+      const uint4* z = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.zero_points) + gi);
+      st->z[0] = ok ? __ldg(z) : make_uint4(0, 0, 0, 0);
+      st->z[1] = ok ? __ldg(z + 1) : make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+template <typename T, int NT8, int kMode>
+__device__ __forceinline__ void DecCompute(const DecStep<NT8>& st, float (&acc)[8][NT8][4]) {
+  const uint4* x = st.x;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    // Scale / zero point of columns 2 j (even) and 2 j + 1 (odd), each in both halves.
+    uint32_t se = 0, so = 0, ze = 0, zo = 0;
+    if constexpr (kMode != kDecRaw) {
+      const uint32_t sw = Comp(st.s[j >> 2], j & 3);
+      se = __byte_perm(sw, 0, 0x1010), so = __byte_perm(sw, 0, 0x3232);
+      if constexpr (kMode == kDecScaledZp) {
+        const uint32_t zw = Comp(st.z[j >> 2], j & 3);
+        ze = __byte_perm(zw, 0, 0x1010), zo = __byte_perm(zw, 0, 0x3232);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const uint32_t w0 = Comp(st.w[4 * u], j >> 1), w1 = Comp(st.w[4 * u + 1], j >> 1);
+      const uint32_t w2 = Comp(st.w[4 * u + 2], j >> 1), w3 = Comp(st.w[4 * u + 3], j >> 1);
+      uint32_t a[4];  // bytes 2 (j & 1) (column 2 j) and 2 (j & 1) + 1 (column 2 j + 1) of the words
+      if (j & 1) {
+        a[0] = RowPair<T, 2>(w0, w1), a[1] = RowPair<T, 3>(w0, w1);
+        a[2] = RowPair<T, 2>(w2, w3), a[3] = RowPair<T, 3>(w2, w3);
+      } else {
+        a[0] = RowPair<T, 0>(w0, w1), a[1] = RowPair<T, 1>(w0, w1);
+        a[2] = RowPair<T, 0>(w2, w3), a[3] = RowPair<T, 1>(w2, w3);
+      }
+      if constexpr (kMode == kDecScaledZp) {
+        a[0] = Sub2<T>(a[0], ze), a[1] = Sub2<T>(a[1], zo), a[2] = Sub2<T>(a[2], ze), a[3] = Sub2<T>(a[3], zo);
+      }
+      if constexpr (kMode != kDecRaw) {
+        a[0] = Mul2<T>(a[0], se), a[1] = Mul2<T>(a[1], so), a[2] = Mul2<T>(a[2], se), a[3] = Mul2<T>(a[3], so);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT8; ++nt)
+        Mma<T>(acc[j][nt], a[0], a[1], a[2], a[3], u ? x[nt].z : x[nt].x, u ? x[nt].w : x[nt].y);
+    }
+  }
+}
+
+// Registers: NT8 = 1 fits 3 blocks of 4 warps per SM (168 a thread), NT8 = 2 two (255): at 4 / 3
+// blocks ptxas spilled (up to 72 / 248 bytes with scales). 12 warps keep ~96 KB of weights in flight per SM.
+template <int NT8>
+constexpr int DecMinBlocks() { return NT8 == 1 ? 3 : 2; }
+
+// Grid: x = the batch's 128-column blocks, y = `splits` K slices; launched as clusters of 1 x splits
+// (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one column block).
+template <typename T, int NT8, int kMode>
+__global__ void __launch_bounds__(kDecThreads, DecMinBlocks<NT8>()) MatmulInt8DecodeKernel(Int8Batch bt, int splits) {
+  constexpr int kAcc = 8 * NT8 * 4;
+  int64_t blk;
+  const MatmulInt8Params p = SegmentOf(bt, &blk);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t col = blk * kDecCols + 16 * g;
+  const int steps = int((p.k + kDecStep - 1) / kDecStep);
+  const int slice = int(blockIdx.y);
+  const int s_begin = int(int64_t(steps) * slice / splits), s_end = int(int64_t(steps) * (slice + 1) / splits);
+
+  float acc[8][NT8][4] = {};
+  // Two steps per lane in registers: the next one's loads go out before this one's math.
+  DecStep<NT8> cur, nxt;
+  int s = s_begin + warp;
+  DecLoad<NT8, kMode>(p, col, s, s_end, g, t, &cur);
+  for (; s < s_end; s += 2 * kDecWarps) {
+    DecLoad<NT8, kMode>(p, col, s + kDecWarps, s_end, g, t, &nxt);
+    DecCompute<T, NT8, kMode>(cur, acc);
+    if (s + kDecWarps >= s_end) break;
+    DecLoad<NT8, kMode>(p, col, s + 2 * kDecWarps, s_end, g, t, &cur);
+    DecCompute<T, NT8, kMode>(nxt, acc);
+  }
+
+  // The warps' partial sums, then the slices' (fixed order both: deterministic).
+  __shared__ float red[kDecWarps][kAcc][32];
+  __shared__ __align__(16) float slice_sum[kAcc * 32];
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) red[warp][(j * NT8 + nt) * 4 + r][lane] = acc[j][nt][r];
+  __syncthreads();
+  for (int e = tid; e < kAcc * 32; e += kDecThreads) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; ++w) sum += red[w][e >> 5][e & 31];
+    slice_sum[e] = sum;
+  }
+  if (splits > 1) ClusterSliceSum(slice_sum, kAcc * 32, splits, slice);  // slice 0 ends with every slice's sums
+  if (slice != 0) return;
+  __syncthreads();
+  const int64_t n0 = blk * kDecCols;
+  for (int e = tid; e < kAcc * 32; e += kDecThreads) {
+    const int ln = e & 31, idx = e >> 5, r = idx & 3, nt = (idx >> 2) % NT8, j = (idx >> 2) / NT8;
+    const int64_t c = n0 + 16 * (ln >> 2) + 2 * j + (r >> 1);
+    const int64_t row = 8 * nt + 2 * (ln & 3) + (r & 1);
+    if (row < p.m && c < p.n) StoreOut<T>(p, row, c, slice_sum[e]);
   }
 }
 

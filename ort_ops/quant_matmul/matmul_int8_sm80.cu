@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "common/aligned.h"
+#include "common/env_switch.h"
+#include "common/smem_opt_in.h"
 #include "matmul_tc/matmul_tc_kernel.cuh"
 #include "quant_matmul/matmul_int8_kernel.cuh"
 
@@ -101,6 +103,67 @@ cudaError_t Combine(const MatmulInt8Params& p, const float* partial, int64_t spl
   return cudaGetLastError();
 }
 
+// The decode kernel (M <= 16) over every segment in one launch; KAIO_INT8_DECODE=0 keeps the GEMV
+// (side-by-side runs). It needs whole 16-column lane groups and 8-row lane steps (N % 16, K % 8,
+// group_size % 8), 16-byte aligned operands, and the segments' scales / zero points alike.
+bool DecodeApplies(const MatmulInt8Params* segs, int count) {
+  const MatmulInt8Params& p = segs[0];
+  if (!EnvSwitch("KAIO_INT8_DECODE", true) || p.m < 1 || p.m > 16 || p.k <= 0 || p.k % 8 != 0) return false;
+  if (p.group_size % 8 != 0 || !AlignedTo(p.a, 16)) return false;
+  for (int i = 0; i < count; ++i) {
+    const MatmulInt8Params& q = segs[i];
+    if (q.n % 16 != 0 || !AlignedTo(q.b, 16) || !AlignedTo(q.scales, 16) || !AlignedTo(q.zero_points, 16)) return false;
+    if ((q.scales != nullptr) != (p.scales != nullptr) || (q.zero_points != nullptr) != (p.zero_points != nullptr))
+      return false;
+  }
+  return !(p.zero_points && !p.scales);
+}
+
+// K slices (sm_90 only: clusters; 8 at most, the portable cluster size; each warp at least one
+// 32-row step): about 2 blocks per SM at M <= 8, 1.5 at M = 9..16, whose sums are twice as large.
+// Measured with bench/device/int8_decode_probe.cu on an H200 (CUDA-graph replays, cold weights,
+// slices capped by KAIO_INT8_SPLITS; 2026-11-27_int8_decode_probe_*.md): slices filling the
+// resident-block wave (3 / 2 blocks per SM) lost to fewer: QkvProjectInt8 1 x 4096 -> 4096/1024/1024
+// 17.9 us in 8 slices vs 13.3 in 4, 1 x 4096 -> 3 x 4096 26.6 in 4 vs 20.8 in 2, 16 x 4096^2 19.3 in 8
+// vs 16.7 in 4; too few lose as well (1x4096x14336 23.6 in 8, 32.0 in 4, 47.0 in 2).
+// KAIO_INT8_SPLITS=n caps them (probes).
+template <typename T, int NT8, int kMode>
+cudaError_t LaunchDecodeAs(const MatmulInt8Params* segs, int count, cudaStream_t stream) {
+  using namespace int8mm;
+  constexpr auto kernel = MatmulInt8DecodeKernel<T, NT8, kMode>;
+  const MatmulInt8Params& p = segs[0];
+  int64_t tiles = 0;
+  const Int8Batch bt = MakeBatch(segs, count, kDecCols, &tiles);
+  if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t steps = (p.k + kDecStep - 1) / kDecStep;
+  const int cap = std::min(kDecMaxSplits, std::max(1, EnvInt("KAIO_INT8_SPLITS", kDecMaxSplits)));
+  int splits = 1;
+  if (p.sm >= 90) {
+    const int64_t target = NT8 == 1 ? 2 * sms : 3 * sms / 2;  // blocks
+    while (splits < cap && tiles * (splits + 1) <= target && steps >= int64_t(kDecWarps) * (splits + 1)) ++splits;
+  }
+  if (splits > 1 && LaunchSliceClusters(kernel, unsigned(tiles), splits, kDecThreads, stream, bt, splits))
+    return cudaSuccess;  // else no cluster of that size fits (or none at all): unsplit below
+  kernel<<<dim3(unsigned(tiles), 1), kDecThreads, 0, stream>>>(bt, 1);
+  return cudaGetLastError();
+}
+
+// M <= 8: one token tile; M = 9..16: two.
+template <typename T, int kMode>
+cudaError_t LaunchDecodeRows(const MatmulInt8Params* segs, int count, cudaStream_t stream) {
+  return segs[0].m <= 8 ? LaunchDecodeAs<T, 1, kMode>(segs, count, stream)
+                        : LaunchDecodeAs<T, 2, kMode>(segs, count, stream);
+}
+
+template <typename T>
+cudaError_t LaunchDecode(const MatmulInt8Params* segs, int count, cudaStream_t stream) {
+  using namespace int8mm;
+  if (!segs[0].scales) return LaunchDecodeRows<T, kDecRaw>(segs, count, stream);
+  if (!segs[0].zero_points) return LaunchDecodeRows<T, kDecScaled>(segs, count, stream);
+  return LaunchDecodeRows<T, kDecScaledZp>(segs, count, stream);
+}
+
 template <typename T>
 cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream) {
   using namespace int8mm;
@@ -133,16 +196,8 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
   return Combine<T>(p, partial, pl.splits, stream);
 }
 
-}  // namespace
-
-int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) {
-  if (p.m == 0 || p.n == 0 || p.k == 0) return 0;
-  const Int8Plan pl = PlanInt8(p);
-  return pl.partial ? pl.splits * p.m * p.n * int64_t(sizeof(float)) : 0;
-}
-
-int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream_ptr) {
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+// Launches one segment (the decode kernel or the GEMV / GEMM regimes).
+int RunOne(const MatmulInt8Params& p, void* scratch, cudaStream_t stream) {
   if (p.m == 0 || p.n == 0) return cudaSuccess;
   if (p.k == 0 && !p.bias) {  // empty sum: Y = 0
     const size_t elem = p.out_f32 ? 4 : 2;
@@ -151,7 +206,36 @@ int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream_ptr) {
   if (p.k == 0)  // Y = bias: the GEMV's store with no K rows (one slice, no partial sums)
     return p.bf16 ? LaunchGemvRows<__nv_bfloat16, false>(p, GemvPlan{(p.n + 255) / 256, 1, 0}, nullptr, stream)
                   : LaunchGemvRows<__half, false>(p, GemvPlan{(p.n + 255) / 256, 1, 0}, nullptr, stream);
+  if (DecodeApplies(&p, 1))
+    return p.bf16 ? LaunchDecode<__nv_bfloat16>(&p, 1, stream) : LaunchDecode<__half>(&p, 1, stream);
   return p.bf16 ? Launch<__nv_bfloat16>(p, scratch, stream) : Launch<__half>(p, scratch, stream);
+}
+
+}  // namespace
+
+int64_t MatmulInt8ScratchBytes(const MatmulInt8Params* segs, int count) {
+  if (count < 1 || DecodeApplies(segs, count)) return 0;
+  int64_t bytes = 0;
+  for (int i = 0; i < count; ++i) {
+    const MatmulInt8Params& p = segs[i];
+    if (p.m == 0 || p.n == 0 || p.k == 0 || DecodeApplies(&p, 1)) continue;
+    const Int8Plan pl = PlanInt8(p);
+    if (pl.partial) bytes = std::max(bytes, pl.splits * p.m * p.n * int64_t(sizeof(float)));
+  }
+  return bytes;
+}
+
+int RunMatmulInt8(const MatmulInt8Params* segs, int count, void* scratch, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (count < 1 || count > kMaxQuantSegments) return cudaErrorInvalidValue;
+  const MatmulInt8Params& p = segs[0];
+  bool fused = count > 1 && p.m > 0 && DecodeApplies(segs, count);
+  for (int i = 0; i < count; ++i) fused = fused && segs[i].n > 0;
+  if (fused)  // one launch over every segment
+    return p.bf16 ? LaunchDecode<__nv_bfloat16>(segs, count, stream) : LaunchDecode<__half>(segs, count, stream);
+  for (int i = 0; i < count; ++i)  // in turn on one stream: the scratch is reused
+    if (int e = RunOne(segs[i], scratch, stream)) return e;
+  return cudaSuccess;
 }
 
 }  // namespace kaio

@@ -27,7 +27,7 @@ struct MatmulInt4Params {
 // Up to three projections of the same A (QkvProjectInt4) in one launch: the kernels' column
 // blocks run over the segments' columns in turn. Every segment shares A, m, k, group_size, the
 // types and whether zero points are present; n, b, scales, zero_points, bias and y are its own.
-constexpr int kMaxInt4Segments = 3;
+constexpr int kMaxInt4Segments = 3;  // = kMaxQuantSegments (quant_kernel_common.cuh)
 // Rows the launch covers: 65535 row blocks (grid.y) of the GEMM kernel's 64 rows.
 constexpr int64_t kMatmulInt4MaxRows = int64_t(65535) * 64;
 
@@ -64,11 +64,18 @@ struct MatmulInt8Params {
   const void* bias = nullptr;
 };
 
-// Device scratch the launch needs (split-K partial sums of the GEMV); 0: none.
-int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p);
+// Up to kMaxInt4Segments (3) projections of the same A (QkvProjectInt8): one launch where the decode
+// kernel takes them all (M <= 16), else one segment after another. Every segment shares A, m, k,
+// group_size and the types; n, b, scales, zero_points, y, out_scale and bias are its own.
+// Device scratch the launches need (split-K partial sums of the GEMV, reused segment after segment); 0: none.
+int64_t MatmulInt8ScratchBytes(const MatmulInt8Params* segments, int count);
+inline int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) { return MatmulInt8ScratchBytes(&p, 1); }
 // Launches on `stream` (scratch: MatmulInt8ScratchBytes bytes); returns the CUDA error of the
 // launch (never synchronises).
-int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream);
+int RunMatmulInt8(const MatmulInt8Params* segments, int count, void* scratch, void* stream);
+inline int RunMatmulInt8(const MatmulInt8Params& p, void* scratch, void* stream) {
+  return RunMatmulInt8(&p, 1, scratch, stream);
+}
 
 // MatmulInt8 W8A8: Y[M, N] = float(double(sum_k int32(a[m, k]) * int32(b[k, n])) * scale), f32 or
 // f16 (rounded from that float). The sums are s32 on the GPU: exact while K <= kMatmulW8A8MaxK

@@ -1,0 +1,351 @@
+// Standalone check and timing of MatmulInt8 W8A16's decode regime (M <= 16) through RunMatmulInt8,
+// without ONNX Runtime, one segment (MatmulInt8) or three (QkvProjectInt8: no scales, f32 out_scale
+// one or per channel, bias). Inputs are integer-valued (A in [-2, 2], weights int8, zero points in
+// [-2, 2], bias in [-3, 3]) with power-of-two scales, so every product and (for the random sums here,
+// |partial| << 2^21) every f32 partial sum is exact: the output must equal a float64 GPU reference
+// rounded once to Y's type, bit for bit, whatever the summation order. Y is poisoned with NaN first.
+// Timing: 20 launches rotating over weight sets whose total exceeds 2x a 50 MB L2 (cold weights),
+// captured into a CUDA graph; per-launch median of 9 replays. Floor = weight + scale (+ zero point)
+// bytes at the HBM peak (H200 4.8 TB/s, H100 3.35; KAIO_PROBE_PEAK_TBS overrides).
+// KAIO_INT8_DECODE=0 selects the older GEMV (three launches for three segments): run the binary twice
+// for old vs new; KAIO_INT8_SPLITS=n caps the decode kernel's K slices; KAIO_PROBE_QUICK=1 skips
+// the timed shapes.
+// Build and run on the GPU machine, from the repository root:
+//   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
+//     -I ort_ops -o /tmp/int8_decode_probe bench/device/int8_decode_probe.cu \
+//     ort_ops/quant_matmul/matmul_int8_sm80.cu ort_ops/quant_matmul/matmul_int8_sm90.cu && \
+//   KAIO_INT8_DECODE=0 /tmp/int8_decode_probe && /tmp/int8_decode_probe
+// probe-sources: ort_ops/quant_matmul/matmul_int8_sm80.cu ort_ops/quant_matmul/matmul_int8_sm90.cu
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "probe_common.cuh"  // CHECK
+#include "quant_matmul/quant_matmul_params.h"
+
+using namespace kaio;
+
+namespace {
+
+__device__ __host__ inline uint32_t Hash(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return uint32_t(x);
+}
+
+__device__ inline uint16_t Bits16(float v, bool bf16) {
+  return bf16 ? __bfloat16_as_ushort(__float2bfloat16(v)) : __half_as_ushort(__float2half(v));
+}
+__device__ inline float Float16(uint16_t b, bool bf16) {
+  return bf16 ? __uint_as_float(uint32_t(b) << 16) : __half2float(__ushort_as_half(b));
+}
+
+// kind 0: random u32 words (int8 weights); 1: A / zero points, ints in [-lo, lo]; 2: scales 2^-(0..3);
+// 3: float32 out scales 2^-(0..3).
+__global__ void FillKernel(void* dst, int64_t count, int kind, int lo, uint64_t seed, bool bf16) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t h = Hash(seed * 0x9E3779B97F4A7C15ull + uint64_t(i));
+    if (kind == 0) {
+      static_cast<uint32_t*>(dst)[i] = h;
+    } else if (kind == 1) {
+      static_cast<uint16_t*>(dst)[i] = Bits16(float(int(h % uint32_t(2 * lo + 1)) - lo), bf16);
+    } else if (kind == 2) {
+      static_cast<uint16_t*>(dst)[i] = Bits16(1.f / float(1 << (h % 4)), bf16);
+    } else {
+      static_cast<float*>(dst)[i] = 1.f / float(1 << (h % 4));
+    }
+  }
+}
+
+// Y[m, n] in float64, rounded once to Y's type (as float bits in `ref`).
+__global__ void ReferenceKernel(MatmulInt8Params p, float* ref) {
+  const int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, m = blockIdx.y;
+  if (n >= p.n) return;
+  const uint16_t* a = static_cast<const uint16_t*>(p.a);
+  const uint16_t* sc = static_cast<const uint16_t*>(p.scales);
+  const uint16_t* zp = static_cast<const uint16_t*>(p.zero_points);
+  double sum = 0;
+  for (int64_t k = 0; k < p.k; ++k) {
+    const int64_t gi = (p.group_size > 0 ? k / p.group_size : 0) * p.n + n;
+    double w = double(p.b[k * p.n + n]);
+    if (zp) w -= double(Float16(zp[gi], p.bf16));
+    if (sc) w *= double(Float16(sc[gi], p.bf16));
+    sum += double(Float16(a[m * p.k + k], p.bf16)) * w;
+  }
+  if (p.out_scale) sum *= double(p.out_scale[p.out_scale_per_channel ? n : 0]);
+  if (p.bias) sum += double(Float16(static_cast<const uint16_t*>(p.bias)[n], p.bf16));
+  const float f = float(sum);
+  ref[m * p.n + n] = p.out_f32 ? f : Float16(Bits16(f, p.bf16), p.bf16);
+}
+
+__global__ void CompareKernel(MatmulInt8Params p, const float* ref, unsigned long long* bad, int64_t* first) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= p.m * p.n) return;
+  const float got = p.out_f32 ? static_cast<const float*>(p.y)[i] : Float16(static_cast<const uint16_t*>(p.y)[i], p.bf16);
+  if (!(got == ref[i])) {  // NaN (an unwritten element) fails too
+    if (atomicAdd(bad, 1ull) == 0) *first = i;
+  }
+}
+
+void Fill(void* dst, int64_t count, int kind, int lo, uint64_t seed, bool bf16) {
+  FillKernel<<<1024, 256>>>(dst, count, kind, lo, seed, bf16);
+  CHECK(cudaGetLastError());
+}
+
+// scaling: 0 none (QkvProjectInt8: out_scale one float, or per channel with per_channel), 1 scales,
+// 2 scales and zero points. group: 0 per channel, else rows per group.
+struct Case {
+  int m;
+  int64_t n, k;
+  int group, scaling;
+  bool per_channel, bf16, out_f32, bias;
+  bool timed;
+  std::vector<int64_t> extra_n;  // further segments (QkvProjectInt8's batch), same A
+};
+
+double g_peak_tbs = 4.8;
+int g_fail = 0;
+
+std::string Name(const Case& c) {
+  char buf[160];
+  std::string ns = std::to_string(c.n);
+  for (int64_t e : c.extra_n) ns += "+" + std::to_string(e);
+  const char* sc = c.scaling == 2 ? "s+zp" : c.scaling == 1 ? "s   " : c.per_channel ? "outc" : "out1";
+  std::snprintf(buf, sizeof buf, "%2dx%sx%lld g%-3d %s %s %s%s", c.m, ns.c_str(), (long long)c.k, c.group,
+                c.bf16 ? "bf16" : "f16 ", sc, c.out_f32 ? "y=f32" : "y=16b", c.bias ? " bias" : "");
+  return buf;
+}
+
+void RunCase(const Case& c, bool quick) {
+  const int nseg = 1 + int(c.extra_n.size());
+  std::vector<int64_t> ns = {c.n};
+  ns.insert(ns.end(), c.extra_n.begin(), c.extra_n.end());
+  // Bytes a run must read from memory (the floor's numerator): codes, scales, zero points.
+  int64_t wbytes = 0;
+  const int64_t groups = c.group > 0 ? c.k / c.group : 1;
+  for (int64_t n : ns) wbytes += n * c.k + (c.scaling == 2 ? 2 : c.scaling) * n * groups * 2;
+  const int sets = c.timed && !quick ? int(std::max<int64_t>(2, (int64_t(120) << 20) / wbytes + 1)) : 1;
+
+  uint16_t* a = nullptr;
+  CHECK(cudaMalloc(&a, size_t(c.m * c.k * 2 + 16)));
+  Fill(a, c.m * c.k, 1, 2, 1, c.bf16);
+  struct Seg {
+    std::vector<int8_t*> b;
+    std::vector<uint16_t*> s, z;
+    uint16_t* bias = nullptr;
+    float* out_scale = nullptr;
+    void* y = nullptr;
+    float* ref = nullptr;
+  };
+  std::vector<Seg> seg(nseg);
+  for (int i = 0; i < nseg; ++i) {
+    const int64_t n = ns[i];
+    for (int st = 0; st < sets; ++st) {
+      int8_t* b;
+      uint16_t *s = nullptr, *z = nullptr;
+      CHECK(cudaMalloc(&b, size_t(n * c.k)));
+      Fill(b, n * c.k / 4, 0, 0, 100 + 10 * i + st * 1000, c.bf16);
+      if (c.scaling >= 1) {
+        CHECK(cudaMalloc(&s, size_t(groups * n * 2)));
+        Fill(s, groups * n, 2, 0, 200 + 10 * i + st * 1000, c.bf16);
+      }
+      if (c.scaling == 2) {
+        CHECK(cudaMalloc(&z, size_t(groups * n * 2)));
+        Fill(z, groups * n, 1, 2, 300 + 10 * i + st * 1000, c.bf16);
+      }
+      seg[i].b.push_back(b), seg[i].s.push_back(s), seg[i].z.push_back(z);
+    }
+    if (c.bias) {
+      CHECK(cudaMalloc(&seg[i].bias, size_t(n * 2)));
+      Fill(seg[i].bias, n, 1, 3, 400 + i, c.bf16);
+    }
+    if (c.scaling == 0) {
+      CHECK(cudaMalloc(&seg[i].out_scale, size_t(n * 4)));
+      Fill(seg[i].out_scale, c.per_channel ? n : 1, 3, 0, 500 + i, c.bf16);
+    }
+    CHECK(cudaMalloc(&seg[i].y, size_t(c.m * n * 4)));
+    CHECK(cudaMalloc(&seg[i].ref, size_t(c.m * n * 4)));
+  }
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  auto params = [&](int st, MatmulInt8Params* ps) {
+    for (int i = 0; i < nseg; ++i) {
+      MatmulInt8Params& p = ps[i];
+      p = MatmulInt8Params{};
+      p.a = a, p.b = seg[i].b[st], p.scales = seg[i].s[st], p.zero_points = seg[i].z[st], p.bias = seg[i].bias;
+      p.out_scale = seg[i].out_scale, p.out_scale_per_channel = c.per_channel;
+      p.y = seg[i].y, p.bf16 = c.bf16, p.out_f32 = c.out_f32, p.m = c.m, p.n = ns[i], p.k = c.k;
+      p.group_size = c.group, p.sm = prop.major * 10 + prop.minor, p.sm_count = prop.multiProcessorCount;
+    }
+  };
+  MatmulInt8Params ps[kMaxInt4Segments];
+  params(0, ps);
+  // Scratch of the older GEMV's K slices (the decode kernel needs none): the largest of the sets'.
+  void* scratch = nullptr;
+  const int64_t scratch_bytes = MatmulInt8ScratchBytes(ps, nseg);
+  if (scratch_bytes > 0) CHECK(cudaMalloc(&scratch, size_t(scratch_bytes)));
+  // Correctness on set 0: poison, run, compare with the float64 reference.
+  bool ok = true;
+  std::string detail;
+  for (int i = 0; i < nseg; ++i) CHECK(cudaMemset(seg[i].y, 0xFF, size_t(c.m * ns[i] * 4)));
+  int e = RunMatmulInt8(ps, nseg, scratch, nullptr);
+  CHECK(cudaDeviceSynchronize());
+  if (e != 0) {
+    ok = false;
+    detail = std::string(" launch error ") + cudaGetErrorString(cudaError_t(e));
+  }
+  unsigned long long* bad;
+  int64_t* first;
+  CHECK(cudaMalloc(&bad, 8));
+  CHECK(cudaMalloc(&first, 8));
+  for (int i = 0; i < nseg && ok; ++i) {
+    ReferenceKernel<<<dim3(unsigned((ns[i] + 127) / 128), unsigned(c.m)), 128>>>(ps[i], seg[i].ref);
+    CHECK(cudaMemset(bad, 0, 8));
+    CompareKernel<<<unsigned((c.m * ns[i] + 255) / 256), 256>>>(ps[i], seg[i].ref, bad, first);
+    CHECK(cudaDeviceSynchronize());
+    unsigned long long nbad = 0;
+    int64_t f = 0;
+    CHECK(cudaMemcpy(&nbad, bad, 8, cudaMemcpyDeviceToHost));
+    CHECK(cudaMemcpy(&f, first, 8, cudaMemcpyDeviceToHost));
+    if (nbad) {
+      ok = false;
+      float want = 0, got = 0;
+      CHECK(cudaMemcpy(&want, seg[i].ref + f, 4, cudaMemcpyDeviceToHost));
+      if (c.out_f32) {
+        CHECK(cudaMemcpy(&got, static_cast<float*>(seg[i].y) + f, 4, cudaMemcpyDeviceToHost));
+      } else {
+        uint16_t h;
+        CHECK(cudaMemcpy(&h, static_cast<uint16_t*>(seg[i].y) + f, 2, cudaMemcpyDeviceToHost));
+        got = probe::Float16(h, c.bf16);
+      }
+      char buf[200];
+      std::snprintf(buf, sizeof buf, " seg %d: %llu wrong, first (row %lld, col %lld) = %g, expected %g", i, nbad,
+                    (long long)(f / ns[i]), (long long)(f % ns[i]), got, want);
+      detail += buf;
+    }
+  }
+  // Repeat: bitwise identical (a deterministic combine).
+  if (ok) {
+    std::vector<char> y0(size_t(c.m * c.n * 4)), y1(y0.size());
+    CHECK(cudaMemcpy(y0.data(), seg[0].y, y0.size(), cudaMemcpyDeviceToHost));
+    CHECK(cudaMemset(seg[0].y, 0xFF, y0.size()));
+    CHECK(cudaError_t(RunMatmulInt8(ps, nseg, scratch, nullptr)));
+    CHECK(cudaMemcpy(y1.data(), seg[0].y, y1.size(), cudaMemcpyDeviceToHost));
+    const size_t used = size_t(c.m * c.n) * (c.out_f32 ? 4 : 2);
+    if (std::memcmp(y0.data(), y1.data(), used) != 0) ok = false, detail += " second run differs";
+  }
+  if (!ok) ++g_fail;
+  std::printf("%-5s %s%s", ok ? "ok" : "FAIL", Name(c).c_str(), detail.c_str());
+  if (c.timed && !quick && ok) {
+    // kLaunches launches rotating over the weight sets, captured into one CUDA graph; each replay is
+    // timed with events and divided by kLaunches (back-to-back kernels: launch overhead, ~10 us a
+    // single launch, stays out; the gaps between the graph's kernels stay in). Median of the replays.
+    constexpr int kLaunches = 20, kReplays = 9;
+    cudaStream_t st;
+    CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int r = 0; r < kLaunches; ++r) {
+      params(r % sets, ps);
+      CHECK(cudaError_t(RunMatmulInt8(ps, nseg, scratch, st)));
+    }
+    CHECK(cudaStreamEndCapture(st, &graph));
+    CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    cudaEvent_t e0, e1;
+    CHECK(cudaEventCreate(&e0));
+    CHECK(cudaEventCreate(&e1));
+    CHECK(cudaGraphLaunch(exec, st));  // warm-up
+    std::vector<float> ms;
+    for (int r = 0; r < kReplays; ++r) {
+      CHECK(cudaEventRecord(e0, st));
+      CHECK(cudaGraphLaunch(exec, st));
+      CHECK(cudaEventRecord(e1, st));
+      CHECK(cudaEventSynchronize(e1));
+      float t = 0;
+      CHECK(cudaEventElapsedTime(&t, e0, e1));
+      ms.push_back(t / kLaunches);
+    }
+    std::sort(ms.begin(), ms.end());
+    const double us = 1e3 * ms[ms.size() / 2], floor_us = double(wbytes) / (g_peak_tbs * 1e6);
+    std::printf("  | %8.2f us  %5.2f TB/s  floor %6.2f us (%.2fx)  sets %d", us, double(wbytes) / (us * 1e6), floor_us,
+                us / floor_us, sets);
+    CHECK(cudaEventDestroy(e0));
+    CHECK(cudaEventDestroy(e1));
+    CHECK(cudaGraphExecDestroy(exec));
+    CHECK(cudaGraphDestroy(graph));
+    CHECK(cudaStreamDestroy(st));
+  }
+  std::printf("\n");
+  CHECK(cudaFree(bad));
+  CHECK(cudaFree(first));
+  CHECK(cudaFree(a));
+  CHECK(cudaFree(scratch));
+  for (auto& s : seg) {
+    for (auto* p : s.b) CHECK(cudaFree(p));
+    for (auto* p : s.s) CHECK(cudaFree(p));
+    for (auto* p : s.z) CHECK(cudaFree(p));
+    CHECK(cudaFree(s.bias));
+    CHECK(cudaFree(s.out_scale));
+    CHECK(cudaFree(s.y));
+    CHECK(cudaFree(s.ref));
+  }
+}
+
+}  // namespace
+
+int main() {
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  g_peak_tbs = std::strstr(prop.name, "H200") ? 4.8 : 3.35;
+  if (const char* v = std::getenv("KAIO_PROBE_PEAK_TBS")) g_peak_tbs = std::atof(v);
+  const char* mode = std::getenv("KAIO_INT8_DECODE");
+  const char* splits = std::getenv("KAIO_INT8_SPLITS");
+  const bool quick = std::getenv("KAIO_PROBE_QUICK") && std::strcmp(std::getenv("KAIO_PROBE_QUICK"), "1") == 0;
+  std::printf("int8_decode_probe on %s (%d SMs), peak %.2f TB/s, KAIO_INT8_DECODE=%s (%s), KAIO_INT8_SPLITS=%s\n",
+              prop.name, prop.multiProcessorCount, g_peak_tbs, mode ? mode : "unset",
+              mode && std::strcmp(mode, "0") == 0 ? "GEMV" : "decode kernel", splits ? splits : "unset");
+  std::vector<Case> cases;
+  // Timed: the issue's shapes (MxNxK), f16, per-channel scales (group 0), f32 Y; M = 4, 8 at 4096^2.
+  const int64_t speed[][3] = {{1, 4096, 4096},  {1, 14336, 4096}, {1, 4096, 14336}, {4, 4096, 4096},
+                              {8, 4096, 4096},  {16, 4096, 4096}, {16, 14336, 4096}, {16, 4096, 14336}};
+  for (auto& s : speed) cases.push_back({int(s[0]), s[1], s[2], 0, 1, false, false, true, false, true, {}});
+  // Timed variants at 1x and 16x 4096^2: group 128 (MatMulNBits' bits=8 conversion), zero points, bf16.
+  for (int m : {1, 16}) {
+    cases.push_back({m, 4096, 4096, 128, 1, false, false, false, false, true, {}});
+    cases.push_back({m, 4096, 4096, 128, 2, false, false, false, false, true, {}});
+    cases.push_back({m, 4096, 4096, 0, 1, false, true, false, false, true, {}});
+  }
+  // QkvProjectInt8: Llama 3 8B (4096 -> 4096 + 1024 + 1024) and square (3 x 4096), per-channel
+  // out scales, 16-bit Y, at M = 1, 4, 16; timed.
+  for (int m : {1, 4, 16}) {
+    cases.push_back({m, 4096, 4096, 0, 0, true, false, false, false, true, {1024, 1024}});
+    cases.push_back({m, 4096, 4096, 0, 0, true, false, false, false, true, {4096, 4096}});
+  }
+  // Edges, every M = 1..16: K not a multiple of 32 (4104, 40, 8), N = 16 (one lane group), N not a
+  // multiple of 128 (4112, 144), groups 8 / 24 / 32 / 4104, every scaling, both types, bias.
+  for (int m = 1; m <= 16; ++m) {
+    cases.push_back({m, 4112, 4104, m % 2 ? 8 : 24, 1 + m % 2, false, m % 3 == 0, m % 4 != 0, m % 5 == 0, false, {}});
+    cases.push_back({m, 144, 40, 8, m % 3, m % 2 == 0, m % 2 == 1, m % 3 != 0, true, false, {}});
+    cases.push_back({m, 16, 8, 0, m % 3, m % 2 == 1, m % 2 == 0, true, m % 2 == 0, false, {}});
+    cases.push_back({m, 4096, 4104, 4104, 2, false, m % 4 == 0, false, false, false, {}});
+  }
+  // Long K with few columns (most K slices), three segments of unequal width with bias.
+  cases.push_back({1, 32, 14336, 64, 2, false, true, false, true, false, {}});
+  cases.push_back({12, 48, 11008, 128, 1, false, false, true, false, false, {}});
+  cases.push_back({9, 208, 128, 0, 0, true, true, false, true, false, {16, 64}});
+  cases.push_back({3, 4096, 4096, 0, 0, false, false, false, true, false, {1024, 1024}});
+  for (const Case& c : cases) RunCase(c, quick);
+  std::printf("%s: %d of %zu cases failed\n", g_fail ? "FAIL" : "ok", g_fail, cases.size());
+  return g_fail ? 1 : 0;
+}

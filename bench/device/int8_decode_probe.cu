@@ -247,44 +247,14 @@ void RunCase(const Case& c, bool quick) {
   if (!ok) ++g_fail;
   std::printf("%-5s %s%s", ok ? "ok" : "FAIL", Name(c).c_str(), detail.c_str());
   if (c.timed && !quick && ok) {
-    // kLaunches launches rotating over the weight sets, captured into one CUDA graph; each replay is
-    // timed with events and divided by kLaunches (back-to-back kernels: launch overhead, ~10 us a
-    // single launch, stays out; the gaps between the graph's kernels stay in). Median of the replays.
-    constexpr int kLaunches = 20, kReplays = 9;
-    cudaStream_t st;
-    CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int r = 0; r < kLaunches; ++r) {
+    // 20 launches rotating over the weight sets, in one CUDA graph (probe_common.cuh).
+    const double ms = probe::GraphLaunchMs([&](cudaStream_t st, int r) {
       params(r % sets, ps);
       CHECK(cudaError_t(RunMatmulInt8(ps, nseg, scratch, st)));
-    }
-    CHECK(cudaStreamEndCapture(st, &graph));
-    CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0));
-    CHECK(cudaEventCreate(&e1));
-    CHECK(cudaGraphLaunch(exec, st));  // warm-up
-    std::vector<float> ms;
-    for (int r = 0; r < kReplays; ++r) {
-      CHECK(cudaEventRecord(e0, st));
-      CHECK(cudaGraphLaunch(exec, st));
-      CHECK(cudaEventRecord(e1, st));
-      CHECK(cudaEventSynchronize(e1));
-      float t = 0;
-      CHECK(cudaEventElapsedTime(&t, e0, e1));
-      ms.push_back(t / kLaunches);
-    }
-    std::sort(ms.begin(), ms.end());
-    const double us = 1e3 * ms[ms.size() / 2], floor_us = double(wbytes) / (g_peak_tbs * 1e6);
+    });
+    const double us = 1e3 * ms, floor_us = double(wbytes) / (g_peak_tbs * 1e6);
     std::printf("  | %8.2f us  %5.2f TB/s  floor %6.2f us (%.2fx)  sets %d", us, double(wbytes) / (us * 1e6), floor_us,
                 us / floor_us, sets);
-    CHECK(cudaEventDestroy(e0));
-    CHECK(cudaEventDestroy(e1));
-    CHECK(cudaGraphExecDestroy(exec));
-    CHECK(cudaGraphDestroy(graph));
-    CHECK(cudaStreamDestroy(st));
   }
   std::printf("\n");
   CHECK(cudaFree(bad));

@@ -78,6 +78,43 @@ double MedianMs(F&& launch, int warm = 3, int runs = 20) {
   return ms[ms.size() / 2];
 }
 
+// Per-launch milliseconds of `launches` calls of launch(stream, i) captured into one CUDA graph:
+// each replay is timed with events and divided by `launches` (back-to-back kernels: the ~10 us of a
+// single launch's overhead stays out, the gaps between the graph's kernels stay in); median of
+// `replays` replays after one warm-up.
+template <class F>
+double GraphLaunchMs(F&& launch, int launches = 20, int replays = 9) {
+  cudaStream_t st;
+  CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int r = 0; r < launches; ++r) launch(st, r);
+  CHECK(cudaStreamEndCapture(st, &graph));
+  CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  cudaEvent_t e0, e1;
+  CHECK(cudaEventCreate(&e0));
+  CHECK(cudaEventCreate(&e1));
+  CHECK(cudaGraphLaunch(exec, st));  // warm-up
+  std::vector<float> ms;
+  for (int r = 0; r < replays; ++r) {
+    CHECK(cudaEventRecord(e0, st));
+    CHECK(cudaGraphLaunch(exec, st));
+    CHECK(cudaEventRecord(e1, st));
+    CHECK(cudaEventSynchronize(e1));
+    float t = 0;
+    CHECK(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(t / launches);
+  }
+  CHECK(cudaEventDestroy(e0));
+  CHECK(cudaEventDestroy(e1));
+  CHECK(cudaGraphExecDestroy(exec));
+  CHECK(cudaGraphDestroy(graph));
+  CHECK(cudaStreamDestroy(st));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 // Element strides (batch, head, row) of a [B, H, S, D] (bhsd) or [B, S, H, D] (bshd) tensor.
 inline kaio::AttentionStrides StridesOf(bool bshd, int64_t heads, int64_t seq, int64_t d) {
   if (bshd) return {seq * heads * d, d, heads * d};

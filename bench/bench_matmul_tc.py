@@ -95,7 +95,10 @@ def all_ops() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--op", choices=[*sorted(KERNELS), "all"], default="MatmulTc")
-    op = ap.parse_known_args()[0].op
+    ap.add_argument("--shapes", default="", help="MxNxK,... instead of SHAPES (A/B runs of one shape)")
+    args = ap.parse_known_args()[0]
+    op = args.op
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
     if op == "all":
         all_ops()
         return
@@ -104,7 +107,7 @@ def main() -> None:
     iters = harness.iterations()
     rng = np.random.default_rng(0)
     rows = []
-    for m, n, k in SHAPES:
+    for m, n, k in shapes:
         bytes_ = 2 * (m * k + k * n + m * n)
         sets = harness.sets_for_cold_l2(bytes_)
         input_sets = [[harness.as_elem(rng.standard_normal((m, k), np.float32), bf16),

@@ -187,6 +187,7 @@ void RunCase(const Case& c, bool quick) {
   int64_t* first;
   CHECK(cudaMalloc(&bad, 8));
   CHECK(cudaMalloc(&first, 8));
+  CHECK(cudaMemset(first, 0, 8));  // (read back even when nothing is wrong)
   for (int i = 0; i < nseg && ok; ++i) {
     ReferenceKernel<<<dim3(unsigned((ns[i] + 127) / 128), unsigned(c.m)), 128>>>(ps[i], seg[i].ref);
     CHECK(cudaMemset(bad, 0, 8));

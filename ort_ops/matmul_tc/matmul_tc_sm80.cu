@@ -85,7 +85,10 @@ int64_t MatmulTcKSplit(const MatmulTcParams& p) {
   if (p.batch_count != 1 || p.m <= 0 || p.n <= 0 || p.sm_count <= 0) return 1;
   const int64_t tiles = ((p.m + kBlockM - 1) / kBlockM) * ((p.n + kBlockN - 1) / kBlockN);
   if (2 * tiles > p.sm_count) return 1;  // at least half the SMs busy already
-  const int64_t splits = std::min<int64_t>({p.sm_count / tiles, p.k / 512, 16});
+  int64_t splits = std::min<int64_t>({p.sm_count / tiles, p.k / 512, 16});
+  // KAIO_MATMUL_SPLITS=n (probes): n slices instead, within 1..16 and K / 256 (the op's scratch
+  // follows, this function sizing it).
+  if (const int want = EnvInt("KAIO_MATMUL_SPLITS", 0); want > 0) splits = std::min<int64_t>({want, 16, p.k / 256});
   return splits > 1 ? splits : 1;
 }
 

@@ -360,6 +360,8 @@ int main() {
       ok &= Dense(33, 264, 520, trans_b, bf16, 3, false, false, true);
       ok &= Dense(64, 1032, 2056, trans_b, bf16, 3, false, false, false, true);
       ok &= Dense(7, 2056, 1032, trans_b, bf16, 3, false, false, true, true);
+      ok &= Dense(16, 2048, 8192, trans_b, bf16, 3, false, false, true, true);  // 8 K slices
+      ok &= Dense(16, 512, 8192, trans_b, bf16, 3, false, false, false, true);  // 16 K slices
     }
   ok &= Dense(40, 264, 520, false, false, 3, true);
   // MatmulTcGrad's dB: A read transposed (MN-major), wgmma and mma.sync; M % 64 != 0 leaves a consumer's

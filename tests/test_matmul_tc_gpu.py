@@ -42,9 +42,10 @@ F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf1
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.
 TOL = {np.float32: 1e-4, np.float16: 2e-3}
 
-# The Async ops' pipelines: the default (TMA + wgmma on sm_90, where it applies; else mma.sync) and the
-# opt-in multi-stage cp.async ring (matmul_tc_kernel.cuh, kCpStages = 4; KAIO_MATMUL_CP_ASYNC=1, with
-# KAIO_WGMMA=0 so that a Hopper runs it too). The switches are read at each launch.
+# The Async ops' pipelines: the default (TMA + wgmma on sm_90, where it applies; else the multi-stage
+# cp.async ring) and the cp.async ring forced (matmul_tc_kernel.cuh, kCpStages = 4; KAIO_WGMMA=0 so
+# that a Hopper runs it too; KAIO_MATMUL_CP_ASYNC=0 would take the register-prefetch kernel). The
+# switches are read at each launch.
 PIPELINES = {"default": {}, "cp_async": {"KAIO_MATMUL_CP_ASYNC": "1", "KAIO_WGMMA": "0"}}
 
 
@@ -324,8 +325,8 @@ def test_async_ops_take_the_cp_async_kernel(op, m, k, n, trans_b, stages, monkey
     """The switches pick the kernel: with the cp.async pipeline's, the Async ops run kCpStages 4 where
     16-byte loads apply (16 x 2048 x 520 with split K, the slices' sum after) and the element-load
     kernel (kCpStages 0) where not (K % 8 != 0); the sync ops never take cp.async; with
-    KAIO_MATMUL_CP_ASYNC unset (KAIO_WGMMA=0 kept) the register-prefetch kernel. Each run right and
-    bitwise repeatable."""
+    KAIO_MATMUL_CP_ASYNC unset the same (the default), with KAIO_MATMUL_CP_ASYNC=0 (KAIO_WGMMA=0 kept)
+    the register-prefetch kernel. Each run right and bitwise repeatable."""
     g = rng()
     t = BF16 if "Bf16" in op else np.float16
     a, b = randn(g, (m, k), t), randn(g, (k, n), t)
@@ -347,6 +348,8 @@ def test_async_ops_take_the_cp_async_kernel(op, m, k, n, trans_b, stages, monkey
     assert stages_run(op) == {stages}
     assert stages_run(op.replace("Async", "")) == {0}
     monkeypatch.delenv("KAIO_MATMUL_CP_ASYNC")
+    assert stages_run(op) == {stages}
+    monkeypatch.setenv("KAIO_MATMUL_CP_ASYNC", "0")
     assert stages_run(op) == {0}
 
 

@@ -30,9 +30,12 @@ cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
 // blocks per SM on sm_80 / sm_90 (164 / 228 KB), one on sm_86 / sm_89 (100 KB).
 constexpr int kCpStages = 4;
 
-// The cp.async pipeline for the Async ops: off unless KAIO_MATMUL_CP_ASYNC=1 (written without a GPU
-// to run it: the next GPU session measures and tests it, then flips the default).
-bool CpAsyncEnabled() { return EnvSwitch("KAIO_MATMUL_CP_ASYNC", false); }
+// The cp.async pipeline for the Async ops, on by default since its GPU tests passed and it measured
+// faster than the register-prefetch kernel on the H200 through KAIO_WGMMA=0 (wgmma_probe, exact,
+// 4096^3: 0.468 vs 0.572 ms; trans_b 0.482; bench/results/2026-11-27_matmul_cp_async_vs_mma_sync_cfa30176.md).
+// Not measured on sm_80-89 (no such GPU here). KAIO_MATMUL_CP_ASYNC=0
+// keeps the register-prefetch kernel, for A/B runs.
+bool CpAsyncEnabled() { return EnvSwitch("KAIO_MATMUL_CP_ASYNC", true); }
 
 // cudaErrorNotSupported where the shared memory cannot be had (the caller takes the sync kernel).
 template <typename T, bool kTransB, bool kTransA = false>

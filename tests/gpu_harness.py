@@ -134,17 +134,24 @@ def int4_weights_rounded(rows: int, k: int, ns, group_size: int) -> bool:
     return not (decode and group_size >= 128)
 
 
-def launched_kernels(fn) -> list:
-    """Names of the CUDA kernels `fn()` launches, from CUPTI through torch.profiler (which sees ORT's
-    launches too); skips the test where torch is missing."""
+def kernel_launches(fn) -> dict:
+    """{name: launches} of the CUDA kernels `fn()` launches, from CUPTI through torch.profiler (which
+    sees ORT's launches too); skips the test where torch is missing."""
     torch = pytest.importorskip("torch")
+    from collections import Counter
+
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return sorted({e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA})
+    return dict(Counter(e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA))
+
+
+def launched_kernels(fn) -> list:
+    """Names of the CUDA kernels `fn()` launches (kernel_launches' keys, sorted)."""
+    return sorted(kernel_launches(fn))
 
 
 def require_sm90():

@@ -6,7 +6,8 @@ projections as three launches of MatmulInt8's kernels: against the float64 refer
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, run_op_cuda
+from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, kernel_launches,
+                         run_op_cuda)
 from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, quantize_int4
@@ -381,6 +382,24 @@ def test_int8_cuda_graph_replay_and_repeats(m):
     for _ in range(3):
         for a, b in zip(eager_run.run(), eager):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("m", [1, 16])
+def test_int8_decode_is_one_launch(m):
+    """At M <= 16 with widths % 16 == 0 (Llama 3 8B's 4096 -> 4096/1024/1024) the three projections
+    are one launch of MatmulInt8's decode kernel, and nothing else of ours runs."""
+    from kaio_ort.reference import qkv_project_int8
+
+    g = rng()
+    ns = (4096, 1024, 1024)
+    x, ws, ss, bs = _int8_operands(g, (), m, 4096, ns, np.float16, "channel", True)
+    inputs = [x, *ws, *ss, *bs]
+    shapes = [(m, n) for n in ns]
+    run = BoundRun(cuda_session(build_model("QkvProjectInt8", inputs, {}, [np.float16] * 3)), inputs, shapes,
+                   [np.float16] * 3)
+    _check(run.run(), qkv_project_int8(*inputs), TOL[np.float16], shapes)
+    ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
 
 
 @pytest.mark.parametrize("m", [1, 40])

@@ -5,7 +5,7 @@ bit for bit against the float64 reference rounded as the CPU kernel rounds it; I
 CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
+from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, kernel_launches,
                          launched_kernels, require_sm90, run_op_cuda)
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng
 
@@ -269,26 +269,31 @@ def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
 
 
 @pytest.mark.parametrize("lead,m,k,n,group_size", INT8_DECODE_SHAPES[:5])
-def test_matmul_int8_w8a16_older_gemv_on_decode_shapes(lead, m, k, n, group_size, monkeypatch):
-    """KAIO_INT8_DECODE=0 (read at each launch) puts the decode kernel's shapes on the older GEMV:
-    both paths stay checked on the shapes the decode kernel takes."""
-    monkeypatch.setenv("KAIO_INT8_DECODE", "0")
+@pytest.mark.parametrize("decode", ["1", "0"])
+def test_matmul_int8_w8a16_decode_kernel_choice(lead, m, k, n, group_size, decode, monkeypatch):
+    """The decode kernel's shapes run it, one launch and nothing else of ours; KAIO_INT8_DECODE=0
+    (read at each launch) puts them on the older GEMV. Both right on these shapes."""
+    monkeypatch.setenv("KAIO_INT8_DECODE", decode)
     g = rng()
     a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, True, np.float16)
     ref = chain_ref_codes(a, b, scales, zp, group_size)
-    (y,) = run_op_cuda("MatmulInt8", [a, b, scales, zp], {"group_size": group_size}, [ref.shape], [np.float32])
+    model = build_model("MatmulInt8", [a, b, scales, zp], {"group_size": group_size}, [np.float32])
+    run = BoundRun(cuda_session(model), [a, b, scales, zp], [ref.shape], [np.float32])
+    (y,) = run.run()
     err = rel_err(y, ref)
     assert err <= TOL[np.float32], f"relative error {err:.2e}"
+    ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    if decode == "1":
+        assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
+    else:
+        assert ours and not any("MatmulInt8DecodeKernel" in name for name in ours), ours
 
 
-def test_int8_codes_exact():
+@pytest.mark.parametrize("n", [24, 32])  # the GEMV; the decode kernel (N % 16 == 0)
+def test_int8_codes_exact(n):
     """Every int8 code (-128..127) dequantises exactly: one-hot rows of A pick single weight rows."""
-    for k, n in ((256, 24), (256, 32)):  # the GEMV; the decode kernel (N % 16 == 0)
-        q = (np.arange(k * n).reshape(k, n) % 256 - 128).astype(np.int8)
-        _check_codes_exact(k, n, q)
-
-
-def _check_codes_exact(k, n, q):
+    k = 256
+    q = (np.arange(k * n).reshape(k, n) % 256 - 128).astype(np.int8)
     for m, dtype in ((1, np.float16), (4, np.float16), (9, np.float16), (1, BF16), (9, BF16)):
         a = np.eye(k, dtype=np.float32)[:m].astype(dtype)
         (y,) = run_op_cuda("MatmulInt8", [a, q, np.ones((1, n), dtype)], {}, [(m, n)], [np.float32])

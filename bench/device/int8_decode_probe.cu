@@ -34,21 +34,9 @@ using namespace kaio;
 
 namespace {
 
-__device__ __host__ inline uint32_t Hash(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return uint32_t(x);
-}
-
-__device__ inline uint16_t Bits16(float v, bool bf16) {
-  return bf16 ? __bfloat16_as_ushort(__float2bfloat16(v)) : __half_as_ushort(__float2half(v));
-}
-__device__ inline float Float16(uint16_t b, bool bf16) {
-  return bf16 ? __uint_as_float(uint32_t(b) << 16) : __half2float(__ushort_as_half(b));
-}
+using probe::Bits16;
+using probe::Float16;
+using probe::Hash;
 
 // kind 0: random u32 words (int8 weights); 1: A / zero points, ints in [-lo, lo]; 2: scales 2^-(0..3);
 // 3: float32 out scales 2^-(0..3).
@@ -86,15 +74,6 @@ __global__ void ReferenceKernel(MatmulInt8Params p, float* ref) {
   if (p.bias) sum += double(Float16(static_cast<const uint16_t*>(p.bias)[n], p.bf16));
   const float f = float(sum);
   ref[m * p.n + n] = p.out_f32 ? f : Float16(Bits16(f, p.bf16), p.bf16);
-}
-
-__global__ void CompareKernel(MatmulInt8Params p, const float* ref, unsigned long long* bad, int64_t* first) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= p.m * p.n) return;
-  const float got = p.out_f32 ? static_cast<const float*>(p.y)[i] : Float16(static_cast<const uint16_t*>(p.y)[i], p.bf16);
-  if (!(got == ref[i])) {  // NaN (an unwritten element) fails too
-    if (atomicAdd(bad, 1ull) == 0) *first = i;
-  }
 }
 
 void Fill(void* dst, int64_t count, int kind, int lo, uint64_t seed, bool bf16) {
@@ -188,7 +167,7 @@ void RunCase(const Case& c, bool quick) {
       p.group_size = c.group, p.sm = prop.major * 10 + prop.minor, p.sm_count = prop.multiProcessorCount;
     }
   };
-  MatmulInt8Params ps[kMaxInt4Segments];
+  MatmulInt8Params ps[kMaxQuantSegments];
   params(0, ps);
   // Scratch of the older GEMV's K slices (the decode kernel needs none): the largest of the sets'.
   void* scratch = nullptr;
@@ -204,47 +183,15 @@ void RunCase(const Case& c, bool quick) {
     ok = false;
     detail = std::string(" launch error ") + cudaGetErrorString(cudaError_t(e));
   }
-  unsigned long long* bad;
-  int64_t* first;
-  CHECK(cudaMalloc(&bad, 8));
-  CHECK(cudaMalloc(&first, 8));
-  CHECK(cudaMemset(first, 0, 8));  // (read back even when nothing is wrong)
   for (int i = 0; i < nseg && ok; ++i) {
     ReferenceKernel<<<dim3(unsigned((ns[i] + 127) / 128), unsigned(c.m)), 128>>>(ps[i], seg[i].ref);
-    CHECK(cudaMemset(bad, 0, 8));
-    CompareKernel<<<unsigned((c.m * ns[i] + 255) / 256), 256>>>(ps[i], seg[i].ref, bad, first);
-    CHECK(cudaDeviceSynchronize());
-    unsigned long long nbad = 0;
-    int64_t f = 0;
-    CHECK(cudaMemcpy(&nbad, bad, 8, cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(&f, first, 8, cudaMemcpyDeviceToHost));
-    if (nbad) {
-      ok = false;
-      float want = 0, got = 0;
-      CHECK(cudaMemcpy(&want, seg[i].ref + f, 4, cudaMemcpyDeviceToHost));
-      if (c.out_f32) {
-        CHECK(cudaMemcpy(&got, static_cast<float*>(seg[i].y) + f, 4, cudaMemcpyDeviceToHost));
-      } else {
-        uint16_t h;
-        CHECK(cudaMemcpy(&h, static_cast<uint16_t*>(seg[i].y) + f, 2, cudaMemcpyDeviceToHost));
-        got = probe::Float16(h, c.bf16);
-      }
-      char buf[200];
-      std::snprintf(buf, sizeof buf, " seg %d: %llu wrong, first (row %lld, col %lld) = %g, expected %g", i, nbad,
-                    (long long)(f / ns[i]), (long long)(f % ns[i]), got, want);
-      detail += buf;
-    }
+    detail += probe::Mismatches(ps[i], seg[i].ref, i);
+    ok = detail.empty();
   }
   // Repeat: bitwise identical (a deterministic combine).
-  if (ok) {
-    std::vector<char> y0(size_t(c.m * c.n * 4)), y1(y0.size());
-    CHECK(cudaMemcpy(y0.data(), seg[0].y, y0.size(), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemset(seg[0].y, 0xFF, y0.size()));
-    CHECK(cudaError_t(RunMatmulInt8(ps, nseg, scratch, nullptr)));
-    CHECK(cudaMemcpy(y1.data(), seg[0].y, y1.size(), cudaMemcpyDeviceToHost));
-    const size_t used = size_t(c.m * c.n) * (c.out_f32 ? 4 : 2);
-    if (std::memcmp(y0.data(), y1.data(), used) != 0) ok = false, detail += " second run differs";
-  }
+  if (ok && !probe::RerunsBitwise(seg[0].y, size_t(c.m * c.n) * (c.out_f32 ? 4 : 2),
+                                  [&] { CHECK(cudaError_t(RunMatmulInt8(ps, nseg, scratch, nullptr))); }))
+    ok = false, detail += " second run differs";
   if (!ok) ++g_fail;
   std::printf("%-5s %s%s", ok ? "ok" : "FAIL", Name(c).c_str(), detail.c_str());
   if (c.timed && !quick && ok) {
@@ -258,8 +205,6 @@ void RunCase(const Case& c, bool quick) {
                 us / floor_us, sets);
   }
   std::printf("\n");
-  CHECK(cudaFree(bad));
-  CHECK(cudaFree(first));
   CHECK(cudaFree(a));
   CHECK(cudaFree(scratch));
   for (auto& s : seg) {

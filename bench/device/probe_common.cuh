@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "attention/attention_params.h"
@@ -28,7 +29,7 @@
 
 namespace probe {
 
-inline uint16_t Bits16(float v, bool bf16) {
+inline __host__ __device__ uint16_t Bits16(float v, bool bf16) {
   if (bf16) {
     __nv_bfloat16 h = __float2bfloat16(v);
     return *reinterpret_cast<uint16_t*>(&h);
@@ -37,7 +38,7 @@ inline uint16_t Bits16(float v, bool bf16) {
   return *reinterpret_cast<uint16_t*>(&h);
 }
 
-inline float Float16(uint16_t bits, bool bf16) {
+inline __host__ __device__ float Float16(uint16_t bits, bool bf16) {
   if (bf16) {
     uint32_t u = uint32_t(bits) << 16;
     float f;
@@ -76,6 +77,73 @@ double MedianMs(F&& launch, int warm = 3, int runs = 20) {
   CHECK(cudaEventDestroy(e1));
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+// A well-mixed 32-bit hash of x (the quantized probes' fill values, reproducible from a seed).
+__host__ __device__ inline uint32_t Hash(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return uint32_t(x);
+}
+
+// The quantized probes' output check. P: MatmulInt4Params / MatmulInt8Params (y [m, n], float or
+// 16-bit by out_f32 / bf16). Counts the elements of Y that differ from ref (floats, Y's rounding
+// applied), NaN included, and keeps the index of one.
+template <class P>
+__global__ void CompareKernel(P p, const float* ref, unsigned long long* bad, int64_t* first) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= p.m * p.n) return;
+  const float got = p.out_f32 ? static_cast<const float*>(p.y)[i] : Float16(static_cast<const uint16_t*>(p.y)[i], p.bf16);
+  if (!(got == ref[i])) {  // NaN (an unwritten element) fails too
+    if (atomicAdd(bad, 1ull) == 0) *first = i;
+  }
+}
+
+// "" where segment `seg`'s Y equals ref bit for bit, else how many elements differ and the first.
+template <class P>
+std::string Mismatches(const P& p, const float* ref, int seg) {
+  unsigned long long* bad;
+  int64_t* first;
+  CHECK(cudaMalloc(&bad, 8));
+  CHECK(cudaMalloc(&first, 8));
+  CHECK(cudaMemset(bad, 0, 8));
+  CHECK(cudaMemset(first, 0, 8));  // (read back even when nothing is wrong)
+  CompareKernel<<<unsigned((p.m * p.n + 255) / 256), 256>>>(p, ref, bad, first);
+  CHECK(cudaDeviceSynchronize());
+  unsigned long long nbad = 0;
+  int64_t f = 0;
+  CHECK(cudaMemcpy(&nbad, bad, 8, cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(&f, first, 8, cudaMemcpyDeviceToHost));
+  CHECK(cudaFree(bad));
+  CHECK(cudaFree(first));
+  if (!nbad) return "";
+  float want = 0, got = 0;
+  CHECK(cudaMemcpy(&want, ref + f, 4, cudaMemcpyDeviceToHost));
+  if (p.out_f32) {
+    CHECK(cudaMemcpy(&got, static_cast<const float*>(p.y) + f, 4, cudaMemcpyDeviceToHost));
+  } else {
+    uint16_t h;
+    CHECK(cudaMemcpy(&h, static_cast<const uint16_t*>(p.y) + f, 2, cudaMemcpyDeviceToHost));
+    got = Float16(h, p.bf16);
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof buf, " seg %d: %llu wrong, first (row %lld, col %lld) = %g, expected %g", seg, nbad,
+                (long long)(f / p.n), (long long)(f % p.n), got, want);
+  return buf;
+}
+
+// Whether run() (poisoned Y first) writes the same `bytes` of y again, bit for bit.
+template <class Run>
+bool RerunsBitwise(void* y, size_t bytes, Run&& run) {
+  std::vector<char> y0(bytes), y1(bytes);
+  CHECK(cudaMemcpy(y0.data(), y, bytes, cudaMemcpyDeviceToHost));
+  CHECK(cudaMemset(y, 0xFF, bytes));
+  run();
+  CHECK(cudaMemcpy(y1.data(), y, bytes, cudaMemcpyDeviceToHost));
+  return std::memcmp(y0.data(), y1.data(), bytes) == 0;
 }
 
 // Per-launch milliseconds of `launches` calls of launch(stream, i) captured into one CUDA graph:

@@ -41,27 +41,30 @@ int ResidentBlocks(int threads) {
   return blocks;
 }
 
-// kernel<<<(tiles, splits), threads>>>(args...) as clusters of 1 x splits (a cluster = the K slices
-// of one tile, sm_90). Returns false (and clears the error) where no cluster of that size fits:
-// the caller launches unsplit.
-template <typename Kernel, typename... Args>
-bool LaunchSliceClusters(Kernel kernel, unsigned tiles, int splits, unsigned threads, cudaStream_t stream,
-                         Args... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(tiles, unsigned(splits));
-  cfg.blockDim = dim3(threads);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = unsigned(splits);
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  if (cudaLaunchKernelEx(&cfg, kernel, args...) == cudaSuccess) return true;
-  cudaGetLastError();
-  return false;
+// kernel(batch, splits) on a grid of tiles x splits K slices: with splits > 1 as clusters of
+// 1 x splits (a cluster = the slices of one tile, summed through distributed shared memory; sm_90),
+// else, or where no cluster of that size fits, unsplit: kernel<<<tiles, threads>>>(batch, 1).
+template <typename Kernel, typename Batch>
+cudaError_t LaunchKSlices(Kernel kernel, unsigned tiles, int splits, unsigned threads, cudaStream_t stream,
+                          const Batch& batch) {
+  if (splits > 1) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(tiles, unsigned(splits));
+    cfg.blockDim = dim3(threads);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = unsigned(splits);
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    if (cudaLaunchKernelEx(&cfg, kernel, batch, splits) == cudaSuccess) return cudaSuccess;
+    cudaGetLastError();  // no cluster of that size fits (or none at all): unsplit below
+  }
+  kernel<<<dim3(tiles, 1), threads, 0, stream>>>(batch, 1);
+  return cudaGetLastError();
 }
 
 }  // namespace kaio

@@ -823,6 +823,8 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost>())
     slice_sum[e] = sum;
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // (Not ClusterSliceSum, which keeps every remote load in flight at once: with it ptxas spilled 24-152
+  // bytes in the M = 9..16 and zero-point variants of this kernel; not yet measured here.)
   if (splits > 1) {
     // Slice 0's CTA sums every slice's partials (cluster rank = slice: the cluster spans grid y).
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");

@@ -153,10 +153,7 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   bool older_applies = true;
   for (int i = 0; i < count; ++i) older_applies = older_applies && segs[i].n % 8 == 0;
   if (splits > 2 && older_applies && !(p.m > 8 && p.k >= 8192)) return cudaErrorNotSupported;
-  if (splits > 1 && LaunchSliceClusters(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, splits))
-    return cudaSuccess;  // else no cluster of that size fits (or none at all): unsplit below
-  kernel<<<dim3(unsigned(tiles), 1), kSdThreads, 0, stream>>>(bt, 1);
-  return cudaGetLastError();
+  return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt);
 }
 
 // M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block.
@@ -233,9 +230,9 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
 
 int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  if (count < 1 || count > kMaxInt4Segments) return cudaErrorInvalidValue;
+  if (count < 1 || count > kMaxQuantSegments) return cudaErrorInvalidValue;
   // Segments with no columns take no blocks; K = 0 is an empty sum (Y = bias or 0).
-  MatmulInt4Params live[kMaxInt4Segments];
+  MatmulInt4Params live[kMaxQuantSegments];
   int n_live = 0;
   for (int i = 0; i < count; ++i)
     if (segs[i].n > 0) live[n_live++] = segs[i];

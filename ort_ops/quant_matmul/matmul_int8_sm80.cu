@@ -143,10 +143,7 @@ cudaError_t LaunchDecodeAs(const MatmulInt8Params* segs, int count, cudaStream_t
     const int64_t target = NT8 == 1 ? 2 * sms : 3 * sms / 2;  // blocks
     while (splits < cap && tiles * (splits + 1) <= target && steps >= int64_t(kDecWarps) * (splits + 1)) ++splits;
   }
-  if (splits > 1 && LaunchSliceClusters(kernel, unsigned(tiles), splits, kDecThreads, stream, bt, splits))
-    return cudaSuccess;  // else no cluster of that size fits (or none at all): unsplit below
-  kernel<<<dim3(unsigned(tiles), 1), kDecThreads, 0, stream>>>(bt, 1);
-  return cudaGetLastError();
+  return LaunchKSlices(kernel, unsigned(tiles), splits, kDecThreads, stream, bt);
 }
 
 // M <= 8: one token tile; M = 9..16: two.

@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace kaio {
+#include "quant_matmul/quant_matmul_params.h"  // kMaxQuantSegments
 
-// Up to three projections of the same A in one launch (QkvProject*: Q, K, V; MatmulInt*: one).
-constexpr int kMaxQuantSegments = 3;
+namespace kaio {
 
 // The projections of one launch and the first column block of each: block x of the grid belongs
 // to the last segment whose first block is <= x. P: MatmulInt4Params or MatmulInt8Params.

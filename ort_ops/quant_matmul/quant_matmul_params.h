@@ -24,10 +24,12 @@ struct MatmulInt4Params {
   int sm = 0, sm_count = 0;
 };
 
-// Up to three projections of the same A (QkvProjectInt4) in one launch: the kernels' column
-// blocks run over the segments' columns in turn. Every segment shares A, m, k, group_size, the
-// types and whether zero points are present; n, b, scales, zero_points, bias and y are its own.
-constexpr int kMaxInt4Segments = 3;  // = kMaxQuantSegments (quant_kernel_common.cuh)
+// Up to three projections of the same A in one launch (QkvProjectInt4 / QkvProjectInt8: Q, K, V;
+// MatmulInt4 / MatmulInt8: one): the kernels' column blocks run over the segments' columns in turn
+// (quant_kernel_common.cuh, SegmentBatch).
+constexpr int kMaxQuantSegments = 3;
+// MatmulInt4's segments share A, m, k, group_size, the types and whether zero points are present;
+// n, b, scales, zero_points, bias and y are their own.
 // Rows the launch covers: 65535 row blocks (grid.y) of the GEMM kernel's 64 rows.
 constexpr int64_t kMatmulInt4MaxRows = int64_t(65535) * 64;
 
@@ -64,7 +66,7 @@ struct MatmulInt8Params {
   const void* bias = nullptr;
 };
 
-// Up to kMaxInt4Segments (3) projections of the same A (QkvProjectInt8): one launch where the decode
+// Up to kMaxQuantSegments projections of the same A (QkvProjectInt8): one launch where the decode
 // kernel takes them all (M <= 16), else one segment after another. Every segment shares A, m, k,
 // group_size and the types; n, b, scales, zero_points, y, out_scale and bias are its own.
 // Device scratch the launches need (split-K partial sums of the GEMV, reused segment after segment); 0: none.

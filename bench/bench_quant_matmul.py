@@ -27,7 +27,7 @@ from kaio_ort.reference import quantize_int8  # noqa: E402
 
 GROUP = 128
 SHAPES = [(m, n, k) for m in (1, 4, 16, 128) for n, k in ((4096, 4096), (14336, 4096), (4096, 14336))]
-SHAPES += [(2048, 4096, 4096)]
+SHAPES += [(32, 4096, 4096), (64, 4096, 4096), (2048, 4096, 4096)]
 
 
 def model(op: str, bits: int, m: int, n: int, k: int):
@@ -143,16 +143,22 @@ def main() -> None:
     ap.add_argument("--bits", type=int, choices=(4, 8), default=4)
     ap.add_argument("--w8a8", action="store_true", help="MatmulInt8 W8A8 vs MatMulInteger and MatmulTcAsync f16")
     ap.add_argument("--old-decode", action="store_true", help="KAIO_INT4_DECODE=0: the previous MatmulInt4 decode kernels")
+    ap.add_argument("--no-split", action="store_true",
+                    help="KAIO_QUANT_WGMMA_SPLIT=0: no K slices on the Hopper GEMM (the mma.sync GEMM there)")
+    ap.add_argument("--shapes", default="", help="MxNxK,... instead of SHAPES (A/B runs of a few shapes)")
     args = ap.parse_args()
     if args.old_decode:
         os.environ["KAIO_INT4_DECODE"] = "0"  # read by the library at each MatmulInt4 launch
+    if args.no_split:
+        os.environ["KAIO_QUANT_WGMMA_SPLIT"] = "0"  # read by the library at each launch
     if args.w8a8:
         w8a8_main(iters)
         return
     bits = args.bits
     rng = np.random.default_rng(0)
     rows = []
-    for m, n, k in SHAPES:
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
+    for m, n, k in shapes:
         bytes_ = n * k * bits // 8 + 2 * (k // GROUP) * n + 2 * m * k + 2 * m * n
         sets = harness.sets_for_cold_l2(bytes_, max_sets=16)
         per_op = input_sets(rng, bits, m, n, k, sets)
@@ -163,21 +169,24 @@ def main() -> None:
         rows.append(harness.Row(f"{m}x{n}x{k}", times["kaio"], times["ort"], 2.0 * m * n * k, bytes_,
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)
+    # Side-by-side switches (KAIO_INT4_DECODE=0: the previous decode kernels; KAIO_QUANT_WGMMA_SPLIT=0:
+    # no K slices on the Hopper GEMM) get their own files.
+    old = bits == 4 and os.environ.get("KAIO_INT4_DECODE") == "0"
+    no_split = os.environ.get("KAIO_QUANT_WGMMA_SPLIT") == "0"
+    suffix = ("_old_decode" if old else "") + ("_no_split" if no_split else "")
+    switches = ((", KAIO_INT4_DECODE=0 (the previous decode kernels)" if old else "")
+                + (", KAIO_QUANT_WGMMA_SPLIT=0 (no K slices on the Hopper GEMM)" if no_split else ""))
     if bits == 4:
-        # KAIO_INT4_DECODE=0 (the previous decode kernels, for side-by-side runs) gets its own file.
-        old = os.environ.get("KAIO_INT4_DECODE") == "0"
-        harness.write_results("quant_matmul_int4" + ("_old_decode" if old else ""), rows,
-                              "MatmulInt4 (W4A16, group 128) vs ORT MatMulNBits (bits 4, block 128), f16"
-                              + (", KAIO_INT4_DECODE=0 (the previous decode kernels)" if old else ""),
+        harness.write_results("quant_matmul_int4" + suffix, rows,
+                              "MatmulInt4 (W4A16, group 128) vs ORT MatMulNBits (bits 4, block 128), f16" + switches,
                               "Both read the same weights (MatmulNBits' via kaio_ort.packing.to_matmulnbits) and "
                               "write float16 Y; shapes are M x N x K; bytes = N*K/2 + scales + A + Y.")
     else:
-        harness.write_results("quant_matmul_int8", rows,
-                              "MatmulInt8 W8A16 (group 128) vs ORT MatMulNBits (bits 8, block 128), f16",
+        harness.write_results("quant_matmul_int8" + suffix, rows,
+                              "MatmulInt8 W8A16 (group 128) vs ORT MatMulNBits (bits 8, block 128), f16" + switches,
                               "Both read the same weights (MatmulNBits' via kaio_ort.packing.to_matmulnbits, "
                               "symmetric: its default zero point 128) and write float16 Y; shapes are M x N x K; "
                               "bytes = N*K + scales + A + Y.")
-
 
 if __name__ == "__main__":
     main()

@@ -305,6 +305,37 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     eager = BoundRun(cuda_session(model), [a2, b2_in], [(m, n)], [np.float32]).run()[0]
     np.testing.assert_array_equal(replay, eager)
 
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("slice_cluster", ["1", "0"])
+def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatch):
+    """On Hopper, skinny tiles with K split (40 x 1032 x 1032: 9 tiles, 2 slices) run each tile's slices
+    as one thread-block cluster that adds them in shared memory: one launch, no combine kernel; with
+    KAIO_WGMMA_SLICE_CLUSTER=0 (read at each launch) f32 slices and the combine kernel. Both right,
+    and a CUDA-graph replay computes what eager runs do."""
+    require_sm90()
+    monkeypatch.setenv("KAIO_WGMMA_SLICE_CLUSTER", slice_cluster)
+    for v in TILE_SWITCHES:
+        monkeypatch.delenv(v, raising=False)
+    m, k, n = 40, 1032, 1032
+    g = rng()
+    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    b_in = np.ascontiguousarray(b.T) if trans_b else b
+    model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float16])
+    run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float16])
+    names = [x for x in launched_kernels(run.run) if "kaio::" in x]
+    combine = [x for x in names if "CombineKernel" in x]
+    assert any("MatmulWgmmaKernel" in x for x in names), names
+    assert (not combine) if slice_cluster == "1" else combine, names
+    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float16]
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_in], [(m, n)], [np.float16])
+    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    b2_in = np.ascontiguousarray(b2.T) if trans_b else b2
+    graph_run.run()
+    graph_run.update_inputs([a2, b2_in])
+    eager = BoundRun(cuda_session(model), [a2, b2_in], [(m, n)], [np.float16]).run()[0]
+    np.testing.assert_array_equal(graph_run.run()[0], eager)
+
+
 
 def _sync_kernels(names):
     return [x for x in names if "MatmulTcSyncKernel" in x]

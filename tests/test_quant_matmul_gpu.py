@@ -50,6 +50,9 @@ SHAPES = [
     ((), 200, 1024, 72),          # GEMM, four row blocks, one tile of columns
     ((), 300, 1024, 3208),        # sm_90 wgmma GEMM (>= 66 tiles of 128 x 128): row and column tails
     ((2,), 260, "3g", 2056),      # wgmma GEMM, K = 3g (a half 64-k tile at g = 32), batch dims
+    # sm_90 wgmma GEMM in K slices (too few tiles for half the SMs; f32 slices, then a combine kernel)
+    ((), 64, 2048, 2056),         # 17 tiles in 4 slices of 512 k, row tail
+    ((), 100, 8320, 1032),        # 9 tiles in 14 slices (of 9-10 64-k steps), row and column tails
     # Split decode kernel (M <= 16, any N): 16-column tiles at M <= 8, 32 at 9..16; K split over a
     # cluster of up to 8 CTAs (sm_90) when tiles x slices fit one wave; 128-k chunks to 4 warps in turn.
     ((), 1, 4096, 4104),          # N % 16 = 8: a half tile; 257 tiles (2 K slices on 132 SMs)
@@ -227,6 +230,8 @@ INT8_SHAPES = INT8_DECODE_SHAPES + [
     ((), 520, 1056, 2064, 32),    # wgmma GEMM, group 32 (two scale rows a stage), K a half 64-k tile
     ((2,), 260, 1024, 2048, 128),  # wgmma GEMM, batch dims
     ((), 301, 1000, 3216, 0),     # wgmma GEMM with K % 64 != 0 per channel (with zero points: mma.sync)
+    ((), 77, 4160, 2064, 64),     # wgmma GEMM in 7 K slices (17 tiles), row tail
+    ((), 128, 2048, 4096, 128),   # wgmma GEMM in 4 K slices (32 tiles)
 ]
 
 
@@ -287,6 +292,39 @@ def test_matmul_int8_w8a16_decode_kernel_choice(lead, m, k, n, group_size, decod
         assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
     else:
         assert ours and not any("MatmulInt8DecodeKernel" in name for name in ours), ours
+
+
+# The quantized Hopper GEMM where its 128 x 128 tiles alone would leave most SMs idle: op ->
+# (lead, M, K, N, group size), run in K slices and a combine kernel (quant_wgmma.cuh, QuantGemmSplits).
+QUANT_SPLIT_CASES = {"MatmulInt4": ((), 64, 2048, 2056, 128), "MatmulInt8": ((), 77, 4160, 2064, 64)}
+
+
+@pytest.mark.parametrize("op", list(QUANT_SPLIT_CASES))
+@pytest.mark.parametrize("split", ["1", "0"])
+def test_quant_gemm_k_slices_on_sm90(op, split, monkeypatch):
+    """On Hopper, few output tiles take the wgmma GEMM in K slices plus the combine kernel (one launch
+    each); KAIO_QUANT_WGMMA_SPLIT=0 (read at each launch) puts them on the mma.sync GEMM. Both right."""
+    require_sm90()
+    monkeypatch.setenv("KAIO_QUANT_WGMMA_SPLIT", split)
+    lead, m, k, n, group_size = QUANT_SPLIT_CASES[op]
+    g = rng()
+    if op == "MatmulInt4":
+        a, b, scales, zp = _operands(g, lead, m, k, n, group_size, True, np.float16)
+        ref = _chain_ref(a, b, scales, zp, group_size)
+    else:
+        a, b, scales, zp = _int8_operands(g, lead, m, k, n, group_size, True, np.float16)
+        ref = chain_ref_codes(a, b, scales, zp, group_size)
+    model = build_model(op, [a, b, scales, zp], {"group_size": group_size}, [np.float32])
+    run = BoundRun(cuda_session(model), [a, b, scales, zp], [ref.shape], [np.float32])
+    (y,) = run.run()
+    assert rel_err(y, ref) <= TOL[np.float32]
+    ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    wgmma = [name for name in ours if "MatmulWgmmaKernel" in name]
+    if split == "1":
+        assert len(ours) == 2 and len(wgmma) == 1 and any("CombineKernel" in x for x in ours), ours
+        assert set(ours.values()) == {1}, ours
+    else:
+        assert ours and not wgmma, ours
 
 
 @pytest.mark.parametrize("n", [24, 32])  # the GEMV; the decode kernel (N % 16 == 0)

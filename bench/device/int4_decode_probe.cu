@@ -156,7 +156,7 @@ void RunCase(const Case& c, bool quick) {
   bool ok = true;
   std::string detail;
   for (int i = 0; i < nseg; ++i) CHECK(cudaMemset(seg[i].y, 0xFF, size_t(c.m * ns[i] * 4)));
-  int e = RunMatmulInt4(ps, nseg, nullptr);
+  int e = RunMatmulInt4(ps, nseg, nullptr, nullptr);
   CHECK(cudaDeviceSynchronize());
   if (e != 0) {
     ok = false;
@@ -169,7 +169,7 @@ void RunCase(const Case& c, bool quick) {
   }
   // Repeat: bitwise identical (a deterministic combine).
   if (ok && !probe::RerunsBitwise(seg[0].y, size_t(c.m * c.n) * (c.out_f32 ? 4 : 2),
-                                  [&] { CHECK(cudaError_t(RunMatmulInt4(ps, nseg, nullptr))); }))
+                                  [&] { CHECK(cudaError_t(RunMatmulInt4(ps, nseg, nullptr, nullptr))); }))
     ok = false, detail += " second run differs";
   if (!ok) ++g_fail;
   std::printf("%-5s %s%s", ok ? "ok" : "FAIL", Name(c).c_str(), detail.c_str());
@@ -177,7 +177,7 @@ void RunCase(const Case& c, bool quick) {
     // 20 launches rotating over the weight sets, in one CUDA graph (probe_common.cuh).
     const double ms = probe::GraphLaunchMs([&](cudaStream_t st, int r) {
       params(r % sets, ps);
-      CHECK(cudaError_t(RunMatmulInt4(ps, nseg, st)));
+      CHECK(cudaError_t(RunMatmulInt4(ps, nseg, nullptr, st)));
     });
     const double us = 1e3 * ms, floor_us = double(wbytes) / (g_peak_tbs * 1e6);
     std::printf("  | %8.2f us  %5.2f TB/s  floor %6.2f us (%.2fx)  sets %d", us, double(wbytes) / (us * 1e6), floor_us,

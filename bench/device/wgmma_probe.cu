@@ -26,9 +26,11 @@
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
-cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream);
-cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream, bool* slices_summed = nullptr);
+int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p);
+int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p);
+cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream);
+cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream);
 cudaError_t RunMatmulS8Wgmma(const MatmulTcParams& p, cudaStream_t stream);
 }  // namespace kaio
 
@@ -234,13 +236,18 @@ bool Quantized(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
   p.bf16 = bf16, p.out_f32 = true;
   p.m = m, p.n = n, p.k = k, p.group_size = group;
   p.sm = 90, p.sm_count = SmCount();
+  int64_t scratch_bytes;
+  if constexpr (kBits == 4) scratch_bytes = MatmulInt4WgmmaScratchBytes(p);
+  else scratch_bytes = MatmulInt8WgmmaScratchBytes(p);
+  void* scratch = nullptr;
+  if (scratch_bytes) CHECK(cudaMalloc(&scratch, size_t(scratch_bytes)));
   auto run = [&] {
-    if constexpr (kBits == 4) return RunMatmulInt4Wgmma(p, nullptr);
-    else return RunMatmulInt8Wgmma(p, nullptr);
+    if constexpr (kBits == 4) return RunMatmulInt4Wgmma(p, scratch, nullptr);
+    else return RunMatmulInt8Wgmma(p, scratch, nullptr);
   };
   char what[96];
-  std::snprintf(what, sizeof what, "int%d %s %dx%dx%d g%d%s", kBits, bf16 ? "bf16" : "f16", m, n, k, group,
-                zp ? " zp" : "");
+  std::snprintf(what, sizeof what, "int%d %s %dx%dx%d g%d%s%s", kBits, bf16 ? "bf16" : "f16", m, n, k, group,
+                zp ? " zp" : "", scratch_bytes ? " split" : "");
   bool ok = true;
   if (run() == cudaErrorNotSupported) {
     std::printf("%-44s declined\n", what);
@@ -248,7 +255,7 @@ bool Quantized(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
     const float ms = TimeMs(run, reps);
     ok = Compare(what, dy, a, w, m, n, k, ms, 2.0 * m * n * k);
   }
-  cudaFree(da), cudaFree(db), cudaFree(ds), cudaFree(dz), cudaFree(dy);
+  cudaFree(da), cudaFree(db), cudaFree(ds), cudaFree(dz), cudaFree(dy), cudaFree(scratch);
   return ok;
 }
 
@@ -414,6 +421,11 @@ int main() {
   ok &= Quantized<4>(520, 2056, 96, 32, true, false, 3);          // a half 64-k tile
   if (speed) ok &= Quantized<4>(2048, 4096, 4096, 128, false, false, 20);    // speed
   if (speed) ok &= Quantized<4>(2048, 14336, 4096, 128, false, false, 10);
+  // K slices (few tiles: M <= 128 and N ~ 4096), odd M and N, a last slice ending in a half 64-k tile.
+  for (bool bf16 : {false, true})
+    for (bool zp : {false, true}) ok &= Quantized<4>(100, 1032, 8224, 32, zp, bf16, 3);
+  ok &= Quantized<4>(128, 4096, 4096, 128, false, false, speed ? 20 : 3);
+  if (speed) ok &= Quantized<4>(128, 4096, 14336, 128, false, false, 20);
   for (bool bf16 : {false, true})
     for (int group : {0, 32, 128})
       for (bool zp : {false, true}) ok &= Quantized<8>(301, 3216, 1024, group, zp, bf16, 3);
@@ -421,6 +433,9 @@ int main() {
   ok &= Quantized<8>(301, 3216, 1000, 0, false, false, 3);        // per channel, K % 64 != 0
   ok &= Quantized<8>(301, 3216, 1000, 0, true, false, 3);         // (declined: zero points past K)
   if (speed) ok &= Quantized<8>(2048, 4096, 4096, 128, false, false, 20);    // speed
+  for (bool bf16 : {false, true})
+    for (bool zp : {false, true}) ok &= Quantized<8>(77, 2064, 4160, 64, zp, bf16, 3);  // K slices
+  ok &= Quantized<8>(128, 4096, 4096, 128, false, false, speed ? 20 : 3);
   // MatmulInt8 W8A8: int8 wgmma (skinny M <= 64, 128 x 128, wide 128 x 256 where 256-row tiles fill
   // the SMs; K tile 128: K = 16, 144, 1040 leave partial tiles), mma.sync (forced, and K % 16 != 0 /
   // N % 8 != 0, which wgmma declines), both outputs; exact bit for bit.

@@ -45,6 +45,10 @@ struct MatmulTcParams {
   // combines).
   int64_t k_split = 1;
   float* partial = nullptr;
+  // Hopper GEMM only (set by its launcher, matmul_tc_sm90.cu): the k_split slices of a tile run as
+  // the CTAs of one thread-block cluster and slice 0 adds the others' sums from their shared memory
+  // before the epilogue writes Y (partial unused, no second kernel).
+  bool slice_cluster = false;
 
   // in_type kI8 (MatmulInt8 W8A8, RunMatmulS8Wgmma): Y = float(double(s32 sum) * *acc_scale), the
   // scale one float in device memory (read by the kernel: no host synchronisation).
@@ -74,6 +78,10 @@ int64_t MatmulTcKSplit(const MatmulTcParams& p);
 // (k_split > 1, batch_count 1) the slices go to `partial` and a second kernel adds them into Y in a
 // fixed order (deterministic), rounding once.
 int RunMatmulTc(const MatmulTcParams& p, void* stream);
+
+// Y = the fixed-order sum of p.k_split f32 slices in p.partial (batch_count 1), rounded once to Y's
+// type: RunMatmulTc's second kernel, also run after the quantized GEMMs' slices.
+int RunMatmulTcCombine(const MatmulTcParams& p, void* stream);
 
 // y[i] = x[i] rounded to `type` (f16 / bf16), count elements, on `stream`.
 int RunMatmulTcRound(const float* x, void* y, MatmulElem type, int64_t count, int sm_count, void* stream);

@@ -11,7 +11,8 @@
 namespace kaio {
 
 // matmul_tc_sm90.cu: the Async ops' Hopper kernel; cudaErrorNotSupported where it does not apply.
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
+// *slices_summed: the K slices were added in the kernel (p.partial unused, no combine pass).
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream, bool* slices_summed = nullptr);
 
 namespace {
 
@@ -107,10 +108,11 @@ int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   if (p.partial && (p.k_split < 1 || p.batch_count != 1)) return cudaErrorInvalidValue;
   const bool f16 = p.in_type == MatmulElem::kF16;
   cudaError_t e = cudaErrorNotSupported;
-  if (p.use_async && WgmmaEnabled()) e = RunMatmulTcWgmma(p, stream);  // sm_90: TMA + wgmma
+  bool summed = false;
+  if (p.use_async && WgmmaEnabled()) e = RunMatmulTcWgmma(p, stream, &summed);  // sm_90: TMA + wgmma
   if (e == cudaErrorNotSupported) e = f16 ? Dispatch<__half>(p, stream) : Dispatch<__nv_bfloat16>(p, stream);
-  if (e != cudaSuccess || !p.partial) return e;
-  return f16 ? Combine<__half>(p, stream) : Combine<__nv_bfloat16>(p, stream);
+  if (e != cudaSuccess || !p.partial || summed) return e;
+  return RunMatmulTcCombine(p, stream);
 }
 
 namespace {
@@ -119,6 +121,12 @@ unsigned GridFor(int64_t count, int sm_count) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((count + 255) / 256, 8 * sms)));
 }
 }  // namespace
+
+int RunMatmulTcCombine(const MatmulTcParams& p, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (!p.partial || p.k_split < 1 || p.batch_count != 1) return cudaErrorInvalidValue;
+  return p.in_type == MatmulElem::kF16 ? Combine<__half>(p, stream) : Combine<__nv_bfloat16>(p, stream);
+}
 
 int RunMatmulTcRound(const float* x, void* y, MatmulElem type, int64_t count, int sm_count, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);

@@ -97,9 +97,17 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
   }
 }
 
+// K slices of skinny tiles as thread-block clusters summed in slice 0's CTA (the kernel's
+// p.slice_cluster) instead of the partial buffer and the combine kernel, where all the clusters fit
+// at once: 7x2056x1032 in 2 slices 10 vs 12 us, 64x1032x2056 in 4 11 vs 12 (wgmma_probe, H200,
+// bench/results/2026-11-27_matmul_slice_clusters_fit_4a87cadf.md). KAIO_WGMMA_SLICE_CLUSTER=0: the partial
+// buffer always (side-by-side runs).
+bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
+
 }  // namespace
 
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) {
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream, bool* slices_summed) {
+  if (slices_summed) *slices_summed = false;
   MatmulTcParams p = params;
   using matmul_wgmma::kTmaCoordMax;
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
@@ -125,6 +133,24 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
     const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchPairs<__half>(p, a_count, map_b, stream)
                                                         : LaunchPairs<__nv_bfloat16>(p, a_count, map_b, stream);
     if (e != cudaErrorNotSupported) return e;  // else: no cluster fits; the single-CTA kernel below
+  }
+  // Skinny tiles with 2-8 K slices (8: the portable cluster size), one CTA each: the slices of a
+  // tile as one cluster (no partial buffer, no combine kernel); where no such cluster launches, the
+  // partial buffer below.
+  if (tiles == Tiles::kSkinny && p.partial && !p.trans_a && p.batch_count == 1 && p.k_split >= 2 && p.k_split <= 8 &&
+      SliceClustersEnabled()) {
+    MatmulTcParams q = p;
+    q.partial = nullptr;
+    q.slice_cluster = true;
+    const cudaError_t e = p.in_type == MatmulElem::kF16
+                              ? (p.trans_b ? Launch<__half, true, 1, false>(q, map_a, map_b, stream)
+                                           : Launch<__half, false, 1, false>(q, map_a, map_b, stream))
+                              : (p.trans_b ? Launch<__nv_bfloat16, true, 1, false>(q, map_a, map_b, stream)
+                                           : Launch<__nv_bfloat16, false, 1, false>(q, map_a, map_b, stream));
+    if (e != cudaErrorNotSupported) {
+      if (slices_summed && e == cudaSuccess) *slices_summed = true;
+      return e;
+    }
   }
   if (p.trans_a)
     return p.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(p, map_a, map_b, stream, tiles)

@@ -18,7 +18,10 @@
 // both CTAs (a producer overwrites the peer's stage too). The CTAs run the same units in lockstep; a
 // tile wholly past N (odd tile columns) still loads its A half and computes, but stores nothing.
 // Split K (p.partial, batch_count 1): the persistent loop runs over (tile, K slice) units and each
-// writes its f32 slice to partial[z]; the launcher's second kernel adds them.
+// writes its f32 slice to partial[z]; the launcher's second kernel adds them. With p.slice_cluster
+// (one consumer, one unit per CTA, clusters of k_split CTAs = the slices of one tile) slice 0's CTA
+// adds the other slices' accumulators from their shared memory instead, in slice order, and writes
+// Y itself: no partial buffer traffic, no second kernel.
 // Element size (T): 16-bit (f16 / bf16, f32 accumulators) or int8 (MatmulInt8 W8A8: wgmma k32
 // .s32.s8.s8, s32 accumulators, both operands K-major, so only K-major A and DenseB<true>). Every
 // stage holds 128-byte swizzled rows, so the K tile is one row: 64 k for 16-bit, 128 k for int8
@@ -206,7 +209,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   const int64_t first_unit = blockIdx.x / kCluster, unit_stride = gridDim.x / kCluster;
   const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM;
   const int64_t n_groups = ((p.n + kTileN - 1) / kTileN + kCluster - 1) / kCluster;
-  const int64_t splits = p.partial ? p.k_split : 1;
+  const int64_t splits = p.partial || p.slice_cluster ? p.k_split : 1;
   const int64_t units = p.batch_count * m_tiles * n_groups * splits;
   auto tile_at = [&](int64_t unit) {
     TileCoord c = TileAt(unit / splits, m_tiles, n_groups, kBlockM, kTileN * kCluster);
@@ -268,6 +271,12 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     }
     }
     __syncwarp();
+    if constexpr (kConsumers == 1 && kCluster == 1 && !kS8) {
+      if (p.slice_cluster) {  // the consumers' two cluster barriers (every thread of the cluster takes part)
+        ClusterSync();
+        ClusterSync();
+      }
+    }
   } else {
 
   // Consumers: warpgroup 1 + w owns rows [64 w, 64 w + 64) of the tile.
@@ -308,6 +317,36 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     WgmmaWait<0>();
     FenceOperands(acc);  // the stores below read the accumulators only after the wait
     if (k_hi > k_lo && t == 0) release((it - 1) % kStages);
+    if constexpr (kConsumers == 1 && kCluster == 1 && !kS8) {
+      if (p.slice_cluster) {
+        // Every stage is consumed (one unit per CTA): the ring holds this slice's sums, [i / 4][t][4].
+        float4* mine = reinterpret_cast<float4*>(ring);
+#pragma unroll
+        for (int i = 0; i < kAcc / 4; ++i) mine[i * 128 + t] = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+        ClusterSync();  // every slice's sums are in its shared memory
+        const uint32_t z = ClusterCtaRank();  // = unit % splits
+        if (z == 0) {
+          const uint32_t local = SmemAddr(mine);
+          for (int r = 1; r < splits; ++r) {
+            float4 v[kAcc / 4];
+#pragma unroll
+            for (int i = 0; i < kAcc / 4; ++i) {
+              uint32_t remote;
+              asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local + 16u * (i * 128 + t)), "r"(r));
+              asm volatile("ld.shared::cluster.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                           : "=f"(v[i].x), "=f"(v[i].y), "=f"(v[i].z), "=f"(v[i].w)
+                           : "r"(remote)
+                           : "memory");
+            }
+#pragma unroll
+            for (int i = 0; i < kAcc / 4; ++i)
+              acc[4 * i] += v[i].x, acc[4 * i + 1] += v[i].y, acc[4 * i + 2] += v[i].z, acc[4 * i + 3] += v[i].w;
+          }
+        }
+        ClusterSync();  // slice 0 has read the others' shared memory: they may leave
+        if (z != 0) continue;
+      }
+    }
 
     // The m64nN fragment: per 8-column block j, rows r and r + 8, columns 2 (t % 4) and + 1. With
     // p.quad_stores, a quad transpose over four blocks gives lane t % 4 all 8 columns of block
@@ -315,7 +354,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     // N % 8 == 0: an 8-column block lies wholly inside or past N.
     const int q = t % 4;
     const int64_t row0 = c.m0 + w * 64 + (t / 32) * 16 + (t % 32) / 4;
-    const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;
+    const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;  // (slice_cluster: partial unset)
     float* out_f = p.partial ? p.partial : y_f;
     auto value = [&](int i) { return AccValue(acc[i], acc_scale); };  // accumulator i as Y's float
     if (!p.quad_stores) {
@@ -388,23 +427,41 @@ inline bool WgmmaRuns(int sm, int sm_count, int64_t m, int64_t n, int64_t k) {
 }
 
 // Host: one CTA per SM (or per unit of work where there are fewer), the shared memory opted in.
-// Host: how many clusters of `config` the device holds at once, asked once per kernel and device (so
-// launches inside a CUDA graph capture make no occupancy query); 0 where it cannot say.
+// Host: how many clusters of `config` (clusters of cluster_size CTAs, 1-8) the device holds at once,
+// asked once per kernel, device and cluster size (so launches inside a CUDA graph capture make no
+// occupancy query); 0 where it cannot say.
 template <auto kKernel>
-int ResidentClusters(const cudaLaunchConfig_t& config) {
-  static std::atomic<int> cache[8];  // devices 0-7 (zero-initialised: not asked yet); others ask every time
+int ResidentClusters(const cudaLaunchConfig_t& config, int cluster_size) {
+  static std::atomic<int> cache[8][9];  // devices 0-7 (zero-initialised: not asked yet); others ask every time
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cluster_size < 1 || cluster_size > 8) return 0;
   if (device < 8) {
-    if (const int known = cache[device].load(std::memory_order_relaxed)) return known;
+    if (const int known = cache[device][cluster_size].load(std::memory_order_relaxed)) return known;
   }
   int resident = 0;
   if (cudaOccupancyMaxActiveClusters(&resident, kKernel, &config) != cudaSuccess) {
     (void)cudaGetLastError();  // not left for a later launch's error check
     return 0;
   }
-  if (device < 8) cache[device].store(resident, std::memory_order_relaxed);
+  if (device < 8) cache[device][cluster_size].store(resident, std::memory_order_relaxed);
   return resident;
+}
+
+// Host: a cluster launch config of `cluster_size` CTAs along x.
+template <class B>
+cudaLaunchConfig_t ClusterConfig(cudaLaunchAttribute* cluster, int cluster_size, cudaStream_t stream) {
+  cluster->id = cudaLaunchAttributeClusterDimension;
+  cluster->val.clusterDim.x = static_cast<unsigned>(cluster_size);
+  cluster->val.clusterDim.y = 1;
+  cluster->val.clusterDim.z = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(cluster_size));
+  config.blockDim = dim3(B::kThreads);
+  config.dynamicSmemBytes = B::kSmemBytes;
+  config.stream = stream;
+  config.attrs = cluster;
+  config.numAttrs = 1;
+  return config;
 }
 
 // With kCluster > 1: clusters of kCluster CTAs, as many as can be resident at once (a cluster's CTAs
@@ -415,25 +472,32 @@ cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const
   constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA, kCluster>;
   if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
   const int64_t n_groups = ((p.n + BOp::kTileN - 1) / BOp::kTileN + kCluster - 1) / kCluster;
-  const int64_t units = p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial ? p.k_split : 1);
+  const int64_t units =
+      p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial || p.slice_cluster ? p.k_split : 1);
   if constexpr (kCluster == 1) {
+    if (p.slice_cluster) {  // one CTA per unit, clusters of k_split: the slices of a tile
+      if constexpr (kConsumers != 1 || IsS8<T>()) return cudaErrorNotSupported;
+      // Only where every tile's cluster is resident at once (one wave): a cluster's CTAs share a GPC,
+      // and at one CTA per SM an H200 holds 66 clusters of 2 but 39 of 3, 30 of 4 and 15 of 8, not
+      // 132 / size. Else the caller's partial buffer: a second wave (16x4096x4096 in 4 slices: 27 vs
+      // 16 us) or fewer, longer slices (3: 18 vs 16 us) cost more than the combine kernel saves
+      // (bench/results/2026-11-27_matmul_slice_clusters_fit_4a87cadf.md).
+      const int64_t tiles = units / p.k_split;
+      cudaLaunchAttribute cluster;
+      cudaLaunchConfig_t config = ClusterConfig<B>(&cluster, static_cast<int>(p.k_split), stream);
+      if (tiles > ResidentClusters<kernel>(config, static_cast<int>(p.k_split))) return cudaErrorNotSupported;
+      config.gridDim = dim3(static_cast<unsigned>(units));
+      const cudaError_t e = cudaLaunchKernelEx(&config, kernel, map_a, b_op, p);
+      if (e != cudaSuccess) (void)cudaGetLastError();  // the caller falls back to the partial buffer
+      return e == cudaSuccess ? e : cudaErrorNotSupported;
+    }
     const int64_t ctas = units < p.sm_count ? units : p.sm_count;
     kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
     return cudaGetLastError();
   } else {
     cudaLaunchAttribute cluster;
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = kCluster;
-    cluster.val.clusterDim.y = 1;
-    cluster.val.clusterDim.z = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(kCluster);
-    config.blockDim = dim3(B::kThreads);
-    config.dynamicSmemBytes = B::kSmemBytes;
-    config.stream = stream;
-    config.attrs = &cluster;
-    config.numAttrs = 1;
-    const int resident = ResidentClusters<kernel>(config);
+    cudaLaunchConfig_t config = ClusterConfig<B>(&cluster, kCluster, stream);
+    const int resident = ResidentClusters<kernel>(config, kCluster);
     if (resident <= 0) return cudaErrorNotSupported;  // the caller takes another kernel
     const int64_t clusters = units < resident ? units : resident;
     config.gridDim = dim3(static_cast<unsigned>(clusters * kCluster));

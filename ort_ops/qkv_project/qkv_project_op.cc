@@ -131,7 +131,9 @@ struct Int4Weights {
       p.sm = launch.sm;
       p.sm_count = launch.sm_count;
     }
-    if (int e = RunMatmulInt4(seg, 3, launch.stream)) {
+    CudaScratch partial;  // (none: the three segments never take the Hopper GEMM's K slices)
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt4ScratchBytes(seg, 3))));
+    if (int e = RunMatmulInt4(seg, 3, partial.data(), launch.stream)) {
       if (e == 74)  // cudaErrorMisalignedAddress
         return OpError(ORT_FAIL, c, "inputs 'X', 'Wq', 'Wk' and 'Wv' must be 16-byte aligned on CUDA");
       return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);

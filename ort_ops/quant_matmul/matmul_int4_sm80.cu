@@ -10,8 +10,11 @@
 
 namespace kaio {
 
-// matmul_int4_sm90.cu: the GEMM regime's Hopper kernel; cudaErrorNotSupported where it does not apply.
-cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, cudaStream_t stream);
+// matmul_int4_sm90.cu: the GEMM regime's Hopper kernel, in K slices where its tiles alone leave SMs
+// idle (their f32 sums in `scratch`, MatmulInt4WgmmaScratchBytes); cudaErrorNotSupported where it
+// does not apply.
+int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p);
+cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream);
 
 namespace {
 
@@ -168,8 +171,11 @@ cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t st
               : LaunchSplitAs<T, 2, 2, kZp, false>(segs, count, stream);
 }
 
+// The Hopper GEMM takes one segment past the decode kernels' rows (Launch below).
+bool WgmmaMayRun(const MatmulInt4Params* segs, int count) { return count == 1 && segs[0].m > 16 && segs[0].k > 0; }
+
 template <typename T, bool kZp>
-cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
+cudaError_t Launch(const MatmulInt4Params* segs, int count, void* scratch, cudaStream_t stream) {
   using namespace int4mm;
   const MatmulInt4Params& p = segs[0];  // m, k, types and the device: shared by every segment
   cudaError_t err = cudaSuccess;
@@ -203,8 +209,8 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
       MatmulInt4GemvKernel<T, true, kZp><<<unsigned(blocks), kGemvThreads, 0, stream>>>(bt);
     return cudaGetLastError();
   }
-  if (count == 1) {  // sm_90: TMA + wgmma with the codes dequantised in shared memory (matmul_int4_sm90.cu)
-    err = RunMatmulInt4Wgmma(p, stream);
+  if (WgmmaMayRun(segs, count)) {  // sm_90: TMA + wgmma, the codes dequantised in shared memory (matmul_int4_sm90.cu)
+    err = RunMatmulInt4Wgmma(p, scratch, stream);
     if (err != cudaErrorNotSupported) return err;
     err = cudaSuccess;
   }
@@ -228,7 +234,15 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, cudaStream_t stream)
 
 }  // namespace
 
-int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* stream_ptr) {
+int64_t MatmulInt4ScratchBytes(const MatmulInt4Params* segs, int count) {
+  int n_live = 0;  // as RunMatmulInt4: segments with no columns take no part
+  const MatmulInt4Params* live = nullptr;
+  for (int i = 0; i < count; ++i)
+    if (segs[i].n > 0) live = &segs[i], ++n_live;
+  return n_live == 1 && WgmmaMayRun(live, 1) ? MatmulInt4WgmmaScratchBytes(*live) : 0;
+}
+
+int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* scratch, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (count < 1 || count > kMaxQuantSegments) return cudaErrorInvalidValue;
   // Segments with no columns take no blocks; K = 0 is an empty sum (Y = bias or 0).
@@ -250,8 +264,10 @@ int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* stream_ptr) {
   for (int i = 0; i < n_live; ++i)
     if (!Aligned16(live[i].b)) return cudaErrorMisalignedAddress;
   const bool zp = p.zero_points != nullptr;
-  if (p.bf16) return zp ? Launch<__nv_bfloat16, true>(live, n_live, stream) : Launch<__nv_bfloat16, false>(live, n_live, stream);
-  return zp ? Launch<__half, true>(live, n_live, stream) : Launch<__half, false>(live, n_live, stream);
+  if (p.bf16)
+    return zp ? Launch<__nv_bfloat16, true>(live, n_live, scratch, stream)
+              : Launch<__nv_bfloat16, false>(live, n_live, scratch, stream);
+  return zp ? Launch<__half, true>(live, n_live, scratch, stream) : Launch<__half, false>(live, n_live, scratch, stream);
 }
 
 }  // namespace kaio

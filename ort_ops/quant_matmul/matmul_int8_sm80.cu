@@ -11,10 +11,11 @@
 
 namespace kaio {
 
-// matmul_int8_sm90.cu: the GEMM regime's Hopper kernel (no scratch); cudaErrorNotSupported where it
-// does not apply.
-bool MatmulInt8WgmmaApplies(const MatmulInt8Params& p);
-cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream);
+// matmul_int8_sm90.cu: the GEMM regime's Hopper kernel in MatmulInt8WgmmaSplits(p) K slices (0: it
+// does not apply, and RunMatmulInt8Wgmma returns cudaErrorNotSupported), scratch for the slices' f32
+// sums (splits * M * N floats) where there are several.
+int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p);
+cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream);
 
 namespace {
 
@@ -66,7 +67,10 @@ Int8Plan PlanInt8(const MatmulInt8Params& p) {
     pl.g = PlanGemv(p);
     pl.splits = pl.g.splits;
     pl.partial = pl.splits > 1;
-  } else if (!MatmulInt8WgmmaApplies(p)) {  // (the wgmma kernel needs no slices and no scratch)
+  } else if (const int64_t wgmma_splits = MatmulInt8WgmmaSplits(p)) {  // (no output scale, no bias)
+    pl.splits = wgmma_splits;
+    pl.partial = wgmma_splits > 1;
+  } else {
     pl.splits = TcSplits(p);
     pl.partial = pl.splits > 1 || p.out_scale || p.bias;
   }
@@ -175,8 +179,10 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
     using namespace matmul_tc;
     static_assert(kMatmulInt8MaxRows == int64_t(65535) * kBlockM, "the glue's row limit is the grid's");
     if (p.m > kMatmulInt8MaxRows) return cudaErrorInvalidConfiguration;  // the glue refuses it first, by name
-    // sm_90: TMA + wgmma with the weights dequantised in shared memory (matmul_int8_sm90.cu).
-    err = RunMatmulInt8Wgmma(p, stream);
+    // sm_90: TMA + wgmma with the weights dequantised in shared memory (matmul_int8_sm90.cu), its
+    // slices summed by its own second kernel. Where it declines, the mma.sync GEMM below takes the
+    // same plan (the slices' count and scratch).
+    err = RunMatmulInt8Wgmma(p, partial, stream);
     if (err != cudaErrorNotSupported) return err;
     MatmulTcParams tp = DenseGemmOf(p);
     tp.k_split = pl.splits;

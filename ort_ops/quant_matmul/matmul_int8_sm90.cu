@@ -8,25 +8,32 @@
 
 namespace kaio {
 
-bool MatmulInt8WgmmaApplies(const MatmulInt8Params& p) {
+// K slices on the kernel (QuantGemmSplits); 0: the mma.sync GEMM instead.
+int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p) {
   // TMA strides are multiples of 16 bytes: N % 16 (int8 rows), K % 8 (A's rows). A stage reads one
   // scale row (two at group 32): group sizes 0, 32 and multiples of 64 only. Per channel with zero
   // points, rows past K would dequantise to -zp * s (A's zeros there make the products 0 unless that
   // overflows): K % 64 == 0 keeps every stage inside K.
   const bool groups_fit = p.group_size == 0 || p.group_size == 32 || p.group_size % 64 == 0;
   const bool edge_ok = !(p.group_size == 0 && p.zero_points && p.k % 64 != 0);
-  return matmul_wgmma::QuantGemmFits(p) && !p.out_scale && !p.bias && p.scales && groups_fit && edge_ok &&
-         p.n % 16 == 0 && p.k % 8 == 0;
+  if (p.out_scale || p.bias || !p.scales || !groups_fit || !edge_ok || p.n % 16 != 0 || p.k % 8 != 0) return 0;
+  return matmul_wgmma::QuantGemmSplits(p);
 }
 
-cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, cudaStream_t stream) {
+int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p) {
+  return matmul_wgmma::QuantGemmScratchBytes(p, MatmulInt8WgmmaSplits(p));
+}
+
+// `scratch`: QuantGemmScratchBytes(p, MatmulInt8WgmmaSplits(p)) bytes (the f32 slices).
+cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream) {
   using namespace matmul_wgmma;
-  if (!MatmulInt8WgmmaApplies(p)) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
+  const int64_t splits = MatmulInt8WgmmaSplits(p);
+  if (splits == 0) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
   auto weights_map = [&](auto* b_op) {  // int8 [K, N], boxes of 64 rows x 128 columns
     return MakeTensorMap(&b_op->weights, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.b, p.k, p.n, 1, kBlockK, kBlockN,
                          CU_TENSOR_MAP_SWIZZLE_NONE);
   };
-  return LaunchQuantGemm<Int8B>(p, p.group_size > 0 ? p.k / p.group_size : 1, weights_map, stream);
+  return LaunchQuantGemm<Int8B>(p, splits, scratch, p.group_size > 0 ? p.k / p.group_size : 1, weights_map, stream);
 }
 
 }  // namespace kaio

@@ -111,7 +111,9 @@ struct MatmulInt4Op {
     p.group_size = static_cast<int>(at.group_size);
     p.sm = launch.sm;
     p.sm_count = launch.sm_count;
-    if (int e = RunMatmulInt4(p, launch.stream)) {
+    CudaScratch partial;  // the Hopper GEMM's K slices
+    KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt4ScratchBytes(p))));
+    if (int e = RunMatmulInt4(p, partial.data(), launch.stream)) {
       if (e == 74)  // cudaErrorMisalignedAddress
         return OpError(ORT_FAIL, c, "inputs 'A' and 'B_packed' must be 16-byte aligned on CUDA");
       return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);

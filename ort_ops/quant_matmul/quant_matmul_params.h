@@ -33,10 +33,16 @@ constexpr int kMaxQuantSegments = 3;
 // Rows the launch covers: 65535 row blocks (grid.y) of the GEMM kernel's 64 rows.
 constexpr int64_t kMatmulInt4MaxRows = int64_t(65535) * 64;
 
-// Launches on `stream`; returns the CUDA error of the launch (never synchronises).
+// Device scratch the launch needs (the Hopper GEMM's K slices: one segment, M > 16); 0: none.
+int64_t MatmulInt4ScratchBytes(const MatmulInt4Params* segments, int count);
+inline int64_t MatmulInt4ScratchBytes(const MatmulInt4Params& p) { return MatmulInt4ScratchBytes(&p, 1); }
+// Launches on `stream` (scratch: MatmulInt4ScratchBytes bytes; without it the K slices' GEMM is not
+// taken); returns the CUDA error of the launch (never synchronises).
 // cudaErrorMisalignedAddress (74): A or a B_packed not 16-byte aligned.
-int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* stream);
-inline int RunMatmulInt4(const MatmulInt4Params& p, void* stream) { return RunMatmulInt4(&p, 1, stream); }
+int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* scratch, void* stream);
+inline int RunMatmulInt4(const MatmulInt4Params& p, void* scratch, void* stream) {
+  return RunMatmulInt4(&p, 1, scratch, stream);
+}
 
 }  // namespace kaio
 

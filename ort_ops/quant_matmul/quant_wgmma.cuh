@@ -6,7 +6,10 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+
+#include "common/env_switch.h"
 
 #include "common/aligned.h"
 #include "common/tensor_map.h"
@@ -16,17 +19,24 @@
 namespace kaio {
 namespace matmul_wgmma {
 
-// Host: whether a quantized product (MatmulInt4Params, MatmulInt8Params) may take the kernel: it
-// runs (WgmmaRuns), 16-byte aligned operands, and enough 128 x 128 tiles to keep half the SMs busy
-// (else the mma.sync GEMM's smaller tiles, or its split K, fill the GPU better). Each launcher adds
-// its own layout rules.
+// Host: in how many K slices a quantized product (MatmulInt4Params, MatmulInt8Params) takes the
+// kernel; 0: not at all. It must run (WgmmaRuns) on 16-byte aligned operands. 1: its 128 x 128 tiles
+// keep half the SMs busy. Else slices of at least 512 k (up to 16) fill the GPU, their f32 sums
+// added by a second kernel: 128x4096x4096 has 32 tiles for 132 SMs, and each tile's dequantisation
+// (~1250 cycles a 64-k step, 128x14336x4096) is the kernel's cost, so the slices split it. 0 where
+// even the slices leave half the SMs idle (the mma.sync GEMM's smaller tiles fill the GPU better).
+// KAIO_QUANT_WGMMA_SPLIT=0: no slices (the mma.sync GEMM there instead; side-by-side runs). Each
+// launcher adds its own layout rules.
 template <class Quant>
-bool QuantGemmFits(const Quant& q) {
+int64_t QuantGemmSplits(const Quant& q) {
   if (!WgmmaRuns(q.sm, q.sm_count, q.m, q.n, q.k) || !Aligned16(q.a) || !Aligned16(q.b) || !Aligned16(q.scales) ||
       (q.zero_points && !Aligned16(q.zero_points)))
-    return false;
+    return 0;
   const int64_t tiles = (q.m + 127) / 128 * ((q.n + kBlockN - 1) / kBlockN);
-  return 2 * tiles >= q.sm_count;
+  if (2 * tiles >= q.sm_count) return 1;
+  const int64_t splits = std::min<int64_t>({q.sm_count / tiles, q.k / 512, 16});
+  if (splits < 2 || 2 * tiles * splits < q.sm_count || !EnvSwitch("KAIO_QUANT_WGMMA_SPLIT", true)) return 0;
+  return splits;
 }
 
 // Host: a quantized product (MatmulInt4Params, MatmulInt8Params) on the kernel with B from the policy
@@ -35,7 +45,8 @@ bool QuantGemmFits(const Quant& q) {
 // N] in A's type, boxes of the policy's ScaleRows() rows x 128 columns), and the policy's weight map
 // from `weight_map(BOp*)`. cudaErrorNotSupported where the driver refuses a map.
 template <template <typename, bool> class BOp, typename T, bool kZp, class Quant, class WeightMap>
-cudaError_t LaunchQuantGemmAs(const Quant& q, int64_t scale_rows, const WeightMap& weight_map, cudaStream_t stream) {
+cudaError_t LaunchQuantGemmAs(const Quant& q, const MatmulTcParams& tp, int64_t scale_rows, const WeightMap& weight_map,
+                              cudaStream_t stream) {
   constexpr int kConsumers = 2;
   const CUtensorMapDataType elem = q.bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   BOp<T, kZp> b_op;
@@ -48,16 +59,33 @@ cudaError_t LaunchQuantGemmAs(const Quant& q, int64_t scale_rows, const WeightMa
     ok = ok && MakeTensorMap(&b_op.zero_points, elem, 2, q.zero_points, scale_rows, q.n, 1, b_op.ScaleRows(),
                              kBlockN, CU_TENSOR_MAP_SWIZZLE_NONE);
   if (!ok || !weight_map(&b_op)) return cudaErrorNotSupported;
-  return LaunchWgmma<T, BOp<T, kZp>, kConsumers>(DenseGemmOf(q), map_a, b_op, stream);
+  return LaunchWgmma<T, BOp<T, kZp>, kConsumers>(tp, map_a, b_op, stream);
 }
 
+// Host: the product in `splits` K slices (QuantGemmSplits, >= 1); with more than one, the slices'
+// sums go to `scratch` (QuantGemmScratchBytes) and RunMatmulTcCombine adds them into Y.
+// cudaErrorNotSupported (nothing launched): a map refused, or slices without scratch.
 template <template <typename, bool> class BOp, class Quant, class WeightMap>
-cudaError_t LaunchQuantGemm(const Quant& q, int64_t scale_rows, const WeightMap& weight_map, cudaStream_t stream) {
+cudaError_t LaunchQuantGemm(const Quant& q, int64_t splits, void* scratch, int64_t scale_rows,
+                            const WeightMap& weight_map, cudaStream_t stream) {
+  if (splits < 1 || (splits > 1 && !scratch)) return cudaErrorNotSupported;
+  MatmulTcParams tp = DenseGemmOf(q);
+  if (splits > 1) tp.k_split = splits, tp.partial = static_cast<float*>(scratch);
+  cudaError_t e;
   if (q.bf16)
-    return q.zero_points ? LaunchQuantGemmAs<BOp, __nv_bfloat16, true>(q, scale_rows, weight_map, stream)
-                         : LaunchQuantGemmAs<BOp, __nv_bfloat16, false>(q, scale_rows, weight_map, stream);
-  return q.zero_points ? LaunchQuantGemmAs<BOp, __half, true>(q, scale_rows, weight_map, stream)
-                       : LaunchQuantGemmAs<BOp, __half, false>(q, scale_rows, weight_map, stream);
+    e = q.zero_points ? LaunchQuantGemmAs<BOp, __nv_bfloat16, true>(q, tp, scale_rows, weight_map, stream)
+                      : LaunchQuantGemmAs<BOp, __nv_bfloat16, false>(q, tp, scale_rows, weight_map, stream);
+  else
+    e = q.zero_points ? LaunchQuantGemmAs<BOp, __half, true>(q, tp, scale_rows, weight_map, stream)
+                      : LaunchQuantGemmAs<BOp, __half, false>(q, tp, scale_rows, weight_map, stream);
+  if (e != cudaSuccess || splits == 1) return e;
+  return static_cast<cudaError_t>(RunMatmulTcCombine(tp, stream));
+}
+
+// Host: the scratch LaunchQuantGemm's slices need (splits * M * N floats; 0 unsplit).
+template <class Quant>
+int64_t QuantGemmScratchBytes(const Quant& q, int64_t splits) {
+  return splits > 1 ? splits * q.m * q.n * int64_t(sizeof(float)) : 0;
 }
 
 }  // namespace matmul_wgmma

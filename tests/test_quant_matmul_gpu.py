@@ -53,6 +53,7 @@ SHAPES = [
     # sm_90 wgmma GEMM in K slices (too few tiles for half the SMs; f32 slices, then a combine kernel)
     ((), 64, 2048, 2056),         # 17 tiles in 4 slices of 512 k, row tail
     ((), 100, 8320, 1032),        # 9 tiles in 14 slices (of 9-10 64-k steps), row and column tails
+    ((2,), 520, 1152, 1032),      # sm_90, >= 1024 rows: weights dequantised first, then the dense GEMM
     # Split decode kernel (M <= 16, any N): 16-column tiles at M <= 8, 32 at 9..16; K split over a
     # cluster of up to 8 CTAs (sm_90) when tiles x slices fit one wave; 128-k chunks to 4 warps in turn.
     ((), 1, 4096, 4104),          # N % 16 = 8: a half tile; 257 tiles (2 K slices on 132 SMs)
@@ -232,6 +233,7 @@ INT8_SHAPES = INT8_DECODE_SHAPES + [
     ((), 301, 1000, 3216, 0),     # wgmma GEMM with K % 64 != 0 per channel (with zero points: mma.sync)
     ((), 77, 4160, 2064, 64),     # wgmma GEMM in 7 K slices (17 tiles), row tail
     ((), 128, 2048, 4096, 128),   # wgmma GEMM in 4 K slices (32 tiles)
+    ((), 1100, 1056, 2064, 32),   # >= 1024 rows: weights dequantised first, then the dense wgmma GEMM
 ]
 
 
@@ -294,19 +296,27 @@ def test_matmul_int8_w8a16_decode_kernel_choice(lead, m, k, n, group_size, decod
         assert ours and not any("MatmulInt8DecodeKernel" in name for name in ours), ours
 
 
-# The quantized Hopper GEMM where its 128 x 128 tiles alone would leave most SMs idle: op ->
-# (lead, M, K, N, group size), run in K slices and a combine kernel (quant_wgmma.cuh, QuantGemmSplits).
-QUANT_SPLIT_CASES = {"MatmulInt4": ((), 64, 2048, 2056, 128), "MatmulInt8": ((), 77, 4160, 2064, 64)}
+# The quantized ops' Hopper regimes past the decode kernels (quant_wgmma.cuh): (op, regime) ->
+# ((lead, M, K, N, group size), its switch). "slices": too few 128 x 128 tiles for half the SMs, so
+# the wgmma GEMM in K slices plus the combine kernel; "dequant first": from 1024 rows, the weights
+# dequantised once into scratch, then the dense wgmma GEMM.
+QUANT_HOPPER_CASES = {
+    ("MatmulInt4", "slices"): (((), 64, 2048, 2056, 128), "KAIO_QUANT_WGMMA_SPLIT"),
+    ("MatmulInt8", "slices"): (((), 77, 4160, 2064, 64), "KAIO_QUANT_WGMMA_SPLIT"),
+    ("MatmulInt4", "dequant first"): (((2,), 520, 1152, 1032, 128), "KAIO_QUANT_DEQUANT_FIRST"),
+    ("MatmulInt8", "dequant first"): (((), 1100, 1056, 2064, 32), "KAIO_QUANT_DEQUANT_FIRST"),
+}
 
 
-@pytest.mark.parametrize("op", list(QUANT_SPLIT_CASES))
-@pytest.mark.parametrize("split", ["1", "0"])
-def test_quant_gemm_k_slices_on_sm90(op, split, monkeypatch):
-    """On Hopper, few output tiles take the wgmma GEMM in K slices plus the combine kernel (one launch
-    each); KAIO_QUANT_WGMMA_SPLIT=0 (read at each launch) puts them on the mma.sync GEMM. Both right."""
+@pytest.mark.parametrize("op,regime", list(QUANT_HOPPER_CASES))
+@pytest.mark.parametrize("on", ["1", "0"])
+def test_quant_hopper_regimes(op, regime, on, monkeypatch):
+    """On Hopper each regime runs its kernels, one launch each, and its switch (read at each launch)
+    turns it off: no K slices -> the mma.sync GEMM; no dequantising first -> the quantized wgmma GEMM.
+    Right either way."""
     require_sm90()
-    monkeypatch.setenv("KAIO_QUANT_WGMMA_SPLIT", split)
-    lead, m, k, n, group_size = QUANT_SPLIT_CASES[op]
+    (lead, m, k, n, group_size), switch = QUANT_HOPPER_CASES[op, regime]
+    monkeypatch.setenv(switch, on)
     g = rng()
     if op == "MatmulInt4":
         a, b, scales, zp = _operands(g, lead, m, k, n, group_size, True, np.float16)
@@ -319,12 +329,17 @@ def test_quant_gemm_k_slices_on_sm90(op, split, monkeypatch):
     (y,) = run.run()
     assert rel_err(y, ref) <= TOL[np.float32]
     ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    assert set(ours.values()) == {1}, ours
     wgmma = [name for name in ours if "MatmulWgmmaKernel" in name]
-    if split == "1":
+    if regime == "slices" and on == "1":
         assert len(ours) == 2 and len(wgmma) == 1 and any("CombineKernel" in x for x in ours), ours
-        assert set(ours.values()) == {1}, ours
+    elif regime == "slices":
+        assert not wgmma, ours
+    elif on == "1":
+        assert len(ours) == 2 and len(wgmma) == 1 and "DenseB" in wgmma[0], ours
+        assert any("DequantInt" in x for x in ours), ours
     else:
-        assert ours and not wgmma, ours
+        assert len(ours) == 1 and len(wgmma) == 1 and "DenseB" not in wgmma[0], ours
 
 
 @pytest.mark.parametrize("n", [24, 32])  # the GEMV; the decode kernel (N % 16 == 0)

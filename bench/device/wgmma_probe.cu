@@ -247,7 +247,7 @@ bool Quantized(int m, int n, int k, int group, bool zp, bool bf16, int reps) {
   };
   char what[96];
   std::snprintf(what, sizeof what, "int%d %s %dx%dx%d g%d%s%s", kBits, bf16 ? "bf16" : "f16", m, n, k, group,
-                zp ? " zp" : "", scratch_bytes ? " split" : "");
+                zp ? " zp" : "", !scratch_bytes ? "" : m >= 1024 ? " dequantised first" : " split");
   bool ok = true;
   if (run() == cudaErrorNotSupported) {
     std::printf("%-44s declined\n", what);
@@ -426,6 +426,9 @@ int main() {
     for (bool zp : {false, true}) ok &= Quantized<4>(100, 1032, 8224, 32, zp, bf16, 3);
   ok &= Quantized<4>(128, 4096, 4096, 128, false, false, speed ? 20 : 3);
   if (speed) ok &= Quantized<4>(128, 4096, 14336, 128, false, false, 20);
+  // >= 1024 rows: the weights dequantised first (scratch), then the dense GEMM.
+  for (bool bf16 : {false, true})
+    for (bool zp : {false, true}) ok &= Quantized<4>(1030, 1032, 1056, 32, zp, bf16, 3);
   for (bool bf16 : {false, true})
     for (int group : {0, 32, 128})
       for (bool zp : {false, true}) ok &= Quantized<8>(301, 3216, 1024, group, zp, bf16, 3);
@@ -436,6 +439,8 @@ int main() {
   for (bool bf16 : {false, true})
     for (bool zp : {false, true}) ok &= Quantized<8>(77, 2064, 4160, 64, zp, bf16, 3);  // K slices
   ok &= Quantized<8>(128, 4096, 4096, 128, false, false, speed ? 20 : 3);
+  for (bool bf16 : {false, true})
+    for (bool zp : {false, true}) ok &= Quantized<8>(1030, 1040, 1056, 32, zp, bf16, 3);  // dequantised first
   // MatmulInt8 W8A8: int8 wgmma (skinny M <= 64, 128 x 128, wide 128 x 256 where 256-row tiles fill
   // the SMs; K tile 128: K = 16, 144, 1040 leave partial tiles), mma.sync (forced, and K % 16 != 0 /
   // N % 8 != 0, which wgmma declines), both outputs; exact bit for bit.

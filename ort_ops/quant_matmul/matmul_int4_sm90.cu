@@ -4,6 +4,8 @@
 // (MatmulInt4); QkvProjectInt4 keeps the mma.sync GEMM.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "quant_matmul/matmul_int4_wgmma.cuh"
 
 namespace kaio {
@@ -15,14 +17,54 @@ int64_t MatmulInt4WgmmaSplits(const MatmulInt4Params& p) {
   return matmul_wgmma::QuantGemmSplits(p);
 }
 
-int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p) {
-  return matmul_wgmma::QuantGemmScratchBytes(p, MatmulInt4WgmmaSplits(p));
+// The weights dequantised into W [N, K] (K-major: the dense GEMM's trans_b operand), one 32-bit
+// word (8 codes of one column) a thread, with the wgmma kernel's arithmetic (DequantPair).
+template <typename T, bool kZp>
+__global__ void __launch_bounds__(256) DequantInt4Kernel(MatmulInt4Params p, uint4* w) {
+  const int64_t row_words = p.k / 8, total = p.n * row_words;
+  const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
+  const uint16_t* zero_points = static_cast<const uint16_t*>(p.zero_points);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / row_words, at = (i % row_words) * 8 / p.group_size * p.n + n;
+    const uint32_t word = __ldg(p.b + i), s2 = Bcast(__ldg(scales + at));
+    const uint32_t z2 = kZp ? Bcast(__ldg(zero_points + at)) : 0u;
+    w[i] = make_uint4(int4mm::DequantPair<T, kZp, 0>(word, word >> 4, s2, z2),
+                      int4mm::DequantPair<T, kZp, 1>(word, word >> 4, s2, z2),
+                      int4mm::DequantPair<T, kZp, 2>(word, word >> 4, s2, z2),
+                      int4mm::DequantPair<T, kZp, 3>(word, word >> 4, s2, z2));
+  }
 }
+
+int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p) {
+  const int64_t splits = MatmulInt4WgmmaSplits(p);
+  if (splits > 0 && matmul_wgmma::DequantFirst(p, true)) return p.n * p.k * 2;
+  return matmul_wgmma::QuantGemmScratchBytes(p, splits);
+}
+
+namespace {
+
+template <typename T, bool kZp>
+cudaError_t DequantInt4(const MatmulInt4Params& p, void* w, cudaStream_t stream) {
+  const int64_t blocks = std::min<int64_t>((p.n * p.k / 8 + 255) / 256, 8 * int64_t(p.sm_count));
+  DequantInt4Kernel<T, kZp><<<unsigned(blocks), 256, 0, stream>>>(p, static_cast<uint4*>(w));
+  return cudaGetLastError();
+}
+
+}  // namespace
 
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream) {
   using namespace matmul_wgmma;
   const int64_t splits = MatmulInt4WgmmaSplits(p);
   if (splits == 0) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
+  if (DequantFirst(p, true)) {
+    if (!scratch) return cudaErrorNotSupported;
+    const cudaError_t e = p.bf16 ? (p.zero_points ? DequantInt4<__nv_bfloat16, true>(p, scratch, stream)
+                                                  : DequantInt4<__nv_bfloat16, false>(p, scratch, stream))
+                                 : (p.zero_points ? DequantInt4<__half, true>(p, scratch, stream)
+                                                  : DequantInt4<__half, false>(p, scratch, stream));
+    if (e != cudaSuccess) return e;
+    return static_cast<cudaError_t>(RunMatmulTc(DequantFirstGemm(p, scratch, true), stream));
+  }
   auto codes_map = [&](auto* b_op) {  // B_packed [N, K/8] uint32, boxes of 128 rows x 8 words
     return MakeTensorMap(&b_op->codes, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, p.b, p.n, p.k / 8, 1, kBlockN, kBlockK / 8,
                          CU_TENSOR_MAP_SWIZZLE_NONE);

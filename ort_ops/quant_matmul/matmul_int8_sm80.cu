@@ -15,6 +15,7 @@ namespace kaio {
 // does not apply, and RunMatmulInt8Wgmma returns cudaErrorNotSupported), scratch for the slices' f32
 // sums (splits * M * N floats) where there are several.
 int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p);
+int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p);  // the slices', or the dequantised weights
 cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream);
 
 namespace {
@@ -58,6 +59,7 @@ struct Int8Plan {
   GemvPlan g;
   int64_t splits = 1;
   bool partial = false;
+  bool wgmma = false;  // sm_90's GEMM (its scratch: MatmulInt8WgmmaScratchBytes)
 };
 
 Int8Plan PlanInt8(const MatmulInt8Params& p) {
@@ -70,6 +72,7 @@ Int8Plan PlanInt8(const MatmulInt8Params& p) {
   } else if (const int64_t wgmma_splits = MatmulInt8WgmmaSplits(p)) {  // (no output scale, no bias)
     pl.splits = wgmma_splits;
     pl.partial = wgmma_splits > 1;
+    pl.wgmma = true;
   } else {
     pl.splits = TcSplits(p);
     pl.partial = pl.splits > 1 || p.out_scale || p.bias;
@@ -182,7 +185,7 @@ cudaError_t Launch(const MatmulInt8Params& p, void* scratch, cudaStream_t stream
     // sm_90: TMA + wgmma with the weights dequantised in shared memory (matmul_int8_sm90.cu), its
     // slices summed by its own second kernel. Where it declines, the mma.sync GEMM below takes the
     // same plan (the slices' count and scratch).
-    err = RunMatmulInt8Wgmma(p, partial, stream);
+    err = pl.wgmma ? RunMatmulInt8Wgmma(p, scratch, stream) : cudaErrorNotSupported;
     if (err != cudaErrorNotSupported) return err;
     MatmulTcParams tp = DenseGemmOf(p);
     tp.k_split = pl.splits;
@@ -224,6 +227,7 @@ int64_t MatmulInt8ScratchBytes(const MatmulInt8Params* segs, int count) {
     if (p.m == 0 || p.n == 0 || p.k == 0 || DecodeApplies(&p, 1)) continue;
     const Int8Plan pl = PlanInt8(p);
     if (pl.partial) bytes = std::max(bytes, pl.splits * p.m * p.n * int64_t(sizeof(float)));
+    if (pl.wgmma) bytes = std::max(bytes, MatmulInt8WgmmaScratchBytes(p));
   }
   return bytes;
 }

@@ -4,6 +4,8 @@
 // (QkvProjectInt8's output scale and bias stay on the mma.sync GEMM).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "quant_matmul/matmul_int8_wgmma.cuh"
 
 namespace kaio {
@@ -20,15 +22,54 @@ int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p) {
   return matmul_wgmma::QuantGemmSplits(p);
 }
 
-int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p) {
-  return matmul_wgmma::QuantGemmScratchBytes(p, MatmulInt8WgmmaSplits(p));
+// The weights dequantised into W [K, N] in A's type, 8 columns of one row a thread, with the wgmma
+// kernel's arithmetic (DequantSegment). N % 16 == 0 (MatmulInt8WgmmaSplits).
+template <typename T, bool kZp>
+__global__ void __launch_bounds__(256) DequantInt8Kernel(MatmulInt8Params p, uint4* w) {
+  const int64_t row_segs = p.n / 8, total = p.k * row_segs;
+  const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
+  const uint16_t* zero_points = static_cast<const uint16_t*>(p.zero_points);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = i / row_segs, c = (i % row_segs) * 8;
+    const int64_t at = (p.group_size > 0 ? k / p.group_size : 0) * p.n + c;
+    const uint2 b = __ldg(reinterpret_cast<const uint2*>(p.b + k * p.n + c));
+    const uint4 s = __ldg(reinterpret_cast<const uint4*>(scales + at));
+    const uint4 z = kZp ? __ldg(reinterpret_cast<const uint4*>(zero_points + at)) : make_uint4(0, 0, 0, 0);
+    w[i] = int8mm::DequantSegment<T>(b, s, z, kZp);
+  }
 }
+
+int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p) {
+  const int64_t splits = MatmulInt8WgmmaSplits(p);
+  if (splits > 0 && matmul_wgmma::DequantFirst(p, false)) return p.n * p.k * 2;
+  return matmul_wgmma::QuantGemmScratchBytes(p, splits);
+}
+
+namespace {
+
+template <typename T, bool kZp>
+cudaError_t DequantInt8(const MatmulInt8Params& p, void* w, cudaStream_t stream) {
+  const int64_t blocks = std::min<int64_t>((p.k * p.n / 8 + 255) / 256, 8 * int64_t(p.sm_count));
+  DequantInt8Kernel<T, kZp><<<unsigned(blocks), 256, 0, stream>>>(p, static_cast<uint4*>(w));
+  return cudaGetLastError();
+}
+
+}  // namespace
 
 // `scratch`: QuantGemmScratchBytes(p, MatmulInt8WgmmaSplits(p)) bytes (the f32 slices).
 cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream) {
   using namespace matmul_wgmma;
   const int64_t splits = MatmulInt8WgmmaSplits(p);
   if (splits == 0) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
+  if (DequantFirst(p, false)) {
+    if (!scratch) return cudaErrorNotSupported;
+    const cudaError_t e = p.bf16 ? (p.zero_points ? DequantInt8<__nv_bfloat16, true>(p, scratch, stream)
+                                                  : DequantInt8<__nv_bfloat16, false>(p, scratch, stream))
+                                 : (p.zero_points ? DequantInt8<__half, true>(p, scratch, stream)
+                                                  : DequantInt8<__half, false>(p, scratch, stream));
+    if (e != cudaSuccess) return e;
+    return static_cast<cudaError_t>(RunMatmulTc(DequantFirstGemm(p, scratch, false), stream));
+  }
   auto weights_map = [&](auto* b_op) {  // int8 [K, N], boxes of 64 rows x 128 columns
     return MakeTensorMap(&b_op->weights, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.b, p.k, p.n, 1, kBlockK, kBlockN,
                          CU_TENSOR_MAP_SWIZZLE_NONE);

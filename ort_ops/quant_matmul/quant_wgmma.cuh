@@ -82,6 +82,31 @@ cudaError_t LaunchQuantGemm(const Quant& q, int64_t splits, void* scratch, int64
   return static_cast<cudaError_t>(RunMatmulTcCombine(tp, stream));
 }
 
+// Host: large M dequantises the weights once, into scratch in A's type, and runs the dense Hopper GEMM
+// (RunMatmulTc) on them: the quantized kernel dequantises each 128 x 64 weight tile again for every
+// 128-row tile of A, ~1250 cycles a step that the dense kernel spends on its wgmma instead
+// (2048x4096x4096: 386 TFLOP/s quantized, ~735 dense at 4096^3, wgmma_probe, H200), and one pass
+// over the weights costs ~10 us at 4096 x 4096. From kDequantFirstRows rows, where that pass is a
+// small part; not where the dense GEMM would split K (scratch for its slices too).
+// KAIO_QUANT_DEQUANT_FIRST=0: the quantized kernel at every M (side-by-side runs).
+constexpr int64_t kDequantFirstRows = 1024;
+
+// Host: the dense product on the dequantised weights `w` ([N, K] with trans_b, else [K, N]).
+template <class Quant>
+MatmulTcParams DequantFirstGemm(const Quant& q, const void* w, bool trans_b) {
+  MatmulTcParams tp = DenseGemmOf(q);
+  tp.b = w;
+  tp.trans_b = trans_b;
+  tp.use_async = true;
+  return tp;
+}
+
+template <class Quant>
+bool DequantFirst(const Quant& q, bool trans_b) {
+  return q.m >= kDequantFirstRows && WgmmaRuns(q.sm, q.sm_count, q.m, q.n, q.k) &&
+         MatmulTcKSplit(DequantFirstGemm(q, nullptr, trans_b)) == 1 && EnvSwitch("KAIO_QUANT_DEQUANT_FIRST", true);
+}
+
 // Host: the scratch LaunchQuantGemm's slices need (splits * M * N floats; 0 unsplit).
 template <class Quant>
 int64_t QuantGemmScratchBytes(const Quant& q, int64_t splits) {

@@ -145,12 +145,16 @@ def main() -> None:
     ap.add_argument("--old-decode", action="store_true", help="KAIO_INT4_DECODE=0: the previous MatmulInt4 decode kernels")
     ap.add_argument("--no-split", action="store_true",
                     help="KAIO_QUANT_WGMMA_SPLIT=0: no K slices on the Hopper GEMM (the mma.sync GEMM there)")
+    ap.add_argument("--no-dequant-first", action="store_true",
+                    help="KAIO_QUANT_DEQUANT_FIRST=0: the quantized Hopper GEMM at every M (no dequantised copy first)")
     ap.add_argument("--shapes", default="", help="MxNxK,... instead of SHAPES (A/B runs of a few shapes)")
     args = ap.parse_args()
     if args.old_decode:
         os.environ["KAIO_INT4_DECODE"] = "0"  # read by the library at each MatmulInt4 launch
     if args.no_split:
         os.environ["KAIO_QUANT_WGMMA_SPLIT"] = "0"  # read by the library at each launch
+    if args.no_dequant_first:
+        os.environ["KAIO_QUANT_DEQUANT_FIRST"] = "0"
     if args.w8a8:
         w8a8_main(iters)
         return
@@ -170,12 +174,15 @@ def main() -> None:
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)
     # Side-by-side switches (KAIO_INT4_DECODE=0: the previous decode kernels; KAIO_QUANT_WGMMA_SPLIT=0:
-    # no K slices on the Hopper GEMM) get their own files.
+    # no K slices on the Hopper GEMM; KAIO_QUANT_DEQUANT_FIRST=0: no dequantised copy first) get their
+    # own files.
     old = bits == 4 and os.environ.get("KAIO_INT4_DECODE") == "0"
     no_split = os.environ.get("KAIO_QUANT_WGMMA_SPLIT") == "0"
-    suffix = ("_old_decode" if old else "") + ("_no_split" if no_split else "")
+    no_first = os.environ.get("KAIO_QUANT_DEQUANT_FIRST") == "0"
+    suffix = ("_old_decode" if old else "") + ("_no_split" if no_split else "") + ("_no_dequant_first" if no_first else "")
     switches = ((", KAIO_INT4_DECODE=0 (the previous decode kernels)" if old else "")
-                + (", KAIO_QUANT_WGMMA_SPLIT=0 (no K slices on the Hopper GEMM)" if no_split else ""))
+                + (", KAIO_QUANT_WGMMA_SPLIT=0 (no K slices on the Hopper GEMM)" if no_split else "")
+                + (", KAIO_QUANT_DEQUANT_FIRST=0 (no dequantised copy first)" if no_first else ""))
     if bits == 4:
         harness.write_results("quant_matmul_int4" + suffix, rows,
                               "MatmulInt4 (W4A16, group 128) vs ORT MatMulNBits (bits 4, block 128), f16" + switches,

@@ -95,10 +95,10 @@ def all_ops() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--op", choices=[*sorted(KERNELS), "all"], default="MatmulTc")
-    ap.add_argument("--shapes", default="", help="MxNxK,... instead of SHAPES (A/B runs of one shape)")
+    ap.add_argument("--shapes", default="", help="MxNxK,... (or MxNxK+... where commas separate arguments, as in the device runs) instead of SHAPES")
     args = ap.parse_known_args()[0]
     op = args.op
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.replace("+", ",").split(",")] if args.shapes else SHAPES
     if op == "all":
         all_ops()
         return

@@ -147,7 +147,7 @@ def main() -> None:
                     help="KAIO_QUANT_WGMMA_SPLIT=0: no K slices on the Hopper GEMM (the mma.sync GEMM there)")
     ap.add_argument("--no-dequant-first", action="store_true",
                     help="KAIO_QUANT_DEQUANT_FIRST=0: the quantized Hopper GEMM at every M (no dequantised copy first)")
-    ap.add_argument("--shapes", default="", help="MxNxK,... instead of SHAPES (A/B runs of a few shapes)")
+    ap.add_argument("--shapes", default="", help="MxNxK,... (or MxNxK+... where commas separate arguments, as in the device runs) instead of SHAPES")
     args = ap.parse_args()
     if args.old_decode:
         os.environ["KAIO_INT4_DECODE"] = "0"  # read by the library at each MatmulInt4 launch
@@ -161,7 +161,7 @@ def main() -> None:
     bits = args.bits
     rng = np.random.default_rng(0)
     rows = []
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.replace("+", ",").split(",")] if args.shapes else SHAPES
     for m, n, k in shapes:
         bytes_ = n * k * bits // 8 + 2 * (k // GROUP) * n + 2 * m * k + 2 * m * n
         sets = harness.sets_for_cold_l2(bytes_, max_sets=16)

@@ -99,9 +99,10 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 
 // K slices of skinny tiles as thread-block clusters summed in slice 0's CTA (the kernel's
 // p.slice_cluster) instead of the partial buffer and the combine kernel, where all the clusters fit
-// at once: 7x2056x1032 in 2 slices 10 vs 12 us, 64x1032x2056 in 4 11 vs 12 (wgmma_probe, H200,
-// bench/results/2026-11-27_matmul_slice_clusters_fit_4a87cadf.md). KAIO_WGMMA_SLICE_CLUSTER=0: the partial
-// buffer always (side-by-side runs).
+// at once. One launch instead of two (a CUDA graph of the op: 7x2056x1032 10 vs 12 us, wgmma_probe,
+// ..._slice_clusters_fit_4a87cadf.md), the same device time (through ORT: 9.12 vs 9.15 us,
+// bench/results/2026-11-27_hopper_regimes_summary_5e474f59.md). KAIO_WGMMA_SLICE_CLUSTER=0: the
+// partial buffer always (side-by-side runs).
 bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
 
 }  // namespace

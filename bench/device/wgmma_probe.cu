@@ -337,8 +337,61 @@ bool W8A8(int m, int n, int k, bool out16, int reps, bool extreme = false, bool 
 
 }  // namespace
 
+// A kernel that does nothing but exist, with `bytes` of dynamic shared memory a block.
+__global__ void NullKernel(int* sink) {
+  extern __shared__ uint8_t smem[];
+  if (sink && threadIdx.x == 0) sink[blockIdx.x] = smem[0];
+}
+
+// KAIO_PROBE_OVERHEAD=1 (alone, no other cases): where the dense Hopper GEMM's time goes at small
+// shapes (through ORT, H200: 7x2056x1032 9.1 us against cuBLAS's 3.9, and the same ~9 us with 2 or 4
+// K slices, clusters or not: bench/results/2026-11-27_hopper_regimes_summary_5e474f59.md). CUDA-graph
+// replays (the host's tensor-map encoding stays out): a null kernel of 34 blocks of 256 threads
+// without and with the GEMM's shared memory, then the GEMM growing from one tile and one K step, then
+// the op's split path. Times per launch; no correctness check here (the other cases do that).
+void Overhead() {
+  constexpr int kGemmSmem = 8 * 24 * 1024 + 1024;  // the skinny tiles' ring (8 stages of 24 KiB) + alignment slack
+  CHECK(cudaFuncSetAttribute(NullKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemmSmem));
+  for (int bytes : {0, 48 * 1024, kGemmSmem}) {
+    const double ms = probe::GraphLaunchMs([&](cudaStream_t st, int) { NullKernel<<<34, 256, bytes, st>>>(nullptr); });
+    std::printf("null kernel, 34 x 256 threads, %6d B shared    %.2f us\n", bytes, ms * 1e3);
+  }
+  struct Shape {
+    int m, n, k;
+    bool split;
+  };
+  for (const Shape& s : {Shape{7, 128, 64, false}, Shape{7, 128, 1024, false}, Shape{7, 2056, 64, false},
+                         Shape{7, 2056, 1032, false}, Shape{7, 2056, 1032, true}, Shape{64, 2056, 1032, true},
+                         Shape{16, 4096, 4096, true}}) {
+    std::vector<uint16_t> a(size_t(s.m) * s.k, 0x3C00), b(size_t(s.k) * s.n, 0x3C00);  // ones (f16)
+    uint16_t *da = ToDevice(a), *db = ToDevice(b);
+    uint16_t* dy = nullptr;
+    CHECK(cudaMalloc(&dy, sizeof(uint16_t) * s.m * s.n));
+    MatmulTcParams p;
+    p.a = da, p.b = db, p.y = dy;
+    p.in_type = p.out_type = MatmulElem::kF16;
+    p.use_async = true;
+    p.m = s.m, p.n = s.n, p.k = s.k;
+    p.sm = 90, p.sm_count = SmCount();
+    if (s.split) {
+      p.k_split = MatmulTcKSplit(p);
+      if (p.k_split > 1) CHECK(cudaMalloc(&p.partial, sizeof(float) * p.k_split * s.m * s.n));
+    }
+    const double ms = probe::GraphLaunchMs([&](cudaStream_t st, int) {
+      CHECK(s.split ? static_cast<cudaError_t>(RunMatmulTc(p, st)) : RunMatmulTcWgmma(p, st));
+    });
+    std::printf("dense f16 %dx%dx%d%s, 16-bit Y %*s %.2f us\n", s.m, s.n, s.k,
+                s.split ? " (the op's split path)" : "", 6, "", ms * 1e3);
+    cudaFree(da), cudaFree(db), cudaFree(dy), cudaFree(p.partial);
+  }
+}
+
 int main() {
   bool ok = true;
+  if (std::getenv("KAIO_PROBE_OVERHEAD")) {
+    Overhead();
+    return 0;
+  }
   // KAIO_PROBE_QUICK=1 leaves out the speed shapes (for runs under compute-sanitizer).
   const bool speed = std::getenv("KAIO_PROBE_QUICK") == nullptr;
   for (bool bf16 : {false, true})

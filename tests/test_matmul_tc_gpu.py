@@ -272,6 +272,31 @@ TILE_CASES = {
 }
 
 
+def _async_case(m, k, n, trans_b):
+    """Fresh f16 operands of an M x K x N MatmulTcAsync (B as [N, K] with trans_b), its f32-output
+    model and an eager BoundRun of it: (rng, a, b, model, run)."""
+    g = rng()
+    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    b_in = np.ascontiguousarray(b.T) if trans_b else b
+    model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float32])
+    return g, a, b, model, BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+
+
+def _right_and_graph_replays_eager(model, run, a, b, trans_b, g):
+    """MatmulTcAsync's eager run (`run`) and a CUDA graph's capturing run on (a, b) against the
+    float64 reference; then the graph replayed on new inputs equals an eager run on them, bit for bit."""
+    m, n = a.shape[0], b.shape[1]
+    b_op = (lambda x: np.ascontiguousarray(x.T)) if trans_b else (lambda x: x)
+    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_op(b)], [(m, n)], [np.float32])
+    assert rel_err(graph_run.run()[0], matmul(a, b)) <= TOL[np.float32]
+    a2, b2 = randn(g, a.shape, np.float16), randn(g, b.shape, np.float16)
+    graph_run.update_inputs([a2, b_op(b2)])
+    replay = graph_run.run()[0]
+    eager = BoundRun(cuda_session(model), [a2, b_op(b2)], [(m, n)], [np.float32]).run()[0]
+    np.testing.assert_array_equal(replay, eager)
+
+
 @cuda_graph_test("MatmulTcAsync")
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("case", list(TILE_CASES))
@@ -287,24 +312,14 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
             monkeypatch.setenv(v, switches[v])
         else:
             monkeypatch.delenv(v, raising=False)
-    g = rng()
-    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    b_in = np.ascontiguousarray(b.T) if trans_b else b
-    model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float32])
-    run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+    g, a, b, model, run = _async_case(m, k, n, trans_b)
     names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
     want = tail.format(tb="true" if trans_b else "false")
     assert names and all(want in x for x in names), (want, names)
-    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
-    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_in], [(m, n)], [np.float32])
-    assert rel_err(graph_run.run()[0], matmul(a, b)) <= TOL[np.float32]
-    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    b2_in = np.ascontiguousarray(b2.T) if trans_b else b2
-    graph_run.update_inputs([a2, b2_in])
-    replay = graph_run.run()[0]
-    eager = BoundRun(cuda_session(model), [a2, b2_in], [(m, n)], [np.float32]).run()[0]
-    np.testing.assert_array_equal(replay, eager)
+    _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
 
+
+@cuda_graph_test("MatmulTcAsync")
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("slice_cluster", ["1", "0"])
 def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatch):
@@ -317,24 +332,12 @@ def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatc
     for v in TILE_SWITCHES:
         monkeypatch.delenv(v, raising=False)
     m, k, n = 40, 1032, 1032
-    g = rng()
-    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    b_in = np.ascontiguousarray(b.T) if trans_b else b
-    model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float32])
-    run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+    g, a, b, model, run = _async_case(m, k, n, trans_b)
     names = [x for x in launched_kernels(run.run) if "kaio::" in x]
     combine = [x for x in names if "CombineKernel" in x]
     assert any("MatmulWgmmaKernel" in x for x in names), names
     assert (not combine) if slice_cluster == "1" else combine, names
-    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
-    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_in], [(m, n)], [np.float32])
-    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    b2_in = np.ascontiguousarray(b2.T) if trans_b else b2
-    graph_run.run()
-    graph_run.update_inputs([a2, b2_in])
-    eager = BoundRun(cuda_session(model), [a2, b2_in], [(m, n)], [np.float32]).run()[0]
-    np.testing.assert_array_equal(graph_run.run()[0], eager)
-
+    _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
 
 
 def _sync_kernels(names):

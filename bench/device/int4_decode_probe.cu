@@ -152,39 +152,20 @@ void RunCase(const Case& c, bool quick) {
   };
   MatmulInt4Params ps[kMaxQuantSegments];
   params(0, ps);
-  // Correctness on set 0: poison, run, compare with the float64 reference.
-  bool ok = true;
-  std::string detail;
-  for (int i = 0; i < nseg; ++i) CHECK(cudaMemset(seg[i].y, 0xFF, size_t(c.m * ns[i] * 4)));
-  int e = RunMatmulInt4(ps, nseg, nullptr, nullptr);
-  CHECK(cudaDeviceSynchronize());
-  if (e != 0) {
-    ok = false;
-    detail = std::string(" launch error ") + cudaGetErrorString(cudaError_t(e));
-  }
-  for (int i = 0; i < nseg && ok; ++i) {
-    ReferenceKernel<<<dim3(unsigned((ns[i] + 127) / 128), unsigned(c.m)), 128>>>(ps[i], seg[i].ref);
-    detail += probe::Mismatches(ps[i], seg[i].ref, i);
-    ok = detail.empty();
-  }
-  // Repeat: bitwise identical (a deterministic combine).
-  if (ok && !probe::RerunsBitwise(seg[0].y, size_t(c.m * c.n) * (c.out_f32 ? 4 : 2),
-                                  [&] { CHECK(cudaError_t(RunMatmulInt4(ps, nseg, nullptr, nullptr))); }))
-    ok = false, detail += " second run differs";
+  // Scratch of the Hopper GEMM's regimes (none at the decode kernels' M <= 16).
+  void* scratch = nullptr;
+  const int64_t scratch_bytes = MatmulInt4ScratchBytes(ps, nseg);
+  if (scratch_bytes > 0) CHECK(cudaMalloc(&scratch, size_t(scratch_bytes)));
+  const bool ok = probe::CheckDecodeCase(
+      Name(c), ps, nseg, [&](cudaStream_t st) { return RunMatmulInt4(ps, nseg, scratch, st); },
+      [&](int i) {
+        ReferenceKernel<<<dim3(unsigned((ns[i] + 127) / 128), unsigned(c.m)), 128>>>(ps[i], seg[i].ref);
+        return seg[i].ref;
+      },
+      c.timed && !quick, sets, [&](int set) { params(set, ps); }, wbytes, g_peak_tbs);
   if (!ok) ++g_fail;
-  std::printf("%-5s %s%s", ok ? "ok" : "FAIL", Name(c).c_str(), detail.c_str());
-  if (c.timed && !quick && ok) {
-    // 20 launches rotating over the weight sets, in one CUDA graph (probe_common.cuh).
-    const double ms = probe::GraphLaunchMs([&](cudaStream_t st, int r) {
-      params(r % sets, ps);
-      CHECK(cudaError_t(RunMatmulInt4(ps, nseg, nullptr, st)));
-    });
-    const double us = 1e3 * ms, floor_us = double(wbytes) / (g_peak_tbs * 1e6);
-    std::printf("  | %8.2f us  %5.2f TB/s  floor %6.2f us (%.2fx)  sets %d", us, double(wbytes) / (us * 1e6), floor_us,
-                us / floor_us, sets);
-  }
-  std::printf("\n");
   CHECK(cudaFree(a));
+  CHECK(cudaFree(scratch));
   for (auto& s : seg) {
     for (auto* p : s.b) CHECK(cudaFree(p));
     for (auto* p : s.s) CHECK(cudaFree(p));

@@ -146,12 +146,51 @@ bool RerunsBitwise(void* y, size_t bytes, Run&& run) {
   return std::memcmp(y0.data(), y1.data(), bytes) == 0;
 }
 
+template <class F>
+double GraphLaunchMs(F&& launch, int launches = 20, int replays = 9);
+
+// One case of the quantized decode probes, its operands in place (ps[0..nseg), P: MatmulInt4Params
+// or MatmulInt8Params, each y holding m x n floats): every y poisoned, run(stream) once, each
+// segment bit for bit against the float64 reference (reference(i) launches it and returns its
+// buffer), a rerun bitwise identical (the slices' combine is deterministic); with `timed`, 20 launches
+// in one CUDA graph, select(r % sets) pointing ps at weight set r % sets before launch r (cold
+// weights), against the floor of `wbytes` at `peak_tbs`. Prints the case's line; returns whether it passed.
+template <class P, class Run, class Reference, class Select>
+bool CheckDecodeCase(const std::string& name, P* ps, int nseg, const Run& run, const Reference& reference, bool timed,
+                     int sets, const Select& select, int64_t wbytes, double peak_tbs) {
+  bool ok = true;
+  std::string detail;
+  for (int i = 0; i < nseg; ++i) CHECK(cudaMemset(ps[i].y, 0xFF, size_t(ps[i].m * ps[i].n * 4)));
+  const int e = run(cudaStream_t(nullptr));
+  CHECK(cudaDeviceSynchronize());
+  if (e != 0) ok = false, detail = std::string(" launch error ") + cudaGetErrorString(cudaError_t(e));
+  for (int i = 0; i < nseg && ok; ++i) {
+    detail += Mismatches(ps[i], reference(i), i);
+    ok = detail.empty();
+  }
+  if (ok && !RerunsBitwise(ps[0].y, size_t(ps[0].m * ps[0].n) * (ps[0].out_f32 ? 4 : 2),
+                           [&] { CHECK(cudaError_t(run(cudaStream_t(nullptr)))); }))
+    ok = false, detail += " second run differs";
+  std::printf("%-5s %s%s", ok ? "ok" : "FAIL", name.c_str(), detail.c_str());
+  if (timed && ok) {
+    const double ms = GraphLaunchMs([&](cudaStream_t st, int r) {
+      select(r % sets);
+      CHECK(cudaError_t(run(st)));
+    });
+    const double us = 1e3 * ms, floor_us = double(wbytes) / (peak_tbs * 1e6);
+    std::printf("  | %8.2f us  %5.2f TB/s  floor %6.2f us (%.2fx)  sets %d", us, double(wbytes) / (us * 1e6), floor_us,
+                us / floor_us, sets);
+  }
+  std::printf("\n");
+  return ok;
+}
+
 // Per-launch milliseconds of `launches` calls of launch(stream, i) captured into one CUDA graph:
 // each replay is timed with events and divided by `launches` (back-to-back kernels: the ~10 us of a
 // single launch's overhead stays out, the gaps between the graph's kernels stay in); median of
 // `replays` replays after one warm-up.
 template <class F>
-double GraphLaunchMs(F&& launch, int launches = 20, int replays = 9) {
+double GraphLaunchMs(F&& launch, int launches, int replays) {
   cudaStream_t st;
   CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   cudaGraph_t graph;

@@ -26,7 +26,7 @@
 #include "quant_matmul/quant_matmul_params.h"
 
 namespace kaio {
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream, bool* slices_summed = nullptr);
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
 int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p);
 int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p);
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream);

@@ -10,9 +10,9 @@
 
 namespace kaio {
 
-// matmul_tc_sm90.cu: the Async ops' Hopper kernel; cudaErrorNotSupported where it does not apply.
-// *slices_summed: the K slices were added in the kernel (p.partial unused, no combine pass).
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream, bool* slices_summed = nullptr);
+// matmul_tc_sm90.cu: the Async ops' Hopper kernel, K slices summed in it or by its own combine pass;
+// cudaErrorNotSupported (nothing launched) where it does not apply.
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
 
 namespace {
 
@@ -107,11 +107,11 @@ int RunMatmulTc(const MatmulTcParams& p, void* stream_ptr) {
   }
   if (p.partial && (p.k_split < 1 || p.batch_count != 1)) return cudaErrorInvalidValue;
   const bool f16 = p.in_type == MatmulElem::kF16;
-  cudaError_t e = cudaErrorNotSupported;
-  bool summed = false;
-  if (p.use_async && WgmmaEnabled()) e = RunMatmulTcWgmma(p, stream, &summed);  // sm_90: TMA + wgmma
-  if (e == cudaErrorNotSupported) e = f16 ? Dispatch<__half>(p, stream) : Dispatch<__nv_bfloat16>(p, stream);
-  if (e != cudaSuccess || !p.partial || summed) return e;
+  if (p.use_async && WgmmaEnabled()) {  // sm_90: TMA + wgmma (its slices' combine included)
+    if (const cudaError_t e = RunMatmulTcWgmma(p, stream); e != cudaErrorNotSupported) return e;
+  }
+  const cudaError_t e = f16 ? Dispatch<__half>(p, stream) : Dispatch<__nv_bfloat16>(p, stream);
+  if (e != cudaSuccess || !p.partial) return e;
   return RunMatmulTcCombine(p, stream);
 }
 

@@ -107,8 +107,7 @@ bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true)
 
 }  // namespace
 
-cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream, bool* slices_summed) {
-  if (slices_summed) *slices_summed = false;
+cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) {
   MatmulTcParams p = params;
   using matmul_wgmma::kTmaCoordMax;
   const int64_t a_count = OperandCount(p, p.a_batch_stride, p.m * p.k);
@@ -135,6 +134,16 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream, 
                                                         : LaunchPairs<__nv_bfloat16>(p, a_count, map_b, stream);
     if (e != cudaErrorNotSupported) return e;  // else: no cluster fits; the single-CTA kernel below
   }
+  auto launch_tiles = [&](const MatmulTcParams& x) {
+    if (x.trans_a)
+      return x.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(x, map_a, map_b, stream, tiles)
+                                           : LaunchTiles<__nv_bfloat16, false, true>(x, map_a, map_b, stream, tiles);
+    if (x.in_type == MatmulElem::kF16)
+      return x.trans_b ? LaunchTiles<__half, true>(x, map_a, map_b, stream, tiles)
+                       : LaunchTiles<__half, false>(x, map_a, map_b, stream, tiles);
+    return x.trans_b ? LaunchTiles<__nv_bfloat16, true>(x, map_a, map_b, stream, tiles)
+                     : LaunchTiles<__nv_bfloat16, false>(x, map_a, map_b, stream, tiles);
+  };
   // Skinny tiles with 2-8 K slices (8: the portable cluster size), one CTA each: the slices of a
   // tile as one cluster (no partial buffer, no combine kernel); where no such cluster launches, the
   // partial buffer below.
@@ -143,24 +152,11 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream, 
     MatmulTcParams q = p;
     q.partial = nullptr;
     q.slice_cluster = true;
-    const cudaError_t e = p.in_type == MatmulElem::kF16
-                              ? (p.trans_b ? Launch<__half, true, 1, false>(q, map_a, map_b, stream)
-                                           : Launch<__half, false, 1, false>(q, map_a, map_b, stream))
-                              : (p.trans_b ? Launch<__nv_bfloat16, true, 1, false>(q, map_a, map_b, stream)
-                                           : Launch<__nv_bfloat16, false, 1, false>(q, map_a, map_b, stream));
-    if (e != cudaErrorNotSupported) {
-      if (slices_summed && e == cudaSuccess) *slices_summed = true;
-      return e;
-    }
+    if (const cudaError_t e = launch_tiles(q); e != cudaErrorNotSupported) return e;
   }
-  if (p.trans_a)
-    return p.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(p, map_a, map_b, stream, tiles)
-                                         : LaunchTiles<__nv_bfloat16, false, true>(p, map_a, map_b, stream, tiles);
-  if (p.in_type == MatmulElem::kF16)
-    return p.trans_b ? LaunchTiles<__half, true>(p, map_a, map_b, stream, tiles)
-                     : LaunchTiles<__half, false>(p, map_a, map_b, stream, tiles);
-  return p.trans_b ? LaunchTiles<__nv_bfloat16, true>(p, map_a, map_b, stream, tiles)
-                   : LaunchTiles<__nv_bfloat16, false>(p, map_a, map_b, stream, tiles);
+  const cudaError_t e = launch_tiles(p);
+  if (e != cudaSuccess || !p.partial) return e;
+  return static_cast<cudaError_t>(RunMatmulTcCombine(p, stream));  // the slices' sums into Y
 }
 
 // MatmulInt8 W8A8's GEMM (in_type kI8): A int8 [M, K] and B int8 [N, K] (trans_b; the launcher's

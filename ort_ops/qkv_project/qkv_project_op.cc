@@ -131,7 +131,7 @@ struct Int4Weights {
       p.sm = launch.sm;
       p.sm_count = launch.sm_count;
     }
-    CudaScratch partial;  // (none: the three segments never take the Hopper GEMM's K slices)
+    CudaScratch partial;  // only where one projection alone has columns and takes the Hopper GEMM's regimes
     KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt4ScratchBytes(seg, 3))));
     if (int e = RunMatmulInt4(seg, 3, partial.data(), launch.stream)) {
       if (e == 74)  // cudaErrorMisalignedAddress

@@ -158,21 +158,6 @@ __device__ __forceinline__ void MmaOrdered(float* c, uint32_t a0, uint32_t a1, u
 
 using Int4Batch = SegmentBatch<MatmulInt4Params>;
 
-// This block's projection and its column block inside it. Only the per-segment fields are
-// selected (constant indices: no local-memory copy of the parameters), so the shared ones stay
-// kernel-parameter reads.
-__device__ __forceinline__ MatmulInt4Params SegmentOf(const Int4Batch& bt, int64_t* block) {
-  const int s = SegmentIndex(bt, block);
-  MatmulInt4Params p = bt.seg[0];
-  p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
-  p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
-  p.zero_points = Pick(s, bt.seg[0].zero_points, bt.seg[1].zero_points, bt.seg[2].zero_points);
-  p.bias = Pick(s, bt.seg[0].bias, bt.seg[1].bias, bt.seg[2].bias);
-  p.y = Pick(s, bt.seg[0].y, bt.seg[1].y, bt.seg[2].y);
-  p.n = Pick(s, bt.seg[0].n, bt.seg[1].n, bt.seg[2].n);
-  return p;
-}
-
 // Y[row, col] = v (+ bias[col]), rounded once to Y's type.
 template <typename T>
 __device__ __forceinline__ void StoreOut(const MatmulInt4Params& p, int64_t row, int64_t col, float v) {

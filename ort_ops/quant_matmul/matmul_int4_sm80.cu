@@ -11,8 +11,8 @@
 namespace kaio {
 
 // matmul_int4_sm90.cu: the GEMM regime's Hopper kernel, in K slices where its tiles alone leave SMs
-// idle (their f32 sums in `scratch`, MatmulInt4WgmmaScratchBytes); cudaErrorNotSupported where it
-// does not apply.
+// idle, or from 1024 rows on the weights dequantised first; `scratch` (MatmulInt4WgmmaScratchBytes)
+// holds the slices' f32 sums or those weights. cudaErrorNotSupported where it does not apply.
 int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p);
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream);
 
@@ -232,24 +232,28 @@ cudaError_t Launch(const MatmulInt4Params* segs, int count, void* scratch, cudaS
   return cudaGetLastError();
 }
 
+// The segments with columns (the others take no blocks) into live[]; returns their count.
+int LiveSegments(const MatmulInt4Params* segs, int count, MatmulInt4Params* live) {
+  int n_live = 0;
+  for (int i = 0; i < count && i < kMaxQuantSegments; ++i)
+    if (segs[i].n > 0) live[n_live++] = segs[i];
+  return n_live;
+}
+
 }  // namespace
 
 int64_t MatmulInt4ScratchBytes(const MatmulInt4Params* segs, int count) {
-  int n_live = 0;  // as RunMatmulInt4: segments with no columns take no part
-  const MatmulInt4Params* live = nullptr;
-  for (int i = 0; i < count; ++i)
-    if (segs[i].n > 0) live = &segs[i], ++n_live;
-  return n_live == 1 && WgmmaMayRun(live, 1) ? MatmulInt4WgmmaScratchBytes(*live) : 0;
+  MatmulInt4Params live[kMaxQuantSegments];
+  const int n_live = LiveSegments(segs, count, live);
+  return WgmmaMayRun(live, n_live) ? MatmulInt4WgmmaScratchBytes(live[0]) : 0;
 }
 
 int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* scratch, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (count < 1 || count > kMaxQuantSegments) return cudaErrorInvalidValue;
-  // Segments with no columns take no blocks; K = 0 is an empty sum (Y = bias or 0).
+  // K = 0 is an empty sum (Y = bias or 0).
   MatmulInt4Params live[kMaxQuantSegments];
-  int n_live = 0;
-  for (int i = 0; i < count; ++i)
-    if (segs[i].n > 0) live[n_live++] = segs[i];
+  const int n_live = LiveSegments(segs, count, live);
   if (n_live == 0 || segs[0].m == 0) return cudaSuccess;
   const MatmulInt4Params& p = live[0];
   if (p.k == 0 && !p.bias) {  // Y = 0 (biases: all segments or none)

@@ -1,10 +1,9 @@
 // Launcher of MatmulInt4's Hopper GEMM (matmul_int4_wgmma.cuh): tensor maps of A, the packed codes,
 // the scales and zero points, built on the host for each run (they hold the operands' addresses),
-// and a persistent grid of one CTA per SM (quant_wgmma.cuh). One projection without bias
+// and a persistent grid of one CTA per SM (quant_wgmma.cuh), in K slices where its tiles are few, or
+// from 1024 rows the weights dequantised first for the dense GEMM. One projection without bias
 // (MatmulInt4); QkvProjectInt4 keeps the mma.sync GEMM.
 #include <cuda_runtime.h>
-
-#include <algorithm>
 
 #include "quant_matmul/matmul_int4_wgmma.cuh"
 
@@ -20,7 +19,7 @@ int64_t MatmulInt4WgmmaSplits(const MatmulInt4Params& p) {
 // The weights dequantised into W [N, K] (K-major: the dense GEMM's trans_b operand), one 32-bit
 // word (8 codes of one column) a thread, with the wgmma kernel's arithmetic (DequantPair).
 template <typename T, bool kZp>
-__global__ void __launch_bounds__(256) DequantInt4Kernel(MatmulInt4Params p, uint4* w) {
+__global__ void __launch_bounds__(matmul_wgmma::kDequantThreads) DequantInt4Kernel(MatmulInt4Params p, uint4* w) {
   const int64_t row_words = p.k / 8, total = p.n * row_words;
   const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
   const uint16_t* zero_points = static_cast<const uint16_t*>(p.zero_points);
@@ -36,34 +35,21 @@ __global__ void __launch_bounds__(256) DequantInt4Kernel(MatmulInt4Params p, uin
 }
 
 int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p) {
-  const int64_t splits = MatmulInt4WgmmaSplits(p);
-  if (splits > 0 && matmul_wgmma::DequantFirst(p, true)) return p.n * p.k * 2;
-  return matmul_wgmma::QuantGemmScratchBytes(p, splits);
+  return matmul_wgmma::QuantWgmmaScratchBytes(p, MatmulInt4WgmmaSplits(p), true);
 }
 
-namespace {
-
-template <typename T, bool kZp>
-cudaError_t DequantInt4(const MatmulInt4Params& p, void* w, cudaStream_t stream) {
-  const int64_t blocks = std::min<int64_t>((p.n * p.k / 8 + 255) / 256, 8 * int64_t(p.sm_count));
-  DequantInt4Kernel<T, kZp><<<unsigned(blocks), 256, 0, stream>>>(p, static_cast<uint4*>(w));
-  return cudaGetLastError();
-}
-
-}  // namespace
-
+// `scratch`: MatmulInt4WgmmaScratchBytes(p) bytes.
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream) {
   using namespace matmul_wgmma;
   const int64_t splits = MatmulInt4WgmmaSplits(p);
   if (splits == 0) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
   if (DequantFirst(p, true)) {
-    if (!scratch) return cudaErrorNotSupported;
-    const cudaError_t e = p.bf16 ? (p.zero_points ? DequantInt4<__nv_bfloat16, true>(p, scratch, stream)
-                                                  : DequantInt4<__nv_bfloat16, false>(p, scratch, stream))
-                                 : (p.zero_points ? DequantInt4<__half, true>(p, scratch, stream)
-                                                  : DequantInt4<__half, false>(p, scratch, stream));
-    if (e != cudaSuccess) return e;
-    return static_cast<cudaError_t>(RunMatmulTc(DequantFirstGemm(p, scratch, true), stream));
+    auto dequant = [&](auto t, auto zp, unsigned blocks) {
+      DequantInt4Kernel<typename decltype(t)::type, decltype(zp)::value>
+          <<<blocks, kDequantThreads, 0, stream>>>(p, static_cast<uint4*>(scratch));
+      return cudaGetLastError();
+    };
+    return RunDequantFirst(p, scratch, true, dequant, stream);
   }
   auto codes_map = [&](auto* b_op) {  // B_packed [N, K/8] uint32, boxes of 128 rows x 8 words
     return MakeTensorMap(&b_op->codes, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, p.b, p.n, p.k / 8, 1, kBlockN, kBlockK / 8,

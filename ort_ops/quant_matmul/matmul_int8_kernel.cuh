@@ -247,23 +247,6 @@ enum DecScaling : int { kDecRaw = 0, kDecScaled = 1, kDecScaledZp = 2 };
 
 using Int8Batch = SegmentBatch<MatmulInt8Params>;
 
-// This block's projection and its column block inside it (per-segment fields only: see SegmentOf in
-// matmul_int4_kernel.cuh).
-__device__ __forceinline__ MatmulInt8Params SegmentOf(const Int8Batch& bt, int64_t* block) {
-  const int s = SegmentIndex(bt, block);
-  MatmulInt8Params p = bt.seg[0];
-  p.b = Pick(s, bt.seg[0].b, bt.seg[1].b, bt.seg[2].b);
-  p.scales = Pick(s, bt.seg[0].scales, bt.seg[1].scales, bt.seg[2].scales);
-  p.zero_points = Pick(s, bt.seg[0].zero_points, bt.seg[1].zero_points, bt.seg[2].zero_points);
-  p.y = Pick(s, bt.seg[0].y, bt.seg[1].y, bt.seg[2].y);
-  p.n = Pick(s, bt.seg[0].n, bt.seg[1].n, bt.seg[2].n);
-  p.out_scale = Pick(s, bt.seg[0].out_scale, bt.seg[1].out_scale, bt.seg[2].out_scale);
-  p.out_scale_per_channel =
-      Pick(s, bt.seg[0].out_scale_per_channel, bt.seg[1].out_scale_per_channel, bt.seg[2].out_scale_per_channel);
-  p.bias = Pick(s, bt.seg[0].bias, bt.seg[1].bias, bt.seg[2].bias);
-  return p;
-}
-
 // Byte B of w0 (low half) and of w1 (high half) as two exact integers in T.
 template <typename T, int B>
 __device__ __forceinline__ uint32_t RowPair(uint32_t w0, uint32_t w1) {

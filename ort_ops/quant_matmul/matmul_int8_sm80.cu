@@ -12,10 +12,10 @@
 namespace kaio {
 
 // matmul_int8_sm90.cu: the GEMM regime's Hopper kernel in MatmulInt8WgmmaSplits(p) K slices (0: it
-// does not apply, and RunMatmulInt8Wgmma returns cudaErrorNotSupported), scratch for the slices' f32
-// sums (splits * M * N floats) where there are several.
+// does not apply, and RunMatmulInt8Wgmma returns cudaErrorNotSupported); its scratch
+// (MatmulInt8WgmmaScratchBytes) holds the slices' f32 sums, or from 1024 rows the dequantised weights.
 int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p);
-int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p);  // the slices', or the dequantised weights
+int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p);
 cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream);
 
 namespace {

@@ -1,10 +1,9 @@
 // Launcher of MatmulInt8's (W8A16) Hopper GEMM (matmul_int8_wgmma.cuh): tensor maps of A, the int8
 // weights, the scales and zero points, built on the host for each run (they hold the operands'
-// addresses), and a persistent grid of one CTA per SM (quant_wgmma.cuh). MatmulInt8 only
+// addresses), and a persistent grid of one CTA per SM (quant_wgmma.cuh), in K slices where its tiles
+// are few, or from 1024 rows the weights dequantised first for the dense GEMM. MatmulInt8 only
 // (QkvProjectInt8's output scale and bias stay on the mma.sync GEMM).
 #include <cuda_runtime.h>
-
-#include <algorithm>
 
 #include "quant_matmul/matmul_int8_wgmma.cuh"
 
@@ -25,7 +24,7 @@ int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p) {
 // The weights dequantised into W [K, N] in A's type, 8 columns of one row a thread, with the wgmma
 // kernel's arithmetic (DequantSegment). N % 16 == 0 (MatmulInt8WgmmaSplits).
 template <typename T, bool kZp>
-__global__ void __launch_bounds__(256) DequantInt8Kernel(MatmulInt8Params p, uint4* w) {
+__global__ void __launch_bounds__(matmul_wgmma::kDequantThreads) DequantInt8Kernel(MatmulInt8Params p, uint4* w) {
   const int64_t row_segs = p.n / 8, total = p.k * row_segs;
   const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
   const uint16_t* zero_points = static_cast<const uint16_t*>(p.zero_points);
@@ -40,35 +39,21 @@ __global__ void __launch_bounds__(256) DequantInt8Kernel(MatmulInt8Params p, uin
 }
 
 int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p) {
-  const int64_t splits = MatmulInt8WgmmaSplits(p);
-  if (splits > 0 && matmul_wgmma::DequantFirst(p, false)) return p.n * p.k * 2;
-  return matmul_wgmma::QuantGemmScratchBytes(p, splits);
+  return matmul_wgmma::QuantWgmmaScratchBytes(p, MatmulInt8WgmmaSplits(p), false);
 }
 
-namespace {
-
-template <typename T, bool kZp>
-cudaError_t DequantInt8(const MatmulInt8Params& p, void* w, cudaStream_t stream) {
-  const int64_t blocks = std::min<int64_t>((p.k * p.n / 8 + 255) / 256, 8 * int64_t(p.sm_count));
-  DequantInt8Kernel<T, kZp><<<unsigned(blocks), 256, 0, stream>>>(p, static_cast<uint4*>(w));
-  return cudaGetLastError();
-}
-
-}  // namespace
-
-// `scratch`: QuantGemmScratchBytes(p, MatmulInt8WgmmaSplits(p)) bytes (the f32 slices).
+// `scratch`: MatmulInt8WgmmaScratchBytes(p) bytes.
 cudaError_t RunMatmulInt8Wgmma(const MatmulInt8Params& p, void* scratch, cudaStream_t stream) {
   using namespace matmul_wgmma;
   const int64_t splits = MatmulInt8WgmmaSplits(p);
   if (splits == 0) return cudaErrorNotSupported;  // the caller takes the mma.sync GEMM
   if (DequantFirst(p, false)) {
-    if (!scratch) return cudaErrorNotSupported;
-    const cudaError_t e = p.bf16 ? (p.zero_points ? DequantInt8<__nv_bfloat16, true>(p, scratch, stream)
-                                                  : DequantInt8<__nv_bfloat16, false>(p, scratch, stream))
-                                 : (p.zero_points ? DequantInt8<__half, true>(p, scratch, stream)
-                                                  : DequantInt8<__half, false>(p, scratch, stream));
-    if (e != cudaSuccess) return e;
-    return static_cast<cudaError_t>(RunMatmulTc(DequantFirstGemm(p, scratch, false), stream));
+    auto dequant = [&](auto t, auto zp, unsigned blocks) {
+      DequantInt8Kernel<typename decltype(t)::type, decltype(zp)::value>
+          <<<blocks, kDequantThreads, 0, stream>>>(p, static_cast<uint4*>(scratch));
+      return cudaGetLastError();
+    };
+    return RunDequantFirst(p, scratch, false, dequant, stream);
   }
   auto weights_map = [&](auto* b_op) {  // int8 [K, N], boxes of 64 rows x 128 columns
     return MakeTensorMap(&b_op->weights, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.b, p.k, p.n, 1, kBlockK, kBlockN,

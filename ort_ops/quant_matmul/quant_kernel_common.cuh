@@ -48,6 +48,31 @@ __device__ __forceinline__ int SegmentIndex(const SegmentBatch<P>& bt, int64_t* 
   return s;
 }
 
+// This block's projection (*block: its column block inside it). Only the per-segment fields are
+// selected (constant indices: no local-memory copy of the parameters), so the shared ones stay
+// kernel-parameter reads: b, scales, zero_points, bias, y, n, and MatmulInt8Params' output scale.
+// (The order of the selections is each kernel's as tested and measured, so the generated code
+// stayed the same when the INT4 and INT8 copies became this one.)
+template <class P>
+__device__ __forceinline__ P SegmentOf(const SegmentBatch<P>& bt, int64_t* block) {
+  constexpr bool kInt8 = std::is_same<P, MatmulInt8Params>::value;
+  const int s = SegmentIndex(bt, block);
+  auto pick = [&](auto P::*field) { return Pick(s, bt.seg[0].*field, bt.seg[1].*field, bt.seg[2].*field); };
+  P p = bt.seg[0];
+  p.b = pick(&P::b);
+  p.scales = pick(&P::scales);
+  p.zero_points = pick(&P::zero_points);
+  if constexpr (!kInt8) p.bias = pick(&P::bias);
+  p.y = pick(&P::y);
+  p.n = pick(&P::n);
+  if constexpr (kInt8) {
+    p.out_scale = pick(&P::out_scale);
+    p.out_scale_per_channel = pick(&P::out_scale_per_channel);
+    p.bias = pick(&P::bias);
+  }
+  return p;
+}
+
 // (a & b) ^ c in one LOP3 (the compiler emits two).
 __device__ __forceinline__ uint32_t AndXor(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t r;

@@ -111,7 +111,7 @@ struct MatmulInt4Op {
     p.group_size = static_cast<int>(at.group_size);
     p.sm = launch.sm;
     p.sm_count = launch.sm_count;
-    CudaScratch partial;  // the Hopper GEMM's K slices
+    CudaScratch partial;  // the Hopper GEMM's K slices' sums, or its dequantised weights
     KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt4ScratchBytes(p))));
     if (int e = RunMatmulInt4(p, partial.data(), launch.stream)) {
       if (e == 74)  // cudaErrorMisalignedAddress

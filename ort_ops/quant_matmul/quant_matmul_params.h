@@ -33,11 +33,12 @@ constexpr int kMaxQuantSegments = 3;
 // Rows the launch covers: 65535 row blocks (grid.y) of the GEMM kernel's 64 rows.
 constexpr int64_t kMatmulInt4MaxRows = int64_t(65535) * 64;
 
-// Device scratch the launch needs (the Hopper GEMM's K slices: one segment, M > 16); 0: none.
+// Device scratch the launch needs (one segment, M > 16, on the Hopper GEMM: its K slices' f32 sums,
+// or from 1024 rows the dequantised weights); 0: none.
 int64_t MatmulInt4ScratchBytes(const MatmulInt4Params* segments, int count);
 inline int64_t MatmulInt4ScratchBytes(const MatmulInt4Params& p) { return MatmulInt4ScratchBytes(&p, 1); }
-// Launches on `stream` (scratch: MatmulInt4ScratchBytes bytes; without it the K slices' GEMM is not
-// taken); returns the CUDA error of the launch (never synchronises).
+// Launches on `stream` (scratch: MatmulInt4ScratchBytes bytes; without it the Hopper regimes that
+// need it are not taken); returns the CUDA error of the launch (never synchronises).
 // cudaErrorMisalignedAddress (74): A or a B_packed not 16-byte aligned.
 int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* scratch, void* stream);
 inline int RunMatmulInt4(const MatmulInt4Params& p, void* scratch, void* stream) {
@@ -75,7 +76,8 @@ struct MatmulInt8Params {
 // Up to kMaxQuantSegments projections of the same A (QkvProjectInt8): one launch where the decode
 // kernel takes them all (M <= 16), else one segment after another. Every segment shares A, m, k,
 // group_size and the types; n, b, scales, zero_points, y, out_scale and bias are its own.
-// Device scratch the launches need (split-K partial sums of the GEMV, reused segment after segment); 0: none.
+// Device scratch the launches need (K slices' partial sums, or the Hopper GEMM's dequantised weights
+// from 1024 rows; reused segment after segment); 0: none.
 int64_t MatmulInt8ScratchBytes(const MatmulInt8Params* segments, int count);
 inline int64_t MatmulInt8ScratchBytes(const MatmulInt8Params& p) { return MatmulInt8ScratchBytes(&p, 1); }
 // Launches on `stream` (scratch: MatmulInt8ScratchBytes bytes); returns the CUDA error of the

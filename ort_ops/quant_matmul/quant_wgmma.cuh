@@ -8,10 +8,10 @@
 
 #include <algorithm>
 #include <cstdint>
-
-#include "common/env_switch.h"
+#include <type_traits>
 
 #include "common/aligned.h"
+#include "common/env_switch.h"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
 #include "quant_matmul/quant_matmul_params.h"
@@ -39,6 +39,21 @@ int64_t QuantGemmSplits(const Quant& q) {
   return splits;
 }
 
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+
+// Host: f(TypeTag<T>{}, std::integral_constant<bool, kZp>{}) for the product's A type T (f16 / bf16)
+// and whether it has zero points: the one place the quantized launchers turn those into template
+// arguments.
+template <class Quant, class F>
+cudaError_t WithTypes(const Quant& q, const F& f) {
+  if (q.bf16)
+    return q.zero_points ? f(TypeTag<__nv_bfloat16>{}, std::true_type{}) : f(TypeTag<__nv_bfloat16>{}, std::false_type{});
+  return q.zero_points ? f(TypeTag<__half>{}, std::true_type{}) : f(TypeTag<__half>{}, std::false_type{});
+}
+
 // Host: a quantized product (MatmulInt4Params, MatmulInt8Params) on the kernel with B from the policy
 // BOp<T, kZp> (Int4B, Int8B), T and kZp from the product: 128-row tiles (with four consumers the
 // dequantisation's registers spill), the maps of A and of the scale and zero-point rows ([scale_rows,
@@ -63,7 +78,7 @@ cudaError_t LaunchQuantGemmAs(const Quant& q, const MatmulTcParams& tp, int64_t 
 }
 
 // Host: the product in `splits` K slices (QuantGemmSplits, >= 1); with more than one, the slices'
-// sums go to `scratch` (QuantGemmScratchBytes) and RunMatmulTcCombine adds them into Y.
+// sums go to `scratch` (QuantWgmmaScratchBytes) and RunMatmulTcCombine adds them into Y.
 // cudaErrorNotSupported (nothing launched): a map refused, or slices without scratch.
 template <template <typename, bool> class BOp, class Quant, class WeightMap>
 cudaError_t LaunchQuantGemm(const Quant& q, int64_t splits, void* scratch, int64_t scale_rows,
@@ -71,13 +86,10 @@ cudaError_t LaunchQuantGemm(const Quant& q, int64_t splits, void* scratch, int64
   if (splits < 1 || (splits > 1 && !scratch)) return cudaErrorNotSupported;
   MatmulTcParams tp = DenseGemmOf(q);
   if (splits > 1) tp.k_split = splits, tp.partial = static_cast<float*>(scratch);
-  cudaError_t e;
-  if (q.bf16)
-    e = q.zero_points ? LaunchQuantGemmAs<BOp, __nv_bfloat16, true>(q, tp, scale_rows, weight_map, stream)
-                      : LaunchQuantGemmAs<BOp, __nv_bfloat16, false>(q, tp, scale_rows, weight_map, stream);
-  else
-    e = q.zero_points ? LaunchQuantGemmAs<BOp, __half, true>(q, tp, scale_rows, weight_map, stream)
-                      : LaunchQuantGemmAs<BOp, __half, false>(q, tp, scale_rows, weight_map, stream);
+  const cudaError_t e = WithTypes(q, [&](auto t, auto zp) {
+    return LaunchQuantGemmAs<BOp, typename decltype(t)::type, decltype(zp)::value>(q, tp, scale_rows, weight_map,
+                                                                                   stream);
+  });
   if (e != cudaSuccess || splits == 1) return e;
   return static_cast<cudaError_t>(RunMatmulTcCombine(tp, stream));
 }
@@ -101,16 +113,38 @@ MatmulTcParams DequantFirstGemm(const Quant& q, const void* w, bool trans_b) {
   return tp;
 }
 
+// Host: whether a product the kernel takes (QuantGemmSplits > 0, so it runs there) is dequantised first.
 template <class Quant>
 bool DequantFirst(const Quant& q, bool trans_b) {
-  return q.m >= kDequantFirstRows && WgmmaRuns(q.sm, q.sm_count, q.m, q.n, q.k) &&
-         MatmulTcKSplit(DequantFirstGemm(q, nullptr, trans_b)) == 1 && EnvSwitch("KAIO_QUANT_DEQUANT_FIRST", true);
+  return q.m >= kDequantFirstRows && MatmulTcKSplit(DequantFirstGemm(q, nullptr, trans_b)) == 1 &&
+         EnvSwitch("KAIO_QUANT_DEQUANT_FIRST", true);
 }
 
-// Host: the scratch LaunchQuantGemm's slices need (splits * M * N floats; 0 unsplit).
+// Host: the scratch of a product's Hopper regime, `splits` from QuantGemmSplits (0: the kernel does
+// not take it): the dequantised weights (N x K in A's type) where DequantFirst, else the slices'
+// f32 sums (splits x M x N; none unsplit).
 template <class Quant>
-int64_t QuantGemmScratchBytes(const Quant& q, int64_t splits) {
+int64_t QuantWgmmaScratchBytes(const Quant& q, int64_t splits, bool trans_b) {
+  if (splits == 0) return 0;
+  if (DequantFirst(q, trans_b)) return q.n * q.k * 2;
   return splits > 1 ? splits * q.m * q.n * int64_t(sizeof(float)) : 0;
+}
+
+// Threads a block of the weights' dequantisation kernels (DequantInt4Kernel, DequantInt8Kernel): a
+// grid-stride loop over N x K / 8 items of 8 weights (16 bytes out) each.
+constexpr int kDequantThreads = 256;
+
+// Host: the DequantFirst regime. dequant(TypeTag<T>, kZp constant, blocks) launches the
+// dequantisation of the weights into `scratch` (QuantWgmmaScratchBytes) on `blocks` blocks; then the
+// dense GEMM on them. cudaErrorNotSupported (nothing launched) without scratch.
+template <class Quant, class Dequant>
+cudaError_t RunDequantFirst(const Quant& q, void* scratch, bool trans_b, const Dequant& dequant, cudaStream_t stream) {
+  if (!scratch) return cudaErrorNotSupported;
+  const int64_t items = q.n * q.k / 8;
+  const int64_t blocks = std::min<int64_t>((items + kDequantThreads - 1) / kDequantThreads, 8 * int64_t(q.sm_count));
+  const cudaError_t e = WithTypes(q, [&](auto t, auto zp) { return dequant(t, zp, static_cast<unsigned>(blocks)); });
+  if (e != cudaSuccess) return e;
+  return static_cast<cudaError_t>(RunMatmulTc(DequantFirstGemm(q, scratch, trans_b), stream));
 }
 
 }  // namespace matmul_wgmma

@@ -358,12 +358,15 @@ void Overhead() {
   }
   struct Shape {
     int m, n, k;
-    bool split;
+    bool split, trans_b = false;
+    uint16_t value = 0x3C00;  // every element of A and B (f16 1.0)
   };
-  for (const Shape& s : {Shape{7, 128, 64, false}, Shape{7, 128, 1024, false}, Shape{7, 2056, 64, false},
-                         Shape{7, 2056, 1032, false}, Shape{7, 2056, 1032, true}, Shape{64, 2056, 1032, true},
-                         Shape{16, 4096, 4096, true}}) {
-    std::vector<uint16_t> a(size_t(s.m) * s.k, 0x3C00), b(size_t(s.k) * s.n, 0x3C00);  // ones (f16)
+  for (const Shape& s : {Shape{7, 128, 64, false}, Shape{7, 128, 1024, false}, Shape{7, 128, 1024, false, true},
+                         Shape{7, 128, 1024, false, false, 0}, Shape{7, 128, 1024, false, true, 0},
+                         Shape{7, 2056, 64, false}, Shape{7, 2056, 1032, false}, Shape{7, 2056, 1032, true},
+                         Shape{7, 2056, 1032, true, true}, Shape{64, 2056, 1032, true}, Shape{16, 4096, 4096, true},
+                         Shape{16, 4096, 4096, true, true}}) {
+    std::vector<uint16_t> a(size_t(s.m) * s.k, s.value), b(size_t(s.k) * s.n, s.value);
     uint16_t *da = ToDevice(a), *db = ToDevice(b);
     uint16_t* dy = nullptr;
     CHECK(cudaMalloc(&dy, sizeof(uint16_t) * s.m * s.n));
@@ -371,6 +374,7 @@ void Overhead() {
     p.a = da, p.b = db, p.y = dy;
     p.in_type = p.out_type = MatmulElem::kF16;
     p.use_async = true;
+    p.trans_b = s.trans_b;
     p.m = s.m, p.n = s.n, p.k = s.k;
     p.sm = 90, p.sm_count = SmCount();
     if (s.split) {
@@ -380,7 +384,8 @@ void Overhead() {
     const double ms = probe::GraphLaunchMs([&](cudaStream_t st, int) {
       CHECK(s.split ? static_cast<cudaError_t>(RunMatmulTc(p, st)) : RunMatmulTcWgmma(p, st));
     });
-    std::printf("dense f16 %dx%dx%d%s, 16-bit Y %*s %.2f us\n", s.m, s.n, s.k,
+    std::printf("dense f16 %dx%dx%d%s%s%s, 16-bit Y %*s %.2f us\n", s.m, s.n, s.k, s.trans_b ? " trans_b" : "",
+                s.value ? "" : " zeros",
                 s.split ? " (the op's split path)" : "", 6, "", ms * 1e3);
     cudaFree(da), cudaFree(db), cudaFree(dy), cudaFree(p.partial);
   }

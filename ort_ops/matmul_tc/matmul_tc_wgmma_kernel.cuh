@@ -113,8 +113,9 @@ struct DenseB {
       sm90::TmaLoad3d(stage, &map, bar, k0, n0, b_index);
     } else {
       const int boxes = Boxes(n0);
-      for (int box = 0; box < boxes; ++box)
-        sm90::TmaLoad3d(stage + box * kBoxBBytes, &map, bar, n0 + box * kRowElems, k0, b_index);
+#pragma unroll
+      for (int box = 0; box < kBoxes; ++box)
+        if (box < boxes) sm90::TmaLoad3d(stage + box * kBoxBBytes, &map, bar, n0 + box * kRowElems, k0, b_index);
     }
   }
   // The tile wgmma reads: the stage itself.
@@ -134,21 +135,29 @@ struct DenseB {
 struct TileCoord {
   int64_t batch, m0, n0;
 };
-__device__ __forceinline__ TileCoord TileAt(int64_t tile, int64_t m_tiles, int64_t n_tiles, int block_m,
+// Unsigned 32-bit arithmetic: LaunchWgmma declines 2^31 units or more, so every index here fits, and
+// a 64-bit division is a subroutine of ~100 cycles; a dozen of them before the producer's first load
+// were ~1 us of a small GEMM's time (bench/device/kernel_start_probe.cu).
+__device__ __forceinline__ TileCoord TileAt(uint32_t tile, uint32_t m_tiles, uint32_t n_tiles, int block_m,
                                             int block_n = kBlockN) {
-  const int64_t per_batch = m_tiles * n_tiles;
+  const uint32_t per_batch = m_tiles * n_tiles;
   TileCoord c;
-  c.batch = tile / per_batch;
-  const int64_t r = tile % per_batch, group = kGroupM * n_tiles;
-  const int64_t first_m = r / group * kGroupM;
-  const int64_t rows = m_tiles - first_m < kGroupM ? m_tiles - first_m : kGroupM;
-  c.m0 = (first_m + r % group % rows) * block_m;
-  c.n0 = r % group / rows * block_n;
+  const uint32_t batch = tile / per_batch;
+  const uint32_t r = tile - batch * per_batch, group = kGroupM * n_tiles;
+  const uint32_t first_m = r / group * kGroupM, in_group = r % group;
+  const uint32_t rows = m_tiles - first_m < kGroupM ? m_tiles - first_m : kGroupM;
+  c.batch = batch;
+  c.m0 = static_cast<int64_t>(first_m + in_group % rows) * block_m;
+  c.n0 = static_cast<int64_t>(in_group / rows) * block_n;
   return c;
 }
 
 // Index of the A and B matrices (the tensor maps' third coordinate) output batch `batch` reads.
 __device__ __forceinline__ void OperandBatches(const MatmulTcParams& p, int64_t batch, int* a_index, int* b_index) {
+  if (p.batch_rank == 0) {  // one product (no 64-bit divisions)
+    *a_index = *b_index = 0;
+    return;
+  }
   int64_t a_off = 0, b_off = 0, rest = batch;
   for (int i = p.batch_rank - 1; i >= 0; --i) {
     const int64_t idx = rest % p.batch_dims[i];
@@ -206,12 +215,13 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   // Units: (output tile, or with clusters a group of kCluster adjacent tiles) x K slice; a cluster
   // runs its units in order, its CTA `rank` taking tile column rank of each group.
   const uint32_t rank = kCluster > 1 ? ClusterCtaRank() : 0;
-  const int64_t first_unit = blockIdx.x / kCluster, unit_stride = gridDim.x / kCluster;
-  const int64_t m_tiles = (p.m + kBlockM - 1) / kBlockM;
-  const int64_t n_groups = ((p.n + kTileN - 1) / kTileN + kCluster - 1) / kCluster;
-  const int64_t splits = p.partial || p.slice_cluster ? p.k_split : 1;
-  const int64_t units = p.batch_count * m_tiles * n_groups * splits;
-  auto tile_at = [&](int64_t unit) {
+  // Unit indices are 32-bit (see TileAt).
+  const uint32_t first_unit = blockIdx.x / kCluster, unit_stride = gridDim.x / kCluster;
+  const uint32_t m_tiles = static_cast<uint32_t>((p.m + kBlockM - 1) / kBlockM);
+  const uint32_t n_groups = static_cast<uint32_t>(((p.n + kTileN - 1) / kTileN + kCluster - 1) / kCluster);
+  const uint32_t splits = p.partial || p.slice_cluster ? static_cast<uint32_t>(p.k_split) : 1;
+  const uint32_t units = static_cast<uint32_t>(p.batch_count) * m_tiles * n_groups * splits;
+  auto tile_at = [&](uint32_t unit) {
     TileCoord c = TileAt(unit / splits, m_tiles, n_groups, kBlockM, kTileN * kCluster);
     c.n0 += rank * kTileN;
     return c;
@@ -225,10 +235,11 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
       MbarArrive(&empty[s]);
     }
   };
-  const int k_tiles_all = static_cast<int>((p.k + kKTile - 1) / kKTile);
-  // Unit u: output tile u / splits, K tiles [k_lo, k_hi) of slice u % splits.
-  auto k_range = [&](int64_t unit, int* k_lo, int* k_hi) {
-    const int64_t z = unit % splits;
+  const uint32_t k_tiles_all = static_cast<uint32_t>((p.k + kKTile - 1) / kKTile);
+  // Unit u: output tile u / splits, K tiles [k_lo, k_hi) of slice u % splits (k_tiles_all * splits
+  // < 2^32: K < 2^31, splits <= kMaxKSplit).
+  auto k_range = [&](uint32_t unit, int* k_lo, int* k_hi) {
+    const uint32_t z = unit % splits;
     *k_lo = static_cast<int>(k_tiles_all * z / splits);
     *k_hi = static_cast<int>(k_tiles_all * (z + 1) / splits);
   };
@@ -237,7 +248,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   if (warpgroup == 0) {  // producer
     if (threadIdx.x == 0) {
     uint32_t it = 0;
-    for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
+    for (uint32_t unit = first_unit; unit < units; unit += unit_stride) {
       const TileCoord c = tile_at(unit);
       int a_index, b_index, k_lo, k_hi;
       OperandBatches(p, c.batch, &a_index, &b_index);
@@ -288,7 +299,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   double acc_scale = 1.0;  // int8: Y = float(double(s32 sum) * scale)
   if constexpr (kS8) acc_scale = static_cast<double>(*p.acc_scale);
   uint32_t it = 0;
-  for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
+  for (uint32_t unit = first_unit; unit < units; unit += unit_stride) {
     const TileCoord c = tile_at(unit);
     int k_lo, k_hi;
     k_range(unit, &k_lo, &k_hi);
@@ -358,19 +369,28 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     float* out_f = p.partial ? p.partial : y_f;
     auto value = [&](int i) { return AccValue(acc[i], acc_scale); };  // accumulator i as Y's float
     if (!p.quad_stores) {
-#pragma unroll
-      for (int j = 0; j < kTileN / 8; ++j) {
-        const int64_t col = c.n0 + 8 * j + 2 * q;
+      // Each lane's column pairs: one row test per row and one predicate per column block (the
+      // columns' offsets fit 32 bits). A branch and 64-bit index math per store cost a one-tile
+      // GEMM ~2 us (7x128x64: 3.9 us against 1.9 for a bare TMA + wgmma kernel, kernel_start_probe).
+      const int cols_left = static_cast<int>(min(p.n - c.n0, static_cast<int64_t>(kTileN))) - 2 * q;
+      auto store_rows = [&](auto* out) {
+        using Out = std::remove_pointer_t<decltype(out)>;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int64_t row = row0 + 8 * h;
-          if (row >= p.m || col >= p.n) continue;
-          const float v0 = value(j * 4 + h * 2), v1 = value(j * 4 + h * 2 + 1);
-          const int64_t at = y_base + row * p.n + col;
-          if (p.partial || out_f32) *reinterpret_cast<float2*>(out_f + at) = make_float2(v0, v1);
-          else *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<OutT>(v0, v1);
+          if (row >= p.m) continue;
+          Out* y_row = out + y_base + row * p.n + c.n0 + 2 * q;
+#pragma unroll
+          for (int j = 0; j < kTileN / 8; ++j) {
+            if (8 * j >= cols_left) continue;
+            const float v0 = value(j * 4 + h * 2), v1 = value(j * 4 + h * 2 + 1);
+            if constexpr (std::is_same_v<Out, float>) *reinterpret_cast<float2*>(y_row + 8 * j) = make_float2(v0, v1);
+            else *reinterpret_cast<uint32_t*>(y_row + 8 * j) = ptx::Pack2<OutT>(v0, v1);
+          }
         }
-      }
+      };
+      if (p.partial || out_f32) store_rows(out_f);
+      else store_rows(y_t);
       continue;
     }
 #pragma unroll
@@ -418,6 +438,8 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
 
 // Host: TMA coordinates are 32-bit: sizes and matrix counts below this.
 constexpr int64_t kTmaCoordMax = int64_t(1) << 31;
+// The kernel's unit and K-tile indices are 32-bit: fewer than 2^31 units, at most this many K slices.
+constexpr int64_t kMaxKSplit = 64;
 
 // Host: whether the kernel can run a product of these sizes at all: an sm_90a build on a 9.0 device,
 // 32-bit TMA coordinates. Each launcher adds its operands' layout and alignment rules.
@@ -474,6 +496,7 @@ cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const
   const int64_t n_groups = ((p.n + BOp::kTileN - 1) / BOp::kTileN + kCluster - 1) / kCluster;
   const int64_t units =
       p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial || p.slice_cluster ? p.k_split : 1);
+  if (units >= kTmaCoordMax || p.k_split > kMaxKSplit) return cudaErrorNotSupported;
   if constexpr (kCluster == 1) {
     if (p.slice_cluster) {  // one CTA per unit, clusters of k_split: the slices of a tile
       if constexpr (kConsumers != 1 || IsS8<T>()) return cudaErrorNotSupported;

@@ -397,6 +397,15 @@ int main() {
     Overhead();
     return 0;
   }
+  // KAIO_PROBE_QUANT_SPEED=1: only the quantized GEMM's K-slice speed lines (A/B runs of builds).
+  if (std::getenv("KAIO_PROBE_QUANT_SPEED")) {
+    ok &= Quantized<8>(128, 4096, 4096, 128, false, false, 50);
+    ok &= Quantized<8>(128, 4096, 14336, 128, false, false, 20);
+    ok &= Quantized<4>(128, 4096, 4096, 128, false, false, 50);
+    ok &= Quantized<4>(128, 4096, 14336, 128, false, false, 20);
+    std::printf(ok ? "ALL OK\n" : "FAILURES\n");
+    return ok ? 0 : 1;
+  }
   // KAIO_PROBE_QUICK=1 leaves out the speed shapes (for runs under compute-sanitizer).
   const bool speed = std::getenv("KAIO_PROBE_QUICK") == nullptr;
   for (bool bf16 : {false, true})

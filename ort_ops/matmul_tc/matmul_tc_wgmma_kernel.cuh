@@ -95,6 +95,7 @@ struct DenseB {
   static constexpr int kStageBytes = kBoxes * kBoxBBytes;
   static constexpr int kExtraBytes = 0;
   static constexpr int kWgmmaTransB = kTransB ? 0 : 1;
+  static constexpr bool kRowStores = true;  // the epilogue's row-wise stores (see the kernel)
   static_assert(kN == 128 || kN == 256, "wgmma m64n128 or m64n256");
 
   // [K, N] boxes wholly past N are not loaded: the columns they would hold are never stored, and a
@@ -369,9 +370,12 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     float* out_f = p.partial ? p.partial : y_f;
     auto value = [&](int i) { return AccValue(acc[i], acc_scale); };  // accumulator i as Y's float
     if (!p.quad_stores) {
-      // Each lane's column pairs: one row test per row and one predicate per column block (the
-      // columns' offsets fit 32 bits). A branch and 64-bit index math per store cost a one-tile
-      // GEMM ~2 us (7x128x64: 3.9 us against 1.9 for a bare TMA + wgmma kernel, kernel_start_probe).
+      // Each lane's column pairs. BOp::kRowStores (dense B): one row test per row and one predicate
+      // per column block (the columns' offsets fit 32 bits); a branch and 64-bit index math per
+      // store cost a one-tile GEMM ~1.3 us (7x128x64: 3.9 -> 2.65 us; a bare TMA + wgmma kernel
+      // takes 1.9, kernel_start_probe). The quantized B ops keep the per-store loop: with row stores
+      // their K-slice GEMMs were slower (H100, wgmma_probe, 128x4096x4096: int8 175 vs 183
+      // TFLOP/s, int4 187 vs 210; bench/results/2026-11-28_epilogue_ab_h100.md).
       const int cols_left = static_cast<int>(min(p.n - c.n0, static_cast<int64_t>(kTileN))) - 2 * q;
       auto store_rows = [&](auto* out) {
         using Out = std::remove_pointer_t<decltype(out)>;
@@ -389,8 +393,24 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           }
         }
       };
-      if (p.partial || out_f32) store_rows(out_f);
-      else store_rows(y_t);
+      if constexpr (BOp::kRowStores) {
+        if (p.partial || out_f32) store_rows(out_f);
+        else store_rows(y_t);
+      } else {
+#pragma unroll
+        for (int j = 0; j < kTileN / 8; ++j) {
+          const int64_t col = c.n0 + 8 * j + 2 * q;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = row0 + 8 * h;
+            if (row >= p.m || col >= p.n) continue;
+            const float v0 = value(j * 4 + h * 2), v1 = value(j * 4 + h * 2 + 1);
+            const int64_t at = y_base + row * p.n + col;
+            if (p.partial || out_f32) *reinterpret_cast<float2*>(out_f + at) = make_float2(v0, v1);
+            else *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<OutT>(v0, v1);
+          }
+        }
+      }
       continue;
     }
 #pragma unroll

@@ -34,6 +34,8 @@ struct Int4B {
   static constexpr int kStageBytes = kCodeBytes + (kZp ? 2 : 1) * kScaleBytes;
   static constexpr int kTileBytes = kBlockN * kBlockK * 2;        // one dequantised tile
   static constexpr int kExtraBytes = 3 * kTileBytes;
+  // The epilogue's per-store loop, not its row-wise stores (the kernel's kRowStores: measured).
+  static constexpr bool kRowStores = false;
   static constexpr int kWgmmaTransB = 0;                          // [N, K] tile: K-major
   static constexpr int kTileN = kBlockN;
 

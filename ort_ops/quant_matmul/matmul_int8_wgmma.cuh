@@ -30,6 +30,8 @@ struct Int8B {
   static constexpr int kStageBytes = kWeightBytes + (kZp ? 2 : 1) * kScaleBytes;
   static constexpr int kTileBytes = kBlockN * kBlockK * 2;
   static constexpr int kExtraBytes = 3 * kTileBytes;
+  // The epilogue's per-store loop, not its row-wise stores (the kernel's kRowStores: measured).
+  static constexpr bool kRowStores = false;
   static constexpr int kWgmmaTransB = 1;                        // [K, N] tile: MN-major
   static constexpr int kTileN = kBlockN;
 

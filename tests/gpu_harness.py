@@ -154,6 +154,11 @@ def launched_kernels(fn) -> list:
     return sorted(kernel_launches(fn))
 
 
+def our_kernel_launches(fn) -> dict:
+    """{name: launches} of the kaio kernels `fn()` launches (kernel_launches without ORT's own)."""
+    return {name: n for name, n in kernel_launches(fn).items() if "kaio::" in name}
+
+
 def require_sm90():
     """Skips unless GPU 0 is a Hopper (compute capability 9.0), where the TMA + wgmma kernels run."""
     torch = pytest.importorskip("torch")

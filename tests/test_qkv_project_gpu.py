@@ -6,8 +6,8 @@ projections as three launches of MatmulInt8's kernels: against the float64 refer
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
 import numpy as np
 import pytest
-from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, kernel_launches,
-                         run_op_cuda)
+from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
+                         our_kernel_launches, run_op_cuda)
 from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, quantize_int4
@@ -398,7 +398,7 @@ def test_int8_decode_is_one_launch(m):
     run = BoundRun(cuda_session(build_model("QkvProjectInt8", inputs, {}, [np.float16] * 3)), inputs, shapes,
                    [np.float16] * 3)
     _check(run.run(), qkv_project_int8(*inputs), TOL[np.float16], shapes)
-    ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    ours = our_kernel_launches(run.run)
     assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
 
 

@@ -5,8 +5,8 @@ bit for bit against the float64 reference rounded as the CPU kernel rounds it; I
 CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded, kernel_launches,
-                         launched_kernels, require_sm90, run_op_cuda)
+from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
+                         launched_kernels, our_kernel_launches, require_sm90, run_op_cuda)
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -289,7 +289,7 @@ def test_matmul_int8_w8a16_decode_kernel_choice(lead, m, k, n, group_size, decod
     (y,) = run.run()
     err = rel_err(y, ref)
     assert err <= TOL[np.float32], f"relative error {err:.2e}"
-    ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    ours = our_kernel_launches(run.run)
     if decode == "1":
         assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
     else:
@@ -328,7 +328,7 @@ def test_quant_hopper_regimes(op, regime, on, monkeypatch):
     run = BoundRun(cuda_session(model), [a, b, scales, zp], [ref.shape], [np.float32])
     (y,) = run.run()
     assert rel_err(y, ref) <= TOL[np.float32]
-    ours = {name: n for name, n in kernel_launches(run.run).items() if "kaio::" in name}
+    ours = our_kernel_launches(run.run)
     assert set(ours.values()) == {1}, ours
     wgmma = [name for name in ours if "MatmulWgmmaKernel" in name]
     if regime == "slices" and on == "1":

@@ -136,9 +136,10 @@ struct DenseB {
 struct TileCoord {
   int64_t batch, m0, n0;
 };
-// Unsigned 32-bit arithmetic: LaunchWgmma declines 2^31 units or more, so every index here fits, and
-// a 64-bit division is a subroutine of ~100 cycles; a dozen of them before the producer's first load
-// were ~1 us of a small GEMM's time (bench/device/kernel_start_probe.cu).
+// Unsigned 32-bit arithmetic: LaunchWgmma declines kMaxUnits (2^31) units or more, so every index
+// here fits, and a 64-bit division is a subroutine of ~100 cycles; a dozen of them before the
+// producer's first load were ~0.6 us of a small GEMM's time (bench/device/kernel_start_probe.cu,
+// bench/results/2026-11-28_kernel_start_h100_d43ff23c.md).
 __device__ __forceinline__ TileCoord TileAt(uint32_t tile, uint32_t m_tiles, uint32_t n_tiles, int block_m,
                                             int block_n = kBlockN) {
   const uint32_t per_batch = m_tiles * n_tiles;
@@ -458,8 +459,9 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
 
 // Host: TMA coordinates are 32-bit: sizes and matrix counts below this.
 constexpr int64_t kTmaCoordMax = int64_t(1) << 31;
-// The kernel's unit and K-tile indices are 32-bit: fewer than 2^31 units, at most this many K slices.
-constexpr int64_t kMaxKSplit = 64;
+// The kernel's unit and K-tile indices are 32-bit: fewer than kMaxUnits units, at most kMaxKSplit
+// K slices.
+constexpr int64_t kMaxUnits = int64_t(1) << 31, kMaxKSplit = 64;
 
 // Host: whether the kernel can run a product of these sizes at all: an sm_90a build on a 9.0 device,
 // 32-bit TMA coordinates. Each launcher adds its operands' layout and alignment rules.
@@ -516,7 +518,7 @@ cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const
   const int64_t n_groups = ((p.n + BOp::kTileN - 1) / BOp::kTileN + kCluster - 1) / kCluster;
   const int64_t units =
       p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial || p.slice_cluster ? p.k_split : 1);
-  if (units >= kTmaCoordMax || p.k_split > kMaxKSplit) return cudaErrorNotSupported;
+  if (units >= kMaxUnits || p.k_split > kMaxKSplit) return cudaErrorNotSupported;
   if constexpr (kCluster == 1) {
     if (p.slice_cluster) {  // one CTA per unit, clusters of k_split: the slices of a tile
       if constexpr (kConsumers != 1 || IsS8<T>()) return cudaErrorNotSupported;

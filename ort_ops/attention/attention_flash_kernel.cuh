@@ -320,31 +320,46 @@ __global__ void __launch_bounds__(kThreads) AttentionFlashKernel(AttentionFlashP
     }
 }
 
-// Merges the split-KV slices of each row: one warp per row, O = sum_s exp(lse_s - lse) O_s.
+// Merges the split-KV slices of each row: O = sum_s exp(lse_s - lse) O_s. One warp per (row, 32 of
+// Dv's columns), a lane per column; the slices' LSEs are read once, lane s holding slice s (and
+// s + 32, ...), their max and sum reduced with shuffles, and each slice's weight broadcast to the
+// lanes, so a warp waits for two rounds of loads whatever the slice count. (The previous kernel, a
+// warp per row looping over the slices for each column, measured ~10 us at 8 slices on the H200.)
+constexpr int kCombineThreads = 256;
 template <typename T>
-__global__ void __launch_bounds__(256) AttentionCombineKernel(AttentionFlashParams p, SplitKv split) {
-  const int64_t rows = p.batch * p.hq * p.sq;
-  const int64_t row = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+__global__ void __launch_bounds__(kCombineThreads) AttentionCombineKernel(AttentionFlashParams p, SplitKv split) {
+  const int64_t rows = p.batch * p.hq * p.sq, col_tiles = (p.dv + 31) / 32;
+  const int64_t wid = int64_t(blockIdx.x) * (kCombineThreads / 32) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (row >= rows) return;
+  if (wid >= rows * col_tiles) return;
+  const int64_t row = wid / col_tiles, col = (wid % col_tiles) * 32 + lane;
   float m = -INFINITY;
-  for (int s = 0; s < split.splits; ++s) m = fmaxf(m, split.lse[s * rows + row]);
+  for (int s = lane; s < split.splits; s += 32) m = fmaxf(m, split.lse[s * rows + row]);
+#pragma unroll
+  for (int off = 16; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   float sum = 0.f;
-  for (int s = 0; s < split.splits; ++s) {
+  for (int s = lane; s < split.splits; s += 32) {
     const float l = split.lse[s * rows + row];
     if (l != -INFINITY) sum += exp2f((l - m) * kLog2e);
   }
-  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
-  const int64_t o_row = b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row;
-  for (int64_t col = lane; col < p.dv; col += 32) {
-    float acc = 0.f;
-    for (int s = 0; s < split.splits; ++s) {
-      const float l = split.lse[s * rows + row];
-      if (l != -INFINITY) acc += exp2f((l - m) * kLog2e) / sum * split.o[(s * rows + row) * p.dv + col];
+#pragma unroll
+  for (int off = 16; off; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  float acc = 0.f;
+  const float* o = split.o + row * p.dv + (col < p.dv ? col : 0);
+  for (int s0 = 0; s0 < split.splits; s0 += 32) {
+    const float l = s0 + lane < split.splits ? split.lse[(s0 + lane) * rows + row] : -INFINITY;
+    const float w = l == -INFINITY ? 0.f : exp2f((l - m) * kLog2e) / sum;  // slice s0 + lane's weight
+    const int n = min(32, split.splits - s0);
+#pragma unroll 8
+    for (int j = 0; j < n; ++j) {
+      const float wj = __shfl_sync(0xffffffffu, w, j);
+      const float v = o[(s0 + j) * rows * p.dv];
+      acc = fmaf(wj, wj != 0.f ? v : 0.f, acc);  // (a slice that saw no key adds nothing)
     }
-    StoreElem<T>(p.o, o_row + col, acc, p.out_f32);
   }
-  if (p.lse && lane == 0) p.lse[row] = m == -INFINITY ? -INFINITY : m + logf(sum);
+  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
+  if (col < p.dv) StoreElem<T>(p.o, b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row + col, acc, p.out_f32);
+  if (p.lse && wid % col_tiles == 0 && lane == 0) p.lse[row] = m == -INFINITY ? -INFINITY : m + logf(sum);
 }
 
 }  // namespace attention_flash

@@ -350,6 +350,9 @@ int main() {
       {"mqa 16/1 sq1", false, false, true, 1, 16, 1, 1, 5000, 64},
       {"sq1 sk1", false, true, true, 2, 4, 4, 1, 1, 128},
       {"d96 sq3", true, false, true, 1, 4, 4, 3, 513, 96},
+      {"d32 gqa 8/2 sq2 causal", false, true, true, 2, 8, 2, 2, 1037, 32},
+      {"d256 sq1 causal", false, true, false, 1, 4, 4, 1, 2049, 256},
+      {"d256 gqa 4/1 sq4", true, false, true, 1, 4, 1, 4, 300, 256},
   };
   for (const Case& c : cases) ok = Check(c, sm_count) && ok;
   const char* quick = std::getenv("KAIO_PROBE_QUICK");

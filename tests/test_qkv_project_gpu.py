@@ -222,6 +222,24 @@ def test_validation_on_cuda(inputs, attrs, name, index, rule, known_shapes):
         BoundRun(cuda_session(model), inputs, shapes, [np.float16] * 3).run()
 
 
+def test_misaligned_x_is_refused():
+    """X bound at an address that is 2-byte but not 16-byte aligned: refused by name on CUDA (the
+    kernels read X in 16-byte pieces)."""
+    import onnxruntime as ort
+
+    g = rng()
+    x, ws, ss, _ = _operands(g, (), 4, 128, NS, 128, np.float16, False)
+    inputs = [x, *ws, *ss]
+    shapes = [(4, n) for n in NS]
+    run = BoundRun(cuda_session(build_model(OP, inputs, {}, [np.float16] * 3)), inputs, shapes, [np.float16] * 3)
+    padded = np.concatenate([np.zeros(1, np.float16), x.reshape(-1)])
+    holder = ort.OrtValue.ortvalue_from_numpy(padded, "cuda", 0)
+    run.binding.bind_input(run.sess.get_inputs()[0].name, "cuda", 0, np.float16, list(x.shape),
+                           holder.data_ptr() + 2)
+    with pytest.raises(Exception, match="inputs 'X', 'Wq', 'Wk' and 'Wv' must be 16-byte aligned on CUDA"):
+        run.run()
+
+
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_empty_m(with_bias):
     g = rng()

@@ -194,6 +194,23 @@ def test_empty_and_k_zero():
     np.testing.assert_array_equal(y, np.zeros((3, 4), np.float32))
 
 
+def test_misaligned_a_is_refused():
+    """A bound at an address that is 2-byte but not 16-byte aligned (a view into a larger buffer):
+    the CUDA kernels read A in 16-byte pieces, so the op refuses it by name instead of faulting."""
+    import onnxruntime as ort
+
+    g = rng()
+    m, k, n = 3, 256, 64
+    a, b, scales, _ = _operands(g, (), m, k, n, 128, False, np.float16)
+    run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales], {}, [np.float32])), [a, b, scales],
+                   [(m, n)], [np.float32])
+    padded = np.concatenate([np.zeros(1, np.float16), a.reshape(-1)])
+    holder = ort.OrtValue.ortvalue_from_numpy(padded, "cuda", 0)
+    run.binding.bind_input(run.sess.get_inputs()[0].name, "cuda", 0, np.float16, [m, k], holder.data_ptr() + 2)
+    with pytest.raises(Exception, match="inputs 'A' and 'B_packed' must be 16-byte aligned on CUDA"):
+        run.run()
+
+
 # ---- MatmulInt8 W8A16: (lead, M, K, N, group_size). The GEMV takes M <= 16 (256 columns a block,
 # rows in blocks of 1, 4 or 8; K split over blocks where the columns alone do not fill the GPU: N =
 # 264 / 40 split K = 4096 into 64-row slices, combined in a second pass), the tensor-core kernel

@@ -90,6 +90,19 @@ class BoundRun:
         return results
 
 
+def bind_input_at_offset(run: BoundRun, index: int, x: np.ndarray, offset: int, device_id: int = 0):
+    """Rebinds input `index` of `run` to a copy of x that starts `offset` bytes into a device
+    allocation: a view that is not 16-byte aligned, as a slice of a larger tensor can be. The run
+    keeps the buffer (not for update_inputs)."""
+    x = np.ascontiguousarray(x)
+    raw = np.zeros(offset + x.nbytes, np.uint8)
+    raw[offset:] = x.view(np.uint8).reshape(-1)
+    holder = ort.OrtValue.ortvalue_from_numpy(raw, "cuda", device_id)
+    run.inputs[index] = holder
+    run.binding.bind_input(run.sess.get_inputs()[index].name, "cuda", device_id, x.dtype.type, list(x.shape),
+                           holder.data_ptr() + offset)
+
+
 def run_op_cuda(op, inputs, attrs, out_shapes, out_dtypes, cuda_graph=False) -> list:
     """One node on the CUDA EP with device-resident, NaN-poisoned, guarded outputs (BoundRun), CPU
     fallback disabled; bfloat16 outputs come back as float32 (exact)."""

@@ -6,8 +6,8 @@ projections as three launches of MatmulInt8's kernels: against the float64 refer
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
 import numpy as np
 import pytest
-from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
-                         our_kernel_launches, run_op_cuda)
+from gpu_harness import (BoundRun, bind_input_at_offset, chain_ref_codes, cuda_graph_test, cuda_session,
+                         int4_weights_rounded, our_kernel_launches, run_op_cuda)
 from op_harness import BF16, CUDA, build_model, error_pattern, randn, rel_err, rng, run_op
 
 from kaio_ort.reference import qkv_project_int4, quantize_int4
@@ -225,17 +225,12 @@ def test_validation_on_cuda(inputs, attrs, name, index, rule, known_shapes):
 def test_misaligned_x_is_refused():
     """X bound at an address that is 2-byte but not 16-byte aligned: refused by name on CUDA (the
     kernels read X in 16-byte pieces)."""
-    import onnxruntime as ort
-
     g = rng()
     x, ws, ss, _ = _operands(g, (), 4, 128, NS, 128, np.float16, False)
     inputs = [x, *ws, *ss]
     shapes = [(4, n) for n in NS]
     run = BoundRun(cuda_session(build_model(OP, inputs, {}, [np.float16] * 3)), inputs, shapes, [np.float16] * 3)
-    padded = np.concatenate([np.zeros(1, np.float16), x.reshape(-1)])
-    holder = ort.OrtValue.ortvalue_from_numpy(padded, "cuda", 0)
-    run.binding.bind_input(run.sess.get_inputs()[0].name, "cuda", 0, np.float16, list(x.shape),
-                           holder.data_ptr() + 2)
+    bind_input_at_offset(run, 0, x, 2)
     with pytest.raises(Exception, match="inputs 'X', 'Wq', 'Wk' and 'Wv' must be 16-byte aligned on CUDA"):
         run.run()
 

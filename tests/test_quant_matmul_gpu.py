@@ -5,8 +5,8 @@ bit for bit against the float64 reference rounded as the CPU kernel rounds it; I
 CUDA-graph replay and repeated runs."""
 import numpy as np
 import pytest
-from gpu_harness import (BoundRun, chain_ref_codes, cuda_graph_test, cuda_session, int4_weights_rounded,
-                         launched_kernels, our_kernel_launches, require_sm90, run_op_cuda)
+from gpu_harness import (BoundRun, bind_input_at_offset, chain_ref_codes, cuda_graph_test, cuda_session,
+                         int4_weights_rounded, launched_kernels, our_kernel_launches, require_sm90, run_op_cuda)
 from op_harness import BF16, CUDA, build_model, randn, rel_err, rng
 
 from kaio_ort.reference import matmul_int4, matmul_int8, quantize_int4, quantize_int8
@@ -197,16 +197,12 @@ def test_empty_and_k_zero():
 def test_misaligned_a_is_refused():
     """A bound at an address that is 2-byte but not 16-byte aligned (a view into a larger buffer):
     the CUDA kernels read A in 16-byte pieces, so the op refuses it by name instead of faulting."""
-    import onnxruntime as ort
-
     g = rng()
     m, k, n = 3, 256, 64
     a, b, scales, _ = _operands(g, (), m, k, n, 128, False, np.float16)
     run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales], {}, [np.float32])), [a, b, scales],
                    [(m, n)], [np.float32])
-    padded = np.concatenate([np.zeros(1, np.float16), a.reshape(-1)])
-    holder = ort.OrtValue.ortvalue_from_numpy(padded, "cuda", 0)
-    run.binding.bind_input(run.sess.get_inputs()[0].name, "cuda", 0, np.float16, [m, k], holder.data_ptr() + 2)
+    bind_input_at_offset(run, 0, a, 2)
     with pytest.raises(Exception, match="inputs 'A' and 'B_packed' must be 16-byte aligned on CUDA"):
         run.run()
 
@@ -484,17 +480,12 @@ def test_int8_w8a8_runs_on_the_cuda_ep():
 def test_int8_w8a8_misaligned_a():
     """A at an odd device address: the TMA path declines (16-byte bases) and the mma.sync kernel
     reads it with element loads."""
-    import onnxruntime as ort
-
     g = rng()
     m, k, n = 70, 256, 136
     a, b, scale = _w8a8_operands(g, (), m, k, n)
     model = build_model("MatmulInt8", [a, b, scale], {}, [np.float32])
     run = BoundRun(cuda_session(model), [a, b, scale], [(m, n)], [np.float32])
-    padded = np.concatenate([np.zeros(1, np.int8), a.reshape(-1)])
-    holder = ort.OrtValue.ortvalue_from_numpy(padded, "cuda", 0)
-    name = run.sess.get_inputs()[0].name
-    run.binding.bind_input(name, "cuda", 0, np.int8, [m, k], holder.data_ptr() + 1)  # odd address
+    bind_input_at_offset(run, 0, a, 1)  # odd address
     np.testing.assert_array_equal(run.run()[0], _w8a8_expected(a, b, scale, np.float32))
 
 

@@ -283,7 +283,10 @@ void Time(int64_t batch, int sm_count, double peak_tbs, bool ncu_only = false) {
              kernel<<<dim3(splits, unsigned(c.hkv), unsigned(c.batch)), attention_flash::kThreads, Tl::kSmemBytes, st>>>(
                  p, split);
              if (splits > 1)
-               attention_flash::AttentionCombineKernel<__half><<<unsigned((rows * 4 + 7) / 8), 256, 0, st>>>(p, split);
+               attention_flash::AttentionCombineKernel<__half>
+                   <<<unsigned((rows * ((c.d + 31) / 32) * 32 + attention_flash::kCombineThreads - 1) /
+                               attention_flash::kCombineThreads),
+                      attention_flash::kCombineThreads, 0, st>>>(p, split);  // (as attention_flash_sm80.cu's)
            }));
   }
   for (int splits : {8, 16, 32}) {

@@ -10,6 +10,8 @@
 //   column: a warp reads one column at a time, 512 contiguous bytes a load (lane l: byte 16 l).
 //   tile8:  a block owns 16 columns, a warp 4 of them in turn, 512 contiguous bytes a load.
 //   flat:   grid-stride 16-byte loads over the whole matrix.
+// Loads: LoadStream, the decode kernels' own (the results of 2026-11-28 were taken at 141741b with a
+// plain ld.global.nc.L1::no_allocate, without its L2::256B hint).
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -I ort_ops -o /tmp/weight_read_probe \
 //     bench/device/weight_read_probe.cu && /tmp/weight_read_probe
@@ -19,16 +21,12 @@
 #include <vector>
 
 #include "probe_common.cuh"
+#include "quant_matmul/quant_kernel_common.cuh"  // LoadStream: the decode kernels' weight loads
 
 namespace {
 
-__device__ __forceinline__ uint4 Ld(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+// 16 weight bytes as the decode kernels load them (not kept in L1, 256-byte L2 fetches).
+__device__ __forceinline__ uint4 Ld(const uint4* p) { return kaio::LoadStream(reinterpret_cast<const uint32_t*>(p)); }
 __device__ __forceinline__ uint32_t Fold(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
 // kDepth chunks of loads in flight a lane.

@@ -96,13 +96,16 @@ cudaError_t LaunchDecode(const AttentionFlashParams& p, const SplitKv& split, cu
   return cudaGetLastError();
 }
 
+// The combine pass's blocks: a warp per (row, 32 of Dv's columns).
+int64_t CombineBlocks(const AttentionFlashParams& p) {
+  constexpr int kWarpsPerBlock = attention_flash::kCombineThreads / 32;
+  return (RowCount(p) * ((p.dv + 31) / 32) + kWarpsPerBlock - 1) / kWarpsPerBlock;
+}
+
 template <typename T>
 cudaError_t Combine(const AttentionFlashParams& p, const SplitKv& split, cudaStream_t stream) {
-  constexpr int kWarpsPerBlock = attention_flash::kCombineThreads / 32;
-  const int64_t warps = RowCount(p) * ((p.dv + 31) / 32);
   attention_flash::AttentionCombineKernel<T>
-      <<<static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock), attention_flash::kCombineThreads, 0,
-         stream>>>(p, split);
+      <<<static_cast<unsigned>(CombineBlocks(p)), attention_flash::kCombineThreads, 0, stream>>>(p, split);
   return cudaGetLastError();
 }
 
@@ -151,7 +154,7 @@ int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stre
   const int64_t q_tiles = c.decode ? 1 : (p.sq + c.block_m - 1) / c.block_m;
   SplitKv split;
   split.splits = SplitCount(p, c);
-  if (q_tiles * split.splits > 0x7fffffff || p.hq > 65535 || p.batch > 65535 || RowCount(p) * ((p.dv + 31) / 32) / 8 > 0x7fffffff)
+  if (q_tiles * split.splits > 0x7fffffff || p.hq > 65535 || p.batch > 65535 || CombineBlocks(p) > 0x7fffffff)
     return -1;
   // sm_90: the TMA + wgmma kernel for prefill-sized queries where this kernel would not split the
   // keys (a split keeps more SMs busy than one block per 128-row query tile can).

@@ -285,35 +285,26 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
   }
 }
 
-// Y = the fixed-order sum of the k_split slices in `partial`, rounded once to Y's type. Four
-// consecutive elements a thread (one 16-byte load a slice) where M N % 4 == 0 and `partial` is
-// 16-byte aligned, so a warp keeps 4x the bytes in flight per round of L2 latency (the kernel is
-// latency-bound at the small shapes that split K); the slices are added in the same order either way.
-template <typename T>
+// Y = the fixed-order sum of the k_split slices in `partial`, rounded once to Y's type. kVec
+// consecutive elements a thread, one load of kVec floats a slice: the launcher takes kVec = 4
+// (16-byte loads) where M N % 4 == 0 and `partial` is 16-byte aligned, so a warp keeps 4x the bytes
+// in flight per round of L2 latency (the kernel is latency-bound at the small shapes that split K).
+template <typename T, int kVec>
 __global__ void __launch_bounds__(256) MatmulTcCombineKernel(MatmulTcParams p) {
-  const int64_t total = p.m * p.n;
-  const bool out_f32 = p.out_type == MatmulElem::kF32;
-  if (total % 4 == 0 && (reinterpret_cast<uintptr_t>(p.partial) & 15) == 0) {
-    const int64_t units = total / 4;
-    const float4* part = reinterpret_cast<const float4*>(p.partial);
-    for (int64_t u = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; u < units; u += int64_t(gridDim.x) * blockDim.x) {
-      float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+  static_assert(kVec == 1 || kVec == 4, "float or float4 loads");
+  using V = std::conditional_t<kVec == 4, float4, float>;
+  const int64_t units = p.m * p.n / kVec;
+  const V* part = reinterpret_cast<const V*>(p.partial);
+  for (int64_t u = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; u < units; u += int64_t(gridDim.x) * blockDim.x) {
+    float sum[kVec] = {};
 #pragma unroll 4
-      for (int64_t z = 0; z < p.k_split; ++z) {
-        const float4 v = part[z * units + u];
-        sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
-      }
-      StoreElem<T>(p.y, 4 * u, sum.x, out_f32);
-      StoreElem<T>(p.y, 4 * u + 1, sum.y, out_f32);
-      StoreElem<T>(p.y, 4 * u + 2, sum.z, out_f32);
-      StoreElem<T>(p.y, 4 * u + 3, sum.w, out_f32);
+    for (int64_t z = 0; z < p.k_split; ++z) {
+      const V v = part[z * units + u];
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) sum[i] += reinterpret_cast<const float*>(&v)[i];
     }
-    return;
-  }
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    float sum = 0.f;
-    for (int64_t z = 0; z < p.k_split; ++z) sum += p.partial[z * total + e];
-    StoreElem<T>(p.y, e, sum, out_f32);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) StoreElem<T>(p.y, kVec * u + i, sum[i], p.out_type == MatmulElem::kF32);
   }
 }
 

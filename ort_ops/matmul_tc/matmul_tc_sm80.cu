@@ -58,9 +58,11 @@ cudaError_t LaunchCp(const MatmulTcParams& p, cudaStream_t stream) {
 template <typename T>
 cudaError_t Combine(const MatmulTcParams& p, cudaStream_t stream) {
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
-  const int64_t threads = p.m * p.n % 4 == 0 ? p.m * p.n / 4 : p.m * p.n;  // (the kernel's 4-element path)
-  const int64_t blocks = std::min<int64_t>((threads + 255) / 256, 8 * sms);
-  matmul_tc::MatmulTcCombineKernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p);
+  const bool vec4 = p.m * p.n % 4 == 0 && Aligned16(p.partial);
+  const int64_t threads = vec4 ? p.m * p.n / 4 : p.m * p.n;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((threads + 255) / 256, 8 * sms));
+  if (vec4) matmul_tc::MatmulTcCombineKernel<T, 4><<<blocks, 256, 0, stream>>>(p);
+  else matmul_tc::MatmulTcCombineKernel<T, 1><<<blocks, 256, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -377,21 +377,23 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
       // takes 1.9, kernel_start_probe). The quantized B ops keep the per-store loop: with row stores
       // their K-slice GEMMs were slower (H100, wgmma_probe, 128x4096x4096: int8 175 vs 183
       // TFLOP/s, int4 187 vs 210; bench/results/2026-11-28_epilogue_ab_h100.md).
+      // Accumulators i, i + 1 (one column pair) at `at`: a float2, or two OutT in one 32-bit store.
+      auto store_pair = [&](auto* at, int i) {
+        if constexpr (std::is_same_v<std::remove_pointer_t<decltype(at)>, float>)
+          *reinterpret_cast<float2*>(at) = make_float2(value(i), value(i + 1));
+        else
+          *reinterpret_cast<uint32_t*>(at) = ptx::Pack2<OutT>(value(i), value(i + 1));
+      };
       const int cols_left = static_cast<int>(min(p.n - c.n0, static_cast<int64_t>(kTileN))) - 2 * q;
       auto store_rows = [&](auto* out) {
-        using Out = std::remove_pointer_t<decltype(out)>;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int64_t row = row0 + 8 * h;
           if (row >= p.m) continue;
-          Out* y_row = out + y_base + row * p.n + c.n0 + 2 * q;
+          auto* y_row = out + y_base + row * p.n + c.n0 + 2 * q;
 #pragma unroll
-          for (int j = 0; j < kTileN / 8; ++j) {
-            if (8 * j >= cols_left) continue;
-            const float v0 = value(j * 4 + h * 2), v1 = value(j * 4 + h * 2 + 1);
-            if constexpr (std::is_same_v<Out, float>) *reinterpret_cast<float2*>(y_row + 8 * j) = make_float2(v0, v1);
-            else *reinterpret_cast<uint32_t*>(y_row + 8 * j) = ptx::Pack2<OutT>(v0, v1);
-          }
+          for (int j = 0; j < kTileN / 8; ++j)
+            if (8 * j < cols_left) store_pair(y_row + 8 * j, j * 4 + h * 2);
         }
       };
       if constexpr (BOp::kRowStores) {
@@ -405,10 +407,9 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           for (int h = 0; h < 2; ++h) {
             const int64_t row = row0 + 8 * h;
             if (row >= p.m || col >= p.n) continue;
-            const float v0 = value(j * 4 + h * 2), v1 = value(j * 4 + h * 2 + 1);
             const int64_t at = y_base + row * p.n + col;
-            if (p.partial || out_f32) *reinterpret_cast<float2*>(out_f + at) = make_float2(v0, v1);
-            else *reinterpret_cast<uint32_t*>(y_t + at) = ptx::Pack2<OutT>(v0, v1);
+            if (p.partial || out_f32) store_pair(out_f + at, j * 4 + h * 2);
+            else store_pair(y_t + at, j * 4 + h * 2);
           }
         }
       }

@@ -273,18 +273,18 @@ TILE_CASES = {
 }
 
 
-def _async_case(m, k, n, trans_b):
-    """Fresh f16 operands of an M x K x N MatmulTcAsync (B as [N, K] with trans_b), its f32-output
-    model and an eager BoundRun of it: (rng, a, b, model, run)."""
+def _async_case(m, k, n, trans_b, op="MatmulTcAsync"):
+    """Fresh f16 operands of an M x K x N `op` (B as [N, K] with trans_b), its f32-output model and an
+    eager BoundRun of it: (rng, a, b, model, run)."""
     g = rng()
     a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
     b_in = np.ascontiguousarray(b.T) if trans_b else b
-    model = build_model("MatmulTcAsync", [a, b_in], {"trans_b": trans_b}, [np.float32])
+    model = build_model(op, [a, b_in], {"trans_b": trans_b}, [np.float32])
     return g, a, b, model, BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
 
 
 def _right_and_graph_replays_eager(model, run, a, b, trans_b, g):
-    """MatmulTcAsync's eager run (`run`) and a CUDA graph's capturing run on (a, b) against the
+    """The op's eager run (`run`) and a CUDA graph's capturing run on (a, b) against the
     float64 reference; then the graph replayed on new inputs equals an eager run on them, bit for bit."""
     m, n = a.shape[0], b.shape[1]
     b_op = (lambda x: np.ascontiguousarray(x.T)) if trans_b else (lambda x: x)
@@ -316,6 +316,34 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     g, a, b, model, run = _async_case(m, k, n, trans_b)
     names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
     want = tail.format(tb="true" if trans_b else "false")
+    assert names and all(want in x for x in names), (want, names)
+    _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
+
+
+# The sync kernel's tiles (matmul_tc_sm80.cu, WideTileFor): case -> (KAIO_MATMUL_WIDE, M x K x N, the
+# tile in the kernel's name). 3900 x 1032 is 155 wide tiles (>= one per SM up to 155 SMs) with row, column
+# and K tails; 1000 x 1000 is 32.
+SYNC_TILE_CASES = {
+    "wide": (None, (3900, 136, 1032), "SyncTile<256, 1>"),
+    "narrow_by_switch": ("0", (3900, 136, 1032), "SyncTile<128, 2>"),
+    "narrow_few_tiles": (None, (1000, 72, 1000), "SyncTile<128, 2>"),
+}
+
+
+@cuda_graph_test("MatmulTc")
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("case", list(SYNC_TILE_CASES))
+def test_sync_tile_shapes(case, trans_b, monkeypatch):
+    """MatmulTc takes the 128 x 256 tile (one block per SM, dynamic shared memory) where its blocks
+    fill the GPU, else (or with KAIO_MATMUL_WIDE=0) the 128 x 128 one; each right and, captured in a
+    CUDA graph, replaying what eager runs compute."""
+    switch, (m, k, n), want = SYNC_TILE_CASES[case]
+    if switch is None:
+        monkeypatch.delenv("KAIO_MATMUL_WIDE", raising=False)
+    else:
+        monkeypatch.setenv("KAIO_MATMUL_WIDE", switch)
+    g, a, b, model, run = _async_case(m, k, n, trans_b, op="MatmulTc")
+    names = [x for x in launched_kernels(run.run) if "MatmulTcSyncKernel" in x]
     assert names and all(want in x for x in names), (want, names)
     _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
 

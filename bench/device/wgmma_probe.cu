@@ -406,6 +406,25 @@ int main() {
     std::printf(ok ? "ALL OK\n" : "FAILURES\n");
     return ok ? 0 : 1;
   }
+  // KAIO_PROBE_SYNC=1: only the mma.sync kernel (MatmulTc, MatmulTcBf16): exact on shapes that take its
+  // wide tile (2200 x 2184 is 18 x 9 = 162 wide tiles: row, column and K tails) and, where the switch
+  // KAIO_MATMUL_WIDE=0 is set, its narrow one; then its speed lines (A/B runs of tiles and builds).
+  // KAIO_PROBE_SYNC=speed: the speed lines alone (a profiler's first launch is then a 4096^3 one).
+  if (const char* sync_only = std::getenv("KAIO_PROBE_SYNC")) {
+    const bool exact = std::strcmp(sync_only, "speed") != 0;
+    for (bool bf16 : {false, true})
+      for (bool trans_b : {true, false}) {
+        if (!exact) break;
+        ok &= Dense(2200, 2184, 264, trans_b, bf16, 3, false, true);
+        ok &= Dense(2200, 2184, 264, trans_b, bf16, 3, false, true, true);  // 16-bit output
+        ok &= Dense(2200, 2184, 264, false, bf16, 3, true, true);           // trans_a
+      }
+    for (bool bf16 : {false, true})
+      for (bool trans_b : {false, true}) ok &= Dense(4096, 4096, 4096, trans_b, bf16, 20, false, true, true);
+    ok &= Dense(8192, 8192, 8192, false, false, 5, false, true, true);
+    std::printf(ok ? "ALL OK\n" : "FAILURES\n");
+    return ok ? 0 : 1;
+  }
   // KAIO_PROBE_QUICK=1 leaves out the speed shapes (for runs under compute-sanitizer).
   const bool speed = std::getenv("KAIO_PROBE_QUICK") == nullptr;
   for (bool bf16 : {false, true})

@@ -2,7 +2,9 @@
 // Global tiles are prefetched into registers while the tensor cores work on the shared-memory
 // tile of the previous step (two shared-memory stages, one barrier per K step).
 //
-// Block tile 128 x 128 x 32, 8 warps in a 2 x 4 grid, each warp 64 x 32 (4 x 4 mma tiles).
+// Block tile 128 x kBlockN x 32, 8 warps in a 2 x 4 grid (SyncTile): the narrow tile, 128 x 128 with
+// warps of 64 x 32 (4 x 4 mma tiles) at two blocks per SM, or the wide one, 128 x 256 with warps of
+// 64 x 64 (4 x 8 mma tiles) at one block per SM: 8 ldmatrix.x4 feed 32 mma instead of 6 feeding 16.
 // Rows of the shared tiles are padded by 16 bytes so ldmatrix reads are bank-conflict free.
 // Edges: rows/cols past M, N, K are zero-filled on load and skipped on store, so any shape works.
 // kVec: 16-byte loads (needs K % 8 == 0, N % 8 == 0 unless trans_b, 16-byte aligned bases);
@@ -28,13 +30,25 @@
 namespace kaio {
 namespace matmul_tc {
 
-constexpr int kBlockM = 128, kBlockN = 128, kBlockK = 32;
+constexpr int kBlockM = 128, kBlockN = 128, kBlockK = 32;  // kBlockN: the narrow tile's (the default)
 constexpr int kThreads = 256;
 constexpr int kPad = 8;                         // halves of padding per shared row
 constexpr int kLdA = kBlockK + kPad;            // As[m][k]
-constexpr int kLdBkn = kBlockN + kPad;          // Bs[k][n] (B row-major K x N)
 constexpr int kLdBnk = kBlockK + kPad;          // Bs[n][k] (trans_b: B is N x K)
 constexpr int kLdAkm = kBlockM + kPad;          // As[k][m] (trans_a: A is K x M)
+
+// The block's N extent, a warp's (the 2 x 4 warp grid's columns) and the blocks an SM must hold
+// (__launch_bounds__: 2 caps registers at 128, 1 at 255).
+template <int kBlockN_, int kMinBlocks_>
+struct SyncTile {
+  static constexpr int kBlockN = kBlockN_, kMinBlocks = kMinBlocks_;
+  static constexpr int kWarpN = kBlockN / 4, kNi = kWarpN / 8;  // a warp's columns, its n8 mma tiles
+  static constexpr int kLdBkn = kBlockN + kPad;                  // Bs[k][n] (B row-major K x N)
+  static constexpr int kBSegs = kBlockN * kBlockK / 8 / kThreads;  // 8-element B segments a thread moves
+  static_assert(kNi % 2 == 0 && kBSegs * 8 * kThreads == kBlockN * kBlockK, "whole ldmatrix.x4 and segments");
+};
+using NarrowTile = SyncTile<kBlockN, 2>;
+using WideTile = SyncTile<256, 1>;
 
 using ptx::LdMatrixX4;
 using ptx::LdMatrixX4Trans;
@@ -71,14 +85,16 @@ struct DenseB {
 };
 
 // Elements of one shared stage of A and of B.
-template <bool kTransB, bool kTransA>
+template <bool kTransA>
 constexpr int kAsStageElems = kTransA ? kBlockK * kLdAkm : kBlockM * kLdA;
-template <bool kTransB, bool kTransA>
-constexpr int kBsStageElems = kTransB ? kBlockN * kLdBnk : kBlockK * kLdBkn;
-// Dynamic shared memory of the cp.async pipeline (kCpStages stages of A and B).
-template <typename T, bool kTransB, bool kTransA, int kCpStages>
-constexpr int kCpSmemBytes =
-    kCpStages * (kAsStageElems<kTransB, kTransA> + kBsStageElems<kTransB, kTransA>) * int(sizeof(T));
+template <bool kTransB, class Tile = NarrowTile>
+constexpr int kBsStageElems = kTransB ? Tile::kBlockN * kLdBnk : kBlockK * Tile::kLdBkn;
+// Shared memory of kStages stages of A and B: the cp.async ring, or the register-prefetch kernel's
+// two stages, which the wide tile holds in dynamic shared memory (past the 48 KB of static arrays).
+template <typename T, bool kTransB, bool kTransA, int kStages, class Tile = NarrowTile>
+constexpr int kCpSmemBytes = kStages * (kAsStageElems<kTransA> + kBsStageElems<kTransB, Tile>) * int(sizeof(T));
+template <typename T, bool kTransB, bool kTransA, class Tile>
+constexpr bool kDynamicStages = 2 * kCpSmemBytes<T, kTransB, kTransA, 1, Tile> > 48 * 1024;
 
 // BSource::Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized
 // source that dequantises them: quant_matmul/matmul_int8_kernel.cuh).
@@ -88,23 +104,31 @@ constexpr int kCpSmemBytes =
 // kTransA: A is K x M (op(A) = A^T, MatmulTcGrad's dB); its tile is stored as read, [k][m], and
 // ldmatrix.trans gives the row-major fragments (as for a [K, N] B).
 // kCpStages: 0 for the register-prefetch pipeline above, else the cp.async ring (see the top).
-template <typename T, bool kTransB, bool kVec, class BSource, bool kTransA = false, int kCpStages = 0>
-__global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
-  constexpr int kBsElems = kBsStageElems<kTransB, kTransA>;
-  constexpr int kAsElems = kAsStageElems<kTransB, kTransA>;
+// Tile: NarrowTile or WideTile (SyncTile).
+template <typename T, bool kTransB, bool kVec, class BSource, bool kTransA = false, int kCpStages = 0,
+          class Tile = NarrowTile>
+__global__ void __launch_bounds__(kThreads, Tile::kMinBlocks) MatmulTcSyncKernel(MatmulTcParams p, BSource src) {
+  constexpr int kBsElems = kBsStageElems<kTransB, Tile>;
+  constexpr int kAsElems = kAsStageElems<kTransA>;
+  constexpr int kNi = Tile::kNi, kWarpN = Tile::kWarpN, kLdBkn = Tile::kLdBkn, kBSegs = Tile::kBSegs;
+  constexpr int kSegsPerBRow = Tile::kBlockN / 8;  // [K, N] B: segments along a tile row
+  constexpr bool kDenseVec = kVec && std::is_same<BSource, DenseB>::value;
   static_assert(kCpStages == 0 || (kCpStages >= 2 && kVec && std::is_same<BSource, DenseB>::value),
                 "the cp.async pipeline moves aligned 16-byte segments of dense operands");
-  // kCpStages == 0: two static stages; else the ring in dynamic shared memory (As, Bs: a token 16
-  // bytes each, unused).
-  __shared__ __align__(16) T As[kCpStages ? 1 : 2][kCpStages ? 8 : kAsElems];
-  __shared__ __align__(16) T Bs[kCpStages ? 1 : 2][kCpStages ? 8 : kBsElems];
+  // Two static stages, or (the ring, the wide tile's two stages) dynamic shared memory; the static
+  // arrays are then a token 16 bytes each, unused.
+  constexpr bool kDynamic = kCpStages > 0 || kDynamicStages<T, kTransB, kTransA, Tile>;
+  __shared__ __align__(16) T As[kDynamic ? 1 : 2][kDynamic ? 8 : kAsElems];
+  __shared__ __align__(16) T Bs[kDynamic ? 1 : 2][kDynamic ? 8 : kBsElems];
   extern __shared__ __align__(16) unsigned char matmul_tc_cp_smem[];
-  T* const as_base = reinterpret_cast<T*>(matmul_tc_cp_smem);  // stage s of A at as_base + s * kAsElems
-  T* const bs_base = as_base + kCpStages * kAsElems;             // of B at bs_base + s * kBsElems
+  constexpr int kStages = kCpStages ? kCpStages : 2;
+  // Stage s of A at as_base + s * kAsElems, of B at bs_base + s * kBsElems.
+  T* const as_base = kDynamic ? reinterpret_cast<T*>(matmul_tc_cp_smem) : &As[0][0];
+  T* const bs_base = kDynamic ? as_base + kStages * kAsElems : &Bs[0][0];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp >> 2, warp_n = warp & 3;
-  const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = int64_t(blockIdx.x) * kBlockN;
+  const int64_t m0 = int64_t(blockIdx.y) * kBlockM, n0 = int64_t(blockIdx.x) * Tile::kBlockN;
   const int64_t M = p.m, N = p.n, K = p.k;
 
   // With `partial`, grid.z runs over K slices (k_split of them, maybe 1) and batch_count is 1.
@@ -123,104 +147,154 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
     const T* A = static_cast<const T*>(p.a) + a_off;
     const T* B = static_cast<const T*>(p.b) + b_off;
 
-    // Each thread moves two 8-element segments of each tile.
-    uint4 ra[2], rb[2];
-    auto load_tiles = [&](int64_t k0) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        int v = tid + i * kThreads;
-        if constexpr (kTransA) ra[i] = LoadSegment<T, kVec>(A, k0 + v / 16, m0 + (v % 16) * 8, K, M, M);
-        else ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
-        if constexpr (kTransB) rb[i] = src.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
-        else rb[i] = src.template Load<T, kVec>(B, k0 + v / 16, n0 + (v % 16) * 8, K, N);
-      }
-    };
-    auto store_tiles = [&](int stage) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        int v = tid + i * kThreads;
-        if constexpr (kTransA) *reinterpret_cast<uint4*>(&As[stage][(v / 16) * kLdAkm + (v % 16) * 8]) = ra[i];
-        else *reinterpret_cast<uint4*>(&As[stage][(v / 4) * kLdA + (v % 4) * 8]) = ra[i];
-        if constexpr (kTransB) *reinterpret_cast<uint4*>(&Bs[stage][(v / 4) * kLdBnk + (v % 4) * 8]) = rb[i];
-        else *reinterpret_cast<uint4*>(&Bs[stage][(v / 16) * kLdBkn + (v % 16) * 8]) = rb[i];
-      }
-    };
-    // cp.async: the tile at k0 straight into stage `stage` (kCpStages > 0), the segments above. Each
-    // thread's segment sources are fixed but for k: a base pointer, the k step between tiles (1 along
-    // a row, else a row's length), the fixed coordinate's check and the k offset inside the tile.
+    // Dense 16-byte segments (the register loads of kDenseVec, cp.async): each thread's segment sources
+    // are fixed but for k: a base pointer, the k step between tiles (1 along a row, else a row's
+    // length), the fixed coordinate's check and the k offset inside the tile.
     const T* a_src[2];
-    const T* b_src[2];
-    bool a_in[2], b_in[2];
-    if constexpr (kCpStages > 0) {
+    const T* b_src[kBSegs];
+    bool a_in[2], b_in[kBSegs];
+    if constexpr (kDenseVec) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const int v = tid + i * kThreads;
         if constexpr (kTransA) a_in[i] = m0 + (v % 16) * 8 < M, a_src[i] = A + int64_t(v / 16) * M + m0 + (v % 16) * 8;
         else a_in[i] = m0 + v / 4 < M, a_src[i] = A + (m0 + v / 4) * K + (v % 4) * 8;
+      }
+#pragma unroll
+      for (int i = 0; i < kBSegs; ++i) {
+        const int v = tid + i * kThreads, col = (v % kSegsPerBRow) * 8;
         if constexpr (kTransB) b_in[i] = n0 + v / 4 < N, b_src[i] = B + (n0 + v / 4) * K + (v % 4) * 8;
-        else b_in[i] = n0 + (v % 16) * 8 < N, b_src[i] = B + int64_t(v / 16) * N + n0 + (v % 16) * 8;
+        else b_in[i] = n0 + col < N, b_src[i] = B + int64_t(v / kSegsPerBRow) * N + n0 + col;
       }
     }
+    // Each thread moves two 8-element segments of the A tile and kBSegs of the B tile. Dense operands
+    // with 16-byte loads (kDenseVec) take them from the per-thread pointers above, one predicate each;
+    // others through LoadSegment / BSource::Load, which check every coordinate.
+    uint4 ra[2], rb[kBSegs];
+    auto load_tiles = [&](int64_t k0) {
+      if constexpr (kDenseVec) {
+        const int k_rem = K - k0 < kBlockK ? int(K - k0) : kBlockK;  // the tile's k extent
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int v = tid + i * kThreads, ka = kTransA ? v / 16 : (v % 4) * 8;
+          ra[i] = make_uint4(0, 0, 0, 0);
+          if (a_in[i] && ka < k_rem) ra[i] = __ldg(reinterpret_cast<const uint4*>(a_src[i] + k0 * (kTransA ? M : 1)));
+        }
+#pragma unroll
+        for (int i = 0; i < kBSegs; ++i) {
+          const int v = tid + i * kThreads, kb = kTransB ? (v % 4) * 8 : v / kSegsPerBRow;
+          rb[i] = make_uint4(0, 0, 0, 0);
+          if (b_in[i] && kb < k_rem) rb[i] = __ldg(reinterpret_cast<const uint4*>(b_src[i] + k0 * (kTransB ? 1 : N)));
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          int v = tid + i * kThreads;
+          if constexpr (kTransA) ra[i] = LoadSegment<T, kVec>(A, k0 + v / 16, m0 + (v % 16) * 8, K, M, M);
+          else ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
+        }
+#pragma unroll
+        for (int i = 0; i < kBSegs; ++i) {
+          int v = tid + i * kThreads;
+          if constexpr (kTransB) rb[i] = src.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
+          else rb[i] = src.template Load<T, kVec>(B, k0 + v / kSegsPerBRow, n0 + (v % kSegsPerBRow) * 8, K, N);
+        }
+      }
+    };
+    auto store_tiles = [&](int stage) {
+      T* as = as_base + stage * kAsElems;
+      T* bs = bs_base + stage * kBsElems;
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        int v = tid + i * kThreads;
+        if constexpr (kTransA) *reinterpret_cast<uint4*>(&as[(v / 16) * kLdAkm + (v % 16) * 8]) = ra[i];
+        else *reinterpret_cast<uint4*>(&as[(v / 4) * kLdA + (v % 4) * 8]) = ra[i];
+      }
+#pragma unroll
+      for (int i = 0; i < kBSegs; ++i) {
+        int v = tid + i * kThreads;
+        if constexpr (kTransB) *reinterpret_cast<uint4*>(&bs[(v / 4) * kLdBnk + (v % 4) * 8]) = rb[i];
+        else *reinterpret_cast<uint4*>(&bs[(v / kSegsPerBRow) * kLdBkn + (v % kSegsPerBRow) * 8]) = rb[i];
+      }
+    };
     auto copy_tiles = [&](int64_t k0, int stage) {
+      T* as = as_base + stage * kAsElems;
+      T* bs = bs_base + stage * kBsElems;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const int v = tid + i * kThreads;
-        T* as = as_base + stage * kAsElems;
-        T* bs = bs_base + stage * kBsElems;
-        const int ka = kTransA ? v / 16 : (v % 4) * 8, kb = kTransB ? (v % 4) * 8 : v / 16;
-        const bool a_ok = a_in[i] && k0 + ka < K, b_ok = b_in[i] && k0 + kb < K;
+        const int ka = kTransA ? v / 16 : (v % 4) * 8;
+        const bool a_ok = a_in[i] && k0 + ka < K;
         const T* a_g = a_src[i] + k0 * (kTransA ? M : 1);
-        const T* b_g = b_src[i] + k0 * (kTransB ? 1 : N);
         ptx::CpAsync16(&as[kTransA ? (v / 16) * kLdAkm + (v % 16) * 8 : (v / 4) * kLdA + (v % 4) * 8], a_ok ? a_g : A,
                        a_ok);
-        ptx::CpAsync16(&bs[kTransB ? (v / 4) * kLdBnk + (v % 4) * 8 : (v / 16) * kLdBkn + (v % 16) * 8], b_ok ? b_g : B,
-                       b_ok);
+      }
+#pragma unroll
+      for (int i = 0; i < kBSegs; ++i) {
+        const int v = tid + i * kThreads;
+        const int kb = kTransB ? (v % 4) * 8 : v / kSegsPerBRow;
+        const bool b_ok = b_in[i] && k0 + kb < K;
+        const T* b_g = b_src[i] + k0 * (kTransB ? 1 : N);
+        ptx::CpAsync16(
+            &bs[kTransB ? (v / 4) * kLdBnk + (v % 4) * 8 : (v / kSegsPerBRow) * kLdBkn + (v % kSegsPerBRow) * 8],
+            b_ok ? b_g : B, b_ok);
       }
     };
 
-    float acc[4][4][4];
+    float acc[4][kNi][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < kNi; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-    // The tensor-core work on one shared stage: two k16 steps of the warp's 4 x 4 mma tiles.
-    auto mma_stage = [&](const T* as, const T* bs) {
+    // The tensor-core work on one shared stage (its A and B tiles' shared addresses): two k16 steps of
+    // the warp's 4 x kNi mma tiles. Each lane's ldmatrix row offsets (step 0, tile 0) are fixed; steps
+    // and tiles add constants.
+    const int mat = lane >> 3, mat_row = lane & 7;
+    const uint32_t a_lane =
+        2 * (kTransA ? ((mat >> 1) * 8 + mat_row) * kLdAkm + warp_m * 64 + (mat & 1) * 8  // (m 0-7 | 8-15, k 0-7 | 8-15)
+                     : (warp_m * 64 + (lane & 15)) * kLdA + (lane >> 4) * 8);
+    const uint32_t b_lane = 2 * (kTransB ? (warp_n * kWarpN + (mat >> 1) * 8 + mat_row) * kLdBnk + (mat & 1) * 8
+                                         : ((mat & 1) * 8 + mat_row) * kLdBkn + warp_n * kWarpN + (mat >> 1) * 8);
+    // Software-pipelined against ldmatrix latency (with 2 warps a scheduler little else hides it):
+    // the next k16 step's A fragments load during this step's mma, B's in pairs of n8 tiles one pair
+    // ahead. ptxas keeps this schedule for [N, K] B (wide tile, 4096^3: 0.547 ms against 0.584 with
+    // all of a step's fragments loaded before its mma) and compiles [K, N] B to the same code as that.
+    auto load_a = [&](uint32_t (&af)[4][4], uint32_t as, int ks) {
 #pragma unroll
-      for (int ks = 0; ks < kBlockK / 16; ++ks) {
-        uint32_t af[4][4], bf[4][2];
-#pragma unroll
-        for (int mi = 0; mi < 4; ++mi) {
-          if constexpr (kTransA) {  // matrices (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15)
-            const int mat = lane >> 3, row = lane & 7;
-            LdMatrixX4Trans(af[mi],
-                            &as[(ks * 16 + (mat >> 1) * 8 + row) * kLdAkm + warp_m * 64 + mi * 16 + (mat & 1) * 8]);
-          } else {
-            LdMatrixX4(af[mi], &as[(warp_m * 64 + mi * 16 + (lane & 15)) * kLdA + ks * 16 + (lane >> 4) * 8]);
-          }
-        }
-#pragma unroll
-        for (int nj = 0; nj < 2; ++nj) {
-          uint32_t r[4];
-          const int mat = lane >> 3, row = lane & 7;
-          if constexpr (kTransB) {
-            LdMatrixX4(r, &bs[(warp_n * 32 + nj * 16 + (mat >> 1) * 8 + row) * kLdBnk + ks * 16 + (mat & 1) * 8]);
-          } else {
-            LdMatrixX4Trans(r, &bs[(ks * 16 + (mat & 1) * 8 + row) * kLdBkn + warp_n * 32 + nj * 16 + (mat >> 1) * 8]);
-          }
-          bf[nj * 2][0] = r[0];
-          bf[nj * 2][1] = r[1];
-          bf[nj * 2 + 1][0] = r[2];
-          bf[nj * 2 + 1][1] = r[3];
-        }
-#pragma unroll
-        for (int mi = 0; mi < 4; ++mi)
-#pragma unroll
-          for (int ni = 0; ni < 4; ++ni) Mma16816<T>(acc[mi][ni], af[mi], bf[ni]);
+      for (int mi = 0; mi < 4; ++mi) {
+        if constexpr (kTransA) LdMatrixX4Trans(af[mi], as + a_lane + 2 * (ks * 16 * kLdAkm + mi * 16));
+        else LdMatrixX4(af[mi], as + a_lane + 2 * (mi * 16 * kLdA + ks * 16));
       }
     };
+    auto load_b = [&](uint32_t (&bf)[4], uint32_t bs, int ks, int nj) {  // n8 tiles 2 nj, 2 nj + 1
+      if constexpr (kTransB) LdMatrixX4(bf, bs + b_lane + 2 * (nj * 16 * kLdBnk + ks * 16));
+      else LdMatrixX4Trans(bf, bs + b_lane + 2 * (ks * 16 * kLdBkn + nj * 16));
+    };
+    auto mma_stage = [&](uint32_t as, uint32_t bs) {
+      constexpr int kSteps = kBlockK / 16;
+      uint32_t af[2][4][4];
+      load_a(af[0], as, 0);
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks) {
+        if (ks + 1 < kSteps) load_a(af[(ks + 1) & 1], as, ks + 1);
+        uint32_t bf[2][4];
+        load_b(bf[0], bs, ks, 0);
+#pragma unroll
+        for (int nj = 0; nj < kNi / 2; ++nj) {
+          if (nj + 1 < kNi / 2) load_b(bf[(nj + 1) & 1], bs, ks, nj + 1);
+#pragma unroll
+          for (int mi = 0; mi < 4; ++mi) {
+            Mma16816<T>(acc[mi][2 * nj], af[ks & 1][mi], &bf[nj & 1][0]);
+            Mma16816<T>(acc[mi][2 * nj + 1], af[ks & 1][mi], &bf[nj & 1][2]);
+          }
+        }
+      }
+    };
+    const uint32_t as_smem = ptx::SmemAddr(as_base), bs_smem = ptx::SmemAddr(bs_base);
+    constexpr uint32_t kAsStageBytes = kAsElems * sizeof(T), kBsStageBytes = kBsElems * sizeof(T);
 
     if constexpr (kCpStages == 0) {
       if (kt_lo < kt_hi) {
@@ -230,9 +304,10 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
       __syncthreads();
       for (int64_t kt = kt_lo; kt < kt_hi; ++kt) {
         const int stage = (kt - kt_lo) & 1;
-        if (kt + 1 < kt_hi) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
-        mma_stage(As[stage], Bs[stage]);
-        if (kt + 1 < kt_hi) store_tiles(stage ^ 1);
+        const bool next = kt + 1 < kt_hi;
+        if (next) load_tiles((kt + 1) * kBlockK);  // in flight during the mma below
+        mma_stage(as_smem + stage * kAsStageBytes, bs_smem + stage * kBsStageBytes);
+        if (next) store_tiles(stage ^ 1);
         __syncthreads();
       }
     } else {
@@ -252,7 +327,7 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
         // of two blocks per SM; after, none, with kCpStages - 2 tiles in flight during the mma).
         ptx::CpAsyncWait<kCpStages - 2>();
         __syncthreads();
-        mma_stage(as_base + read * kAsElems, bs_base + read * kBsElems);
+        mma_stage(as_smem + read * kAsStageBytes, bs_smem + read * kBsStageBytes);
         if (kt + kCpStages - 1 < kt_hi) copy_tiles((kt + kCpStages - 1) * kBlockK, write);
         ptx::CpAsyncCommit();
         read = read + 1 == kCpStages ? 0 : read + 1;
@@ -267,11 +342,11 @@ __global__ void __launch_bounds__(kThreads, 2) MatmulTcSyncKernel(MatmulTcParams
 #pragma unroll
     for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-      for (int ni = 0; ni < 4; ++ni)
+      for (int ni = 0; ni < kNi; ++ni)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           int64_t row = m0 + warp_m * 64 + mi * 16 + (lane >> 2) + h * 8;
-          int64_t col = n0 + warp_n * 32 + ni * 8 + (lane & 3) * 2;
+          int64_t col = n0 + warp_n * kWarpN + ni * 8 + (lane & 3) * 2;
           if (row >= M) continue;
 #pragma unroll
           for (int e = 0; e < 2; ++e) {

@@ -16,14 +16,33 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& p, cudaStream_t stream);
 
 namespace {
 
-template <typename T, bool kTransB, bool kVec, bool kTransA = false>
+// The register-prefetch kernel with the narrow or the wide tile (the latter's two stages in dynamic
+// shared memory: cudaErrorNotSupported, nothing launched, where the device cannot give it).
+template <typename T, bool kTransB, bool kVec, bool kTransA = false, class Tile = matmul_tc::NarrowTile>
 cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   using namespace matmul_tc;
+  constexpr auto kernel = MatmulTcSyncKernel<T, kTransB, kVec, DenseB, kTransA, 0, Tile>;
+  constexpr int bytes = kDynamicStages<T, kTransB, kTransA, Tile> ? kCpSmemBytes<T, kTransB, kTransA, 2, Tile> : 0;
+  if (bytes > 0 && AllowSharedMemory<kernel>(bytes) != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky: clear it for the fallback's launch check
+    return cudaErrorNotSupported;
+  }
   const int64_t z = p.partial ? p.k_split : (p.batch_count < 65535 ? p.batch_count : 65535);
-  dim3 grid(static_cast<unsigned>((p.n + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM),
-            static_cast<unsigned>(z));
-  MatmulTcSyncKernel<T, kTransB, kVec, DenseB, kTransA><<<grid, kThreads, 0, stream>>>(p, DenseB{});
+  dim3 grid(static_cast<unsigned>((p.n + Tile::kBlockN - 1) / Tile::kBlockN),
+            static_cast<unsigned>((p.m + kBlockM - 1) / kBlockM), static_cast<unsigned>(z));
+  kernel<<<grid, kThreads, bytes, stream>>>(p, DenseB{});
   return cudaGetLastError();
+}
+
+// The wide tile (128 x 256 at one block per SM: half the shared-memory reads per mma of the narrow
+// tile's 128 x 128 at two) where its blocks give every SM one; smaller grids, K slices and element
+// loads keep the narrow tile. KAIO_MATMUL_WIDE=0 keeps the narrow tile everywhere, for A/B runs.
+bool WideTileFor(const MatmulTcParams& p, bool vec) {
+  using namespace matmul_tc;
+  if (!vec || p.partial || !EnvSwitch("KAIO_MATMUL_WIDE", true)) return false;
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t tiles = ((p.m + kBlockM - 1) / kBlockM) * ((p.n + WideTile::kBlockN - 1) / WideTile::kBlockN);
+  return tiles * p.batch_count >= sms;
 }
 
 // The Async ops' cp.async ring off Hopper (and where the wgmma kernel declines): 4 stages of
@@ -76,6 +95,13 @@ cudaError_t Dispatch(const MatmulTcParams& p, cudaStream_t stream) {
     const cudaError_t e = p.trans_a   ? LaunchCp<T, false, true>(p, stream)
                           : p.trans_b ? LaunchCp<T, true>(p, stream)
                                       : LaunchCp<T, false>(p, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
+  if (WideTileFor(p, vec)) {
+    using matmul_tc::WideTile;
+    const cudaError_t e = p.trans_a   ? Launch<T, false, true, true, WideTile>(p, stream)
+                          : p.trans_b ? Launch<T, true, true, false, WideTile>(p, stream)
+                                      : Launch<T, false, true, false, WideTile>(p, stream);
     if (e != cudaErrorNotSupported) return e;
   }
   if (p.trans_a) {

@@ -375,7 +375,7 @@ def _sync_kernels(names):
 
 def _cp_stages(name):
     """The kCpStages argument of a MatmulTcSyncKernel name (0: the register-prefetch pipeline)."""
-    m = re.search(r"MatmulTcSyncKernel<.*, (\d+)>", name)
+    m = re.search(r"MatmulTcSyncKernel<.*, (\d+), kaio::matmul_tc::SyncTile<", name)
     assert m, name
     return int(m.group(1))
 
@@ -426,6 +426,6 @@ def test_grad_takes_the_cp_async_kernels(monkeypatch):
     run = BoundRun(cuda_session(model), [dy, a, b], [a.shape, b.shape], [np.float16, np.float16])
     names = _sync_kernels(launched_kernels(run.run))
     assert names and all(_cp_stages(x) == 4 for x in names), names
-    assert any("true, 4>" in x for x in names), names  # trans_a
+    assert any("true, 4, kaio::matmul_tc::SyncTile<" in x for x in names), names  # trans_a
     for got, ref in zip(run.run(), matmul_grad(dy, a, b)):
         assert rel_err(got, ref) <= GRAD_TOL[np.float16]

@@ -134,7 +134,7 @@ struct Int4Weights {
     CudaScratch partial;  // only where one projection alone has columns and takes the Hopper GEMM's regimes
     KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt4ScratchBytes(seg, 3))));
     if (int e = RunMatmulInt4(seg, 3, partial.data(), launch.stream)) {
-      if (e == 74)  // cudaErrorMisalignedAddress
+      if (e == kMisalignedOperands)
         return OpError(ORT_FAIL, c, "inputs 'X', 'Wq', 'Wk' and 'Wv' must be 16-byte aligned on CUDA");
       return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
     }

@@ -114,7 +114,7 @@ struct MatmulInt4Op {
     CudaScratch partial;  // the Hopper GEMM's K slices' sums, or its dequantised weights
     KAIO_RETURN_IF_ERROR(partial.Allocate(launch, c, static_cast<size_t>(MatmulInt4ScratchBytes(p))));
     if (int e = RunMatmulInt4(p, partial.data(), launch.stream)) {
-      if (e == 74)  // cudaErrorMisalignedAddress
+      if (e == kMisalignedOperands)
         return OpError(ORT_FAIL, c, "inputs 'A' and 'B_packed' must be 16-byte aligned on CUDA");
       return OpError(ORT_FAIL, c, "CUDA launch failed: error ", e);
     }

@@ -39,7 +39,8 @@ int64_t MatmulInt4ScratchBytes(const MatmulInt4Params* segments, int count);
 inline int64_t MatmulInt4ScratchBytes(const MatmulInt4Params& p) { return MatmulInt4ScratchBytes(&p, 1); }
 // Launches on `stream` (scratch: MatmulInt4ScratchBytes bytes; without it the Hopper regimes that
 // need it are not taken); returns the CUDA error of the launch (never synchronises).
-// cudaErrorMisalignedAddress (74): A or a B_packed not 16-byte aligned.
+// kMisalignedOperands: A or a B_packed not 16-byte aligned (nothing launched).
+constexpr int kMisalignedOperands = 716;  // cudaErrorMisalignedAddress (this header is host-only C++)
 int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* scratch, void* stream);
 inline int RunMatmulInt4(const MatmulInt4Params& p, void* scratch, void* stream) {
   return RunMatmulInt4(&p, 1, scratch, stream);

@@ -273,7 +273,7 @@ TILE_CASES = {
 }
 
 
-def _async_case(m, k, n, trans_b, op="MatmulTcAsync"):
+def _matmul_case(m, k, n, trans_b, op="MatmulTcAsync"):
     """Fresh f16 operands of an M x K x N `op` (B as [N, K] with trans_b), its f32-output model and an
     eager BoundRun of it: (rng, a, b, model, run)."""
     g = rng()
@@ -313,7 +313,7 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
             monkeypatch.setenv(v, switches[v])
         else:
             monkeypatch.delenv(v, raising=False)
-    g, a, b, model, run = _async_case(m, k, n, trans_b)
+    g, a, b, model, run = _matmul_case(m, k, n, trans_b)
     names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
     want = tail.format(tb="true" if trans_b else "false")
     assert names and all(want in x for x in names), (want, names)
@@ -338,11 +338,14 @@ def test_sync_tile_shapes(case, trans_b, monkeypatch):
     fill the GPU, else (or with KAIO_MATMUL_WIDE=0) the 128 x 128 one; each right and, captured in a
     CUDA graph, replaying what eager runs compute."""
     switch, (m, k, n), want = SYNC_TILE_CASES[case]
+    sms = pytest.importorskip("torch").cuda.get_device_properties(0).multi_processor_count
+    if case == "wide" and sms > 155:
+        pytest.skip(f"3900 x 1032 is 155 wide tiles, fewer than this GPU's {sms} SMs")
     if switch is None:
         monkeypatch.delenv("KAIO_MATMUL_WIDE", raising=False)
     else:
         monkeypatch.setenv("KAIO_MATMUL_WIDE", switch)
-    g, a, b, model, run = _async_case(m, k, n, trans_b, op="MatmulTc")
+    g, a, b, model, run = _matmul_case(m, k, n, trans_b, op="MatmulTc")
     names = [x for x in launched_kernels(run.run) if "MatmulTcSyncKernel" in x]
     assert names and all(want in x for x in names), (want, names)
     _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
@@ -361,7 +364,7 @@ def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatc
     for v in TILE_SWITCHES:
         monkeypatch.delenv(v, raising=False)
     m, k, n = 40, 1032, 1032
-    g, a, b, model, run = _async_case(m, k, n, trans_b)
+    g, a, b, model, run = _matmul_case(m, k, n, trans_b)
     names = list(our_kernel_launches(run.run))
     combine = [x for x in names if "CombineKernel" in x]
     assert any("MatmulWgmmaKernel" in x for x in names), names

@@ -14,7 +14,7 @@ __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// ldmatrix at a shared-memory address (SmemAddr): kernels that step through fixed offsets of a stage.
+// ldmatrix at a shared-memory address (SmemAddr), or at a generic pointer into shared memory.
 __device__ __forceinline__ void LdMatrixX4(uint32_t* r, uint32_t smem) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem));
@@ -23,14 +23,8 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t* r, uint32_t smem) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem));
 }
-__device__ __forceinline__ void LdMatrixX4(uint32_t* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(SmemAddr(p)));
-}
-__device__ __forceinline__ void LdMatrixX4Trans(uint32_t* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(SmemAddr(p)));
-}
+__device__ __forceinline__ void LdMatrixX4(uint32_t* r, const void* p) { LdMatrixX4(r, SmemAddr(p)); }
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t* r, const void* p) { LdMatrixX4Trans(r, SmemAddr(p)); }
 
 // c[0..3] += A (16 x 16, row) * B (16 x 8, col); T is __half or __nv_bfloat16.
 template <typename T>

@@ -49,6 +49,22 @@ struct SyncTile {
 };
 using NarrowTile = SyncTile<kBlockN, 2>;
 using WideTile = SyncTile<256, 1>;
+constexpr int kASegs = kBlockM * kBlockK / 8 / kThreads;  // 8-element A segments a thread moves
+
+// Where segment v (8 consecutive elements; thread t moves t, t + kThreads, ...) of a kBlockK x kMN
+// operand tile lies: the tile stored as read, k-major ([k][mn]: A with trans_a, B as [K, N]) or
+// mn-major ([mn][k]), each shared row padded by kPad. Its k and m / n offsets in the tile and its
+// element offset in a shared stage, for the global loads and the shared stores alike.
+template <bool kKMajor, int kMN>
+struct Segment {
+  static constexpr int kRow = kKMajor ? kMN : kBlockK;  // elements along a stored row
+  static constexpr int kPerRow = kRow / 8, kLd = kRow + kPad;
+  static __device__ __forceinline__ int Row(int v) { return v / kPerRow; }
+  static __device__ __forceinline__ int Col(int v) { return (v % kPerRow) * 8; }
+  static __device__ __forceinline__ int K(int v) { return kKMajor ? Row(v) : Col(v); }
+  static __device__ __forceinline__ int MN(int v) { return kKMajor ? Col(v) : Row(v); }
+  static __device__ __forceinline__ int Smem(int v) { return Row(v) * kLd + Col(v); }
+};
 
 using ptx::LdMatrixX4;
 using ptx::LdMatrixX4Trans;
@@ -92,9 +108,9 @@ constexpr int kBsStageElems = kTransB ? Tile::kBlockN * kLdBnk : kBlockK * Tile:
 // Shared memory of kStages stages of A and B: the cp.async ring, or the register-prefetch kernel's
 // two stages, which the wide tile holds in dynamic shared memory (past the 48 KB of static arrays).
 template <typename T, bool kTransB, bool kTransA, int kStages, class Tile = NarrowTile>
-constexpr int kCpSmemBytes = kStages * (kAsStageElems<kTransA> + kBsStageElems<kTransB, Tile>) * int(sizeof(T));
+constexpr int kStageSmemBytes = kStages * (kAsStageElems<kTransA> + kBsStageElems<kTransB, Tile>) * int(sizeof(T));
 template <typename T, bool kTransB, bool kTransA, class Tile>
-constexpr bool kDynamicStages = 2 * kCpSmemBytes<T, kTransB, kTransA, 1, Tile> > 48 * 1024;
+constexpr bool kDynamicStages = 2 * kStageSmemBytes<T, kTransB, kTransA, 1, Tile> > 48 * 1024;
 
 // BSource::Load gives the 8 B values [col, col + 8) of row `row` as T (DenseB, or a quantized
 // source that dequantises them: quant_matmul/matmul_int8_kernel.cuh).
@@ -111,7 +127,10 @@ __global__ void __launch_bounds__(kThreads, Tile::kMinBlocks) MatmulTcSyncKernel
   constexpr int kBsElems = kBsStageElems<kTransB, Tile>;
   constexpr int kAsElems = kAsStageElems<kTransA>;
   constexpr int kNi = Tile::kNi, kWarpN = Tile::kWarpN, kLdBkn = Tile::kLdBkn, kBSegs = Tile::kBSegs;
-  constexpr int kSegsPerBRow = Tile::kBlockN / 8;  // [K, N] B: segments along a tile row
+  using ASeg = Segment<kTransA, kBlockM>;
+  using BSeg = Segment<!kTransB, Tile::kBlockN>;
+  static_assert(ASeg::kLd == (kTransA ? kLdAkm : kLdA) && BSeg::kLd == (kTransB ? kLdBnk : kLdBkn),
+                "the segments' shared rows are the ldmatrix reads' rows");
   constexpr bool kDenseVec = kVec && std::is_same<BSource, DenseB>::value;
   static_assert(kCpStages == 0 || (kCpStages >= 2 && kVec && std::is_same<BSource, DenseB>::value),
                 "the cp.async pipeline moves aligned 16-byte segments of dense operands");
@@ -150,54 +169,54 @@ __global__ void __launch_bounds__(kThreads, Tile::kMinBlocks) MatmulTcSyncKernel
     // Dense 16-byte segments (the register loads of kDenseVec, cp.async): each thread's segment sources
     // are fixed but for k: a base pointer, the k step between tiles (1 along a row, else a row's
     // length), the fixed coordinate's check and the k offset inside the tile.
-    const T* a_src[2];
+    const T* a_src[kASegs];
     const T* b_src[kBSegs];
-    bool a_in[2], b_in[kBSegs];
+    bool a_in[kASegs], b_in[kBSegs];
     if constexpr (kDenseVec) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int v = tid + i * kThreads;
-        if constexpr (kTransA) a_in[i] = m0 + (v % 16) * 8 < M, a_src[i] = A + int64_t(v / 16) * M + m0 + (v % 16) * 8;
-        else a_in[i] = m0 + v / 4 < M, a_src[i] = A + (m0 + v / 4) * K + (v % 4) * 8;
+      for (int i = 0; i < kASegs; ++i) {
+        const int v = tid + i * kThreads, k = ASeg::K(v), mn = ASeg::MN(v);
+        a_in[i] = m0 + mn < M;
+        a_src[i] = kTransA ? A + int64_t(k) * M + m0 + mn : A + (m0 + mn) * K + k;
       }
 #pragma unroll
       for (int i = 0; i < kBSegs; ++i) {
-        const int v = tid + i * kThreads, col = (v % kSegsPerBRow) * 8;
-        if constexpr (kTransB) b_in[i] = n0 + v / 4 < N, b_src[i] = B + (n0 + v / 4) * K + (v % 4) * 8;
-        else b_in[i] = n0 + col < N, b_src[i] = B + int64_t(v / kSegsPerBRow) * N + n0 + col;
+        const int v = tid + i * kThreads, k = BSeg::K(v), mn = BSeg::MN(v);
+        b_in[i] = n0 + mn < N;
+        b_src[i] = kTransB ? B + (n0 + mn) * K + k : B + int64_t(k) * N + n0 + mn;
       }
     }
-    // Each thread moves two 8-element segments of the A tile and kBSegs of the B tile. Dense operands
-    // with 16-byte loads (kDenseVec) take them from the per-thread pointers above, one predicate each;
-    // others through LoadSegment / BSource::Load, which check every coordinate.
-    uint4 ra[2], rb[kBSegs];
+    // Each thread moves kASegs 8-element segments of the A tile and kBSegs of the B tile. Dense
+    // operands with 16-byte loads (kDenseVec) take them from the per-thread pointers above, one
+    // predicate each; others through LoadSegment / BSource::Load, which check every coordinate.
+    uint4 ra[kASegs], rb[kBSegs];
     auto load_tiles = [&](int64_t k0) {
       if constexpr (kDenseVec) {
         const int k_rem = K - k0 < kBlockK ? int(K - k0) : kBlockK;  // the tile's k extent
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          const int v = tid + i * kThreads, ka = kTransA ? v / 16 : (v % 4) * 8;
+        for (int i = 0; i < kASegs; ++i) {
+          const int k = ASeg::K(tid + i * kThreads);
           ra[i] = make_uint4(0, 0, 0, 0);
-          if (a_in[i] && ka < k_rem) ra[i] = __ldg(reinterpret_cast<const uint4*>(a_src[i] + k0 * (kTransA ? M : 1)));
+          if (a_in[i] && k < k_rem) ra[i] = __ldg(reinterpret_cast<const uint4*>(a_src[i] + k0 * (kTransA ? M : 1)));
         }
 #pragma unroll
         for (int i = 0; i < kBSegs; ++i) {
-          const int v = tid + i * kThreads, kb = kTransB ? (v % 4) * 8 : v / kSegsPerBRow;
+          const int k = BSeg::K(tid + i * kThreads);
           rb[i] = make_uint4(0, 0, 0, 0);
-          if (b_in[i] && kb < k_rem) rb[i] = __ldg(reinterpret_cast<const uint4*>(b_src[i] + k0 * (kTransB ? 1 : N)));
+          if (b_in[i] && k < k_rem) rb[i] = __ldg(reinterpret_cast<const uint4*>(b_src[i] + k0 * (kTransB ? 1 : N)));
         }
       } else {
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          int v = tid + i * kThreads;
-          if constexpr (kTransA) ra[i] = LoadSegment<T, kVec>(A, k0 + v / 16, m0 + (v % 16) * 8, K, M, M);
-          else ra[i] = LoadSegment<T, kVec>(A, m0 + v / 4, k0 + (v % 4) * 8, M, K, K);
+        for (int i = 0; i < kASegs; ++i) {
+          const int v = tid + i * kThreads;
+          const int64_t m = m0 + ASeg::MN(v), k = k0 + ASeg::K(v);
+          ra[i] = kTransA ? LoadSegment<T, kVec>(A, k, m, K, M, M) : LoadSegment<T, kVec>(A, m, k, M, K, K);
         }
 #pragma unroll
         for (int i = 0; i < kBSegs; ++i) {
-          int v = tid + i * kThreads;
-          if constexpr (kTransB) rb[i] = src.template Load<T, kVec>(B, n0 + v / 4, k0 + (v % 4) * 8, N, K);
-          else rb[i] = src.template Load<T, kVec>(B, k0 + v / kSegsPerBRow, n0 + (v % kSegsPerBRow) * 8, K, N);
+          const int v = tid + i * kThreads;
+          const int64_t n = n0 + BSeg::MN(v), k = k0 + BSeg::K(v);
+          rb[i] = kTransB ? src.template Load<T, kVec>(B, n, k, N, K) : src.template Load<T, kVec>(B, k, n, K, N);
         }
       }
     };
@@ -205,39 +224,26 @@ __global__ void __launch_bounds__(kThreads, Tile::kMinBlocks) MatmulTcSyncKernel
       T* as = as_base + stage * kAsElems;
       T* bs = bs_base + stage * kBsElems;
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        int v = tid + i * kThreads;
-        if constexpr (kTransA) *reinterpret_cast<uint4*>(&as[(v / 16) * kLdAkm + (v % 16) * 8]) = ra[i];
-        else *reinterpret_cast<uint4*>(&as[(v / 4) * kLdA + (v % 4) * 8]) = ra[i];
-      }
+      for (int i = 0; i < kASegs; ++i) *reinterpret_cast<uint4*>(&as[ASeg::Smem(tid + i * kThreads)]) = ra[i];
 #pragma unroll
-      for (int i = 0; i < kBSegs; ++i) {
-        int v = tid + i * kThreads;
-        if constexpr (kTransB) *reinterpret_cast<uint4*>(&bs[(v / 4) * kLdBnk + (v % 4) * 8]) = rb[i];
-        else *reinterpret_cast<uint4*>(&bs[(v / kSegsPerBRow) * kLdBkn + (v % kSegsPerBRow) * 8]) = rb[i];
-      }
+      for (int i = 0; i < kBSegs; ++i) *reinterpret_cast<uint4*>(&bs[BSeg::Smem(tid + i * kThreads)]) = rb[i];
     };
     auto copy_tiles = [&](int64_t k0, int stage) {
       T* as = as_base + stage * kAsElems;
       T* bs = bs_base + stage * kBsElems;
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      for (int i = 0; i < kASegs; ++i) {
         const int v = tid + i * kThreads;
-        const int ka = kTransA ? v / 16 : (v % 4) * 8;
-        const bool a_ok = a_in[i] && k0 + ka < K;
+        const bool a_ok = a_in[i] && k0 + ASeg::K(v) < K;
         const T* a_g = a_src[i] + k0 * (kTransA ? M : 1);
-        ptx::CpAsync16(&as[kTransA ? (v / 16) * kLdAkm + (v % 16) * 8 : (v / 4) * kLdA + (v % 4) * 8], a_ok ? a_g : A,
-                       a_ok);
+        ptx::CpAsync16(&as[ASeg::Smem(v)], a_ok ? a_g : A, a_ok);
       }
 #pragma unroll
       for (int i = 0; i < kBSegs; ++i) {
         const int v = tid + i * kThreads;
-        const int kb = kTransB ? (v % 4) * 8 : v / kSegsPerBRow;
-        const bool b_ok = b_in[i] && k0 + kb < K;
+        const bool b_ok = b_in[i] && k0 + BSeg::K(v) < K;
         const T* b_g = b_src[i] + k0 * (kTransB ? 1 : N);
-        ptx::CpAsync16(
-            &bs[kTransB ? (v / 4) * kLdBnk + (v % 4) * 8 : (v / kSegsPerBRow) * kLdBkn + (v % kSegsPerBRow) * 8],
-            b_ok ? b_g : B, b_ok);
+        ptx::CpAsync16(&bs[BSeg::Smem(v)], b_ok ? b_g : B, b_ok);
       }
     };
 

@@ -22,7 +22,7 @@ template <typename T, bool kTransB, bool kVec, bool kTransA = false, class Tile 
 cudaError_t Launch(const MatmulTcParams& p, cudaStream_t stream) {
   using namespace matmul_tc;
   constexpr auto kernel = MatmulTcSyncKernel<T, kTransB, kVec, DenseB, kTransA, 0, Tile>;
-  constexpr int bytes = kDynamicStages<T, kTransB, kTransA, Tile> ? kCpSmemBytes<T, kTransB, kTransA, 2, Tile> : 0;
+  constexpr int bytes = kDynamicStages<T, kTransB, kTransA, Tile> ? kStageSmemBytes<T, kTransB, kTransA, 2, Tile> : 0;
   if (bytes > 0 && AllowSharedMemory<kernel>(bytes) != cudaSuccess) {
     (void)cudaGetLastError();  // not sticky: clear it for the fallback's launch check
     return cudaErrorNotSupported;
@@ -62,7 +62,7 @@ template <typename T, bool kTransB, bool kTransA = false>
 cudaError_t LaunchCp(const MatmulTcParams& p, cudaStream_t stream) {
   using namespace matmul_tc;
   constexpr auto kernel = MatmulTcSyncKernel<T, kTransB, true, DenseB, kTransA, kCpStages>;
-  constexpr int bytes = kCpSmemBytes<T, kTransB, kTransA, kCpStages>;
+  constexpr int bytes = kStageSmemBytes<T, kTransB, kTransA, kCpStages>;
   if (AllowSharedMemory<kernel>(bytes) != cudaSuccess) {
     (void)cudaGetLastError();  // not sticky: clear it for the fallback's launch check
     return cudaErrorNotSupported;

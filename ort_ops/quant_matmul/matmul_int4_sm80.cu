@@ -264,9 +264,10 @@ int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* scratch, void* 
     }
     return cudaSuccess;
   }
-  if (!Aligned16(p.a)) return cudaErrorMisalignedAddress;
+  static_assert(kMisalignedOperands == cudaErrorMisalignedAddress, "the glue's refusal reads this status");
+  if (!Aligned16(p.a)) return kMisalignedOperands;
   for (int i = 0; i < n_live; ++i)
-    if (!Aligned16(live[i].b)) return cudaErrorMisalignedAddress;
+    if (!Aligned16(live[i].b)) return kMisalignedOperands;
   const bool zp = p.zero_points != nullptr;
   if (p.bf16)
     return zp ? Launch<__nv_bfloat16, true>(live, n_live, scratch, stream)

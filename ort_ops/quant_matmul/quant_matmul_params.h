@@ -40,7 +40,8 @@ inline int64_t MatmulInt4ScratchBytes(const MatmulInt4Params& p) { return Matmul
 // Launches on `stream` (scratch: MatmulInt4ScratchBytes bytes; without it the Hopper regimes that
 // need it are not taken); returns the CUDA error of the launch (never synchronises).
 // kMisalignedOperands: A or a B_packed not 16-byte aligned (nothing launched).
-constexpr int kMisalignedOperands = 716;  // cudaErrorMisalignedAddress (this header is host-only C++)
+// cudaErrorMisalignedAddress: this header is also compiled without CUDA's; RunMatmulInt4 asserts it.
+constexpr int kMisalignedOperands = 716;
 int RunMatmulInt4(const MatmulInt4Params* segments, int count, void* scratch, void* stream);
 inline int RunMatmulInt4(const MatmulInt4Params& p, void* scratch, void* stream) {
   return RunMatmulInt4(&p, 1, scratch, stream);

@@ -17,7 +17,6 @@
 namespace kaio {
 namespace {
 
-using attention_wgmma::kBlockM;
 using attention_wgmma::kBlockN;
 using attention_wgmma::kBoxCols;
 using attention_wgmma::Maps;
@@ -35,14 +34,18 @@ bool MakeMap(CUtensorMap* map, const AttentionFlashParams& p, const void* base, 
                          base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
+// Query rows per block (the Q map's box) at head dim d.
+int QTileRows(int64_t d) { return d == 64 ? attention_wgmma::Layout<64>::kBlockM : attention_wgmma::Layout<128>::kBlockM; }
+
 template <typename T, int kD, bool kCausal>
 cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
-  constexpr int kSmem = attention_wgmma::Layout<kD>::kSmemBytes;
+  using L = attention_wgmma::Layout<kD>;
+  constexpr int kSmem = L::kSmemBytes;
   constexpr auto kernel = attention_wgmma::AttentionWgmmaKernel<T, kD, kCausal>;
   if (cudaError_t e = AllowSharedMemory<kernel>(kSmem)) return e;
-  const dim3 grid(static_cast<unsigned>((p.sq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.hq),
+  const dim3 grid(static_cast<unsigned>((p.sq + L::kBlockM - 1) / L::kBlockM), static_cast<unsigned>(p.hq),
                   static_cast<unsigned>(p.batch));
-  kernel<<<grid, attention_wgmma::kThreads, kSmem, stream>>>(maps, p);
+  kernel<<<grid, L::kThreads, kSmem, stream>>>(maps, p);
   return cudaGetLastError();
 }
 
@@ -72,7 +75,7 @@ bool AttentionFlashWgmmaFits(const AttentionFlashParams& p) {
 cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream) {
   if (!AttentionFlashWgmmaFits(p)) return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
   Maps maps;
-  if (!MakeMap(&maps.q, p, p.q, p.q_str, p.sq, p.hq, kBlockM) || !MakeMap(&maps.k, p, p.k, p.k_str, p.sk, p.hkv, kBlockN) ||
+  if (!MakeMap(&maps.q, p, p.q, p.q_str, p.sq, p.hq, QTileRows(p.d)) || !MakeMap(&maps.k, p, p.k, p.k_str, p.sk, p.hkv, kBlockN) ||
       !MakeMap(&maps.v, p, p.v, p.v_str, p.sk, p.hkv, kBlockN))
     return cudaErrorNotSupported;
   return p.in_type == AttentionElem::kF16 ? LaunchD<__half>(maps, p, stream) : LaunchD<__nv_bfloat16>(maps, p, stream);

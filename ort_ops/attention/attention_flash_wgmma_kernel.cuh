@@ -1,15 +1,15 @@
 // FlashAttention forward for Hopper (sm_90a), FlashAttention-3 style: TMA tile loads into
 // shared-memory rings completing on mbarriers, wgmma for S = Q K^T and O += P V, a producer
-// warpgroup and two consumer warpgroups, online softmax in registers.
+// warpgroup and two or three consumer warpgroups, online softmax in registers.
 //
-// Block = one (batch, query head) and a tile of kBlockM = 128 query rows; grid (query tiles, Hq,
-// batch), causal tiles longest first. 384 threads: warpgroup 0 produces (one thread issues the TMA
-// loads: the Q tile once, then K and V tiles of kBlockN = 128 keys into kStages-deep rings with
-// separate full / empty barriers, so S can start before V lands), warpgroups 1 and 2 consume, each
-// owning 64 query rows. setmaxnreg moves registers from the producer (24) to the consumers (240).
+// Block = one (batch, query head) and a tile of kBlockM query rows (Layout: 128 at D = 128, 192 at
+// D = 64); grid (query tiles, Hq, batch), causal tiles longest first. Warpgroup 0 produces (one
+// thread issues the TMA loads: the Q tile once, then K and V tiles of kBlockN = 128 keys into
+// kStages-deep rings with separate full / empty barriers, so S can start before V lands), the other
+// kBlockM / 64 warpgroups consume, each owning 64 query rows. setmaxnreg moves registers from the
+// producer (24) to the consumers (240 for two, 160 for three).
 //
-// A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the two consumers take turns issuing,
-// kPingPong):
+// A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the consumers take turns issuing):
 //   issue S_j = Q K_j^T (SS wgmma m64n128k16, D / 16 steps)      -- async
 //   issue O += P_{j-1} V_{j-1} (RS wgmma, P from registers)      -- async
 //   wait for S_j; release K_j; mask; online softmax of S_j (max, exp2, sums): overlaps the P V wgmma
@@ -19,8 +19,8 @@
 // register A-fragment layout of wgmma (mma.sync's m16n8k16 A fragment per warp).
 //
 // Shared memory (all 1024-byte aligned, 128-byte swizzled as TMA writes it with
-// CU_TENSOR_MAP_SWIZZLE_128B): Q [kD / 64 boxes of 128 rows x 64 columns], then kStages K tiles
-// and kStages V tiles of the same shape. S's B operand (K) is K-major; P V's B operand (V, keys x D
+// CU_TENSOR_MAP_SWIZZLE_128B): Q [kD / 64 boxes of kBlockM rows x 64 columns], then kStages K tiles
+// and kStages V tiles of kD / 64 boxes of 128 keys x 64 columns. S's B operand (K) is K-major; P V's B operand (V, keys x D
 // with D contiguous) is MN-major (tnspB = 1, leading byte offset = one 64-column box).
 //
 // Tensor maps are 4-D (D, S, heads, batch) with the layout's strides, so "bhsd" and "bshd" are read
@@ -43,19 +43,11 @@
 namespace kaio {
 namespace attention_wgmma {
 
-constexpr int kBlockM = 128, kBlockN = 128;         // query rows per block, keys per K/V tile
-constexpr int kConsumers = kBlockM / 64;            // consumer warpgroups, 64 rows each
-constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kBlockN = 128;                        // keys per K/V tile
 constexpr int kBoxCols = 64;                        // 16-bit elements in a 128-byte swizzled row
-constexpr int kQBoxBytes = kBlockM * 128, kKVBoxBytes = kBlockN * 128;  // one 64-column box of a tile
-constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
+constexpr int kKVBoxBytes = kBlockN * 128;          // one 64-column box of a K or V tile
+constexpr int kProducerRegs = 24;
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
-// Ping-pong between the two consumers (FA3's warp scheduler barriers): a consumer issues its
-// tile's two products only after the other consumer has issued its own, so one's softmax runs while
-// the other's products keep the tensor cores busy. Named barriers 1 and 2 (0 is __syncthreads).
-constexpr bool kPingPong = true;
-static_assert(!kPingPong || kConsumers == 2, "ping-pong pairs two consumers");
 
 __device__ __forceinline__ void NamedBarSync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
@@ -64,11 +56,22 @@ __device__ __forceinline__ void NamedBarArrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// The block of head dim kD: kBlockM query rows, one consumer warpgroup per 64 of them. D = 64 takes
+// 192 rows (FA3's choice): its products are half as long as D = 128's while the softmax per key is
+// the same, so a third consumer is what keeps the tensor cores fed while two run their softmax.
+// Turns (FA3's warp scheduler barriers): consumer w issues its tile's two products only after
+// consumer w - 1 (cyclically) has issued its own, on named barrier 1 + w (0 is __syncthreads).
 template <int kD>
 struct Layout {
   static_assert(kD == 64 || kD == 128, "head dims 64 and 128");
+  static constexpr int kBlockM = kD == 64 ? 192 : 128;
+  static constexpr int kConsumers = kBlockM / 64;
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 240;
+  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
   static constexpr int kBoxes = kD / kBoxCols;
   static constexpr int kStages = kD == 64 ? 3 : 2;
+  static constexpr int kQBoxBytes = kBlockM * 128;  // one 64-column box of the Q tile
   static constexpr int kQBytes = kBoxes * kQBoxBytes;
   static constexpr int kKVBytes = kBoxes * kKVBoxBytes;  // one K or one V tile
   static constexpr int kSmemBytes = kQBytes + 2 * kStages * kKVBytes + 1024;  // + slack to align to 1024
@@ -88,6 +91,7 @@ __device__ __forceinline__ float Exp2(float x) {  // ex2.approx: exp2(-inf) = 0
 // S (64 x 128 f32, this warpgroup's rows) = Q_w K^T over the head dim, issued and committed.
 template <typename T, int kD>
 __device__ __forceinline__ void IssueS(float (&s)[64], const uint8_t* q_w, const uint8_t* k_tile) {
+  constexpr int kQBoxBytes = Layout<kD>::kQBoxBytes;
 #pragma unroll
   for (int i = 0; i < 64; ++i) s[i] = 0.f;
   sm90::WgmmaFence();
@@ -123,13 +127,21 @@ __device__ __forceinline__ void SoftmaxTile(float (&s)[64], float (&row_max)[2],
                                             float sl, bool mask, int64_t key0, int64_t row_a, int64_t sk,
                                             int64_t diag) {
   if (mask) {
+    // Per row, the first masked key counted from key0, clamped to the tile: then each element's
+    // test is one 32-bit compare of its constant column (the 64-bit key arithmetic per element was
+    // most of a masked tile's instructions).
+    int limit[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      int64_t end = sk;
+      if (kCausal) end = min(end, row_a + 8 * r + diag + 1);
+      limit[r] = static_cast<int>(max(int64_t(0), min(end - key0, int64_t(kBlockN))));
+    }
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t key = key0 + 8 * j + (e & 1);
-        if (key >= sk || (kCausal && key > row_a + 8 * (e >> 1) + diag)) s[4 * j + e] = -INFINITY;
-      }
+      for (int e = 0; e < 4; ++e)
+        if (8 * j + (e & 1) >= limit[e >> 1]) s[4 * j + e] = -INFINITY;
   }
   float mx[2] = {row_max[0], row_max[1]};
 #pragma unroll
@@ -178,12 +190,12 @@ __device__ __forceinline__ void ScaleRows(float (&o)[kN], const float (&corr)[2]
 }
 
 template <typename T, int kD, bool kCausal>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
     AttentionWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashParams p) {
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
   using L = Layout<kD>;
-  constexpr int kStages = L::kStages;
+  constexpr int kStages = L::kStages, kBlockM = L::kBlockM, kConsumers = L::kConsumers;
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages];
   // Swizzle atoms must sit at 1024-byte boundaries (offset from the array itself, so the compiler
@@ -224,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int row0 = static_cast<int>(m0);
       MbarArriveExpectTx(&q_full, L::kQBytes);
 #pragma unroll
-      for (int x = 0; x < L::kBoxes; ++x) TmaLoad4d(sq + x * kQBoxBytes, &maps.q, &q_full, x * kBoxCols, row0, h, b);
+      for (int x = 0; x < L::kBoxes; ++x) TmaLoad4d(sq + x * L::kQBoxBytes, &maps.q, &q_full, x * kBoxCols, row0, h, b);
       for (int j = 0; j < n_tiles; ++j) {
         const int s = j % kStages;
         const uint32_t round = j / kStages;
@@ -244,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  SetMaxNRegInc<kConsumerRegs>();
+  SetMaxNRegInc<L::kConsumerRegs>();
   // Consumer warpgroup 1 + w: rows [m0 + 64 w, m0 + 64 w + 64); thread t holds rows row_a and
   // row_a + 8, per 8-column block the columns 2 (lane % 4) and + 1 (the m64nN accumulator layout).
   const int w = warpgroup - 1, t = threadIdx.x % 128, lane = t % 32;
@@ -278,19 +290,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(0), key_lane, row_a, p.sk, diag);
     PackP<T>(s, pa);  // O is still 0: no rescale
 
-    // Ping-pong: consumer 0 goes first (consumer 1's arrival stands in for a previous turn); each
-    // loop iteration waits for its turn (barrier 1 + w: its own arrival and the other's) and hands
-    // the turn over once both products are issued. Both consumers run the same n_tiles - 1
-    // iterations; the last hand-over is left pending at exit.
-    if (kPingPong && w == 1 && n_tiles > 1) NamedBarArrive(1, 256);
+    // Turns: consumer 0 goes first (the last consumer's arrival stands in for a previous turn); each
+    // loop iteration waits for its turn (barrier 1 + w: its own arrival and its predecessor's) and
+    // hands the turn to its successor once both products are issued. All consumers run the same
+    // n_tiles - 1 iterations; the last hand-over is left pending at exit.
+    if (w == kConsumers - 1 && n_tiles > 1) NamedBarArrive(1, 256);
     for (int j = 1; j < n_tiles; ++j) {
       const int ks = j % kStages, vs = (j - 1) % kStages;
       MbarWait(&k_full[ks], (j / kStages) & 1);
-      if (kPingPong) NamedBarSync(1 + w, 256);
+      NamedBarSync(1 + w, 256);
       IssueS<T, kD>(s, q_w, sk + ks * L::kKVBytes);
       MbarWait(&v_full[vs], ((j - 1) / kStages) & 1);
       IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
-      if (kPingPong) NamedBarArrive(2 - w, 256);
+      NamedBarArrive(1 + (w + 1) % kConsumers, 256);
       WgmmaWait<1>();  // S_j is done (P V still running)
       FenceOperands(s);
       if (lane == 0) MbarArrive(&k_empty[ks]);

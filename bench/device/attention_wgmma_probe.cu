@@ -24,7 +24,8 @@
 #include "probe_common.cuh"
 
 namespace kaio {
-cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream);
+cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, void* workspace, cudaStream_t stream);
+size_t AttentionFlashWgmmaWorkspaceBytes(const AttentionFlashParams& p);
 bool AttentionFlashWgmmaFits(const AttentionFlashParams& p);
 }  // namespace kaio
 
@@ -54,6 +55,7 @@ struct Buffers {
   void* o = nullptr;
   float *lse = nullptr, *o_ref = nullptr, *lse_ref = nullptr;
   void* workspace = nullptr;
+  void* counter = nullptr;  // the Hopper kernel's workspace (its tile counter)
 };
 
 AttentionFlashParams ParamsOf(const Case& c, const Buffers& buf, int sm, int sm_count) {
@@ -110,7 +112,8 @@ bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen) {
     std::printf("%-28s DOES NOT FIT the wgmma kernel\n", c.name);
     return false;
   }
-  CHECK(RunAttentionFlashWgmma(p, 0));
+  CHECK(cudaMalloc(&buf.counter, AttentionFlashWgmmaWorkspaceBytes(p)));
+  CHECK(RunAttentionFlashWgmma(p, buf.counter, 0));
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
 
@@ -175,7 +178,7 @@ bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen) {
     AttentionFlashParams p80 = ParamsOf(c, buf, 80, sm_count);
     const size_t ws = AttentionFlashWorkspaceBytes(p80);
     if (ws) CHECK(cudaMalloc(&buf.workspace, ws));
-    const double wgmma = probe::MedianMs([&] { CHECK(RunAttentionFlashWgmma(p, 0)); });
+    const double wgmma = probe::MedianMs([&] { CHECK(RunAttentionFlashWgmma(p, buf.counter, 0)); });
     const double mma = probe::MedianMs([&] {
       if (int e = RunAttentionFlash(p80, buf.workspace, nullptr)) CHECK(cudaError_t(e));
     });
@@ -190,6 +193,7 @@ bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen) {
   cudaFree(buf.o_ref);
   cudaFree(buf.lse_ref);
   if (buf.workspace) cudaFree(buf.workspace);
+  cudaFree(buf.counter);
   return ok;
 }
 

@@ -11,7 +11,8 @@
 namespace kaio {
 
 // attention_flash_sm90.cu: the Hopper kernel (TMA + wgmma); cudaErrorNotSupported where it does not apply.
-cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream);
+cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, void* workspace, cudaStream_t stream);
+size_t AttentionFlashWgmmaWorkspaceBytes(const AttentionFlashParams& p);
 
 namespace {
 
@@ -142,8 +143,9 @@ cudaError_t DispatchConfig(const AttentionFlashParams& p, const Config& c, const
 }  // namespace
 
 size_t AttentionFlashWorkspaceBytes(const AttentionFlashParams& p) {
-  const int splits = SplitCount(p, ChooseConfig(p));
-  if (splits == 1) return 0;
+  const Config c = ChooseConfig(p);
+  const int splits = SplitCount(p, c);
+  if (splits == 1) return c.decode ? 0 : AttentionFlashWgmmaWorkspaceBytes(p);  // the Hopper kernel's tile counter
   return static_cast<size_t>(splits) * static_cast<size_t>(RowCount(p)) * static_cast<size_t>(p.dv + 1) * sizeof(float);
 }
 
@@ -159,7 +161,7 @@ int RunAttentionFlash(const AttentionFlashParams& p, void* workspace, void* stre
   // sm_90: the TMA + wgmma kernel for prefill-sized queries where this kernel would not split the
   // keys (a split keeps more SMs busy than one block per 128-row query tile can).
   if (!c.decode && split.splits == 1) {
-    const cudaError_t e = RunAttentionFlashWgmma(p, stream);
+    const cudaError_t e = RunAttentionFlashWgmma(p, workspace, stream);
     if (e != cudaErrorNotSupported) return e;
   }
   if (split.splits > 1) {

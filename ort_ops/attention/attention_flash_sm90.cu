@@ -1,10 +1,13 @@
 // Launcher of the Hopper FlashAttention forward (attention_flash_wgmma_kernel.cuh): decides on the
 // host whether a launch fits the kernel, builds the 4-D tensor maps of Q, K and V for each run (they
 // hold the operands' addresses; a CUDA graph captures them by value with the launch) and launches
-// one block per (query tile, head, batch). cudaErrorNotSupported where it does not apply: the caller
-// (attention_flash_sm80.cu) then takes the mma.sync kernel.
+// one persistent block per SM (at most one per tile), which take the (query tile, head, batch)
+// tiles from a counter in the caller's workspace, zeroed here in the stream (a memset node in a
+// CUDA graph). cudaErrorNotSupported where it does not apply: the caller (attention_flash_sm80.cu)
+// then takes the mma.sync kernel.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -37,26 +40,38 @@ bool MakeMap(CUtensorMap* map, const AttentionFlashParams& p, const void* base, 
 // Query rows per block (the Q map's box) at head dim d.
 int QTileRows(int64_t d) { return d == 64 ? attention_wgmma::Layout<64>::kBlockM : attention_wgmma::Layout<128>::kBlockM; }
 
+// K and V bytes a section of the schedule may hold (of the 50 MB L2 on H100: the rest holds the
+// blocks' Q and O traffic).
+constexpr int64_t kSectionBytes = int64_t(16) << 20;
+
 template <typename T, int kD, bool kCausal>
-cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
+cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter, cudaStream_t stream) {
   using L = attention_wgmma::Layout<kD>;
   constexpr int kSmem = L::kSmemBytes;
   constexpr auto kernel = attention_wgmma::AttentionWgmmaKernel<T, kD, kCausal>;
   if (cudaError_t e = AllowSharedMemory<kernel>(kSmem)) return e;
-  const dim3 grid(static_cast<unsigned>((p.sq + L::kBlockM - 1) / L::kBlockM), static_cast<unsigned>(p.hq),
-                  static_cast<unsigned>(p.batch));
-  kernel<<<grid, L::kThreads, kSmem, stream>>>(maps, p);
+  attention_wgmma::Schedule sc;
+  sc.q_tiles = (p.sq + L::kBlockM - 1) / L::kBlockM;
+  sc.n_work = sc.q_tiles * p.hq * p.batch;
+  // K / V bytes of one query head's pair of tensors (query heads of a GQA group share them).
+  const int64_t head_bytes = std::max<int64_t>(1, p.sk * (p.d + p.dv) * 2 / (p.hq / p.hkv));
+  sc.group = std::max<int64_t>(1, std::min<int64_t>(p.hq * p.batch, kSectionBytes / head_bytes));
+  sc.counter = counter;
+  if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(*counter), stream)) return e;
+  const int64_t blocks = std::min<int64_t>(sc.n_work, p.sm_count > 0 ? p.sm_count : 1);
+  kernel<<<static_cast<unsigned>(blocks), L::kThreads, kSmem, stream>>>(maps, p, sc);
   return cudaGetLastError();
 }
 
 template <typename T, int kD>
-cudaError_t LaunchCausal(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
-  return p.causal ? Launch<T, kD, true>(maps, p, stream) : Launch<T, kD, false>(maps, p, stream);
+cudaError_t LaunchCausal(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter,
+                         cudaStream_t stream) {
+  return p.causal ? Launch<T, kD, true>(maps, p, counter, stream) : Launch<T, kD, false>(maps, p, counter, stream);
 }
 
 template <typename T>
-cudaError_t LaunchD(const Maps& maps, const AttentionFlashParams& p, cudaStream_t stream) {
-  return p.d == 64 ? LaunchCausal<T, 64>(maps, p, stream) : LaunchCausal<T, 128>(maps, p, stream);
+cudaError_t LaunchD(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter, cudaStream_t stream) {
+  return p.d == 64 ? LaunchCausal<T, 64>(maps, p, counter, stream) : LaunchCausal<T, 128>(maps, p, counter, stream);
 }
 
 }  // namespace
@@ -72,13 +87,20 @@ bool AttentionFlashWgmmaFits(const AttentionFlashParams& p) {
          RowsAligned16(p.k, p.k_str) && RowsAligned16(p.v, p.v_str) && Aligned16(p.o) && p.o_str.row % 2 == 0 && p.o_str.head % 2 == 0 && p.o_str.batch % 2 == 0;
 }
 
-cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, cudaStream_t stream) {
+size_t AttentionFlashWgmmaWorkspaceBytes(const AttentionFlashParams& p) {
+  return AttentionFlashWgmmaFits(p) ? 16 : 0;  // the schedule's tile counter
+}
+
+cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, void* workspace, cudaStream_t stream) {
   if (!AttentionFlashWgmmaFits(p)) return cudaErrorNotSupported;  // the caller takes the mma.sync kernel
+  if (!workspace) return cudaErrorInvalidValue;
   Maps maps;
   if (!MakeMap(&maps.q, p, p.q, p.q_str, p.sq, p.hq, QTileRows(p.d)) || !MakeMap(&maps.k, p, p.k, p.k_str, p.sk, p.hkv, kBlockN) ||
       !MakeMap(&maps.v, p, p.v, p.v_str, p.sk, p.hkv, kBlockN))
     return cudaErrorNotSupported;
-  return p.in_type == AttentionElem::kF16 ? LaunchD<__half>(maps, p, stream) : LaunchD<__nv_bfloat16>(maps, p, stream);
+  auto* counter = static_cast<unsigned long long*>(workspace);
+  return p.in_type == AttentionElem::kF16 ? LaunchD<__half>(maps, p, counter, stream)
+                                          : LaunchD<__nv_bfloat16>(maps, p, counter, stream);
 }
 
 }  // namespace kaio

@@ -7,7 +7,7 @@
 // thread issues the TMA loads: the Q tile once, then K and V tiles of kBlockN = 128 keys into
 // kStages-deep rings with separate full / empty barriers, so S can start before V lands), the other
 // kBlockM / 64 warpgroups consume, each owning 64 query rows. setmaxnreg moves registers from the
-// producer (24) to the consumers (240 for two, 160 for three).
+// producer to the consumers (232 each for two, 160 each for three).
 //
 // A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the consumers take turns issuing):
 //   issue S_j = Q K_j^T (SS wgmma m64n128k16, D / 16 steps)      -- async
@@ -46,7 +46,6 @@ namespace attention_wgmma {
 constexpr int kBlockN = 128;                        // keys per K/V tile
 constexpr int kBoxCols = 64;                        // 16-bit elements in a 128-byte swizzled row
 constexpr int kKVBoxBytes = kBlockN * 128;          // one 64-column box of a K or V tile
-constexpr int kProducerRegs = 24;
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
 __device__ __forceinline__ void NamedBarSync(int id, int threads) {
@@ -67,8 +66,13 @@ struct Layout {
   static constexpr int kBlockM = kD == 64 ? 192 : 128;
   static constexpr int kConsumers = kBlockM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 240;
-  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
+  // setmaxnreg: the producer gives registers back (its schedule's 64-bit tile arithmetic spills at
+  // 24), the consumers take them; .inc waits until the pool covers it, so the totals must equal what
+  // the launch allocated (65536 / kThreads per thread, rounded down to 8).
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
+  static constexpr int kProducerRegs = kConsumers == 3 ? 32 : 40;
+  static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 232;
+  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs == kThreads * kLaunchRegs, "register pool");
   static constexpr int kBoxes = kD / kBoxCols;
   static constexpr int kStages = kD == 64 ? 3 : 2;
   static constexpr int kQBoxBytes = kBlockM * 128;  // one 64-column box of the Q tile
@@ -189,40 +193,68 @@ __device__ __forceinline__ void ScaleRows(float (&o)[kN], const float (&corr)[2]
   for (int i = 0; i < kN; ++i) o[i] *= corr[(i >> 1) & 1];
 }
 
+// The work of one launch: tiles (query tile, head, batch), handed out in order by a counter in
+// global memory (a persistent block takes its next tile when it finishes one, so a block's Q and
+// first K / V loads overlap the previous tile's last products and stores, and causal tiles of
+// uneven length balance as they come). Order: sections of `group` consecutive (batch, head) pairs
+// whose K / V fit in L2 together (the launcher sizes it), one after another; in a section the
+// query tiles go longest first (causal), the heads fastest.
+struct Schedule {
+  int64_t q_tiles = 0, n_work = 0;  // query tiles per head; tiles in all
+  int64_t group = 1;                // (batch, head) pairs per section
+  unsigned long long* counter = nullptr;  // zeroed before the launch; tiles taken past the first round
+};
+
+struct WorkTile {
+  int64_t m0;    // the tile's first query row
+  int h, b;      // query head, batch
+  int n_tiles;   // K / V tiles it needs
+};
+
+template <int kBlockM, bool kCausal>
+__device__ __forceinline__ WorkTile WorkOf(int64_t t, const Schedule& sc, const AttentionFlashParams& p) {
+  const int64_t heads = p.hq * p.batch, per_section = sc.group * sc.q_tiles;
+  const int64_t section = t / per_section, r = t - section * per_section;
+  const int64_t g = min(sc.group, heads - section * sc.group);  // the last section may be short
+  const int64_t qi = r / g, hb = section * sc.group + r % g;
+  WorkTile w;
+  w.m0 = (kCausal ? sc.q_tiles - 1 - qi : qi) * kBlockM;  // causal: most keys first
+  w.h = static_cast<int>(hb % p.hq);
+  w.b = static_cast<int>(hb / p.hq);
+  int64_t kv_end = p.sk;
+  if (kCausal) {
+    kv_end = w.m0 + kBlockM + (p.sk - p.sq);  // one past the last key the tile's last row sees
+    kv_end = kv_end < 0 ? 0 : (kv_end > p.sk ? p.sk : kv_end);
+  }
+  w.n_tiles = static_cast<int>((kv_end + kBlockN - 1) / kBlockN);
+  return w;
+}
+
 template <typename T, int kD, bool kCausal>
 __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
-    AttentionWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashParams p) {
+    AttentionWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashParams p, const Schedule sc) {
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
   using L = Layout<kD>;
   constexpr int kStages = L::kStages, kBlockM = L::kBlockM, kConsumers = L::kConsumers;
   extern __shared__ uint8_t smem_raw[];
-  __shared__ uint64_t q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages];
+  __shared__ uint64_t q_full, q_empty, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages];
+  __shared__ int64_t tile_slot;  // the tile whose Q q_full announces; -1: no more tiles
   // Swizzle atoms must sit at 1024-byte boundaries (offset from the array itself, so the compiler
   // keeps shared-memory accesses).
   uint8_t* sq = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   uint8_t* sk = sq + L::kQBytes;               // K stage s: sk + s * kKVBytes
   uint8_t* sv = sk + kStages * L::kKVBytes;    // V stage s: sv + s * kKVBytes
-
-  const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
-  const int64_t q_tile = kCausal ? q_tiles - 1 - blockIdx.x : blockIdx.x;  // causal: most keys first
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int kvh = static_cast<int>(h / (p.hq / p.hkv));
-  const int64_t m0 = q_tile * kBlockM;
   const int64_t diag = p.sk - p.sq;  // causal: query i sees keys j <= i + diag
-  int64_t kv_end = p.sk;
-  if (kCausal) {
-    kv_end = m0 + kBlockM + diag;  // one past the last key the tile's last row sees
-    kv_end = kv_end < 0 ? 0 : (kv_end > p.sk ? p.sk : kv_end);
-  }
-  const int n_tiles = static_cast<int>((kv_end + kBlockN - 1) / kBlockN);
+  const int kv_group = static_cast<int>(p.hq / p.hkv);
 
   if (threadIdx.x == 0) {
     MbarInit(&q_full, 1);
+    MbarInit(&q_empty, 4 * kConsumers);  // one arrival per consumer warp
     for (int s = 0; s < kStages; ++s) {
       MbarInit(&k_full[s], 1);
       MbarInit(&v_full[s], 1);
-      MbarInit(&k_empty[s], 4 * kConsumers);  // one arrival per consumer warp
+      MbarInit(&k_empty[s], 4 * kConsumers);
       MbarInit(&v_empty[s], 4 * kConsumers);
     }
     FenceBarrierInit();
@@ -231,122 +263,162 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
 
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {  // producer
-    SetMaxNRegDec<kProducerRegs>();
-    if (threadIdx.x == 0 && n_tiles > 0) {
-      const int row0 = static_cast<int>(m0);
-      MbarArriveExpectTx(&q_full, L::kQBytes);
-#pragma unroll
-      for (int x = 0; x < L::kBoxes; ++x) TmaLoad4d(sq + x * L::kQBoxBytes, &maps.q, &q_full, x * kBoxCols, row0, h, b);
-      for (int j = 0; j < n_tiles; ++j) {
-        const int s = j % kStages;
-        const uint32_t round = j / kStages;
-        const int key0 = j * kBlockN;
-        if (round > 0) MbarWait(&k_empty[s], (round - 1) & 1);
-        MbarArriveExpectTx(&k_full[s], L::kKVBytes);
+    SetMaxNRegDec<L::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      int64_t t = blockIdx.x;
+      uint32_t kv = 0;  // K / V tiles loaded so far: the ring position
+      for (uint32_t qr = 0;; ++qr) {
+        // The next tile is taken now, so the atomic's latency hides behind this tile's loads.
+        const int64_t next = t < sc.n_work ? int64_t(atomicAdd(sc.counter, 1ull)) + gridDim.x : sc.n_work;
+        if (qr > 0) MbarWait(&q_empty, (qr - 1) & 1);  // the consumers are done with the last Q
+        if (t >= sc.n_work) {
+          tile_slot = -1;
+          MbarArrive(&q_full);
+          break;
+        }
+        tile_slot = t;
+        const WorkTile wt = WorkOf<kBlockM, kCausal>(t, sc, p);
+        const int kvh = wt.h / kv_group;
+        MbarArriveExpectTx(&q_full, L::kQBytes);
 #pragma unroll
         for (int x = 0; x < L::kBoxes; ++x)
-          TmaLoad4d(sk + s * L::kKVBytes + x * kKVBoxBytes, &maps.k, &k_full[s], x * kBoxCols, key0, kvh, b);
-        if (round > 0) MbarWait(&v_empty[s], (round - 1) & 1);
-        MbarArriveExpectTx(&v_full[s], L::kKVBytes);
+          TmaLoad4d(sq + x * L::kQBoxBytes, &maps.q, &q_full, x * kBoxCols, static_cast<int>(wt.m0), wt.h, wt.b);
+        for (int j = 0; j < wt.n_tiles; ++j, ++kv) {
+          const int s = kv % kStages;
+          const uint32_t round = kv / kStages;
+          const int key0 = j * kBlockN;
+          if (round > 0) MbarWait(&k_empty[s], (round - 1) & 1);
+          MbarArriveExpectTx(&k_full[s], L::kKVBytes);
 #pragma unroll
-        for (int x = 0; x < L::kBoxes; ++x)
-          TmaLoad4d(sv + s * L::kKVBytes + x * kKVBoxBytes, &maps.v, &v_full[s], x * kBoxCols, key0, kvh, b);
+          for (int x = 0; x < L::kBoxes; ++x)
+            TmaLoad4d(sk + s * L::kKVBytes + x * kKVBoxBytes, &maps.k, &k_full[s], x * kBoxCols, key0, kvh, wt.b);
+          if (round > 0) MbarWait(&v_empty[s], (round - 1) & 1);
+          MbarArriveExpectTx(&v_full[s], L::kKVBytes);
+#pragma unroll
+          for (int x = 0; x < L::kBoxes; ++x)
+            TmaLoad4d(sv + s * L::kKVBytes + x * kKVBoxBytes, &maps.v, &v_full[s], x * kBoxCols, key0, kvh, wt.b);
+        }
+        t = next;
       }
     }
     return;
   }
 
   SetMaxNRegInc<L::kConsumerRegs>();
-  // Consumer warpgroup 1 + w: rows [m0 + 64 w, m0 + 64 w + 64); thread t holds rows row_a and
-  // row_a + 8, per 8-column block the columns 2 (lane % 4) and + 1 (the m64nN accumulator layout).
+  // Consumer warpgroup 1 + w: rows [m0 + 64 w, m0 + 64 w + 64) of each tile; thread t holds rows
+  // row_a and row_a + 8, per 8-column block the columns 2 (lane % 4) and + 1 (the m64nN
+  // accumulator layout).
   const int w = warpgroup - 1, t = threadIdx.x % 128, lane = t % 32;
-  const int64_t wg_row0 = m0 + w * 64;
-  const int64_t row_a = wg_row0 + (t / 32) * 16 + lane / 4;
   const uint8_t* q_w = sq + w * 64 * 128;  // this warpgroup's 64 rows inside each Q box
   const float sl = p.scale * kLog2e;
+  const int64_t key_lane = 2 * (lane % 4);
+  // Turns: consumer 0 goes first (the last consumer's arrival stands in for a previous turn); each
+  // loop iteration waits for its turn (barrier 1 + w: its own arrival and its predecessor's) and
+  // hands the turn to its successor once both products are issued. All consumers run the same
+  // iterations on every tile; the last hand-over is left pending at exit.
+  if (w == kConsumers - 1) NamedBarArrive(1, 256);
+  uint32_t kv = 0;  // K / V tiles consumed so far: the ring position
 
-  float o[kD / 2];
+  for (uint32_t qr = 0;; ++qr) {
+    MbarWait(&q_full, qr & 1);
+    const int64_t tile = *static_cast<volatile int64_t*>(&tile_slot);
+    if (tile < 0) break;
+    const WorkTile wt = WorkOf<kBlockM, kCausal>(tile, sc, p);
+    const int h = wt.h, b = wt.b, n_tiles = wt.n_tiles;
+    const int64_t wg_row0 = wt.m0 + w * 64;
+    const int64_t row_a = wg_row0 + (t / 32) * 16 + lane / 4;
+
+    float o[kD / 2];
 #pragma unroll
-  for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+    for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
 
-  if (n_tiles > 0) {
-    float s[64];
-    uint32_t pa[kBlockN / 16][4];
-    float corr[2];
-    // Whether tile j needs the mask for some row of this warpgroup (uniform in the warpgroup).
-    auto needs_mask = [&](int j) {
-      const int64_t n0 = int64_t(j) * kBlockN;
-      return n0 + kBlockN > p.sk || (kCausal && n0 + kBlockN - 1 > wg_row0 + diag);
-    };
-    const int64_t key_lane = 2 * (lane % 4);
+    __syncwarp();  // every lane has read tile_slot before the producer may overwrite it
+    if (n_tiles == 0 && lane == 0) MbarArrive(&q_empty);
+    if (n_tiles > 0) {
+      float s[64];
+      uint32_t pa[kBlockN / 16][4];
+      float corr[2];
+      // Whether tile j needs the mask for some row of this warpgroup (uniform in the warpgroup).
+      auto needs_mask = [&](int j) {
+        const int64_t n0 = int64_t(j) * kBlockN;
+        return n0 + kBlockN > p.sk || (kCausal && n0 + kBlockN - 1 > wg_row0 + diag);
+      };
+      // Releases tile j's K stage once S_j is read, and Q after the tile's last S.
+      auto release_k = [&](int j, int ks) {
+        if (lane == 0) {
+          MbarArrive(&k_empty[ks]);
+          if (j == n_tiles - 1) MbarArrive(&q_empty);
+        }
+      };
 
-    MbarWait(&q_full, 0);
-    MbarWait(&k_full[0], 0);
-    IssueS<T, kD>(s, q_w, sk);
-    WgmmaWait<0>();
-    FenceOperands(s);
-    if (lane == 0) MbarArrive(&k_empty[0]);
-    SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(0), key_lane, row_a, p.sk, diag);
-    PackP<T>(s, pa);  // O is still 0: no rescale
+      {
+        const int ks = kv % kStages;
+        MbarWait(&k_full[ks], (kv / kStages) & 1);
+        IssueS<T, kD>(s, q_w, sk + ks * L::kKVBytes);
+        WgmmaWait<0>();
+        FenceOperands(s);
+        release_k(0, ks);
+      }
+      SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(0), key_lane, row_a, p.sk, diag);
+      PackP<T>(s, pa);  // O is still 0: no rescale
 
-    // Turns: consumer 0 goes first (the last consumer's arrival stands in for a previous turn); each
-    // loop iteration waits for its turn (barrier 1 + w: its own arrival and its predecessor's) and
-    // hands the turn to its successor once both products are issued. All consumers run the same
-    // n_tiles - 1 iterations; the last hand-over is left pending at exit.
-    if (w == kConsumers - 1 && n_tiles > 1) NamedBarArrive(1, 256);
-    for (int j = 1; j < n_tiles; ++j) {
-      const int ks = j % kStages, vs = (j - 1) % kStages;
-      MbarWait(&k_full[ks], (j / kStages) & 1);
-      NamedBarSync(1 + w, 256);
-      IssueS<T, kD>(s, q_w, sk + ks * L::kKVBytes);
-      MbarWait(&v_full[vs], ((j - 1) / kStages) & 1);
+      for (int j = 1; j < n_tiles; ++j) {
+        const uint32_t kj = kv + j, vj = kj - 1;
+        const int ks = kj % kStages, vs = vj % kStages;
+        MbarWait(&k_full[ks], (kj / kStages) & 1);
+        NamedBarSync(1 + w, 256);
+        IssueS<T, kD>(s, q_w, sk + ks * L::kKVBytes);
+        MbarWait(&v_full[vs], (vj / kStages) & 1);
+        IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
+        NamedBarArrive(1 + (w + 1) % kConsumers, 256);
+        WgmmaWait<1>();  // S_j is done (P V still running)
+        FenceOperands(s);
+        release_k(j, ks);
+        SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(j), int64_t(j) * kBlockN + key_lane, row_a,
+                             p.sk, diag);
+        WgmmaWait<0>();  // P_{j-1} V_{j-1} is done: O and the P registers are free
+        FenceOperands(o);
+        FenceOperands(pa);
+        if (lane == 0) MbarArrive(&v_empty[vs]);
+        ScaleRows(o, corr);
+        PackP<T>(s, pa);
+      }
+      const uint32_t vj = kv + n_tiles - 1;
+      const int vs = vj % kStages;
+      MbarWait(&v_full[vs], (vj / kStages) & 1);
       IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
-      NamedBarArrive(1 + (w + 1) % kConsumers, 256);
-      WgmmaWait<1>();  // S_j is done (P V still running)
-      FenceOperands(s);
-      if (lane == 0) MbarArrive(&k_empty[ks]);
-      SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(j), int64_t(j) * kBlockN + key_lane, row_a,
-                           p.sk, diag);
-      WgmmaWait<0>();  // P_{j-1} V_{j-1} is done: O and the P registers are free
+      WgmmaWait<0>();
       FenceOperands(o);
       FenceOperands(pa);
       if (lane == 0) MbarArrive(&v_empty[vs]);
-      ScaleRows(o, corr);
-      PackP<T>(s, pa);
+      kv += n_tiles;
     }
-    const int vs = (n_tiles - 1) % kStages;
-    MbarWait(&v_full[vs], ((n_tiles - 1) / kStages) & 1);
-    IssuePV<T, kD>(o, pa, sv + vs * L::kKVBytes);
-    WgmmaWait<0>();
-    FenceOperands(o);
-    FenceOperands(pa);
-    if (lane == 0) MbarArrive(&v_empty[vs]);
-  }
 
-  // Epilogue: finish the row sums across the quad, normalise, store O and LSE.
+    // Epilogue: finish the row sums across the quad, normalise, store O and LSE.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
-  const int64_t col0 = 2 * (lane % 4);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int64_t row = row_a + 8 * r;
-    if (row >= p.sq) continue;
-    const float sum = row_sum[r];
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
-    const int64_t at = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row + col0;
-#pragma unroll
-    for (int j = 0; j < kD / 8; ++j) {
-      const float v0 = o[4 * j + 2 * r] * inv, v1 = o[4 * j + 2 * r + 1] * inv;
-      if (p.out_f32) *reinterpret_cast<float2*>(static_cast<float*>(p.o) + at + 8 * j) = make_float2(v0, v1);
-      else *reinterpret_cast<uint32_t*>(static_cast<T*>(p.o) + at + 8 * j) = ptx::Pack2<T>(v0, v1);
+    for (int r = 0; r < 2; ++r) {
+      row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+      row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
     }
-    if (p.lse && lane % 4 == 0)
-      p.lse[(int64_t(b) * p.hq + h) * p.sq + row] = sum > 0.f ? (row_max[r] * sl + log2f(sum)) * kLn2 : -INFINITY;
-  }
+    const int64_t col0 = 2 * (lane % 4);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = row_a + 8 * r;
+      if (row >= p.sq) continue;
+      const float sum = row_sum[r];
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const int64_t at = b * p.o_str.batch + h * p.o_str.head + row * p.o_str.row + col0;
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+        const float v0 = o[4 * j + 2 * r] * inv, v1 = o[4 * j + 2 * r + 1] * inv;
+        if (p.out_f32) *reinterpret_cast<float2*>(static_cast<float*>(p.o) + at + 8 * j) = make_float2(v0, v1);
+        else *reinterpret_cast<uint32_t*>(static_cast<T*>(p.o) + at + 8 * j) = ptx::Pack2<T>(v0, v1);
+      }
+      if (p.lse && lane % 4 == 0)
+        p.lse[(int64_t(b) * p.hq + h) * p.sq + row] = sum > 0.f ? (row_max[r] * sl + log2f(sum)) * kLn2 : -INFINITY;
+    }
+  }  // tiles
 #else
   __trap();  // never launched without sm_90a code (kBuiltForSm90a); if it were, fail loudly, not silently
 #endif

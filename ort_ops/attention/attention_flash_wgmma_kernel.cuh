@@ -2,11 +2,12 @@
 // shared-memory rings completing on mbarriers, wgmma for S = Q K^T and O += P V, a producer
 // warpgroup and two or three consumer warpgroups, online softmax in registers.
 //
-// Block = one (batch, query head) and a tile of kBlockM query rows (Layout: 128 at D = 128, 192 at
-// D = 64); grid (query tiles, Hq, batch), causal tiles longest first. Warpgroup 0 produces (one
-// thread issues the TMA loads: the Q tile once, then K and V tiles of kBlockN = 128 keys into
-// kStages-deep rings with separate full / empty barriers, so S can start before V lands), the other
-// kBlockM / 64 warpgroups consume, each owning 64 query rows. setmaxnreg moves registers from the
+// Persistent blocks (one per SM) work through tiles of (batch, query head, kBlockM query rows)
+// (Layout: 128 rows at D = 128, 192 at D = 64) in the order of Schedule, taking each next one from
+// a counter. Warpgroup 0 produces (one thread takes the tiles and issues the TMA loads: a tile's Q
+// once the consumers are done with the last one, then K and V tiles of kBlockN = 128 keys into
+// kStages-deep rings that run on across tiles, separate full / empty barriers, so S can start
+// before V lands), the other kBlockM / 64 warpgroups consume, each owning 64 query rows. setmaxnreg moves registers from the
 // producer to the consumers (232 each for two, 160 each for three).
 //
 // A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the consumers take turns issuing):

@@ -2,8 +2,8 @@
 // host whether a launch fits the kernel, builds the 4-D tensor maps of Q, K and V for each run (they
 // hold the operands' addresses; a CUDA graph captures them by value with the launch) and launches
 // one persistent block per SM (at most one per tile), which take the (query tile, head, batch)
-// tiles from a counter in the caller's workspace, zeroed here in the stream (a memset node in a
-// CUDA graph). cudaErrorNotSupported where it does not apply: the caller (attention_flash_sm80.cu)
+// tiles in turn (full) or, causal, from a counter in the caller's workspace, zeroed here in the
+// stream (a memset node in a CUDA graph). cudaErrorNotSupported where it does not apply: the caller (attention_flash_sm80.cu)
 // then takes the mma.sync kernel.
 #include <cuda_runtime.h>
 
@@ -44,6 +44,9 @@ int QTileRows(int64_t d) { return d == 64 ? attention_wgmma::Layout<64>::kBlockM
 // blocks' Q and O traffic).
 constexpr int64_t kSectionBytes = int64_t(16) << 20;
 
+// Persistent blocks: one per SM (fewer where there are fewer tiles).
+int64_t Blocks(const AttentionFlashParams& p) { return p.sm_count > 0 ? p.sm_count : 1; }
+
 template <typename T, int kD, bool kCausal>
 cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter, cudaStream_t stream) {
   using L = attention_wgmma::Layout<kD>;
@@ -56,9 +59,12 @@ cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, unsigned lon
   // K / V bytes of one query head's pair of tensors (query heads of a GQA group share them).
   const int64_t head_bytes = std::max<int64_t>(1, p.sk * (p.d + p.dv) * 2 / (p.hq / p.hkv));
   sc.group = std::max<int64_t>(1, std::min<int64_t>(p.hq * p.batch, kSectionBytes / head_bytes));
-  sc.counter = counter;
-  if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(*counter), stream)) return e;
-  const int64_t blocks = std::min<int64_t>(sc.n_work, p.sm_count > 0 ? p.sm_count : 1);
+  const int64_t blocks = std::min<int64_t>(sc.n_work, Blocks(p));
+  if (kCausal) {
+    sc.counter = counter;
+    sc.mailboxes = reinterpret_cast<int64_t*>(counter + 2);  // past the counter's 16 bytes
+    if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(*counter), stream)) return e;
+  }
   kernel<<<static_cast<unsigned>(blocks), L::kThreads, kSmem, stream>>>(maps, p, sc);
   return cudaGetLastError();
 }
@@ -88,7 +94,8 @@ bool AttentionFlashWgmmaFits(const AttentionFlashParams& p) {
 }
 
 size_t AttentionFlashWgmmaWorkspaceBytes(const AttentionFlashParams& p) {
-  return AttentionFlashWgmmaFits(p) ? 16 : 0;  // the schedule's tile counter
+  // The causal schedule's tile counter (16 bytes) and a mailbox (8) per block.
+  return AttentionFlashWgmmaFits(p) ? static_cast<size_t>(16 + 8 * Blocks(p)) : 0;
 }
 
 cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, void* workspace, cudaStream_t stream) {

@@ -3,12 +3,14 @@
 // warpgroup and two or three consumer warpgroups, online softmax in registers.
 //
 // Persistent blocks (one per SM) work through tiles of (batch, query head, kBlockM query rows)
-// (Layout: 128 rows at D = 128, 192 at D = 64) in the order of Schedule, taking each next one from
-// a counter. Warpgroup 0 produces (one thread takes the tiles and issues the TMA loads: a tile's Q
-// once the consumers are done with the last one, then K and V tiles of kBlockN = 128 keys into
-// kStages-deep rings that run on across tiles, separate full / empty barriers, so S can start
-// before V lands), the other kBlockM / 64 warpgroups consume, each owning 64 query rows. setmaxnreg moves registers from the
-// producer to the consumers (232 each for two, 160 each for three).
+// (Layout: 128 rows at D = 128, 192 at D = 64) in the order of Schedule: full attention's tiles are
+// all as long, so block b takes tiles b, b + grid, ...; causal ones are not, so a block takes each
+// next tile from a counter and its producer hands it to the consumers through a mailbox word.
+// Warpgroup 0 produces (one thread issues the TMA loads: a tile's Q once the consumers are done with
+// the last one, then K and V tiles of kBlockN = 128 keys into kStages-deep rings that run on across
+// tiles, separate full / empty barriers, so S can start before V lands), the other kBlockM / 64
+// warpgroups consume, each owning 64 query rows. setmaxnreg moves registers from the producer to
+// the consumers (232 each for two, 160 each for three).
 //
 // A consumer, per K/V tile j (FA3's intra-warpgroup overlap; the consumers take turns issuing):
 //   issue S_j = Q K_j^T (SS wgmma m64n128k16, D / 16 steps)      -- async
@@ -194,16 +196,20 @@ __device__ __forceinline__ void ScaleRows(float (&o)[kN], const float (&corr)[2]
   for (int i = 0; i < kN; ++i) o[i] *= corr[(i >> 1) & 1];
 }
 
-// The work of one launch: tiles (query tile, head, batch), handed out in order by a counter in
-// global memory (a persistent block takes its next tile when it finishes one, so a block's Q and
-// first K / V loads overlap the previous tile's last products and stores, and causal tiles of
-// uneven length balance as they come). Order: sections of `group` consecutive (batch, head) pairs
-// whose K / V fit in L2 together (the launcher sizes it), one after another; in a section the
-// query tiles go longest first (causal), the heads fastest.
+// The work of one launch: tiles (query tile, head, batch) in a fixed order. Full attention: block b
+// takes tiles b, b + grid, ... Causal: a counter in global memory hands them out (a persistent block
+// takes its next tile when it starts one, so its Q and first K / V loads overlap the previous
+// tile's last products and stores, and tiles of uneven length balance as they come); the producer
+// writes it to the block's mailbox before the q_full arrival that announces the tile's Q, the
+// consumers read it after their q_full wait (release / acquire). Order: sections of `group`
+// consecutive (batch, head) pairs whose K / V fit in L2 together (the launcher sizes it), one after
+// another; in a section the query tiles go longest first (causal), the heads fastest.
 struct Schedule {
   int64_t q_tiles = 0, n_work = 0;  // query tiles per head; tiles in all
   int64_t group = 1;                // (batch, head) pairs per section
+  // Causal only (full tiles are all as long: block b takes b, b + grid, ...):
   unsigned long long* counter = nullptr;  // zeroed before the launch; tiles taken past the first round
+  int64_t* mailboxes = nullptr;           // one per block: the tile its producer hands to its consumers
 };
 
 struct WorkTile {
@@ -240,7 +246,6 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
   constexpr int kStages = L::kStages, kBlockM = L::kBlockM, kConsumers = L::kConsumers;
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t q_full, q_empty, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages];
-  __shared__ int64_t tile_slot;  // the tile whose Q q_full announces; -1: no more tiles
   // Swizzle atoms must sit at 1024-byte boundaries (offset from the array itself, so the compiler
   // keeps shared-memory accesses).
   uint8_t* sq = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
@@ -268,16 +273,21 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
     if (threadIdx.x == 0) {
       int64_t t = blockIdx.x;
       uint32_t kv = 0;  // K / V tiles loaded so far: the ring position
+      int64_t* mailbox = sc.mailboxes + blockIdx.x;
       for (uint32_t qr = 0;; ++qr) {
-        // The next tile is taken now, so the atomic's latency hides behind this tile's loads.
-        const int64_t next = t < sc.n_work ? int64_t(atomicAdd(sc.counter, 1ull)) + gridDim.x : sc.n_work;
-        if (qr > 0) MbarWait(&q_empty, (qr - 1) & 1);  // the consumers are done with the last Q
-        if (t >= sc.n_work) {
-          tile_slot = -1;
-          MbarArrive(&q_full);
-          break;
+        // Causal: the next tile is taken now, so the atomic's latency hides behind this tile's loads.
+        const int64_t next = !kCausal ? t + gridDim.x
+                             : t < sc.n_work ? int64_t(atomicAdd(sc.counter, 1ull)) + gridDim.x
+                                             : sc.n_work;
+        if (qr > 0) MbarWait(&q_empty, (qr - 1) & 1);  // the consumers are done with the last Q (and mailbox)
+        if (kCausal) {
+          // The tile goes to the consumers through the block's mailbox, published by the q_full
+          // arrival (a release; their wait acquires). -1: no more tiles. (Global, not shared, memory:
+          // racecheck does not take mbarriers as ordering and would flag a shared word.)
+          *mailbox = t < sc.n_work ? t : -1;
+          if (t >= sc.n_work) MbarArrive(&q_full);
         }
-        tile_slot = t;
+        if (t >= sc.n_work) break;
         const WorkTile wt = WorkOf<kBlockM, kCausal>(t, sc, p);
         const int kvh = wt.h / kv_group;
         MbarArriveExpectTx(&q_full, L::kQBytes);
@@ -321,9 +331,13 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
   uint32_t kv = 0;  // K / V tiles consumed so far: the ring position
 
   for (uint32_t qr = 0;; ++qr) {
+    int64_t tile = blockIdx.x + int64_t(qr) * gridDim.x;
+    if (!kCausal && tile >= sc.n_work) break;
     MbarWait(&q_full, qr & 1);
-    const int64_t tile = *static_cast<volatile int64_t*>(&tile_slot);
-    if (tile < 0) break;
+    if (kCausal) {
+      tile = *static_cast<volatile const int64_t*>(sc.mailboxes + blockIdx.x);
+      if (tile < 0) break;
+    }
     const WorkTile wt = WorkOf<kBlockM, kCausal>(tile, sc, p);
     const int h = wt.h, b = wt.b, n_tiles = wt.n_tiles;
     const int64_t wg_row0 = wt.m0 + w * 64;
@@ -334,7 +348,7 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
     for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
 
-    __syncwarp();  // every lane has read tile_slot before the producer may overwrite it
+    __syncwarp();  // every lane has read the mailbox before the producer may overwrite it
     if (n_tiles == 0 && lane == 0) MbarArrive(&q_empty);
     if (n_tiles > 0) {
       float s[64];

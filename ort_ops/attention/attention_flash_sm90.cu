@@ -2,14 +2,16 @@
 // host whether a launch fits the kernel, builds the 4-D tensor maps of Q, K and V for each run (they
 // hold the operands' addresses; a CUDA graph captures them by value with the launch) and launches
 // one persistent block per SM (at most one per tile), which take the (query tile, head, batch)
-// tiles in turn (full) or, causal, from a counter in the caller's workspace, zeroed here in the
-// stream (a memset node in a CUDA graph). cudaErrorNotSupported where it does not apply: the caller (attention_flash_sm80.cu)
+// tiles from a counter in the caller's workspace, zeroed here in the stream (a memset node in a
+// CUDA graph). cudaErrorNotSupported where it does not apply: the caller (attention_flash_sm80.cu)
 // then takes the mma.sync kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "attention/attention_flash_wgmma_kernel.cuh"
 #include "attention/attention_params.h"
@@ -44,6 +46,16 @@ int QTileRows(int64_t d) { return d == 64 ? attention_wgmma::Layout<64>::kBlockM
 // blocks' Q and O traffic).
 constexpr int64_t kSectionBytes = int64_t(16) << 20;
 
+// KAIO_ATTN_SCHEDULE=static (an A/B switch, read once): full attention's blocks take tiles b, b +
+// grid, ... instead of from the counter (causal tiles are uneven and always take the counter).
+bool StaticFullSchedule() {
+  static const bool on = [] {
+    const char* v = std::getenv("KAIO_ATTN_SCHEDULE");
+    return v && std::strcmp(v, "static") == 0;
+  }();
+  return on;
+}
+
 // Persistent blocks: one per SM (fewer where there are fewer tiles).
 int64_t Blocks(const AttentionFlashParams& p) { return p.sm_count > 0 ? p.sm_count : 1; }
 
@@ -60,7 +72,7 @@ cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, unsigned lon
   const int64_t head_bytes = std::max<int64_t>(1, p.sk * (p.d + p.dv) * 2 / (p.hq / p.hkv));
   sc.group = std::max<int64_t>(1, std::min<int64_t>(p.hq * p.batch, kSectionBytes / head_bytes));
   const int64_t blocks = std::min<int64_t>(sc.n_work, Blocks(p));
-  if (kCausal) {
+  if (kCausal || !StaticFullSchedule()) {
     sc.counter = counter;
     sc.mailboxes = reinterpret_cast<int64_t*>(counter + 2);  // past the counter's 16 bytes
     if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(*counter), stream)) return e;

@@ -3,9 +3,8 @@
 // warpgroup and two or three consumer warpgroups, online softmax in registers.
 //
 // Persistent blocks (one per SM) work through tiles of (batch, query head, kBlockM query rows)
-// (Layout: 128 rows at D = 128, 192 at D = 64) in the order of Schedule: full attention's tiles are
-// all as long, so block b takes tiles b, b + grid, ...; causal ones are not, so a block takes each
-// next tile from a counter and its producer hands it to the consumers through a mailbox word.
+// (Layout: 128 rows at D = 128, 192 at D = 64) in the order of Schedule, taking each next one from
+// a counter; the producer hands it to the consumers through a mailbox word.
 // Warpgroup 0 produces (one thread issues the TMA loads: a tile's Q once the consumers are done with
 // the last one, then K and V tiles of kBlockN = 128 keys into kStages-deep rings that run on across
 // tiles, separate full / empty barriers, so S can start before V lands), the other kBlockM / 64
@@ -196,18 +195,18 @@ __device__ __forceinline__ void ScaleRows(float (&o)[kN], const float (&corr)[2]
   for (int i = 0; i < kN; ++i) o[i] *= corr[(i >> 1) & 1];
 }
 
-// The work of one launch: tiles (query tile, head, batch) in a fixed order. Full attention: block b
-// takes tiles b, b + grid, ... Causal: a counter in global memory hands them out (a persistent block
-// takes its next tile when it starts one, so its Q and first K / V loads overlap the previous
-// tile's last products and stores, and tiles of uneven length balance as they come); the producer
-// writes it to the block's mailbox before the q_full arrival that announces the tile's Q, the
-// consumers read it after their q_full wait (release / acquire). Order: sections of `group`
-// consecutive (batch, head) pairs whose K / V fit in L2 together (the launcher sizes it), one after
-// another; in a section the query tiles go longest first (causal), the heads fastest.
+// The work of one launch: tiles (query tile, head, batch) in a fixed order, handed out by a counter
+// in global memory (a persistent block takes its next tile when it starts one, so its Q and first
+// K / V loads overlap the previous tile's last products and stores, and tiles of uneven length
+// balance as they come); the producer writes it to the block's mailbox before the q_full arrival
+// that announces the tile's Q, the consumers read it after their q_full wait (release / acquire).
+// Order: sections of `group` consecutive (batch, head) pairs whose K / V fit in L2 together (the
+// launcher sizes it), one after another; in a section the query tiles go longest first (causal),
+// the heads fastest.
 struct Schedule {
   int64_t q_tiles = 0, n_work = 0;  // query tiles per head; tiles in all
   int64_t group = 1;                // (batch, head) pairs per section
-  // Causal only (full tiles are all as long: block b takes b, b + grid, ...):
+  // Null: block b takes tiles b, b + grid, ... (KAIO_ATTN_SCHEDULE=static, full attention only).
   unsigned long long* counter = nullptr;  // zeroed before the launch; tiles taken past the first round
   int64_t* mailboxes = nullptr;           // one per block: the tile its producer hands to its consumers
 };
@@ -275,12 +274,12 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
       uint32_t kv = 0;  // K / V tiles loaded so far: the ring position
       int64_t* mailbox = sc.mailboxes + blockIdx.x;
       for (uint32_t qr = 0;; ++qr) {
-        // Causal: the next tile is taken now, so the atomic's latency hides behind this tile's loads.
-        const int64_t next = !kCausal ? t + gridDim.x
+        // The next tile is taken now, so the atomic's latency hides behind this tile's loads.
+        const int64_t next = !sc.counter ? t + gridDim.x
                              : t < sc.n_work ? int64_t(atomicAdd(sc.counter, 1ull)) + gridDim.x
                                              : sc.n_work;
         if (qr > 0) MbarWait(&q_empty, (qr - 1) & 1);  // the consumers are done with the last Q (and mailbox)
-        if (kCausal) {
+        if (sc.counter) {
           // The tile goes to the consumers through the block's mailbox, published by the q_full
           // arrival (a release; their wait acquires). -1: no more tiles. (Global, not shared, memory:
           // racecheck does not take mbarriers as ordering and would flag a shared word.)
@@ -332,9 +331,9 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
 
   for (uint32_t qr = 0;; ++qr) {
     int64_t tile = blockIdx.x + int64_t(qr) * gridDim.x;
-    if (!kCausal && tile >= sc.n_work) break;
+    if (!sc.counter && tile >= sc.n_work) break;
     MbarWait(&q_full, qr & 1);
-    if (kCausal) {
+    if (sc.counter) {
       tile = *static_cast<volatile const int64_t*>(sc.mailboxes + blockIdx.x);
       if (tile < 0) break;
     }

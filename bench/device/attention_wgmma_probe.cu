@@ -6,9 +6,7 @@
 // time and TFLOP/s at the speed shapes next to the mma.sync kernel's (RunAttentionFlash with sm = 80).
 // The outputs are poisoned with NaN before each run: an element never written fails. For debugging
 // a kernel change in one device call; the pytest GPU suite remains the test of record.
-// KAIO_PROBE_QUICK=1 leaves out the speed shapes (for compute-sanitizer runs). KAIO_PROBE_DECODE=1
-// runs the decode path instead (RunAttentionFlash on short queries: exact cases, then the decode
-// speed shapes with their GB/s; =quick: the exact cases only). Exit code 1 on any failure.
+// KAIO_PROBE_QUICK=1 leaves out the speed shapes (for compute-sanitizer runs). Exit code 1 on any failure.
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/attention_wgmma_probe bench/device/attention_wgmma_probe.cu \
@@ -86,9 +84,7 @@ AttentionFlashParams ParamsOf(const Case& c, const Buffers& buf, int sm, int sm_
 }
 
 // Runs one case; returns false on a mismatch. speed: time the wgmma kernel and the mma.sync one.
-// decode: the case goes through RunAttentionFlash as the op calls it on sm_90 (short queries: the
-// decode kernel, split-KV and its combine pass where it splits), timed alone with its HBM rate.
-bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen, bool decode = false) {
+bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen) {
   const int64_t q_elems = c.batch * c.hq * c.sq * c.d, kv_elems = c.batch * c.hkv * c.sk * c.d;
   const int64_t rows = c.batch * c.hq * c.sq;
   std::normal_distribution<float> dist(0.f, 1.f);
@@ -112,21 +108,12 @@ bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen, bool de
   CHECK(cudaMemset(buf.lse, 0xFF, rows * 4));
 
   const AttentionFlashParams p = ParamsOf(c, buf, 90, sm_count);
-  if (!decode && !AttentionFlashWgmmaFits(p)) {
+  if (!AttentionFlashWgmmaFits(p)) {
     std::printf("%-28s DOES NOT FIT the wgmma kernel\n", c.name);
     return false;
   }
-  // The kernel under test; buf.counter holds its workspace.
-  const auto run = [&] {
-    if (decode) {
-      if (int e = RunAttentionFlash(p, buf.counter, nullptr)) CHECK(cudaError_t(e));
-    } else {
-      CHECK(RunAttentionFlashWgmma(p, buf.counter, 0));
-    }
-  };
-  CHECK(cudaMalloc(&buf.counter, std::max<size_t>(16, decode ? AttentionFlashWorkspaceBytes(p)
-                                                              : AttentionFlashWgmmaWorkspaceBytes(p))));
-  run();
+  CHECK(cudaMalloc(&buf.counter, AttentionFlashWgmmaWorkspaceBytes(p)));
+  CHECK(RunAttentionFlashWgmma(p, buf.counter, 0));
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
 
@@ -186,16 +173,12 @@ bool RunCase(const Case& c, bool speed, int sm_count, std::mt19937& gen, bool de
               (long long)c.hq, (long long)c.hkv, (long long)c.sq, (long long)c.sk, c.bshd ? "bshd" : "bhsd",
               c.out_f32 ? "O f32" : "O 16", c.lse ? " +LSE" : "", rel, lse_err, ok ? "ok" : "FAIL");
 
-  if (speed && decode) {
-    const double bytes = 2.0 * double(q_elems + 2 * kv_elems + rows * c.d);
-    const double ms = probe::MedianMs(run);
-    std::printf("    decode   %8.4f ms  %6.0f GB/s (Q, K, V, O in 16 bits; median of 20)\n", ms, bytes / (ms * 1e-3) / 1e9);
-  } else if (speed) {
+  if (speed) {
     const double flops = 4.0 * double(c.d) * Pairs(c) * double(c.batch * c.hq);
     AttentionFlashParams p80 = ParamsOf(c, buf, 80, sm_count);
     const size_t ws = AttentionFlashWorkspaceBytes(p80);
     if (ws) CHECK(cudaMalloc(&buf.workspace, ws));
-    const double wgmma = probe::MedianMs(run);
+    const double wgmma = probe::MedianMs([&] { CHECK(RunAttentionFlashWgmma(p, buf.counter, 0)); });
     const double mma = probe::MedianMs([&] {
       if (int e = RunAttentionFlash(p80, buf.workspace, nullptr)) CHECK(cudaError_t(e));
     });
@@ -252,26 +235,6 @@ int main() {
       cases.push_back({"sq128 sk1", true, causal, false, true, true, 1, 2, 2, 128, 1, d, 0.f});
     }
   bool ok = true;
-  if (const char* dec = std::getenv("KAIO_PROBE_DECODE")) {
-    // Decode (Sq = 1..8): exact cases, then (unless "quick") the issue's shapes, f16 bshd (the
-    // layout the benchmark feeds through ORT). K / V at B = 16 are 1 GB, cold in L2 by size; at B = 1,
-    // 64 MB, partly warm on repeats.
-    for (int64_t sq : {1, 4})
-      for (bool causal : {false, true}) {
-        ok = RunCase({"decode", false, causal, true, false, true, 3, 8, 8, sq, 1000, 128, 0.f}, false, sm_count, gen,
-                     true) && ok;
-        ok = RunCase({"decode gqa 32/8", true, causal, false, true, true, 2, 32, 8, sq, 777, 128, 0.f}, false, sm_count,
-                     gen, true) && ok;
-        ok = RunCase({"decode d64", false, causal, true, false, true, 2, 16, 16, sq, 4099, 64, 0.f}, false, sm_count,
-                     gen, true) && ok;
-      }
-    if (std::strcmp(dec, "quick") != 0)
-      for (int64_t b : {16, 1})
-        ok = RunCase({"speed decode", false, false, true, false, false, b, 32, 32, 1, 4096, 128, 0.f}, true, sm_count,
-                     gen, true) && ok;
-    std::printf("%s\n", ok ? "ALL OK" : "SOME CASES FAILED");
-    return ok ? 0 : 1;
-  }
   for (const Case& c : cases) ok = RunCase(c, false, sm_count, gen) && ok;
   if (!quick) {
     std::printf("speed shapes (O f16, no LSE; correctness on every 61st query row):\n");

@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "attention/attention_flash_wgmma_kernel.cuh"
 #include "attention/attention_params.h"
@@ -46,21 +44,15 @@ int QTileRows(int64_t d) { return d == 64 ? attention_wgmma::Layout<64>::kBlockM
 // blocks' Q and O traffic).
 constexpr int64_t kSectionBytes = int64_t(16) << 20;
 
-// KAIO_ATTN_SCHEDULE=static (an A/B switch, read once): full attention's blocks take tiles b, b +
-// grid, ... instead of from the counter (causal tiles are uneven and always take the counter).
-bool StaticFullSchedule() {
-  static const bool on = [] {
-    const char* v = std::getenv("KAIO_ATTN_SCHEDULE");
-    return v && std::strcmp(v, "static") == 0;
-  }();
-  return on;
-}
-
 // Persistent blocks: one per SM (fewer where there are fewer tiles).
 int64_t Blocks(const AttentionFlashParams& p) { return p.sm_count > 0 ? p.sm_count : 1; }
 
+// The workspace: the schedule's tile counter, then one 8-byte mailbox per block.
+constexpr size_t kCounterBytes = 16;
+size_t WorkspaceBytesOf(const AttentionFlashParams& p) { return kCounterBytes + 8 * static_cast<size_t>(Blocks(p)); }
+
 template <typename T, int kD, bool kCausal>
-cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter, cudaStream_t stream) {
+cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, void* workspace, cudaStream_t stream) {
   using L = attention_wgmma::Layout<kD>;
   constexpr int kSmem = L::kSmemBytes;
   constexpr auto kernel = attention_wgmma::AttentionWgmmaKernel<T, kD, kCausal>;
@@ -71,25 +63,23 @@ cudaError_t Launch(const Maps& maps, const AttentionFlashParams& p, unsigned lon
   // K / V bytes of one query head's pair of tensors (query heads of a GQA group share them).
   const int64_t head_bytes = std::max<int64_t>(1, p.sk * (p.d + p.dv) * 2 / (p.hq / p.hkv));
   sc.group = std::max<int64_t>(1, std::min<int64_t>(p.hq * p.batch, kSectionBytes / head_bytes));
+  sc.counter = static_cast<unsigned long long*>(workspace);
+  sc.mailboxes = reinterpret_cast<int64_t*>(static_cast<char*>(workspace) + kCounterBytes);
+  if (cudaError_t e = cudaMemsetAsync(sc.counter, 0, sizeof(*sc.counter), stream)) return e;
   const int64_t blocks = std::min<int64_t>(sc.n_work, Blocks(p));
-  if (kCausal || !StaticFullSchedule()) {
-    sc.counter = counter;
-    sc.mailboxes = reinterpret_cast<int64_t*>(counter + 2);  // past the counter's 16 bytes
-    if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(*counter), stream)) return e;
-  }
   kernel<<<static_cast<unsigned>(blocks), L::kThreads, kSmem, stream>>>(maps, p, sc);
   return cudaGetLastError();
 }
 
 template <typename T, int kD>
-cudaError_t LaunchCausal(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter,
+cudaError_t LaunchCausal(const Maps& maps, const AttentionFlashParams& p, void* workspace,
                          cudaStream_t stream) {
-  return p.causal ? Launch<T, kD, true>(maps, p, counter, stream) : Launch<T, kD, false>(maps, p, counter, stream);
+  return p.causal ? Launch<T, kD, true>(maps, p, workspace, stream) : Launch<T, kD, false>(maps, p, workspace, stream);
 }
 
 template <typename T>
-cudaError_t LaunchD(const Maps& maps, const AttentionFlashParams& p, unsigned long long* counter, cudaStream_t stream) {
-  return p.d == 64 ? LaunchCausal<T, 64>(maps, p, counter, stream) : LaunchCausal<T, 128>(maps, p, counter, stream);
+cudaError_t LaunchD(const Maps& maps, const AttentionFlashParams& p, void* workspace, cudaStream_t stream) {
+  return p.d == 64 ? LaunchCausal<T, 64>(maps, p, workspace, stream) : LaunchCausal<T, 128>(maps, p, workspace, stream);
 }
 
 }  // namespace
@@ -106,8 +96,7 @@ bool AttentionFlashWgmmaFits(const AttentionFlashParams& p) {
 }
 
 size_t AttentionFlashWgmmaWorkspaceBytes(const AttentionFlashParams& p) {
-  // The causal schedule's tile counter (16 bytes) and a mailbox (8) per block.
-  return AttentionFlashWgmmaFits(p) ? static_cast<size_t>(16 + 8 * Blocks(p)) : 0;
+  return AttentionFlashWgmmaFits(p) ? WorkspaceBytesOf(p) : 0;
 }
 
 cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, void* workspace, cudaStream_t stream) {
@@ -117,9 +106,8 @@ cudaError_t RunAttentionFlashWgmma(const AttentionFlashParams& p, void* workspac
   if (!MakeMap(&maps.q, p, p.q, p.q_str, p.sq, p.hq, QTileRows(p.d)) || !MakeMap(&maps.k, p, p.k, p.k_str, p.sk, p.hkv, kBlockN) ||
       !MakeMap(&maps.v, p, p.v, p.v_str, p.sk, p.hkv, kBlockN))
     return cudaErrorNotSupported;
-  auto* counter = static_cast<unsigned long long*>(workspace);
-  return p.in_type == AttentionElem::kF16 ? LaunchD<__half>(maps, p, counter, stream)
-                                          : LaunchD<__nv_bfloat16>(maps, p, counter, stream);
+  return p.in_type == AttentionElem::kF16 ? LaunchD<__half>(maps, p, workspace, stream)
+                                          : LaunchD<__nv_bfloat16>(maps, p, workspace, stream);
 }
 
 }  // namespace kaio

@@ -206,7 +206,6 @@ __device__ __forceinline__ void ScaleRows(float (&o)[kN], const float (&corr)[2]
 struct Schedule {
   int64_t q_tiles = 0, n_work = 0;  // query tiles per head; tiles in all
   int64_t group = 1;                // (batch, head) pairs per section
-  // Null: block b takes tiles b, b + grid, ... (KAIO_ATTN_SCHEDULE=static, full attention only).
   unsigned long long* counter = nullptr;  // zeroed before the launch; tiles taken past the first round
   int64_t* mailboxes = nullptr;           // one per block: the tile its producer hands to its consumers
 };
@@ -275,18 +274,16 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
       int64_t* mailbox = sc.mailboxes + blockIdx.x;
       for (uint32_t qr = 0;; ++qr) {
         // The next tile is taken now, so the atomic's latency hides behind this tile's loads.
-        const int64_t next = !sc.counter ? t + gridDim.x
-                             : t < sc.n_work ? int64_t(atomicAdd(sc.counter, 1ull)) + gridDim.x
-                                             : sc.n_work;
+        const int64_t next = t < sc.n_work ? int64_t(atomicAdd(sc.counter, 1ull)) + gridDim.x : sc.n_work;
         if (qr > 0) MbarWait(&q_empty, (qr - 1) & 1);  // the consumers are done with the last Q (and mailbox)
-        if (sc.counter) {
-          // The tile goes to the consumers through the block's mailbox, published by the q_full
-          // arrival (a release; their wait acquires). -1: no more tiles. (Global, not shared, memory:
-          // racecheck does not take mbarriers as ordering and would flag a shared word.)
-          *mailbox = t < sc.n_work ? t : -1;
-          if (t >= sc.n_work) MbarArrive(&q_full);
+        // The tile goes to the consumers through the block's mailbox, published by the q_full arrival
+        // (a release; their wait acquires). -1: no more tiles. (Global, not shared, memory: racecheck
+        // does not take mbarriers as ordering and would flag a shared word.)
+        *mailbox = t < sc.n_work ? t : -1;
+        if (t >= sc.n_work) {
+          MbarArrive(&q_full);
+          break;
         }
-        if (t >= sc.n_work) break;
         const WorkTile wt = WorkOf<kBlockM, kCausal>(t, sc, p);
         const int kvh = wt.h / kv_group;
         MbarArriveExpectTx(&q_full, L::kQBytes);
@@ -330,13 +327,9 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
   uint32_t kv = 0;  // K / V tiles consumed so far: the ring position
 
   for (uint32_t qr = 0;; ++qr) {
-    int64_t tile = blockIdx.x + int64_t(qr) * gridDim.x;
-    if (!sc.counter && tile >= sc.n_work) break;
     MbarWait(&q_full, qr & 1);
-    if (sc.counter) {
-      tile = *static_cast<volatile const int64_t*>(sc.mailboxes + blockIdx.x);
-      if (tile < 0) break;
-    }
+    const int64_t tile = *static_cast<volatile const int64_t*>(sc.mailboxes + blockIdx.x);
+    if (tile < 0) break;
     const WorkTile wt = WorkOf<kBlockM, kCausal>(tile, sc, p);
     const int h = wt.h, b = wt.b, n_tiles = wt.n_tiles;
     const int64_t wg_row0 = wt.m0 + w * 64;

@@ -44,14 +44,15 @@ int ResidentBlocks(int threads) {
 // kernel(batch, splits) on a grid of tiles x splits K slices: with splits > 1 as clusters of
 // 1 x splits (a cluster = the slices of one tile, summed through distributed shared memory; sm_90),
 // else, or where no cluster of that size fits, unsplit: kernel<<<tiles, threads>>>(batch, 1).
+// dynamic_smem: bytes a block (<= 48 KB: no opt-in).
 template <typename Kernel, typename Batch>
 cudaError_t LaunchKSlices(Kernel kernel, unsigned tiles, int splits, unsigned threads, cudaStream_t stream,
-                          const Batch& batch) {
+                          const Batch& batch, size_t dynamic_smem = 0) {
   if (splits > 1) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(tiles, unsigned(splits));
     cfg.blockDim = dim3(threads);
-    cfg.dynamicSmemBytes = 0;
+    cfg.dynamicSmemBytes = dynamic_smem;
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -63,7 +64,7 @@ cudaError_t LaunchKSlices(Kernel kernel, unsigned tiles, int splits, unsigned th
     if (cudaLaunchKernelEx(&cfg, kernel, batch, splits) == cudaSuccess) return cudaSuccess;
     cudaGetLastError();  // no cluster of that size fits (or none at all): unsplit below
   }
-  kernel<<<dim3(tiles, 1), threads, 0, stream>>>(batch, 1);
+  kernel<<<dim3(tiles, 1), threads, dynamic_smem, stream>>>(batch, 1);
   return cudaGetLastError();
 }
 

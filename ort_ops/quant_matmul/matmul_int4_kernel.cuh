@@ -653,7 +653,11 @@ __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
 // at a time). A lane owns the header's fragment mapping with the roles exchanged (weights = mma's A
 // operand, 16 columns; tokens = B operand, 8 per n8 tile): columns g, g + 8 (of each of the MW
 // sub-tiles) and k [128 c + 32 t, +32) of chunk c: one uint4 per column, and the same 32 k of tokens
-// g (+ 8) through L1 (A is small and every tile reads it). The next chunk's weights and scales are
+// g (+ 8) through L1 (A is small and every tile reads it); at M = 1 (kOneRow) the block stages A's
+// row for its slice in shared memory once, already paired, and every lane takes token 0 from there
+// (H200, int4_decode_probe: 1x14336x4096 12.6 vs 14.8 us, QkvProjectInt4's square widths 11.3 vs
+// 13.0: the A loads, pairing PRMTs and row predicates were a fifth of the loop's instructions).
+// The next chunk's weights and scales are
 // in flight while a chunk is computed; with ~30 resident warps per SM that is ~60 KB per SM.
 // Arithmetic = MatmulInt4DecodeKernel's: kPost (group >= 128, a chunk lies in one group) applies
 // scale and zero point to the f32 sums of the exact codes, smaller groups dequantise in T first.
@@ -705,22 +709,37 @@ __device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, in
     }
 }
 
-template <typename T, int MW, int NT8, bool kZp, bool kPost>
+// a_pairs (kOneRow): the block's slice of A's one row in shared memory, already paired (SdStageRow);
+// c_begin: the slice's first chunk.
+template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow>
 __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChunk<T, MW, kZp>& ch, int g, int t,
-                                          int c, int c_end, float (&acc)[MW][NT8][4]) {
+                                          int c, int c_begin, int c_end, const uint4* a_pairs,
+                                          float (&acc)[MW][NT8][4]) {
   const int64_t kk = int64_t(c) * kChunk + 32 * t;
   const bool k_ok = c < c_end && kk < p.k;
   const T* a = static_cast<const T*>(p.a);
   // This lane's tokens over its 32 k, paired as DequantCodes pairs the codes (zeros past K / M:
   // their weights are zero codes too, so they add exact zeros).
   uint32_t ap[NT8][4][4];
+  if constexpr (kOneRow) {
+    // Every lane takes token 0's pairs (the warp reads 4 distinct 16-byte words: broadcasts, no
+    // predicates): lanes g > 0 compute copies of token 0 in columns the store skips.
+    static_assert(NT8 == 1, "one token tile");
+    const uint4* src = a_pairs + (c - c_begin) * (kChunk / 8) + 4 * t;
 #pragma unroll
-  for (int nt = 0; nt < NT8; ++nt) {
-    const int r = g + 8 * nt;
-    const bool ok = k_ok && r < p.m;
-    const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+    for (int i = 0; i < 4; ++i) {
+      const uint4 v = src[i];
+      ap[0][i][0] = v.x, ap[0][i][1] = v.y, ap[0][i][2] = v.z, ap[0][i][3] = v.w;
+    }
+  } else {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
+    for (int nt = 0; nt < NT8; ++nt) {
+      const int r = g + 8 * nt;
+      const bool ok = k_ok && r < p.m;
+      const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+#pragma unroll
+      for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
+    }
   }
   float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk
   if constexpr (kPost && kZp) TokenSums<T>(ap, asum);
@@ -763,9 +782,26 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
   }
 }
 
+// M = 1: A's row over chunks [c_begin, c_end) into shared memory once per block, each 8 k as the
+// 4 registers PairActivations makes of them (zeros past K). Shared-memory bytes per chunk:
+constexpr int kSdRowBytesPerChunk = kChunk * 2;
+
+template <typename T>
+__device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begin, int c_end, uint4* a_pairs) {
+  const uint4* a = static_cast<const uint4*>(p.a);
+  const int64_t words = int64_t(c_end - c_begin) * (kChunk / 8), first = int64_t(c_begin) * (kChunk / 8);
+  for (int64_t w = threadIdx.x; w < words; w += kSdThreads) {
+    uint32_t b[4];
+    PairActivations(8 * (first + w) < p.k ? __ldg(a + first + w) : make_uint4(0, 0, 0, 0), b);  // K % 8 == 0
+    a_pairs[w] = make_uint4(b[0], b[1], b[2], b[3]);
+  }
+  __syncthreads();
+}
+
 // Grid: x = the batch's column tiles, y = `splits` K slices; launched as clusters of 1 x splits
 // (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one tile).
-template <typename T, int MW, int NT8, bool kZp, bool kPost>
+// kOneRow (M = 1): A's row staged in dynamic shared memory (kSdRowBytesPerChunk a chunk of the slice).
+template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow>
 __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost>())
     MatmulInt4SplitDecodeKernel(Int4Batch bt, int splits) {
   using S = SdShape<MW, NT8>;
@@ -783,12 +819,14 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost>())
   SdChunk<T, MW, kZp> cur, nxt;
   int c = c_begin + warp;
   SdLoad<T, MW, kZp>(p, n0, g, t, c, c_end, lg, &cur);
+  extern __shared__ uint4 a_pairs[];
+  if constexpr (kOneRow) SdStageRow<T>(p, c_begin, c_end, a_pairs);  // (the first weights are in flight)
   for (; c < c_end; c += 2 * kSdWarps) {
     SdLoad<T, MW, kZp>(p, n0, g, t, c + kSdWarps, c_end, lg, &nxt);
-    SdCompute<T, MW, NT8, kZp, kPost>(p, cur, g, t, c, c_end, acc);
+    SdCompute<T, MW, NT8, kZp, kPost, kOneRow>(p, cur, g, t, c, c_begin, c_end, a_pairs, acc);
     if (c + kSdWarps >= c_end) break;
     SdLoad<T, MW, kZp>(p, n0, g, t, c + 2 * kSdWarps, c_end, lg, &cur);
-    SdCompute<T, MW, NT8, kZp, kPost>(p, nxt, g, t, c + kSdWarps, c_end, acc);
+    SdCompute<T, MW, NT8, kZp, kPost, kOneRow>(p, nxt, g, t, c + kSdWarps, c_begin, c_end, a_pairs, acc);
   }
 
   // The warps' partial sums, then the slices' (fixed order both: deterministic).

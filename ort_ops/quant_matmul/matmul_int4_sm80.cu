@@ -126,13 +126,15 @@ constexpr bool kDecodeM1 = true;  // M = 1 on the decode kernel (else the FMA GE
 // The split decode kernel (M <= 16, any N; KAIO_INT4_DECODE=0 keeps the older kernels below, for
 // side-by-side runs).
 bool SplitDecodeEnabled() { return EnvSwitch("KAIO_INT4_DECODE", true); }
+// M = 1 with A's row staged in shared memory (KAIO_INT4_ONE_ROW=0: A through L1 as at M > 1, for A/B runs).
+bool OneRowEnabled() { return EnvSwitch("KAIO_INT4_ONE_ROW", true); }
 
 // K slices: as many as keep tiles x slices within one wave of resident blocks (each warp at least
 // one 128-k chunk, 8 at most: the portable cluster size), on sm_90 only (clusters).
-template <typename T, int MW, int NT8, bool kZp, bool kPost>
+template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow = false>
 cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   using namespace int4mm;
-  constexpr auto kernel = MatmulInt4SplitDecodeKernel<T, MW, NT8, kZp, kPost>;
+  constexpr auto kernel = MatmulInt4SplitDecodeKernel<T, MW, NT8, kZp, kPost, kOneRow>;
   const MatmulInt4Params& p = segs[0];
   int64_t tiles = 0;
   const Int4Batch bt = MakeBatch(segs, count, SdShape<MW, NT8>::kCols, &tiles);
@@ -155,8 +157,20 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   // that one runs instead.
   bool older_applies = true;
   for (int i = 0; i < count; ++i) older_applies = older_applies && segs[i].n % 8 == 0;
-  if (splits > 2 && older_applies && !(p.m > 8 && p.k >= 8192)) return cudaErrorNotSupported;
-  return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt);
+  if (splits > 2 && older_applies && !(p.m > 8 && p.k >= 8192)) {
+    // M = 1 (A staged once a block): unsplit where the tiles alone give every SM two blocks. H200,
+    // int4_decode_probe: QkvProjectInt4's Llama widths (384 tiles) 8.00 us vs 8.49 on the older kernel
+    // (8.13 in 2 slices); with 256 tiles (N = 4096) the older kernel stays ahead (K = 4096: 5.79 vs
+    // 7.35 unsplit, 6.70 in 2 slices, 8.86 in 4; K = 14336: 13.44 vs 20.65 / 14.45 / 17.31).
+    if (!(kOneRow && tiles >= 2 * sms)) return cudaErrorNotSupported;
+    splits = 1;
+  }
+  size_t smem = 0;
+  if constexpr (kOneRow) {  // A's row for the longest slice
+    smem = size_t((chunks + splits - 1) / splits) * kSdRowBytesPerChunk;
+    if (smem > 48 * 1024) return cudaErrorNotSupported;
+  }
+  return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, smem);
 }
 
 // M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block.
@@ -164,6 +178,11 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
 template <typename T, bool kZp>
 cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   const bool post = segs[0].group_size >= 128;
+  if (segs[0].m == 1 && OneRowEnabled()) {  // A's row staged once per block (slices up to 24576 k)
+    const cudaError_t err = post ? LaunchSplitAs<T, 1, 1, kZp, true, true>(segs, count, stream)
+                                 : LaunchSplitAs<T, 1, 1, kZp, false, true>(segs, count, stream);
+    if (err != cudaErrorNotSupported) return err;
+  }
   if (segs[0].m <= 8)
     return post ? LaunchSplitAs<T, 1, 1, kZp, true>(segs, count, stream)
                 : LaunchSplitAs<T, 1, 1, kZp, false>(segs, count, stream);

@@ -654,9 +654,12 @@ __global__ void __launch_bounds__(32 * W) MatmulInt4DecodeKernel(Int4Batch bt) {
 // operand, 16 columns; tokens = B operand, 8 per n8 tile): columns g, g + 8 (of each of the MW
 // sub-tiles) and k [128 c + 32 t, +32) of chunk c: one uint4 per column, and the same 32 k of tokens
 // g (+ 8) through L1 (A is small and every tile reads it); at M = 1 (kOneRow) the block stages A's
-// row for its slice in shared memory once, already paired, and every lane takes token 0 from there
-// (H200, int4_decode_probe: 1x14336x4096 12.6 vs 14.8 us, QkvProjectInt4's square widths 11.3 vs
-// 13.0: the A loads, pairing PRMTs and row predicates were a fifth of the loop's instructions).
+// row for its slice in shared memory once, already paired, every lane takes token 0 from there, and
+// a leaner loop (SdOneRowLoop) streams the weights. H200, int4_decode_probe, f16, group 128:
+// 1x14336x4096 11.0 vs 14.8 us, QkvProjectInt4's square widths 10.2 vs 13.0, Llama widths 7.5 vs 8.5
+// (421 -> 300 SASS instructions a two-chunk step: the A loads, pairing PRMTs, row predicates and the
+// per-chunk index products; staging A alone gave 12.6 / 11.4, and the same loop with plain selects
+// around the loads compiled to branches and ran slower, 13.7).
 // The next chunk's weights and scales are
 // in flight while a chunk is computed; with ~30 resident warps per SM that is ~60 KB per SM.
 // Arithmetic = MatmulInt4DecodeKernel's: kPost (group >= 128, a chunk lies in one group) applies
@@ -671,9 +674,12 @@ struct SdShape {
 // Registers: 64 at M <= 8 (8 blocks of 4 warps per SM: 1056 on 132 SMs, the 896 tiles of N = 14336
 // in one wave); 128 for two token tiles x two column tiles, 168 with zero points on the f32 sums
 // (at 128 ptxas spilled 20 bytes). sm_80's code (no K slices) is held less tightly: at these caps
-// its ptxas spilled 4-16 bytes.
-template <int NT8, bool kZp, bool kPost>
+// its ptxas spilled 4-16 bytes. M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's
+// constants in registers (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs
+// 13.7, zero points 12.4 vs 12.9, group 128 and QkvProjectInt4's widths equal).
+template <int NT8, bool kZp, bool kPost, bool kOneRow>
 constexpr int SdMinBlocks() {
+  if (kOneRow) return 6;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   return NT8 == 1 ? 6 : 3;
 #else
@@ -709,37 +715,22 @@ __device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, in
     }
 }
 
-// a_pairs (kOneRow): the block's slice of A's one row in shared memory, already paired (SdStageRow);
-// c_begin: the slice's first chunk.
-template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow>
+template <typename T, int MW, int NT8, bool kZp, bool kPost>
 __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChunk<T, MW, kZp>& ch, int g, int t,
-                                          int c, int c_begin, int c_end, const uint4* a_pairs,
-                                          float (&acc)[MW][NT8][4]) {
+                                          int c, int c_end, float (&acc)[MW][NT8][4]) {
   const int64_t kk = int64_t(c) * kChunk + 32 * t;
   const bool k_ok = c < c_end && kk < p.k;
   const T* a = static_cast<const T*>(p.a);
   // This lane's tokens over its 32 k, paired as DequantCodes pairs the codes (zeros past K / M:
   // their weights are zero codes too, so they add exact zeros).
   uint32_t ap[NT8][4][4];
-  if constexpr (kOneRow) {
-    // Every lane takes token 0's pairs (the warp reads 4 distinct 16-byte words: broadcasts, no
-    // predicates): lanes g > 0 compute copies of token 0 in columns the store skips.
-    static_assert(NT8 == 1, "one token tile");
-    const uint4* src = a_pairs + (c - c_begin) * (kChunk / 8) + 4 * t;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint4 v = src[i];
-      ap[0][i][0] = v.x, ap[0][i][1] = v.y, ap[0][i][2] = v.z, ap[0][i][3] = v.w;
-    }
-  } else {
+  for (int nt = 0; nt < NT8; ++nt) {
+    const int r = g + 8 * nt;
+    const bool ok = k_ok && r < p.m;
+    const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
 #pragma unroll
-    for (int nt = 0; nt < NT8; ++nt) {
-      const int r = g + 8 * nt;
-      const bool ok = k_ok && r < p.m;
-      const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
-#pragma unroll
-      for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
-    }
+    for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
   }
   float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk
   if constexpr (kPost && kZp) TokenSums<T>(ap, asum);
@@ -782,27 +773,120 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
   }
 }
 
-// M = 1: A's row over chunks [c_begin, c_end) into shared memory once per block, each 8 k as the
-// 4 registers PairActivations makes of them (zeros past K). Shared-memory bytes per chunk:
-constexpr int kSdRowBytesPerChunk = kChunk * 2;
+// ---- M = 1 (kOneRow): A's row staged once a block, a lean loop.
+// Shared memory (dynamic) per chunk of the slice: A's 128 k as the 4 registers PairActivations makes
+// of each 8 (256 bytes), then (zero points with kPost) the chunk's sum of A as a float.
+constexpr int kSdRowBytesPerChunk = kChunk * 2 + 4;
 
-template <typename T>
-__device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begin, int c_end, uint4* a_pairs) {
+template <typename T, bool kSums>
+__device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begin, int c_end, uint4* a_pairs,
+                                           float* a_sums) {
   const uint4* a = static_cast<const uint4*>(p.a);
-  const int64_t words = int64_t(c_end - c_begin) * (kChunk / 8), first = int64_t(c_begin) * (kChunk / 8);
-  for (int64_t w = threadIdx.x; w < words; w += kSdThreads) {
+  const int words = (c_end - c_begin) * (kChunk / 8), first = c_begin * (kChunk / 8);
+  // 16 consecutive threads take one chunk's 16 words (kSdThreads % 16 == 0: whole chunks a pass).
+  for (int w = threadIdx.x; w < words; w += kSdThreads) {
+    const uint4 v = 8 * int64_t(first + w) < p.k ? __ldg(a + first + w) : make_uint4(0, 0, 0, 0);  // K % 8 == 0
     uint32_t b[4];
-    PairActivations(8 * (first + w) < p.k ? __ldg(a + first + w) : make_uint4(0, 0, 0, 0), b);  // K % 8 == 0
+    PairActivations(v, b);
     a_pairs[w] = make_uint4(b[0], b[1], b[2], b[3]);
+    if constexpr (kSums) {
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = ToFloat2<T>(Comp(v, i));
+        sum += f.x + f.y;
+      }
+      const unsigned half = 0xFFFFu << (threadIdx.x & 16);
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(half, sum, o);
+      if ((w & 15) == 0) a_sums[w >> 4] = sum;
+    }
   }
   __syncthreads();
+}
+
+// The main loop at M = 1: this warp's chunks c0, c0 + kSdWarps, ... < c_end, two in flight, A's pairs
+// from shared memory (every lane feeds token 0: lanes g > 0 compute copies in output columns the
+// store skips). Pointers are formed once; a column past N reads column N - 1 instead (its sums are
+// never stored), so only K's tail is predicated. acc[0] / acc[2]: token 0 of columns g / g + 8.
+template <typename T, bool kZp, bool kPost>
+__device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t n0, int g, int t, int c0, int c_begin,
+                                             int c_end, const uint4* a_pairs, const float* a_sums, float (&acc)[4]) {
+  const int lg = __ffs(p.group_size) - 1;
+  const int n = int(p.n), k = int(p.k);  // (the launcher: K < 2^30, scale rows x N < 2^31)
+  const int col0 = min(int(n0) + g, n - 1), col1 = min(int(n0) + g + 8, n - 1);
+  const uint32_t* w0 = p.b + int64_t(col0) * (k >> 3) + 4 * t + (kChunk / 8) * c0;
+  const uint32_t* w1 = p.b + int64_t(col1) * (k >> 3) + 4 * t + (kChunk / 8) * c0;
+  const unsigned short* s0p = static_cast<const unsigned short*>(p.scales) + col0;
+  const unsigned short* s1p = static_cast<const unsigned short*>(p.scales) + col1;
+  const unsigned short* z0p = kZp ? static_cast<const unsigned short*>(p.zero_points) + col0 : nullptr;
+  const unsigned short* z1p = kZp ? static_cast<const unsigned short*>(p.zero_points) + col1 : nullptr;
+  const uint4* ap = a_pairs + (c0 - c_begin) * (kChunk / 8) + 4 * t;
+  struct Chunk {
+    uint4 w0, w1;
+    uint32_t s0, s1, z0, z1;
+  };
+  // Chunk c0 + kSdWarps * j: the pointers advance by j chunks of this warp.
+  auto load = [&](int j, Chunk& ch) {
+    const int c = c0 + kSdWarps * j, kk = c * kChunk + 32 * t;
+    const bool ok = c < c_end && kk < k;
+    const int row = (kk >> lg) * n;
+    ch.w0 = LoadStreamIf(w0 + (kSdWarps * kChunk / 8) * j, ok);
+    ch.w1 = LoadStreamIf(w1 + (kSdWarps * kChunk / 8) * j, ok);
+    ch.s0 = LoadHalfIf(s0p + row, ok);
+    ch.s1 = LoadHalfIf(s1p + row, ok);
+    if constexpr (kZp) ch.z0 = LoadHalfIf(z0p + row, ok), ch.z1 = LoadHalfIf(z1p + row, ok);
+  };
+  auto compute = [&](int j, const Chunk& ch) {
+    const uint4* a = ap + (kSdWarps * kChunk / 8) * j;
+    float part[4] = {};
+    float* d = kPost ? part : acc;
+    uint32_t s0 = 0, s1 = 0, z0 = 0, z1 = 0;
+    if constexpr (!kPost) {
+      s0 = Bcast(uint16_t(ch.s0)), s1 = Bcast(uint16_t(ch.s1));
+      if constexpr (kZp) z0 = Bcast(uint16_t(ch.z0)), z1 = Bcast(uint16_t(ch.z1));
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint4 av = a[i];
+      uint32_t x[4], y[4];
+      DequantCodes<T>(Comp(ch.w0, i), x);
+      DequantCodes<T>(Comp(ch.w1, i), y);
+      if constexpr (!kPost) {
+        ScaleCodes<T, kZp>(x, s0, z0);
+        ScaleCodes<T, kZp>(y, s1, z1);
+      }
+      Mma<T>(d, x[0], y[0], x[2], y[2], av.x, av.z);
+      Mma<T>(d, x[1], y[1], x[3], y[3], av.y, av.w);
+    }
+    if constexpr (kPost) {  // acc += scale * (sum q a - zp * sum a)
+      float v0 = part[0], v1 = part[2];
+      if constexpr (kZp) {
+        const float asum = a_sums[c0 - c_begin + kSdWarps * j];
+        v0 = fmaf(-ToFloat<T>(uint16_t(ch.z0)), asum, v0);
+        v1 = fmaf(-ToFloat<T>(uint16_t(ch.z1)), asum, v1);
+      }
+      acc[0] = fmaf(ToFloat<T>(uint16_t(ch.s0)), v0, acc[0]);
+      acc[2] = fmaf(ToFloat<T>(uint16_t(ch.s1)), v1, acc[2]);
+    }
+  };
+  const int mine = c0 < c_end ? (c_end - c0 + kSdWarps - 1) / kSdWarps : 0;  // this warp's chunks
+  Chunk cur, nxt;
+  load(0, cur);
+  for (int j = 0; j < mine; j += 2) {
+    load(j + 1, nxt);
+    compute(j, cur);
+    if (j + 1 >= mine) break;
+    load(j + 2, cur);
+    compute(j + 1, nxt);
+  }
 }
 
 // Grid: x = the batch's column tiles, y = `splits` K slices; launched as clusters of 1 x splits
 // (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one tile).
 // kOneRow (M = 1): A's row staged in dynamic shared memory (kSdRowBytesPerChunk a chunk of the slice).
 template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow>
-__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost>())
+__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneRow>())
     MatmulInt4SplitDecodeKernel(Int4Batch bt, int splits) {
   using S = SdShape<MW, NT8>;
   int64_t blk;
@@ -815,18 +899,24 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost>())
   const int lg = __ffs(p.group_size) - 1;
 
   float acc[MW][NT8][4] = {};
-  // Two chunks per lane in registers: the next one's loads go out before this one's math.
-  SdChunk<T, MW, kZp> cur, nxt;
-  int c = c_begin + warp;
-  SdLoad<T, MW, kZp>(p, n0, g, t, c, c_end, lg, &cur);
-  extern __shared__ uint4 a_pairs[];
-  if constexpr (kOneRow) SdStageRow<T>(p, c_begin, c_end, a_pairs);  // (the first weights are in flight)
-  for (; c < c_end; c += 2 * kSdWarps) {
-    SdLoad<T, MW, kZp>(p, n0, g, t, c + kSdWarps, c_end, lg, &nxt);
-    SdCompute<T, MW, NT8, kZp, kPost, kOneRow>(p, cur, g, t, c, c_begin, c_end, a_pairs, acc);
-    if (c + kSdWarps >= c_end) break;
-    SdLoad<T, MW, kZp>(p, n0, g, t, c + 2 * kSdWarps, c_end, lg, &cur);
-    SdCompute<T, MW, NT8, kZp, kPost, kOneRow>(p, nxt, g, t, c + kSdWarps, c_begin, c_end, a_pairs, acc);
+  if constexpr (kOneRow) {
+    static_assert(MW == 1 && NT8 == 1, "one token tile, 16 columns");
+    extern __shared__ uint4 a_pairs[];
+    float* a_sums = reinterpret_cast<float*>(a_pairs + (c_end - c_begin) * (kChunk / 8));
+    SdStageRow<T, kZp && kPost>(p, c_begin, c_end, a_pairs, a_sums);
+    SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, a_pairs, a_sums, acc[0][0]);
+  } else {
+    // Two chunks per lane in registers: the next one's loads go out before this one's math.
+    SdChunk<T, MW, kZp> cur, nxt;
+    int c = c_begin + warp;
+    SdLoad<T, MW, kZp>(p, n0, g, t, c, c_end, lg, &cur);
+    for (; c < c_end; c += 2 * kSdWarps) {
+      SdLoad<T, MW, kZp>(p, n0, g, t, c + kSdWarps, c_end, lg, &nxt);
+      SdCompute<T, MW, NT8, kZp, kPost>(p, cur, g, t, c, c_end, acc);
+      if (c + kSdWarps >= c_end) break;
+      SdLoad<T, MW, kZp>(p, n0, g, t, c + 2 * kSdWarps, c_end, lg, &cur);
+      SdCompute<T, MW, NT8, kZp, kPost>(p, nxt, g, t, c + kSdWarps, c_end, acc);
+    }
   }
 
   // The warps' partial sums, then the slices' (fixed order both: deterministic).

@@ -166,9 +166,10 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
     splits = 1;
   }
   size_t smem = 0;
-  if constexpr (kOneRow) {  // A's row for the longest slice
+  if constexpr (kOneRow) {  // A's row for the longest slice; the loop's 32-bit scale offsets
     smem = size_t((chunks + splits - 1) / splits) * kSdRowBytesPerChunk;
-    if (smem > 48 * 1024) return cudaErrorNotSupported;
+    if (smem > 48 * 1024 || p.k >= (int64_t(1) << 30) || (p.k / p.group_size + 1) * p.n >= (int64_t(1) << 31))
+      return cudaErrorNotSupported;
   }
   return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, smem);
 }

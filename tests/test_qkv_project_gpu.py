@@ -44,6 +44,7 @@ SHAPES = [
     ((), 129, "3g", (256, 64, 64)),
     ((), 64, 2048, (256, 64, 64)),       # GEMM, one row block, long K
     ((2,), 24, 1024, (136, 40, 24)),     # GEMM, segments of unequal tile counts
+    ((), 128, 4096, (2048, 2048, 2048)),  # sm_90, no bias: one Hopper GEMM launch per projection
 ]
 BF16_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),
@@ -134,6 +135,23 @@ def test_matches_three_matmul_int4_bitwise(m, k, ns, group_size):
     one rounding at the end), so this is asserted bitwise on purpose: a difference means the two
     paths diverged. Widths are multiples of 8 (the main path, not the fallbacks)."""
     g = rng()
+    x, ws, ss, _ = _operands(g, (), m, k, ns, group_size, np.float16, False)
+    shapes = [(m, n) for n in ns]
+    fused = run_op_cuda(OP, [x, *ws, *ss], {"group_size": group_size}, shapes, [np.float16] * 3)
+    for name, y, b, s, shape in zip("QKV", fused, ws, ss, shapes):
+        (single,) = run_op_cuda("MatmulInt4", [x, b, s], {"group_size": group_size, "out_dtype": 10}, [shape],
+                                [np.float16])
+        assert np.all(np.isfinite(y)), f"{name}: unwritten (NaN) or non-finite elements"
+        np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt4")
+
+
+@pytest.mark.parametrize("group_size", [64, 128])
+def test_per_projection_gemm_matches_three_matmul_int4_bitwise(group_size):
+    """Widths that each fill the Hopper GEMM (M = 128, K = 4096, 2048 columns: 16 tiles in 8 K slices)
+    run as one launch per projection on sm_90 (elsewhere the one mma.sync launch): bitwise what three
+    MatmulInt4 nodes give, as the fused launch is asserted to be above."""
+    g = rng()
+    m, k, ns = 128, 4096, (2048, 2048, 2048)
     x, ws, ss, _ = _operands(g, (), m, k, ns, group_size, np.float16, False)
     shapes = [(m, n) for n in ns]
     fused = run_op_cuda(OP, [x, *ws, *ss], {"group_size": group_size}, shapes, [np.float16] * 3)

@@ -15,6 +15,7 @@ namespace kaio {
 // holds the slices' f32 sums or those weights. cudaErrorNotSupported where it does not apply.
 int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p);
 cudaError_t RunMatmulInt4Wgmma(const MatmulInt4Params& p, void* scratch, cudaStream_t stream);
+int64_t MatmulInt4WgmmaSplits(const MatmulInt4Params& p);  // 0: the Hopper GEMM does not take p
 
 namespace {
 
@@ -260,11 +261,28 @@ int LiveSegments(const MatmulInt4Params* segs, int count, MatmulInt4Params* live
   return n_live;
 }
 
+// QkvProjectInt4 past the decode rows: one launch per projection where the Hopper GEMM takes every
+// one of them, else (any bias, narrow projections) one launch of the mma.sync GEMM over all three.
+// H200, bench_qkv_project at 21b6027c, M = 128, K = 4096: square widths (3 x 4096) 87.7 us fused vs
+// 58.4 as three MatmulInt4 nodes (each the wgmma GEMM in 4 K slices); Llama widths (4096, 1024, 1024),
+// where the 1024-wide ones are too few tiles for it, 51.2 fused vs 114.3.
+bool PerProjectionGemm(const MatmulInt4Params* segs, int count) {
+  if (count < 2 || segs[0].m <= 16 || segs[0].k == 0) return false;
+  for (int i = 0; i < count; ++i)
+    if (MatmulInt4WgmmaSplits(segs[i]) == 0) return false;
+  return true;
+}
+
 }  // namespace
 
 int64_t MatmulInt4ScratchBytes(const MatmulInt4Params* segs, int count) {
   MatmulInt4Params live[kMaxQuantSegments];
   const int n_live = LiveSegments(segs, count, live);
+  if (PerProjectionGemm(live, n_live)) {  // the launches run in turn on one stream: the largest
+    int64_t bytes = 0;
+    for (int i = 0; i < n_live; ++i) bytes = std::max(bytes, MatmulInt4WgmmaScratchBytes(live[i]));
+    return bytes;
+  }
   return WgmmaMayRun(live, n_live) ? MatmulInt4WgmmaScratchBytes(live[0]) : 0;
 }
 
@@ -289,10 +307,17 @@ int RunMatmulInt4(const MatmulInt4Params* segs, int count, void* scratch, void* 
   for (int i = 0; i < n_live; ++i)
     if (!Aligned16(live[i].b)) return kMisalignedOperands;
   const bool zp = p.zero_points != nullptr;
-  if (p.bf16)
-    return zp ? Launch<__nv_bfloat16, true>(live, n_live, scratch, stream)
-              : Launch<__nv_bfloat16, false>(live, n_live, scratch, stream);
-  return zp ? Launch<__half, true>(live, n_live, scratch, stream) : Launch<__half, false>(live, n_live, scratch, stream);
+  auto run = [&](const MatmulInt4Params* s, int n) {
+    if (p.bf16)
+      return zp ? Launch<__nv_bfloat16, true>(s, n, scratch, stream) : Launch<__nv_bfloat16, false>(s, n, scratch, stream);
+    return zp ? Launch<__half, true>(s, n, scratch, stream) : Launch<__half, false>(s, n, scratch, stream);
+  };
+  if (PerProjectionGemm(live, n_live)) {
+    for (int i = 0; i < n_live; ++i)
+      if (const cudaError_t e = run(&live[i], 1)) return e;
+    return cudaSuccess;
+  }
+  return run(live, n_live);
 }
 
 }  // namespace kaio

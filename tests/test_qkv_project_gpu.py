@@ -125,33 +125,23 @@ def test_qkv_project_int4_cuda_bf16(lead, m, k, ns, group_size, with_bias):
     _check(outs, _chain_ref_qkv(x, ws, ss, bs, group_size), TOL[BF16], shapes)
 
 
-@pytest.mark.parametrize("m", [1, 16, 70])
-@pytest.mark.parametrize("k,ns", [(1024, (256, 64, 64)), (512, (512, 128, 128))])
+# (M, K, widths): the decode kernels (M = 1, 16) and the fused mma.sync GEMM (M = 70) at two width
+# sets; M = 128 with 3 x 2048 columns at K = 4096 takes one Hopper GEMM launch per projection on
+# sm_90 (16 tiles in 8 K slices each; elsewhere the fused launch).
+BITWISE_CASES = [(m, k, ns) for m in (1, 16, 70) for k, ns in ((1024, (256, 64, 64)), (512, (512, 128, 128)))]
+BITWISE_CASES.append((128, 4096, (2048, 2048, 2048)))
+
+
+@pytest.mark.parametrize("m,k,ns", BITWISE_CASES, ids=[_id(((), *c)) for c in BITWISE_CASES])
 @pytest.mark.parametrize("group_size", [32, 128])
 def test_matches_three_matmul_int4_bitwise(m, k, ns, group_size):
     """Without bias, Q, K, V are exactly what three MatmulInt4 nodes (out_dtype X's type) give for the
     same weights. Nothing in the contract demands bitwise equality, but the fused kernel is designed
     to use MatmulInt4's arithmetic per column (same weight rounding, same f32 accumulation order,
-    one rounding at the end), so this is asserted bitwise on purpose: a difference means the two
-    paths diverged. Widths are multiples of 8 (the main path, not the fallbacks)."""
+    one rounding at the end), and where it runs one launch per projection it runs MatmulInt4's own,
+    so this is asserted bitwise on purpose: a difference means the two paths diverged. Widths are
+    multiples of 8 (the main path, not the fallbacks)."""
     g = rng()
-    x, ws, ss, _ = _operands(g, (), m, k, ns, group_size, np.float16, False)
-    shapes = [(m, n) for n in ns]
-    fused = run_op_cuda(OP, [x, *ws, *ss], {"group_size": group_size}, shapes, [np.float16] * 3)
-    for name, y, b, s, shape in zip("QKV", fused, ws, ss, shapes):
-        (single,) = run_op_cuda("MatmulInt4", [x, b, s], {"group_size": group_size, "out_dtype": 10}, [shape],
-                                [np.float16])
-        assert np.all(np.isfinite(y)), f"{name}: unwritten (NaN) or non-finite elements"
-        np.testing.assert_array_equal(y, single, err_msg=f"{name} differs from MatmulInt4")
-
-
-@pytest.mark.parametrize("group_size", [64, 128])
-def test_per_projection_gemm_matches_three_matmul_int4_bitwise(group_size):
-    """Widths that each fill the Hopper GEMM (M = 128, K = 4096, 2048 columns: 16 tiles in 8 K slices)
-    run as one launch per projection on sm_90 (elsewhere the one mma.sync launch): bitwise what three
-    MatmulInt4 nodes give, as the fused launch is asserted to be above."""
-    g = rng()
-    m, k, ns = 128, 4096, (2048, 2048, 2048)
     x, ws, ss, _ = _operands(g, (), m, k, ns, group_size, np.float16, False)
     shapes = [(m, n) for n in ns]
     fused = run_op_cuda(OP, [x, *ws, *ss], {"group_size": group_size}, shapes, [np.float16] * 3)

@@ -811,8 +811,8 @@ __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begi
 // never stored), so only K's tail is predicated. acc[0] / acc[2]: token 0 of columns g / g + 8.
 template <typename T, bool kZp, bool kPost>
 __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t n0, int g, int t, int c0, int c_begin,
-                                             int c_end, const uint4* a_pairs, const float* a_sums, float (&acc)[4]) {
-  const int lg = __ffs(p.group_size) - 1;
+                                             int c_end, int lg, const uint4* a_pairs, const float* a_sums,
+                                             float (&acc)[4]) {
   const int n = int(p.n), k = int(p.k);  // (the launcher: K < 2^30, scale rows x N < 2^31)
   const int col0 = min(int(n0) + g, n - 1), col1 = min(int(n0) + g + 8, n - 1);
   const uint32_t* w0 = p.b + int64_t(col0) * (k >> 3) + 4 * t + (kChunk / 8) * c0;
@@ -904,7 +904,7 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
     extern __shared__ uint4 a_pairs[];
     float* a_sums = reinterpret_cast<float*>(a_pairs + (c_end - c_begin) * (kChunk / 8));
     SdStageRow<T, kZp && kPost>(p, c_begin, c_end, a_pairs, a_sums);
-    SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, a_pairs, a_sums, acc[0][0]);
+    SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, lg, a_pairs, a_sums, acc[0][0]);
   } else {
     // Two chunks per lane in registers: the next one's loads go out before this one's math.
     SdChunk<T, MW, kZp> cur, nxt;

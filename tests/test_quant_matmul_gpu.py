@@ -215,9 +215,13 @@ def test_misaligned_a_is_refused():
 # take element loads; group sizes need not be powers of two (100), 0 is per channel.
 # M <= 16 with N % 16 == 0, K % 8 == 0 and group_size % 8 == 0 take the decode kernel instead (one
 # m16n8k16 per 16 columns x 8 tokens, K split over a cluster's CTAs on sm_90): one token tile
-# (M <= 8) or two, K not a multiple of its 32-row steps (2056, 1000, 24), group 8, long K.
+# (M <= 8) or two, K not a multiple of its 32-row steps (2056, 1000, 24), group 8, long K; blocks of
+# 8 warps where the 128-column tiles exceed 2/3 of the SMs (sm_90, M <= 8, no zero points: N =
+# 12288 is 96 tiles, 11392 the first count over 88 on 132 SMs).
 INT8_DECODE_SHAPES = [
     ((), 1, 4096, 4096, 0),
+    ((), 2, 1000, 12288, 0),
+    ((), 1, 520, 11392, 64),
     ((), 1, 1000, 272, 8),
     ((2,), 3, 4096, 4112, 128),   # batch dims: 6 rows
     ((), 8, 2056, 2048, 0),

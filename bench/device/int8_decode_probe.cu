@@ -9,7 +9,7 @@
 // bytes at the HBM peak (H200 4.8 TB/s, H100 3.35; KAIO_PROBE_PEAK_TBS overrides).
 // KAIO_INT8_DECODE=0 selects the older GEMV (three launches for three segments): run the binary twice
 // for old vs new; KAIO_INT8_SPLITS=n caps the decode kernel's K slices; KAIO_PROBE_QUICK=1 skips
-// the timed shapes.
+// the timed shapes; KAIO_PROBE_ONLY=text runs only the timed cases whose name contains it (" 1x": M = 1).
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/int8_decode_probe bench/device/int8_decode_probe.cu \
@@ -106,6 +106,8 @@ std::string Name(const Case& c) {
 }
 
 void RunCase(const Case& c, bool quick) {
+  if (const char* only = std::getenv("KAIO_PROBE_ONLY"))
+    if (!c.timed || Name(c).find(only) == std::string::npos) return;
   const int nseg = 1 + int(c.extra_n.size());
   std::vector<int64_t> ns = {c.n};
   ns.insert(ns.end(), c.extra_n.begin(), c.extra_n.end());
@@ -173,6 +175,7 @@ void RunCase(const Case& c, bool quick) {
   void* scratch = nullptr;
   const int64_t scratch_bytes = MatmulInt8ScratchBytes(ps, nseg);
   if (scratch_bytes > 0) CHECK(cudaMalloc(&scratch, size_t(scratch_bytes)));
+  if (scratch_bytes > 0) CHECK(cudaMemset(scratch, 0xFF, size_t(scratch_bytes)));  // as dirty as ORT's
   const bool ok = probe::CheckDecodeCase(
       Name(c), ps, nseg, [&](cudaStream_t st) { return RunMatmulInt8(ps, nseg, scratch, st); },
       [&](int i) {

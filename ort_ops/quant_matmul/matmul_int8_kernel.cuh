@@ -240,7 +240,7 @@ __global__ void __launch_bounds__(256) MatmulInt8CombineKernel(MatmulInt8Params 
 // group_size % 8 == 0). Warps of a block take the slice's steps in turn; their sums meet in shared
 // memory, the slices' (cluster CTAs on sm_90) in slice 0's through distributed shared memory, in a
 // fixed order: deterministic.
-constexpr int kDecWarps = 4, kDecThreads = 32 * kDecWarps, kDecCols = 128, kDecStep = 32, kDecMaxSplits = 8;
+constexpr int kDecCols = 128, kDecStep = 32, kDecMaxSplits = 8;
 
 // How the integers become weights: w = b (QkvProjectInt8's f32 scale comes after the sum), b * s, (b - zp) * s.
 enum DecScaling : int { kDecRaw = 0, kDecScaled = 1, kDecScaledZp = 2 };
@@ -342,14 +342,17 @@ __device__ __forceinline__ void DecCompute(const DecStep<NT8>& st, float (&acc)[
 
 // Registers: NT8 = 1 fits 3 blocks of 4 warps per SM (168 a thread), NT8 = 2 two (255): at 4 / 3
 // blocks ptxas spilled (up to 72 / 248 bytes with scales). 12 warps keep ~96 KB of weights in flight per SM.
-template <int NT8>
-constexpr int DecMinBlocks() { return NT8 == 1 ? 3 : 2; }
+// W = 8 (NT8 = 1 only): 2 blocks of 8 warps per SM at 128 registers (ptxas spills 12 bytes without
+// scales, 120 with): 16 warps, ~128 KB in flight per SM.
+template <int NT8, int W>
+constexpr int DecMinBlocks() { return W == 8 ? 2 : NT8 == 1 ? 3 : 2; }
 
 // Grid: x = the batch's 128-column blocks, y = `splits` K slices; launched as clusters of 1 x splits
 // (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one column block).
-template <typename T, int NT8, int kMode>
-__global__ void __launch_bounds__(kDecThreads, DecMinBlocks<NT8>()) MatmulInt8DecodeKernel(Int8Batch bt, int splits) {
-  constexpr int kAcc = 8 * NT8 * 4;
+// W warps a block (4 or 8) take the slice's 32-row steps in turn.
+template <typename T, int NT8, int kMode, int W>
+__global__ void __launch_bounds__(32 * W, DecMinBlocks<NT8, W>()) MatmulInt8DecodeKernel(Int8Batch bt, int splits) {
+  constexpr int kAcc = 8 * NT8 * 4, kDecWarps = W, kDecThreads = 32 * W;
   int64_t blk;
   const MatmulInt8Params p = SegmentOf(bt, &blk);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;

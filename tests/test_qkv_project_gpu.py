@@ -4,6 +4,8 @@ reference of the weights as the kernel forms them; IOBinding with NaN-poisoned, 
 runs, the CUDA-side validation and an empty M. QkvProjectInt8 on the CUDA EP at the end (its three
 projections as three launches of MatmulInt8's kernels: against the float64 reference, bitwise against
 three MatmulInt8 nodes, CUDA-graph replay, K = 0)."""
+import re
+
 import numpy as np
 import pytest
 from gpu_harness import (BoundRun, bind_input_at_offset, chain_ref_codes, cuda_graph_test, cuda_session,
@@ -410,14 +412,30 @@ def test_int8_cuda_graph_replay_and_repeats(m):
             np.testing.assert_array_equal(a, b)
 
 
+def _decode_warps(name):
+    """W, the warps a block, of a MatmulInt8DecodeKernel<T, NT8, kMode, W> kernel name."""
+    found = re.search(r"MatmulInt8DecodeKernel<[^,]+, \d+, \d+, (\d+)>", name)
+    assert found, name
+    return int(found.group(1))
+
+
 @pytest.mark.parametrize("m", [1, 16])
-def test_int8_decode_is_one_launch(m):
-    """At M <= 16 with widths % 16 == 0 (Llama 3 8B's 4096 -> 4096/1024/1024) the three projections
-    are one launch of MatmulInt8's decode kernel, and nothing else of ours runs."""
+@pytest.mark.parametrize("ns", [(4096, 1024, 1024), (4096, 4096, 4096)], ids=["llama", "square"])
+@pytest.mark.parametrize("eight", ["1", "0"])
+def test_int8_decode_is_one_launch(m, ns, eight, monkeypatch):
+    """At M <= 16 with widths % 16 == 0 (Llama 3 8B's 4096 -> 4096/1024/1024, and 3 x 4096) the three
+    projections are one launch of MatmulInt8's decode kernel, and nothing else of ours runs. Its blocks
+    have 8 warps exactly where the launcher's rule says (sm_90, M <= 8, no zero points, 128-column
+    tiles over 2/3 of the SMs: the square widths' 96 on an H100 / H200, not the Llama widths' 48),
+    else 4; KAIO_INT8_EIGHT_WARPS=0 keeps 4."""
     from kaio_ort.reference import qkv_project_int8
 
+    monkeypatch.setenv("KAIO_INT8_EIGHT_WARPS", eight)
+    props = pytest.importorskip("torch").cuda.get_device_properties(0)
+    tiles = sum((n + 127) // 128 for n in ns)
+    sm90 = (props.major, props.minor) == (9, 0)
+    eight_warps = eight == "1" and sm90 and m <= 8 and 3 * tiles > 2 * props.multi_processor_count
     g = rng()
-    ns = (4096, 1024, 1024)
     x, ws, ss, bs = _int8_operands(g, (), m, 4096, ns, np.float16, "channel", True)
     inputs = [x, *ws, *ss, *bs]
     shapes = [(m, n) for n in ns]
@@ -426,6 +444,7 @@ def test_int8_decode_is_one_launch(m):
     _check(run.run(), qkv_project_int8(*inputs), TOL[np.float16], shapes)
     ours = our_kernel_launches(run.run)
     assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
+    assert _decode_warps(next(iter(ours))) == (8 if eight_warps else 4), ours
 
 
 @pytest.mark.parametrize("m", [1, 40])

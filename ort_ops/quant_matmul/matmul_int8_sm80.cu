@@ -134,14 +134,11 @@ bool DecodeApplies(const MatmulInt8Params* segs, int count) {
 // 17.9 us in 8 slices vs 13.3 in 4, 1 x 4096 -> 3 x 4096 26.6 in 4 vs 20.8 in 2, 16 x 4096^2 19.3 in 8
 // vs 16.7 in 4; too few lose as well (1x4096x14336 23.6 in 8, 32.0 in 4, 47.0 in 2).
 // KAIO_INT8_SPLITS=n caps them (probes).
+// p: the first segment (M, K, the device); bt: every segment, `tiles` 128-column blocks in all.
 template <typename T, int NT8, int kMode, int W>
-cudaError_t LaunchDecodeAs(const MatmulInt8Params* segs, int count, cudaStream_t stream) {
+cudaError_t LaunchDecodeAs(const MatmulInt8Params& p, const int8mm::Int8Batch& bt, int64_t tiles, cudaStream_t stream) {
   using namespace int8mm;
   constexpr auto kernel = MatmulInt8DecodeKernel<T, NT8, kMode, W>;
-  const MatmulInt8Params& p = segs[0];
-  int64_t tiles = 0;
-  const Int8Batch bt = MakeBatch(segs, count, kDecCols, &tiles);
-  if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
   const int64_t steps = (p.k + kDecStep - 1) / kDecStep;
   const int cap = std::min(kDecMaxSplits, std::max(1, EnvInt("KAIO_INT8_SPLITS", kDecMaxSplits)));
@@ -159,11 +156,8 @@ cudaError_t LaunchDecodeAs(const MatmulInt8Params* segs, int count, cudaStream_t
 // QkvProjectInt8 1 x 4096 -> 3 x 4096 (96 tiles) 17.75-17.96 vs 20.73 us, 1x14336x4096 (112) 22.96
 // vs 23.25; where the tiles are fewer (4096 columns: 32, the Llama widths: 48) 8 warps lost (14.7-15.1
 // vs 11.7 us at 1x4096x4096). KAIO_INT8_EIGHT_WARPS=0 keeps 4 (A/B runs).
-bool DecodeEightWarps(const MatmulInt8Params* segs, int count) {
-  const MatmulInt8Params& p = segs[0];
+bool DecodeEightWarps(const MatmulInt8Params& p, int64_t tiles) {
   if (p.m > 8 || p.sm < 90 || !EnvSwitch("KAIO_INT8_EIGHT_WARPS", true)) return false;
-  int64_t tiles = 0;
-  for (int i = 0; i < count; ++i) tiles += (segs[i].n + int8mm::kDecCols - 1) / int8mm::kDecCols;
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
   return 3 * tiles > 2 * sms;
 }
@@ -171,10 +165,14 @@ bool DecodeEightWarps(const MatmulInt8Params* segs, int count) {
 // M <= 8: one token tile (4 warps, or 8 without zero points where DecodeEightWarps); M = 9..16: two.
 template <typename T, int kMode>
 cudaError_t LaunchDecodeRows(const MatmulInt8Params* segs, int count, cudaStream_t stream) {
-  if (segs[0].m > 8) return LaunchDecodeAs<T, 2, kMode, 4>(segs, count, stream);
+  const MatmulInt8Params& p = segs[0];
+  int64_t tiles = 0;
+  const int8mm::Int8Batch bt = MakeBatch(segs, count, int8mm::kDecCols, &tiles);
+  if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  if (p.m > 8) return LaunchDecodeAs<T, 2, kMode, 4>(p, bt, tiles, stream);
   if constexpr (kMode != int8mm::kDecScaledZp)  // (with zero points ptxas spills 236-316 bytes at 8 warps)
-    if (DecodeEightWarps(segs, count)) return LaunchDecodeAs<T, 1, kMode, 8>(segs, count, stream);
-  return LaunchDecodeAs<T, 1, kMode, 4>(segs, count, stream);
+    if (DecodeEightWarps(p, tiles)) return LaunchDecodeAs<T, 1, kMode, 8>(p, bt, tiles, stream);
+  return LaunchDecodeAs<T, 1, kMode, 4>(p, bt, tiles, stream);
 }
 
 template <typename T>

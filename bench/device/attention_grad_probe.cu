@@ -15,8 +15,8 @@
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -DKAIO_MBAR_TIMEOUT -gencode arch=compute_90a,code=sm_90a \
 //     --expt-relaxed-constexpr -I ort_ops -o /tmp/attention_grad_probe bench/device/attention_grad_probe.cu \
-//     ort_ops/attention/attention_flash_grad_sm80.cu && /tmp/attention_grad_probe
-// probe-sources: ort_ops/attention/attention_flash_grad_sm80.cu
+//     ort_ops/attention/attention_flash_grad_sm80.cu ort_ops/attention/attention_flash_grad_sm90.cu && /tmp/attention_grad_probe
+// probe-sources: ort_ops/attention/attention_flash_grad_sm80.cu ort_ops/attention/attention_flash_grad_sm90.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -294,6 +294,7 @@ bool RunCase(const Case& c, bool speed, std::mt19937& gen) {
   p.v_str = StridesOf(c.bshd, c.hkv, c.sk, c.dv);
   p.o_str = StridesOf(c.bshd, c.hq, c.sq, c.dv);
   p.scale = 1.f / std::sqrt(float(c.d));
+  p.sm = 90;  // D == Dv in {64, 128} takes the Hopper K/V kernel (KAIO_WGMMA=0: the mma.sync one)
   {
     const size_t sh = (c.sk + 32) * sizeof(float);
     if (sh > 48 * 1024) CHECK(cudaFuncSetAttribute(ForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh)));
@@ -383,6 +384,10 @@ int main() {
       {"d40/dv24 f16 causal (element loads)", false, true, false, false, true, false, 2, 2, 2, 33, 47, 40, 24},
       {"d40/dv24 bf16 full det", true, false, true, true, false, true, 1, 3, 1, 20, 19, 40, 24},
       {"sq=1 decode causal", false, true, false, false, false, false, 2, 4, 2, 1, 300, 128, 128},
+      {"d128 f16 full gqa 3 key tiles", false, false, false, false, false, false, 1, 4, 2, 300, 333, 128, 128},
+      {"d128 bf16 causal bshd sq<sk", true, true, true, false, false, false, 2, 2, 2, 190, 400, 128, 128},
+      {"d64 f16 causal 4 q tiles", false, true, false, false, false, false, 1, 2, 1, 500, 500, 64, 64},
+      {"d64 bf16 full sq>sk det", true, false, false, true, false, false, 1, 2, 2, 300, 129, 64, 64},
   };
   bool ok = true;
   for (const Case& c : cases) ok &= RunCase(c, false, gen);
@@ -392,7 +397,9 @@ int main() {
         {"speed (4,2048,32,128) causal", false, true, false, false, false, false, 4, 32, 32, 2048, 2048, 128, 128},
         {"speed (4,2048,32,128) full det", false, false, false, true, false, false, 4, 32, 32, 2048, 2048, 128, 128},
         {"speed (4,2048,32,128) causal det", false, true, false, true, false, false, 4, 32, 32, 2048, 2048, 128, 128},
+        {"speed (8,2048,16,64) full", false, false, false, false, false, false, 8, 16, 16, 2048, 2048, 64, 64},
         {"speed (8,2048,16,64) causal", false, true, false, false, false, false, 8, 16, 16, 2048, 2048, 64, 64},
+        {"speed (1,8192,32,128) full", false, false, false, false, false, false, 1, 32, 32, 8192, 8192, 128, 128},
     };
     for (const Case& c : speed) ok &= RunCase(c, true, gen);
   }

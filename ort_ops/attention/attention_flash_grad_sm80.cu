@@ -1,6 +1,7 @@
 // Launcher of the FlashAttention-2 backward (attention_flash_grad_kernel.cuh), compiled for every
-// CUDA target (sm_80 and sm_90 alike): the prep pass, the K/V kernel, and dQ by f32 atomics plus a
-// store pass, or (deterministic) by its own kernel.
+// CUDA target (sm_80 and sm_90 alike): the prep pass, the K/V kernel (on sm_90 the wgmma one of
+// attention_flash_grad_sm90.cu where it fits), and dQ by f32 atomics plus a store pass, or
+// (deterministic) by its own kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -9,6 +10,12 @@
 #include "common/smem_opt_in.h"
 
 namespace kaio {
+
+// attention_flash_grad_sm90.cu: the Hopper K/V kernel (TMA + wgmma); cudaErrorNotSupported where it
+// does not apply.
+cudaError_t RunAttentionFlashGradWgmma(const AttentionFlashGradParams& p, const attention_grad::GradWork& w,
+                                       cudaStream_t stream);
+
 namespace {
 
 using attention_grad::GradTiles;
@@ -44,7 +51,12 @@ template <typename T, int kD>
 cudaError_t LaunchMain(const AttentionFlashGradParams& p, const GradWork& w, cudaStream_t stream) {
   using Tl = GradTiles<kD>;
   const bool kv_kernel = p.dk_out || p.dv_out || w.dq_accum;
+  cudaError_t hopper = cudaErrorNotSupported;
   if (kv_kernel && p.sk > 0) {
+    hopper = RunAttentionFlashGradWgmma(p, w, stream);
+    if (hopper != cudaSuccess && hopper != cudaErrorNotSupported) return hopper;
+  }
+  if (kv_kernel && p.sk > 0 && hopper == cudaErrorNotSupported) {
     constexpr auto kernel = attention_grad::AttentionGradKvKernel<T, kD>;
     if (cudaError_t e = AllowSharedMemory<kernel>(Tl::kSmemBytes)) return e;
     const dim3 grid(static_cast<unsigned>((p.sk + Tl::kN - 1) / Tl::kN), static_cast<unsigned>(p.hkv),

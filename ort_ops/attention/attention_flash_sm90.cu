@@ -13,28 +13,20 @@
 
 #include "attention/attention_flash_wgmma_kernel.cuh"
 #include "attention/attention_params.h"
+#include "attention/attention_tma.h"
 #include "common/sm90.cuh"
 #include "common/smem_opt_in.h"
-#include "common/tensor_map.h"
 
 namespace kaio {
 namespace {
 
 using attention_wgmma::kBlockN;
-using attention_wgmma::kBoxCols;
 using attention_wgmma::Maps;
 
 
-// A (D, rows, heads, batch) map of one operand, read in boxes of 64 columns (one 128-byte swizzled
-// row) x `box_rows` rows of one head.
 bool MakeMap(CUtensorMap* map, const AttentionFlashParams& p, const void* base, const AttentionStrides& str,
              int64_t rows, int64_t heads, int box_rows) {
-  const int64_t dims[4] = {p.d, rows, heads, p.batch};
-  const int64_t strides[3] = {str.row * 2, str.head * 2, str.batch * 2};
-  const int box[4] = {kBoxCols, box_rows, 1, 1};
-  return MakeTensorMap4d(map, p.in_type == AttentionElem::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
-                                                               : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                         base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
+  return MakeHeadMap(map, p.in_type, base, str, p.d, rows, heads, p.batch, box_rows);
 }
 
 // Query rows per block (the Q map's box) at head dim d.

@@ -296,8 +296,9 @@ struct AttentionFlashGradOp {
   }
 
   // attention_flash_grad_sm80.cu: a prep pass (Dvec, dO rounded when float), one block per K/V
-  // tile and kv head accumulating dK, dV over the group's query heads, dQ by f32 atomics (or, with
-  // deterministic = 1, a second kernel per query tile).
+  // tile and kv head accumulating dK, dV over the group's query heads (on sm_90 the wgmma kernel of
+  // attention_flash_grad_sm90.cu where it fits), dQ by f32 atomics (or, with deterministic = 1, a
+  // second kernel per query tile).
   static OrtStatus* ComputeCuda(const ErrCtx& c, const Attrs& at, const InputTensors& in, const OutputTensors& out,
                                 const CudaLaunch& launch) {
     AttentionGeometry g;
@@ -317,6 +318,7 @@ struct AttentionFlashGradOp {
     p.o_f32 = in[kO].type == kF32;
     p.causal = at.causal;
     p.deterministic = at.deterministic;
+    p.sm = launch.sm;
     SetGeometry(g, at, &p);
     CudaScratch workspace;
     KAIO_RETURN_IF_ERROR(workspace.Allocate(launch, c, AttentionFlashGradWorkspaceBytes(p)));

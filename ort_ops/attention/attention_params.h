@@ -75,6 +75,7 @@ struct AttentionFlashGradParams {
   int64_t batch = 0, hq = 0, hkv = 0, sq = 0, sk = 0, d = 0, dv = 0;
   AttentionStrides q_str, k_str, v_str, o_str;  // dO has O's strides
   float scale = 0.f;
+  int sm = 0;  // compute capability (major * 10 + minor): 90 may take the Hopper K/V kernel
 };
 
 // Bytes of device scratch a launch with `p` needs: Dvec (f32 per query row), dO rounded to the input

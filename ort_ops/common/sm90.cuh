@@ -297,5 +297,24 @@ __device__ __forceinline__ void WgmmaRsM64N64K16(float* d, const uint32_t (&a)[4
   }
 }
 
+// d[0..31] (the m64n64 fragment) += A (64 x 16, descriptor) * B (16 x 64, descriptor; kTransB = 1:
+// MN-major), both in shared memory (the attention backward's 64-query and 64-column products).
+template <typename T, int kTransB>
+__device__ __forceinline__ void WgmmaM64N64K16(float* d, uint64_t desc_a, uint64_t desc_b) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " KAIO_WGMMA_D32 ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+        : KAIO_WGMMA_OUT32(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KAIO_WGMMA_D32 ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+        : KAIO_WGMMA_OUT32(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));
+  }
+}
+
 }  // namespace sm90
 }  // namespace kaio

@@ -1,0 +1,333 @@
+// FlashAttention backward's K/V kernel for Hopper (sm_90a): the products of
+// AttentionGradKvKernel (attention_flash_grad_kernel.cuh) on wgmma, operands brought by TMA.
+// Launcher: attention_flash_grad_sm90.cu; the prep pass, the dQ store pass and the deterministic dQ
+// kernel stay those of attention_flash_grad_sm80.cu.
+//
+// One block per (tile of kBlockN = 128 keys, kv head, batch): K and V stay in shared memory; the
+// block walks every (query head of the kv head's group, tile of kBlockM query rows) that sees a key
+// of the tile, its Q and dO tiles arriving by TMA in a two-stage ring. Two warpgroups, each owning
+// 64 of the keys, per step:
+//   S^T = K_w Q^T, dP^T = V_w dO^T            (SS wgmma, m64 x kBlockM, issued together)
+//   P^T = exp2(S^T scale log2e - LSE log2e)   (masked: keys past Sk, causal keys past the diagonal)
+//   dS^T = P^T (dP^T - Dvec)
+//   dV += P^T dO, dK += dS^T Q                (RS wgmma: P^T and dS^T straight from the accumulators,
+//                                              whose m64nN layout is the register A-fragment layout)
+//   dS (as [query][key], 128-byte swizzled) -> shared memory; both warpgroups meet
+//   dQ_tile = dS K (SS wgmma, K read MN-major), added to the f32 accumulator with vector atomics
+//   (red.global.add.v2.f32); the launcher's store pass scales and rounds it.
+// dK and dV of a kv head are summed over its query heads by the loop (no atomics: dK, dV are
+// bitwise reproducible), then written once in K's and V's type and layout.
+//
+// kBlockM: 64 at D = 128, 128 at D = 64 (the products' register cost per thread is the same). The
+// dQ product: at D = 128 warpgroup w takes the 64 columns of box w, at D = 64 the 64 query rows 64 w.
+// One thread (thread 0) issues the TMA loads; the next step's Q and dO go into the stage that both
+// warpgroups finished with, right after the step's meeting point, so no empty barriers are needed.
+// Rows past Sq read as zeros (TMA) and get LSE = +inf (P = 0); rows that see no key too.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "attention/attention_flash_grad_kernel.cuh"
+#include "attention/attention_params.h"
+#include "common/ptx.cuh"
+#include "common/sm90.cuh"
+
+namespace kaio {
+namespace attention_grad_wgmma {
+
+using attention_grad::GradWork;
+using attention_grad::Lse2;
+
+constexpr int kBlockN = 128;  // keys per block
+constexpr int kBoxCols = 64;  // 16-bit elements in a 128-byte swizzled row
+constexpr int kThreads = 256;
+
+template <int kD>
+struct Layout {
+  static_assert(kD == 64 || kD == 128, "head dims 64 and 128");
+  static constexpr int kBlockM = kD == 64 ? 128 : 64;
+  static constexpr int kBoxes = kD / kBoxCols;
+  static constexpr int kKVBoxBytes = kBlockN * 128;   // one 64-column box of the K or V tile
+  static constexpr int kKVBytes = kBoxes * kKVBoxBytes;
+  static constexpr int kQBoxBytes = kBlockM * 128;    // one 64-column box of a Q or dO tile
+  static constexpr int kQBytes = kBoxes * kQBoxBytes;
+  static constexpr int kDsBoxBytes = kBlockM * 128;   // 64 keys of dS [query][key]
+  static constexpr int kDsBytes = 2 * kDsBoxBytes;
+  static constexpr int kStages = 2;
+  // K, V, then per stage Q and dO, then two dS buffers (+ slack to align to 1024).
+  static constexpr int kSmemBytes = 2 * kKVBytes + kStages * 2 * kQBytes + 2 * kDsBytes + 1024;
+};
+
+struct Maps {
+  CUtensorMap q, k, v, d_o;
+};
+
+__device__ __forceinline__ float Exp2(float x) {  // ex2.approx: exp2(-inf) = 0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ void RedAddV2(float* addr, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+}
+
+#if KAIO_SM90A_DEVICE
+// acc (64 x kN f32, the m64nkN fragment) = A (64 rows of a K-major swizzled tile at `a`, box stride
+// a_box) B^T (kN rows of another at `b`, box stride b_box) over kK columns; issued and committed.
+template <typename T, int kN, int kK>
+__device__ __forceinline__ void IssueABt(float (&acc)[kN / 2], const uint8_t* a, int a_box, const uint8_t* b,
+                                         int b_box) {
+#pragma unroll
+  for (int i = 0; i < kN / 2; ++i) acc[i] = 0.f;
+  sm90::WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kK / 16; ++kk) {
+    const uint64_t da = sm90::DescSw128(a + (kk / 4) * a_box + (kk % 4) * 32, 16, 1024);
+    const uint64_t db = sm90::DescSw128(b + (kk / 4) * b_box + (kk % 4) * 32, 16, 1024);
+    if constexpr (kN == 128) sm90::WgmmaM64N128K16<T, 0>(acc, da, db);
+    else sm90::WgmmaM64N64K16<T, 0>(acc, da, db);
+  }
+  sm90::WgmmaCommit();
+}
+
+// acc (64 x kD) += A (64 x kM, register fragments) B (kM rows x kD of an MN-major tile at b, box
+// stride b_box); issued and committed.
+template <typename T, int kD, int kM>
+__device__ __forceinline__ void IssueRs(float (&acc)[kD / 2], const uint32_t (&a)[kM / 16][4], const uint8_t* b,
+                                        int b_box) {
+  sm90::WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kM / 16; ++kk) {
+    const uint64_t desc = sm90::DescSw128(b + kk * 16 * 128, b_box, 1024);
+    if constexpr (kD == 128) sm90::WgmmaRsM64N128K16<T, 1>(acc, a[kk], desc);
+    else sm90::WgmmaRsM64N64K16<T, 1>(acc, a[kk], desc);
+  }
+  sm90::WgmmaCommit();
+}
+
+// An m64nN accumulator as register A fragments over its columns (16 per fragment).
+template <typename T, int kN>
+__device__ __forceinline__ void PackA(const float (&s)[kN / 2], uint32_t (&a)[kN / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kN / 16; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) a[kk][r] = ptx::Pack2<T>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+}
+#endif
+
+template <typename T, int kD, bool kCausal>
+__global__ void __launch_bounds__(kThreads, 1)
+    AttentionGradKvWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashGradParams p, const GradWork w) {
+#if KAIO_SM90A_DEVICE
+  using namespace sm90;
+  using L = Layout<kD>;
+  constexpr int kBlockM = L::kBlockM;
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ uint64_t kv_full, full[L::kStages];
+  __shared__ float s_lse[2][kBlockM], s_dvec[2][kBlockM];
+  uint8_t* sk = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
+  uint8_t* sv = sk + L::kKVBytes;
+  uint8_t* sq = sv + L::kKVBytes;               // stage s: sq + s * 2 * kQBytes; its dO follows its Q
+  uint8_t* sds = sq + L::kStages * 2 * L::kQBytes;  // buffer i: sds + i * kDsBytes
+
+  const int tid = threadIdx.x, wg = tid / 128, t = tid % 128, lane = t % 32;
+  const int64_t n0 = int64_t(blockIdx.x) * kBlockN, kvh = blockIdx.y, b = blockIdx.z;
+  const int64_t group = p.hq / p.hkv, diag = p.sk - p.sq;
+  const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
+  const int64_t first_tile = kCausal ? min(q_tiles, max(int64_t(0), n0 - diag) / kBlockM) : 0;
+  const int64_t tiles = q_tiles - first_tile, steps = tiles * group;
+  auto head_of = [&](int64_t s) { return kvh * group + s / tiles; };
+  auto row0_of = [&](int64_t s) { return (first_tile + s % tiles) * kBlockM; };
+
+  if (tid == 0) {
+    MbarInit(&kv_full, 1);
+    for (int s = 0; s < L::kStages; ++s) MbarInit(&full[s], 1);
+    FenceBarrierInit();
+  }
+  // This step's LSE (base 2, +inf where P must be 0) or Dvec entry of thread tid (< 2 kBlockM).
+  auto row_value = [&](int64_t s) {
+    const int64_t h = head_of(s), i = row0_of(s) + tid % kBlockM, index = (b * p.hq + h) * p.sq + i;
+    if (tid < kBlockM) return Lse2(p, index, i < p.sq);
+    return i < p.sq ? w.dvec[index] : 0.f;
+  };
+  auto store_row_value = [&](int buf, float v) {
+    if (tid < kBlockM) s_lse[buf][tid] = v;
+    else if (tid < 2 * kBlockM) s_dvec[buf][tid - kBlockM] = v;
+  };
+  if (steps > 0 && tid < 2 * kBlockM) store_row_value(0, row_value(0));
+  __syncthreads();
+
+  auto load_step = [&](int64_t s) {  // thread 0: step s's Q and dO into stage s % 2
+    const int st = static_cast<int>(s % L::kStages);
+    const int h = static_cast<int>(head_of(s)), m0 = static_cast<int>(row0_of(s));
+    uint8_t* q_dst = sq + st * 2 * L::kQBytes;
+    MbarArriveExpectTx(&full[st], 2 * L::kQBytes);
+#pragma unroll
+    for (int x = 0; x < L::kBoxes; ++x) {
+      TmaLoad4d(q_dst + x * L::kQBoxBytes, &maps.q, &full[st], x * kBoxCols, m0, h, static_cast<int>(b));
+      TmaLoad4d(q_dst + L::kQBytes + x * L::kQBoxBytes, &maps.d_o, &full[st], x * kBoxCols, m0, h,
+                static_cast<int>(b));
+    }
+  };
+  if (tid == 0 && steps > 0) {
+    MbarArriveExpectTx(&kv_full, 2 * L::kKVBytes);
+#pragma unroll
+    for (int x = 0; x < L::kBoxes; ++x) {
+      TmaLoad4d(sk + x * L::kKVBoxBytes, &maps.k, &kv_full, x * kBoxCols, static_cast<int>(n0),
+                static_cast<int>(kvh), static_cast<int>(b));
+      TmaLoad4d(sv + x * L::kKVBoxBytes, &maps.v, &kv_full, x * kBoxCols, static_cast<int>(n0),
+                static_cast<int>(kvh), static_cast<int>(b));
+    }
+    load_step(0);
+    if (steps > 1) load_step(1);
+  }
+
+  // Warpgroup wg: keys [64 wg, 64 wg + 64) of the tile. Thread t of an m64nN accumulator holds rows
+  // 16 (t / 32) + lane / 4 (+ 8) and, per 8-column block j, columns 8 j + 2 (lane % 4) (+ 1).
+  const int row_a = 16 * (t / 32) + lane / 4, col_a = 2 * (lane % 4);
+  const uint8_t* k_w = sk + wg * 64 * 128;  // this warpgroup's 64 key rows inside each box
+  const uint8_t* v_w = sv + wg * 64 * 128;
+  const float sl = p.scale * attention_grad::kLog2e;
+  const bool want_dq = w.dq_accum != nullptr;
+
+  float dk[kD / 2], dv[kD / 2];
+#pragma unroll
+  for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.f;
+
+  if (steps > 0) MbarWait(&kv_full, 0);
+  for (int64_t s = 0; s < steps; ++s) {
+    const int st = static_cast<int>(s % L::kStages), buf = static_cast<int>(s & 1);
+    const int64_t h = head_of(s), m0 = row0_of(s);
+    const float next_row_value = (s + 1 < steps && tid < 2 * kBlockM) ? row_value(s + 1) : 0.f;
+    const uint8_t* q_tile = sq + st * 2 * L::kQBytes;
+    const uint8_t* do_tile = q_tile + L::kQBytes;
+    MbarWait(&full[st], static_cast<uint32_t>((s / L::kStages) & 1));
+
+    float sc[kBlockM / 2], dp[kBlockM / 2];
+    IssueABt<T, kBlockM, kD>(sc, k_w, L::kKVBoxBytes, q_tile, L::kQBoxBytes);
+    IssueABt<T, kBlockM, kD>(dp, v_w, L::kKVBoxBytes, do_tile, L::kQBoxBytes);
+
+    // Masks in tile-local ints: key kl (of the block's 128) exists iff kl < key_lim; causal query
+    // column qc sees it iff kl - qc <= diag_off.
+    const int key_lim = static_cast<int>(min(p.sk - n0, int64_t(kBlockN)));
+    const int diag_off = static_cast<int>(max(int64_t(-kBlockM - kBlockN), min(int64_t(kBlockM + kBlockN), m0 + diag - n0)));
+    const bool masked = key_lim < kBlockN || (kCausal && kBlockN - 1 > diag_off);
+    const float* lse = s_lse[buf];
+    const float* dvec = s_dvec[buf];
+
+    WgmmaWait<1>();
+    FenceOperands(sc);
+#pragma unroll
+    for (int j = 0; j < kBlockM / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int qc = 8 * j + col_a + (e & 1), kl = 64 * wg + row_a + 8 * (e >> 1);
+        float pr = Exp2(fmaf(sc[4 * j + e], sl, -lse[qc]));
+        if (masked && (kl >= key_lim || (kCausal && kl - qc > diag_off))) pr = 0.f;
+        sc[4 * j + e] = pr;
+      }
+    uint32_t pa[kBlockM / 16][4];
+    PackA<T, kBlockM>(sc, pa);
+    WgmmaWait<0>();
+    FenceOperands(dp);
+    // dS^T = P^T (dP^T - Dvec), with P as rounded for dV.
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const float2 pr = ToFloat2<T>(pa[kk][r]);
+        const int i = 8 * kk + 2 * r, qc = 8 * (i / 4) + col_a;
+        dp[i] = pr.x * (dp[i] - dvec[qc]);
+        dp[i + 1] = pr.y * (dp[i + 1] - dvec[qc + 1]);
+      }
+    uint32_t da[kBlockM / 16][4];
+    PackA<T, kBlockM>(dp, da);
+    IssueRs<T, kD, kBlockM>(dv, pa, do_tile, L::kQBoxBytes);
+    IssueRs<T, kD, kBlockM>(dk, da, q_tile, L::kQBoxBytes);
+
+    uint8_t* ds = sds + buf * L::kDsBytes;
+    if (want_dq) {
+      // dS [query][key] into box wg (this warpgroup's 64 keys), 128-byte swizzled as TMA would.
+      uint8_t* box = ds + wg * L::kDsBoxBytes;
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = 8 * kk + 2 * r, qc = 8 * (i / 4) + col_a, kl = row_a + 8 * ((i / 2) & 1);
+          const uint32_t pair = da[kk][r];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int q = qc + e;
+            *reinterpret_cast<uint16_t*>(box + q * 128 + ((((kl >> 3) ^ (q & 7))) << 4) + (kl & 7) * 2) =
+                static_cast<uint16_t>(e ? pair >> 16 : pair & 0xffffu);
+          }
+        }
+    }
+    if (tid < 2 * kBlockM && s + 1 < steps) store_row_value(buf ^ 1, next_row_value);
+    WgmmaWait<0>();  // dV, dK done: this warpgroup is through with the stage's Q and dO
+    FenceOperands(dv);
+    FenceOperands(dk);
+    FenceOperands(pa);
+    FenceOperands(da);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();  // both warpgroups: dS complete, the stage free, the next row values stored
+    if (tid == 0 && s + 2 < steps) load_step(s + 2);
+
+    if (want_dq) {
+      // dQ tile (64 rows x 64 columns of this warpgroup) = dS K over the block's 128 keys.
+      constexpr int kRowOff = kD == 64 ? 64 : 0, kColOff = kD == 128 ? 64 : 0;
+      float dq[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) dq[i] = 0.f;
+      WgmmaFence();
+      const uint8_t* a_rows = ds + wg * kRowOff * 128;
+      const uint8_t* b_cols = sk + (kD == 128 ? wg * L::kKVBoxBytes : 0);
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        const uint64_t da_desc = DescSw128(a_rows + (kk / 4) * L::kDsBoxBytes + (kk % 4) * 32, 16, 1024);
+        const uint64_t db_desc = DescSw128(b_cols + kk * 16 * 128, L::kKVBoxBytes, 1024);
+        WgmmaM64N64K16<T, 1>(dq, da_desc, db_desc);
+      }
+      WgmmaCommit();
+      WgmmaWait<0>();
+      FenceOperands(dq);
+      float* dq_rows = w.dq_accum + ((b * p.hq + h) * p.sq) * p.d;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t q = m0 + wg * kRowOff + row_a + 8 * r;
+        if (q >= p.sq) continue;
+        float* row = dq_rows + q * p.d + wg * kColOff + col_a;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) RedAddV2(row + 8 * j, dq[4 * j + 2 * r], dq[4 * j + 2 * r + 1]);
+      }
+    }
+  }
+
+  // dK = scale * sum dS^T Q and dV = sum P^T dO of this warpgroup's keys.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t key = n0 + 64 * wg + row_a + 8 * r;
+    if (key >= p.sk) continue;
+    const int64_t k_off = b * p.k_str.batch + kvh * p.k_str.head + key * p.k_str.row + col_a;
+    const int64_t v_off = b * p.v_str.batch + kvh * p.v_str.head + key * p.v_str.row + col_a;
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+      if (p.dk_out)
+        *reinterpret_cast<uint32_t*>(static_cast<T*>(p.dk_out) + k_off + 8 * j) =
+            ptx::Pack2<T>(dk[4 * j + 2 * r] * p.scale, dk[4 * j + 2 * r + 1] * p.scale);
+      if (p.dv_out)
+        *reinterpret_cast<uint32_t*>(static_cast<T*>(p.dv_out) + v_off + 8 * j) =
+            ptx::Pack2<T>(dv[4 * j + 2 * r], dv[4 * j + 2 * r + 1]);
+    }
+  }
+#else
+  __trap();  // never launched without sm_90a code (kBuiltForSm90a)
+#endif
+}
+
+}  // namespace attention_grad_wgmma
+}  // namespace kaio

@@ -4,7 +4,7 @@ NaN-poisoned, guarded outputs (bfloat16 too), the deterministic mode bit-identic
 CUDA-graph replay, outputs left out of the node, and torch's SDPA autograd on one shape."""
 import numpy as np
 import pytest
-from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, run_op_cuda
+from gpu_harness import BoundRun, cuda_graph_test, cuda_session, launched_kernels, require_sm90, run_op_cuda
 from op_harness import BF16, build_model, rel_err, randn, rng
 from test_attention_cpu import qkv_shapes
 
@@ -16,9 +16,10 @@ pytestmark = pytest.mark.gpu
 TOL = {np.float16: 1e-2, BF16: 2e-2}
 
 # (name, layout, batch dims, Hq, Hkv, Sq, Sk, D, Dv); Hq None: bhsd rank 2 [S, D]. Tiles: 64 query
-# rows, 64 keys (32 for the 256-wide head-dim tile); S not a multiple of them, Sq < Sk and Sq > Sk
-# (causal rows that see no key), GQA / MQA, both layouts, head dims 64 / 128 (fast) and 32 / 96 / 256
-# and odd ones (element loads), D != Dv.
+# rows, 64 keys (32 for the 256-wide head-dim tile); on sm_90 at D == Dv in {64, 128} (the wgmma K/V
+# kernel) 128 keys and 64 (D = 128) or 128 (D = 64) query rows; S not a multiple of them, several
+# of them, Sq < Sk and Sq > Sk (causal rows that see no key), GQA / MQA, both layouts, head dims
+# 64 / 128 (fast) and 32 / 96 / 256 and odd ones (element loads), D != Dv.
 GRAD_SHAPES = [
     ("d64_100", "bhsd", (2,), 4, 4, 100, 100, 64, 64),
     ("d64_gqa_bshd_sq_lt_sk", "bshd", (2,), 8, 2, 77, 130, 64, 64),
@@ -34,6 +35,8 @@ GRAD_SHAPES = [
     ("rank2", "bhsd", (), None, None, 63, 129, 64, 64),
     ("rank5_gqa", "bhsd", (2, 3), 2, 1, 33, 47, 64, 64),
     ("decode", "bhsd", (2,), 4, 2, 1, 300, 128, 128),
+    ("d128_gqa_3_key_tiles", "bhsd", (1,), 4, 2, 300, 333, 128, 128),
+    ("d64_bshd_4_query_tiles", "bshd", (1,), 2, 1, 500, 520, 64, 64),
 ]
 GRAD_SHAPE = {s[0]: s for s in GRAD_SHAPES}
 # (id, input type, dO type, O type, deterministic attribute (None: absent), scale (None: absent))
@@ -87,6 +90,38 @@ def test_attention_flash_grad_cuda(shape, causal, vid, t, do_t, o_t, det, scale)
     out_shapes = [inputs[1].shape, inputs[2].shape, inputs[3].shape]
     outs = run_op_cuda("AttentionFlashGrad", inputs, _attrs(shape, causal, det, scale), out_shapes, [t] * 3)
     _check(outs, inputs, shape, causal, scale, TOL[t])
+
+
+# The K/V pass on Hopper: (id, shape, causal, input type, deterministic, KAIO_WGMMA, kernel expected).
+KV_PASS_CASES = [
+    ("d128_wgmma", "d128_gqa_3_key_tiles", False, np.float16, 0, None, "AttentionGradKvWgmmaKernel"),
+    ("d64_causal_bf16_wgmma", "d64_bshd_4_query_tiles", True, BF16, 0, None, "AttentionGradKvWgmmaKernel"),
+    ("d128_det_wgmma", "d128_mqa_bshd", True, np.float16, 1, None, "AttentionGradKvWgmmaKernel"),
+    ("d128_mma_sync", "d128_gqa_3_key_tiles", True, np.float16, 0, "0", "AttentionGradKvKernel"),
+    ("d96_mma_sync", "d96_gqa", False, np.float16, 0, None, "AttentionGradKvKernel"),
+    ("dv_ne_d_mma_sync", "dv_ne_d", True, BF16, 0, None, "AttentionGradKvKernel"),
+]
+
+
+@pytest.mark.parametrize("case", KV_PASS_CASES, ids=[c[0] for c in KV_PASS_CASES])
+def test_kv_pass_kernel_on_sm90(case, monkeypatch):
+    """On Hopper, D == Dv in {64, 128} runs the TMA + wgmma K/V kernel (deterministic mode too: it has
+    no atomics on dK / dV), everything else and KAIO_WGMMA=0 the mma.sync one (a fallback would pass
+    the accuracy tests silently); each against the float64 reference."""
+    require_sm90()
+    _, name, causal, t, det, switch, kernel = case
+    if switch is None:
+        monkeypatch.delenv("KAIO_WGMMA", raising=False)
+    else:
+        monkeypatch.setenv("KAIO_WGMMA", switch)
+    shape = GRAD_SHAPE[name]
+    inputs = _inputs(shape, causal, t, t, t, None, rng())
+    out_shapes = [inputs[1].shape, inputs[2].shape, inputs[3].shape]
+    model = build_model("AttentionFlashGrad", inputs, _attrs(shape, causal, det, None), [t] * 3, bf16_io=True)
+    run = BoundRun(cuda_session(model), inputs, out_shapes, [t] * 3)
+    names = launched_kernels(run.run)
+    assert any(kernel + "<" in x for x in names), names
+    _check([x.astype(np.float32) for x in run.run()], inputs, shape, causal, None, TOL[t])
 
 
 @pytest.mark.parametrize("which", [(True, False, False), (False, True, True), (False, False, True)],

@@ -1,5 +1,7 @@
 // Standalone check of the FlashAttention-2 backward (no ONNX Runtime needed): runs
-// RunAttentionFlashGrad (attention_flash_grad_sm80.cu) on random f16 / bf16 inputs against plain f32
+// RunAttentionFlashGrad (attention_flash_grad_sm80.cu; params.sm = 90, so D == Dv in {64, 128} takes
+// the wgmma K/V kernel of attention_flash_grad_sm90.cu, and KAIO_WGMMA=0 the mma.sync one for an
+// A/B in one call) on random f16 / bf16 inputs against plain f32
 // GPU reference kernels (below: the forward's O and LSE per row, then per query row P, dS and dQ
 // with P and dS kept in an Sq x Sk buffer, then per key row dK and dV summed over the group's query
 // heads). Cases: head dims 64 / 128 and 32 / 96 / 256, D != Dv, odd D (element loads), causal
@@ -9,7 +11,8 @@
 // elements; the outputs are NaN-poisoned before each run and every element must lie within
 // atol + rtol |ref| (atol = rtol * max |ref|), so an element never written fails. Each case runs
 // twice: deterministic mode (and dK / dV in either mode) must be bit-identical. Then the speed
-// shapes (B, S, H, D) = (4, 2048, 32, 128), causal and not, atomic and deterministic: time and
+// shapes (B, S, H, D) = (4, 2048, 32, 128), causal and not, atomic and deterministic, (8, 2048, 16, 64)
+// and (1, 8192, 32, 128): time and
 // TFLOP/s (backward FLOPs = 2.5 x the forward's 4 B H Sq Sk D, halved for causal).
 // KAIO_PROBE_QUICK=1 leaves out the speed shapes (for compute-sanitizer runs). Exit code 1 on any failure.
 // Build and run on the GPU machine, from the repository root:

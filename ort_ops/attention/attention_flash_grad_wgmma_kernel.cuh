@@ -31,6 +31,7 @@
 #include <cstdint>
 
 #include "attention/attention_flash_grad_kernel.cuh"
+#include "attention/attention_flash_wgmma_kernel.cuh"
 #include "attention/attention_params.h"
 #include "common/ptx.cuh"
 #include "common/sm90.cuh"
@@ -40,9 +41,9 @@ namespace attention_grad_wgmma {
 
 using attention_grad::GradWork;
 using attention_grad::Lse2;
-
-constexpr int kBlockN = 128;  // keys per block
-constexpr int kBoxCols = 64;  // 16-bit elements in a 128-byte swizzled row
+using attention_wgmma::Exp2;
+using attention_wgmma::kBlockN;   // keys per block (the forward's K/V tile)
+using attention_wgmma::kBoxCols;  // 16-bit elements in a 128-byte swizzled row
 constexpr int kThreads = 256;
 
 template <int kD>
@@ -64,12 +65,6 @@ struct Layout {
 struct Maps {
   CUtensorMap q, k, v, d_o;
 };
-
-__device__ __forceinline__ float Exp2(float x) {  // ex2.approx: exp2(-inf) = 0
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 
 __device__ __forceinline__ void RedAddV2(float* addr, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");

@@ -14,7 +14,8 @@
 // shapes (B, S, H, D) = (4, 2048, 32, 128), causal and not, atomic and deterministic, (8, 2048, 16, 64)
 // and (1, 8192, 32, 128): time and
 // TFLOP/s (backward FLOPs = 2.5 x the forward's 4 B H Sq Sk D, halved for causal).
-// KAIO_PROBE_QUICK=1 leaves out the speed shapes (for compute-sanitizer runs). Exit code 1 on any failure.
+// KAIO_PROBE_QUICK=1 leaves out the speed shapes (for compute-sanitizer runs); KAIO_PROBE_ONLY=text runs
+// only the cases whose name contains the text (a profiler's launch). Exit code 1 on any failure.
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -DKAIO_MBAR_TIMEOUT -gencode arch=compute_90a,code=sm_90a \
 //     --expt-relaxed-constexpr -I ort_ops -o /tmp/attention_grad_probe bench/device/attention_grad_probe.cu \
@@ -393,7 +394,10 @@ int main() {
       {"d64 bf16 full sq>sk det", true, false, false, true, false, false, 1, 2, 2, 300, 129, 64, 64},
   };
   bool ok = true;
-  for (const Case& c : cases) ok &= RunCase(c, false, gen);
+  const char* only = std::getenv("KAIO_PROBE_ONLY");
+  auto wanted = [&](const Case& c) { return !only || std::strstr(c.name, only); };
+  for (const Case& c : cases)
+    if (wanted(c)) ok &= RunCase(c, false, gen);
   if (!std::getenv("KAIO_PROBE_QUICK")) {
     const Case speed[] = {
         {"speed (4,2048,32,128) full", false, false, false, false, false, false, 4, 32, 32, 2048, 2048, 128, 128},
@@ -404,7 +408,8 @@ int main() {
         {"speed (8,2048,16,64) causal", false, true, false, false, false, false, 8, 16, 16, 2048, 2048, 64, 64},
         {"speed (1,8192,32,128) full", false, false, false, false, false, false, 1, 32, 32, 8192, 8192, 128, 128},
     };
-    for (const Case& c : speed) ok &= RunCase(c, true, gen);
+    for (const Case& c : speed)
+      if (wanted(c)) ok &= RunCase(c, true, gen);
   }
   std::printf(ok ? "ALL OK\n" : "FAILURES\n");
   return ok ? 0 : 1;

@@ -14,7 +14,7 @@
 //                                              whose m64nN layout is the register A-fragment layout)
 //   dS (as [query][key], 128-byte swizzled) -> shared memory; both warpgroups meet
 //   dQ_tile = dS K (SS wgmma, K read MN-major), added to the f32 accumulator with vector atomics
-//   (red.global.add.v2.f32); the launcher's store pass scales and rounds it.
+//   (red.global.add.v4.f32); the launcher's store pass scales and rounds it.
 // dK and dV of a kv head are summed over its query heads by the loop (no atomics: dK, dV are
 // bitwise reproducible), then written once in K's and V's type and layout.
 //
@@ -40,7 +40,6 @@ namespace kaio {
 namespace attention_grad_wgmma {
 
 using attention_grad::GradWork;
-using attention_grad::Lse2;
 using attention_wgmma::Exp2;
 using attention_wgmma::kBlockN;   // keys per block (the forward's K/V tile)
 using attention_wgmma::kBoxCols;  // 16-bit elements in a 128-byte swizzled row
@@ -66,8 +65,10 @@ struct Maps {
   CUtensorMap q, k, v, d_o;
 };
 
-__device__ __forceinline__ void RedAddV2(float* addr, float a, float b) {
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+// Adds four consecutive floats (16-byte aligned) in one atomic operation (sm_90).
+__device__ __forceinline__ void RedAddV4(float* addr, float a, float b, float c, float d) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(addr), "f"(a), "f"(b), "f"(c), "f"(d)
+               : "memory");
 }
 
 #if KAIO_SM90A_DEVICE
@@ -135,30 +136,43 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
   const int64_t first_tile = kCausal ? min(q_tiles, max(int64_t(0), n0 - diag) / kBlockM) : 0;
   const int64_t tiles = q_tiles - first_tile, steps = tiles * group;
-  auto head_of = [&](int64_t s) { return kvh * group + s / tiles; };
-  auto row0_of = [&](int64_t s) { return (first_tile + s % tiles) * kBlockM; };
+  // Step order: the group's query heads one after another, each over its query tiles. Steps are
+  // walked with counters (a step's position), not divided out of the step index in the loop.
+  struct Pos {
+    int h;         // query head
+    int64_t tile;  // query tile, counted from first_tile
+  };
+  auto advance = [&](Pos x) {
+    if (++x.tile == tiles) x.tile = 0, ++x.h;
+    return x;
+  };
+  auto row0_of = [&](Pos x) { return (first_tile + x.tile) * kBlockM; };
 
   if (tid == 0) {
     MbarInit(&kv_full, 1);
     for (int s = 0; s < L::kStages; ++s) MbarInit(&full[s], 1);
     FenceBarrierInit();
   }
-  // This step's LSE (base 2, +inf where P must be 0) or Dvec entry of thread tid (< 2 kBlockM).
-  auto row_value = [&](int64_t s) {
-    const int64_t h = head_of(s), i = row0_of(s) + tid % kBlockM, index = (b * p.hq + h) * p.sq + i;
-    if (tid < kBlockM) return Lse2(p, index, i < p.sq);
+  // Thread tid (< 2 kBlockM) loads one row's LSE (tid < kBlockM) or Dvec entry of a step as stored
+  // (natural-log LSE, -inf for a row past Sq) and converts it only when storing it to shared memory
+  // (LSE in base 2, +inf where P must be 0): the load's latency hides behind the step's products.
+  const int64_t head0 = kvh * group;
+  auto load_row_value = [&](Pos x) {
+    const int64_t i = row0_of(x) + tid % kBlockM, index = (b * p.hq + x.h) * p.sq + i;
+    if (tid < kBlockM) return i < p.sq ? p.lse[index] : -INFINITY;
     return i < p.sq ? w.dvec[index] : 0.f;
   };
   auto store_row_value = [&](int buf, float v) {
-    if (tid < kBlockM) s_lse[buf][tid] = v;
+    if (tid < kBlockM) s_lse[buf][tid] = v == -INFINITY ? INFINITY : v * attention_grad::kLog2e;
     else if (tid < 2 * kBlockM) s_dvec[buf][tid - kBlockM] = v;
   };
-  if (steps > 0 && tid < 2 * kBlockM) store_row_value(0, row_value(0));
+  const Pos pos0{static_cast<int>(head0), 0};
+  if (steps > 0 && tid < 2 * kBlockM) store_row_value(0, load_row_value(pos0));
   __syncthreads();
 
-  auto load_step = [&](int64_t s) {  // thread 0: step s's Q and dO into stage s % 2
+  auto load_step = [&](int64_t s, Pos x) {  // thread 0: step s's Q and dO into stage s % kStages
     const int st = static_cast<int>(s % L::kStages);
-    const int h = static_cast<int>(head_of(s)), m0 = static_cast<int>(row0_of(s));
+    const int h = x.h, m0 = static_cast<int>(row0_of(x));
     uint8_t* q_dst = sq + st * 2 * L::kQBytes;
     MbarArriveExpectTx(&full[st], 2 * L::kQBytes);
 #pragma unroll
@@ -177,8 +191,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       TmaLoad4d(sv + x * L::kKVBoxBytes, &maps.v, &kv_full, x * kBoxCols, static_cast<int>(n0),
                 static_cast<int>(kvh), static_cast<int>(b));
     }
-    load_step(0);
-    if (steps > 1) load_step(1);
+    load_step(0, pos0);
+    if (steps > 1) load_step(1, advance(pos0));
   }
 
   // Warpgroup wg: keys [64 wg, 64 wg + 64) of the tile. Thread t of an m64nN accumulator holds rows
@@ -194,10 +208,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.f;
 
   if (steps > 0) MbarWait(&kv_full, 0);
-  for (int64_t s = 0; s < steps; ++s) {
+  Pos pos = pos0, pos1 = advance(pos0), pos2 = advance(pos1);  // steps s, s + 1, s + 2
+  for (int64_t s = 0; s < steps; ++s, pos = pos1, pos1 = pos2, pos2 = advance(pos2)) {
     const int st = static_cast<int>(s % L::kStages), buf = static_cast<int>(s & 1);
-    const int64_t h = head_of(s), m0 = row0_of(s);
-    const float next_row_value = (s + 1 < steps && tid < 2 * kBlockM) ? row_value(s + 1) : 0.f;
+    const int64_t h = pos.h, m0 = row0_of(pos);
+    const float next_row_value = (s + 1 < steps && tid < 2 * kBlockM) ? load_row_value(pos1) : 0.f;
     const uint8_t* q_tile = sq + st * 2 * L::kQBytes;
     const uint8_t* do_tile = q_tile + L::kQBytes;
     MbarWait(&full[st], static_cast<uint32_t>((s / L::kStages) & 1));
@@ -270,7 +285,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     FenceOperands(da);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();  // both warpgroups: dS complete, the stage free, the next row values stored
-    if (tid == 0 && s + 2 < steps) load_step(s + 2);
+    if (tid == 0 && s + 2 < steps) load_step(s + 2, pos2);
 
     if (want_dq) {
       // dQ tile (64 rows x 64 columns of this warpgroup) = dS K over the block's 128 keys.
@@ -290,14 +305,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       WgmmaCommit();
       WgmmaWait<0>();
       FenceOperands(dq);
-      float* dq_rows = w.dq_accum + ((b * p.hq + h) * p.sq) * p.d;
+      // Lanes 2c and 2c + 1 hold neighbouring column pairs of rows row_a and row_a + 8: one exchange
+      // gives the even lane four consecutive columns of row_a and the odd lane those of row_a + 8,
+      // added with one red.global.add.v4.f32 each (half the atomic operations of the pairs).
+      const int odd = lane & 1;
+      const int64_t q = m0 + wg * kRowOff + row_a + 8 * odd;
+      float* row = w.dq_accum + ((b * p.hq + h) * p.sq + q) * p.d + wg * kColOff + (col_a & ~3);
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int64_t q = m0 + wg * kRowOff + row_a + 8 * r;
-        if (q >= p.sq) continue;
-        float* row = dq_rows + q * p.d + wg * kColOff + col_a;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) RedAddV2(row + 8 * j, dq[4 * j + 2 * r], dq[4 * j + 2 * r + 1]);
+      for (int j = 0; j < 8; ++j) {
+        const float* own = dq + 4 * j;
+        const float g0 = __shfl_xor_sync(0xffffffffu, odd ? own[0] : own[2], 1);
+        const float g1 = __shfl_xor_sync(0xffffffffu, odd ? own[1] : own[3], 1);
+        if (q < p.sq)
+          RedAddV4(row + 8 * j, odd ? g0 : own[0], odd ? g1 : own[1], odd ? own[2] : g0, odd ? own[3] : g1);
       }
     }
   }

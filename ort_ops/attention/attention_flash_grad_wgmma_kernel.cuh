@@ -20,8 +20,9 @@
 //
 // kBlockM: 64 at D = 128, 128 at D = 64 (the products' register cost per thread is the same). The
 // dQ product: at D = 128 warpgroup w takes the 64 columns of box w, at D = 64 the 64 query rows 64 w.
-// One thread (thread 0) issues the TMA loads; the next step's Q and dO go into the stage that both
-// warpgroups finished with, right after the step's meeting point, so no empty barriers are needed.
+// One thread (thread 0) issues the TMA loads: step s + 2's Q and dO go into step s's stage right
+// after step s's meeting point, which each warpgroup reaches only after waiting for its dV / dK
+// products (the stage's last readers), so no empty barriers are needed.
 // Rows past Sq read as zeros (TMA) and get LSE = +inf (P = 0); rows that see no key too.
 #pragma once
 

@@ -121,10 +121,11 @@ __device__ __forceinline__ float LoadAsFloat(const void* base, int64_t idx, bool
   return f32 ? static_cast<const float*>(base)[idx] : ToFloat<T>(static_cast<const uint16_t*>(base)[idx]);
 }
 
-// LSE in base 2 as the kernels subtract it: +inf where P must be 0 (rows past Sq, rows seeing no key).
+// LSE in base 2 as the kernels subtract it, from the natural-log LSE (-inf: the row sees no key,
+// or is past Sq): +inf there, so that P = 0.
+__device__ __forceinline__ float Lse2Of(float lse) { return lse == -INFINITY ? INFINITY : lse * kLog2e; }
 __device__ __forceinline__ float Lse2(const AttentionFlashGradParams& p, int64_t row_index, bool valid) {
-  const float l = valid ? p.lse[row_index] : -INFINITY;
-  return l == -INFINITY ? INFINITY : l * kLog2e;
+  return Lse2Of(valid ? p.lse[row_index] : -INFINITY);
 }
 
 // One warp per row (b, h, i): Dvec = sum_c dO * O (f32), and dO's rounded copy.

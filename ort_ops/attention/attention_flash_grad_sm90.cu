@@ -46,8 +46,6 @@ cudaError_t LaunchD(const Maps& maps, const AttentionFlashGradParams& p, const a
   return p.d == 64 ? LaunchCausal<T, 64>(maps, p, w, stream) : LaunchCausal<T, 128>(maps, p, w, stream);
 }
 
-}  // namespace
-
 // Whether the K/V pass of `p` fits the Hopper kernel: an sm_90a build on a 9.0 device (KAIO_WGMMA
 // not 0), D == Dv in {64, 128}, a positive finite scale, TMA's alignment and stride rules for Q, K, V
 // and dO (RowsAligned16), 4-byte aligned dK / dV (pairs are stored as 32-bit words), 32-bit
@@ -60,6 +58,8 @@ bool AttentionFlashGradWgmmaFits(const AttentionFlashGradParams& p, const attent
          RowsAligned16(p.q, p.q_str) && RowsAligned16(p.k, p.k_str) && RowsAligned16(p.v, p.v_str) &&
          RowsAligned16(w.d_o, w.do_str) && AlignedTo(p.dk_out, 4) && AlignedTo(p.dv_out, 4);
 }
+
+}  // namespace
 
 cudaError_t RunAttentionFlashGradWgmma(const AttentionFlashGradParams& p, const attention_grad::GradWork& w,
                                        cudaStream_t stream) {

@@ -42,6 +42,7 @@ namespace attention_grad_wgmma {
 
 using attention_grad::GradWork;
 using attention_wgmma::Exp2;
+using attention_wgmma::PackA;
 using attention_wgmma::kBlockN;   // keys per block (the forward's K/V tile)
 using attention_wgmma::kBoxCols;  // 16-bit elements in a 128-byte swizzled row
 constexpr int kThreads = 256;
@@ -73,11 +74,6 @@ __device__ __forceinline__ void RedAddV4(float* addr, float a, float b, float c,
 }
 
 #if KAIO_SM90A_DEVICE
-// The descriptor of the tile `bytes` past the one `desc` describes: its start address field (bits
-// 0-13, address / 16) moved on; shared memory addresses stay below 2^18, so the field never carries.
-// One 64-bit add, where DescSw128 on each k step's address costs about eight instructions.
-__device__ __forceinline__ uint64_t DescAt(uint64_t desc, int bytes) { return desc + uint64_t(bytes >> 4); }
-
 // acc (64 x kN f32, the m64nkN fragment) = A (64 rows of a K-major swizzled tile at `a`, box stride
 // a_box) B^T (kN rows of another at `b`, box stride b_box) over kK columns; issued and committed.
 template <typename T, int kN, int kK>
@@ -89,10 +85,8 @@ __device__ __forceinline__ void IssueABt(float (&acc)[kN / 2], const uint8_t* a,
   sm90::WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < kK / 16; ++kk) {
-    const uint64_t da = DescAt(da0, (kk / 4) * a_box + (kk % 4) * 32);
-    const uint64_t db = DescAt(db0, (kk / 4) * b_box + (kk % 4) * 32);
-    if constexpr (kN == 128) sm90::WgmmaM64N128K16<T, 0>(acc, da, db);
-    else sm90::WgmmaM64N64K16<T, 0>(acc, da, db);
+    sm90::WgmmaM64K16<T, kN, 0>(acc, sm90::DescAt(da0, (kk / 4) * a_box + (kk % 4) * 32),
+                                sm90::DescAt(db0, (kk / 4) * b_box + (kk % 4) * 32));
   }
   sm90::WgmmaCommit();
 }
@@ -106,21 +100,11 @@ __device__ __forceinline__ void IssueRs(float (&acc)[kD / 2], const uint32_t (&a
   sm90::WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < kM / 16; ++kk) {
-    const uint64_t desc = DescAt(desc0, kk * 16 * 128);
-    if constexpr (kD == 128) sm90::WgmmaRsM64N128K16<T, 1>(acc, a[kk], desc);
-    else sm90::WgmmaRsM64N64K16<T, 1>(acc, a[kk], desc);
+    sm90::WgmmaRsM64K16<T, kD, 1>(acc, a[kk], sm90::DescAt(desc0, kk * 16 * 128));
   }
   sm90::WgmmaCommit();
 }
 
-// An m64nN accumulator as register A fragments over its columns (16 per fragment).
-template <typename T, int kN>
-__device__ __forceinline__ void PackA(const float (&s)[kN / 2], uint32_t (&a)[kN / 16][4]) {
-#pragma unroll
-  for (int kk = 0; kk < kN / 16; ++kk)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) a[kk][r] = ptx::Pack2<T>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
-}
 #endif
 
 template <typename T, int kD, bool kCausal>
@@ -171,7 +155,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     return i < p.sq ? w.dvec[index] : 0.f;
   };
   auto store_row_value = [&](int buf, float v) {
-    if (tid < kBlockM) s_lse[buf][tid] = v == -INFINITY ? INFINITY : v * attention_grad::kLog2e;
+    if (tid < kBlockM) s_lse[buf][tid] = attention_grad::Lse2Of(v);
     else if (tid < 2 * kBlockM) s_dvec[buf][tid - kBlockM] = v;
   };
   const Pos pos0{static_cast<int>(head0), 0};
@@ -308,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
         const uint64_t da_desc = DescAt(da0, (kk / 4) * L::kDsBoxBytes + (kk % 4) * 32);
         const uint64_t db_desc = DescAt(db0, kk * 16 * 128);
-        WgmmaM64N64K16<T, 1>(dq, da_desc, db_desc);
+        WgmmaM64K16<T, 64, 1>(dq, da_desc, db_desc);
       }
       WgmmaCommit();
       WgmmaWait<0>();
@@ -316,8 +300,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Lanes 2c and 2c + 1 hold neighbouring column pairs of rows row_a and row_a + 8: one exchange
       // gives the even lane four consecutive columns of row_a and the odd lane those of row_a + 8,
       // added with one red.global.add.v4.f32 each (half the atomic operations of the pairs). All
-      // exchanges first, then the atomics: 7 % faster at D = 64 on the H200, 1-2 % slower at D = 128
-      // than each atomic right behind its exchange.
+      // exchanges first, then the atomics: 7 % faster at D = 64 on the H200 than each atomic right
+      // behind its exchange, the same at D = 128 within the runs' spread.
       const int odd = lane & 1;
       const int64_t q = m0 + wg * kRowOff + row_a + 8 * odd;
       float* row = w.dq_accum + ((b * p.hq + h) * p.sq + q) * p.d + wg * kColOff + (col_a & ~3);

@@ -116,8 +116,7 @@ __device__ __forceinline__ void IssuePV(float (&o)[kD / 2], uint32_t (&pa)[kBloc
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     const uint64_t desc = sm90::DescSw128(v_tile + kk * 16 * 128, kKVBoxBytes, 1024);
-    if constexpr (kD == 128) sm90::WgmmaRsM64N128K16<T, 1>(o, pa[kk], desc);
-    else sm90::WgmmaRsM64N64K16<T, 1>(o, pa[kk], desc);
+    sm90::WgmmaRsM64K16<T, kD, 1>(o, pa[kk], desc);
   }
   sm90::WgmmaCommit();
 }
@@ -176,17 +175,14 @@ __device__ __forceinline__ void SoftmaxTile(float (&s)[64], float (&row_max)[2],
   row_sum[1] = row_sum[1] * corr[1] + sum[1];
 }
 
-// P (s, probabilities) as wgmma's register A fragments: keys [16 kk, 16 kk + 16) = accumulator
-// blocks 2 kk and 2 kk + 1.
-template <typename T>
-__device__ __forceinline__ void PackP(const float (&s)[64], uint32_t (&pa)[kBlockN / 16][4]) {
+// An m64nN accumulator (P here: s, the probabilities) as wgmma's register A fragments over its
+// columns: columns [16 kk, 16 kk + 16) = accumulator blocks 2 kk and 2 kk + 1.
+template <typename T, int kN>
+__device__ __forceinline__ void PackA(const float (&s)[kN / 2], uint32_t (&a)[kN / 16][4]) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) {
-    pa[kk][0] = ptx::Pack2<T>(s[8 * kk + 0], s[8 * kk + 1]);
-    pa[kk][1] = ptx::Pack2<T>(s[8 * kk + 2], s[8 * kk + 3]);
-    pa[kk][2] = ptx::Pack2<T>(s[8 * kk + 4], s[8 * kk + 5]);
-    pa[kk][3] = ptx::Pack2<T>(s[8 * kk + 6], s[8 * kk + 7]);
-  }
+  for (int kk = 0; kk < kN / 16; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) a[kk][r] = ptx::Pack2<T>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
 }
 
 template <int kN>
@@ -368,7 +364,7 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
         release_k(0, ks);
       }
       SoftmaxTile<kCausal>(s, row_max, row_sum, corr, sl, needs_mask(0), key_lane, row_a, p.sk, diag);
-      PackP<T>(s, pa);  // O is still 0: no rescale
+      PackA<T, kBlockN>(s, pa);  // O is still 0: no rescale
 
       for (int j = 1; j < n_tiles; ++j) {
         const uint32_t kj = kv + j, vj = kj - 1;
@@ -389,7 +385,7 @@ __global__ void __launch_bounds__(Layout<kD>::kThreads, 1)
         FenceOperands(pa);
         if (lane == 0) MbarArrive(&v_empty[vs]);
         ScaleRows(o, corr);
-        PackP<T>(s, pa);
+        PackA<T, kBlockN>(s, pa);
       }
       const uint32_t vj = kv + n_tiles - 1;
       const int vs = vj % kStages;

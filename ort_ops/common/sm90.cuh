@@ -142,6 +142,11 @@ __device__ __forceinline__ uint64_t DescSw128(const void* smem, uint32_t leading
   return ((addr & 0x3FFFF) >> 4) | (uint64_t((leading_bytes & 0x3FFFF) >> 4) << 16) |
          (uint64_t((stride_bytes & 0x3FFFF) >> 4) << 32) | (uint64_t(1) << 62);
 }
+// The descriptor of the tile `bytes` past the one `desc` describes: its start address field (bits
+// 0-13, address / 16) moved on. Shared-memory addresses stay below 2^18, so the field never carries:
+// one 64-bit add per k step where DescSw128 of each step's address costs about eight instructions.
+__device__ __forceinline__ uint64_t DescAt(uint64_t desc, int bytes) { return desc + uint64_t(bytes >> 4); }
+
 // Ordinary shared-memory stores (a tile the consumers dequantised) that wgmma, the async proxy, reads
 // next: a proxy fence, then named barrier 1 over the kThreads consumer threads that wrote it.
 template <int kThreads>
@@ -216,11 +221,34 @@ __device__ __forceinline__ void WgmmaM64N256K16(float* d, uint64_t desc_a, uint6
   }
 }
 
-// The shared-memory-operand wgmma of kN (128 or 256) columns: d[0 .. kN / 2) += A * B.
+// The 32 accumulator operands of an m64n64 wgmma.
+#define KAIO_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define KAIO_WGMMA_OUT32(d) "+f"((d)[0]), "+f"((d)[1]), "+f"((d)[2]), "+f"((d)[3]), "+f"((d)[4]), "+f"((d)[5]), "+f"((d)[6]), "+f"((d)[7]), "+f"((d)[8]), "+f"((d)[9]), "+f"((d)[10]), "+f"((d)[11]), "+f"((d)[12]), "+f"((d)[13]), "+f"((d)[14]), "+f"((d)[15]), "+f"((d)[16]), "+f"((d)[17]), "+f"((d)[18]), "+f"((d)[19]), "+f"((d)[20]), "+f"((d)[21]), "+f"((d)[22]), "+f"((d)[23]), "+f"((d)[24]), "+f"((d)[25]), "+f"((d)[26]), "+f"((d)[27]), "+f"((d)[28]), "+f"((d)[29]), "+f"((d)[30]), "+f"((d)[31])
+// d[0..31] (the m64n64 fragment) += A (64 x 16, descriptor) * B (16 x 64, descriptor), as
+// WgmmaM64N128K16 (the attention backward's 64-query and 64-column products).
+template <typename T, int kTransB, int kTransA = 0>
+__device__ __forceinline__ void WgmmaM64N64K16(float* d, uint64_t desc_a, uint64_t desc_b) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " KAIO_WGMMA_D32 ", %32, %33, p, 1, 1, %36, %35;\n}\n"
+        : KAIO_WGMMA_OUT32(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB), "n"(kTransA));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KAIO_WGMMA_D32 ", %32, %33, p, 1, 1, %36, %35;\n}\n"
+        : KAIO_WGMMA_OUT32(d)
+        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB), "n"(kTransA));
+  }
+}
+
+// The shared-memory-operand wgmma of kN (64, 128 or 256) columns: d[0 .. kN / 2) += A * B.
 template <typename T, int kN, int kTransB, int kTransA = 0>
 __device__ __forceinline__ void WgmmaM64K16(float* d, uint64_t desc_a, uint64_t desc_b) {
-  static_assert(kN == 128 || kN == 256, "the dense GEMM's tiles are 128 or 256 columns wide");
-  if constexpr (kN == 128) WgmmaM64N128K16<T, kTransB, kTransA>(d, desc_a, desc_b);
+  static_assert(kN == 64 || kN == 128 || kN == 256, "m64n64, m64n128 or m64n256");
+  if constexpr (kN == 64) WgmmaM64N64K16<T, kTransB, kTransA>(d, desc_a, desc_b);
+  else if constexpr (kN == 128) WgmmaM64N128K16<T, kTransB, kTransA>(d, desc_a, desc_b);
   else WgmmaM64N256K16<T, kTransB, kTransA>(d, desc_a, desc_b);
 }
 
@@ -276,9 +304,6 @@ __device__ __forceinline__ void WgmmaRsM64N128K16(float* d, const uint32_t (&a)[
   }
 }
 
-// The 32 accumulator operands of an m64n64 wgmma.
-#define KAIO_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define KAIO_WGMMA_OUT32(d) "+f"((d)[0]), "+f"((d)[1]), "+f"((d)[2]), "+f"((d)[3]), "+f"((d)[4]), "+f"((d)[5]), "+f"((d)[6]), "+f"((d)[7]), "+f"((d)[8]), "+f"((d)[9]), "+f"((d)[10]), "+f"((d)[11]), "+f"((d)[12]), "+f"((d)[13]), "+f"((d)[14]), "+f"((d)[15]), "+f"((d)[16]), "+f"((d)[17]), "+f"((d)[18]), "+f"((d)[19]), "+f"((d)[20]), "+f"((d)[21]), "+f"((d)[22]), "+f"((d)[23]), "+f"((d)[24]), "+f"((d)[25]), "+f"((d)[26]), "+f"((d)[27]), "+f"((d)[28]), "+f"((d)[29]), "+f"((d)[30]), "+f"((d)[31])
 // d[0..31] (the m64n64 fragment) += A (64 x 16 from registers, as above) * B (16 x 64, descriptor).
 template <typename T, int kTransB>
 __device__ __forceinline__ void WgmmaRsM64N64K16(float* d, const uint32_t (&a)[4], uint64_t desc_b) {
@@ -297,23 +322,12 @@ __device__ __forceinline__ void WgmmaRsM64N64K16(float* d, const uint32_t (&a)[4
   }
 }
 
-// d[0..31] (the m64n64 fragment) += A (64 x 16, descriptor) * B (16 x 64, descriptor; kTransB = 1:
-// MN-major), both in shared memory (the attention backward's 64-query and 64-column products).
-template <typename T, int kTransB>
-__device__ __forceinline__ void WgmmaM64N64K16(float* d, uint64_t desc_a, uint64_t desc_b) {
-  if constexpr (std::is_same<T, __half>::value) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " KAIO_WGMMA_D32 ", %32, %33, p, 1, 1, 0, %35;\n}\n"
-        : KAIO_WGMMA_OUT32(d)
-        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KAIO_WGMMA_D32 ", %32, %33, p, 1, 1, 0, %35;\n}\n"
-        : KAIO_WGMMA_OUT32(d)
-        : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));
-  }
+// The register-A wgmma of kN (64 or 128) columns: d[0 .. kN / 2) += A (registers) * B.
+template <typename T, int kN, int kTransB>
+__device__ __forceinline__ void WgmmaRsM64K16(float* d, const uint32_t (&a)[4], uint64_t desc_b) {
+  static_assert(kN == 64 || kN == 128, "m64n64 or m64n128");
+  if constexpr (kN == 64) WgmmaRsM64N64K16<T, kTransB>(d, a, desc_b);
+  else WgmmaRsM64N128K16<T, kTransB>(d, a, desc_b);
 }
 
 }  // namespace sm90

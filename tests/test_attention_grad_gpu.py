@@ -19,7 +19,8 @@ TOL = {np.float16: 1e-2, BF16: 2e-2}
 # rows, 64 keys (32 for the 256-wide head-dim tile); on sm_90 at D == Dv in {64, 128} (the wgmma K/V
 # kernel) 128 keys and 64 (D = 128) or 128 (D = 64) query rows; S not a multiple of them, several
 # of them, Sq < Sk and Sq > Sk (causal rows that see no key), GQA / MQA, both layouts, head dims
-# 64 / 128 (fast) and 32 / 96 / 256 and odd ones (element loads), D != Dv.
+# 64 / 128 (fast) and 32 / 96 / 256 and odd ones (element loads; D = 36, Dv = 20 take the scalar
+# prep and dQ store passes, the others their 16-byte forms), D != Dv.
 GRAD_SHAPES = [
     ("d64_100", "bhsd", (2,), 4, 4, 100, 100, 64, 64),
     ("d64_gqa_bshd_sq_lt_sk", "bshd", (2,), 8, 2, 77, 130, 64, 64),
@@ -32,13 +33,17 @@ GRAD_SHAPES = [
     ("d256_63_100", "bhsd", (1,), 2, 1, 63, 100, 256, 256),
     ("dv_ne_d", "bhsd", (2,), 4, 4, 65, 130, 64, 32),
     ("d40_elementwise_bshd", "bshd", (2,), 2, 2, 33, 47, 40, 24),
+    ("d36_dv20_scalar_passes", "bhsd", (1,), 2, 2, 33, 40, 36, 20),
     ("rank2", "bhsd", (), None, None, 63, 129, 64, 64),
     ("rank5_gqa", "bhsd", (2, 3), 2, 1, 33, 47, 64, 64),
     ("decode", "bhsd", (2,), 4, 2, 1, 300, 128, 128),
     ("d128_gqa_3_key_tiles", "bhsd", (1,), 4, 2, 300, 333, 128, 128),
     ("d64_bshd_4_query_tiles", "bshd", (1,), 2, 1, 500, 520, 64, 64),
 ]
-GRAD_SHAPE = {s[0]: s for s in GRAD_SHAPES}
+# Causal on sm_90 at a size where the wgmma K/V kernel orders its blocks in groups of 12 heads
+# (OrderHeads in attention_flash_grad_sm90.cu): 13 heads leave a first group of one.
+BLOCK_ORDER_SHAPE = ("d128_13_heads_block_order", "bhsd", (1,), 13, 13, 2048, 2048, 128, 128)
+GRAD_SHAPE = {s[0]: s for s in GRAD_SHAPES + [BLOCK_ORDER_SHAPE]}
 # (id, input type, dO type, O type, deterministic attribute (None: absent), scale (None: absent))
 VARIANTS = [
     ("f16", np.float16, np.float16, np.float16, None, None),
@@ -97,6 +102,7 @@ KV_PASS_CASES = [
     ("d128_wgmma", "d128_gqa_3_key_tiles", False, np.float16, 0, None, "AttentionGradKvWgmmaKernel"),
     ("d64_causal_bf16_wgmma", "d64_bshd_4_query_tiles", True, BF16, 0, None, "AttentionGradKvWgmmaKernel"),
     ("d128_det_wgmma", "d128_mqa_bshd", True, np.float16, 1, None, "AttentionGradKvWgmmaKernel"),
+    ("d128_causal_block_groups", "d128_13_heads_block_order", True, BF16, 0, None, "AttentionGradKvWgmmaKernel"),
     ("d128_mma_sync", "d128_gqa_3_key_tiles", True, np.float16, 0, "0", "AttentionGradKvKernel"),
     ("d96_mma_sync", "d96_gqa", False, np.float16, 0, None, "AttentionGradKvKernel"),
     ("dv_ne_d_mma_sync", "dv_ne_d", True, BF16, 0, None, "AttentionGradKvKernel"),

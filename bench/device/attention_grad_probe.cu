@@ -12,9 +12,9 @@
 // atol + rtol |ref| (atol = rtol * max |ref|), so an element never written fails. Each case runs
 // twice: deterministic mode (and dK / dV in either mode) must be bit-identical. Then the speed
 // shapes (B, S, H, D) = (4, 2048, 32, 128), causal and not, atomic and deterministic, (8, 2048, 16, 64)
-// and (1, 8192, 32, 128): time and
+// and (1, 8192, 32, 128), causal and not: time and
 // TFLOP/s (backward FLOPs = 2.5 x the forward's 4 B H Sq Sk D, halved for causal).
-// KAIO_PROBE_QUICK=1 leaves out the speed shapes (for compute-sanitizer runs); KAIO_PROBE_ONLY=text runs
+// KAIO_PROBE_QUICK=1 leaves out the speed shapes and the 13-head check (for compute-sanitizer runs); KAIO_PROBE_ONLY=text runs
 // only the cases whose name contains the text (a profiler's launch). Exit code 1 on any failure.
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -DKAIO_MBAR_TIMEOUT -gencode arch=compute_90a,code=sm_90a \
@@ -399,6 +399,11 @@ int main() {
   for (const Case& c : cases)
     if (wanted(c)) ok &= RunCase(c, false, gen);
   if (!std::getenv("KAIO_PROBE_QUICK")) {
+    // Causal at a size where the Hopper kernel orders its blocks in groups of 12 heads: 13 heads leave
+    // a first group of one (attention_flash_grad_sm90.cu, OrderHeads).
+    const Case big = {"d128 f16 causal 13 heads block order", false, true, false, false, false, false,
+                      1, 13, 13, 2048, 2048, 128, 128};
+    if (wanted(big)) ok &= RunCase(big, false, gen);
     const Case speed[] = {
         {"speed (4,2048,32,128) full", false, false, false, false, false, false, 4, 32, 32, 2048, 2048, 128, 128},
         {"speed (4,2048,32,128) causal", false, true, false, false, false, false, 4, 32, 32, 2048, 2048, 128, 128},
@@ -407,6 +412,7 @@ int main() {
         {"speed (8,2048,16,64) full", false, false, false, false, false, false, 8, 16, 16, 2048, 2048, 64, 64},
         {"speed (8,2048,16,64) causal", false, true, false, false, false, false, 8, 16, 16, 2048, 2048, 64, 64},
         {"speed (1,8192,32,128) full", false, false, false, false, false, false, 1, 32, 32, 8192, 8192, 128, 128},
+        {"speed (1,8192,32,128) causal", false, true, false, false, false, false, 1, 32, 32, 8192, 8192, 128, 128},
     };
     for (const Case& c : speed)
       if (wanted(c)) ok &= RunCase(c, true, gen);

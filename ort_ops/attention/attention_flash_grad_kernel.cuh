@@ -148,6 +148,49 @@ __global__ void __launch_bounds__(256) AttentionGradPrepKernel(AttentionFlashGra
   if (lane == 0) w.dvec[row] = sum;
 }
 
+// The prep and store passes' vector form: 16 threads per row, each moving 8 columns (16 bytes of dO
+// and O, 32 of the f32 accumulator) at a time; a block of 256 threads takes 16 rows. The scalar forms
+// (a warp per row, or an element per thread, each with 64-bit index divisions) ran at a fraction of
+// the memory bandwidth.
+constexpr int kRowThreads = 16, kRowsPerBlock = 256 / kRowThreads;
+
+// Where the vector prep applies: dO and O in the input type, Dv and O's strides multiples of 8
+// elements from 16-byte aligned bases (dO has O's strides).
+inline bool PrepVectorizes(const AttentionFlashGradParams& p) {
+  return !p.do_f32 && !p.o_f32 && p.dv % 8 == 0 && RowsAligned16(p.d_o, p.o_str) && RowsAligned16(p.o, p.o_str);
+}
+
+// Dvec_i = rowsum(dO_i * O_i), and where dq_zero the row's f32 dQ accumulator zeroed (D % 4 == 0),
+// which spares a memset pass over it.
+template <typename T>
+__global__ void __launch_bounds__(256) AttentionGradPrepVecKernel(AttentionFlashGradParams p, GradWork w,
+                                                                  bool dq_zero) {
+  const int64_t rows = p.batch * p.hq * p.sq;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kRowThreads;
+  const int lane = threadIdx.x % kRowThreads;
+  if (row >= rows) return;  // whole 16-lane rows leave together
+  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
+  const int64_t off = b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row;
+  float sum = 0.f;
+  for (int64_t c = 8 * lane; c < p.dv; c += 8 * kRowThreads) {
+    const uint4 g = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.d_o) + off + c);
+    const uint4 o = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.o) + off + c);
+    const uint32_t gs[4] = {g.x, g.y, g.z, g.w}, os[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 gf = ToFloat2<T>(gs[e]), of = ToFloat2<T>(os[e]);
+      sum = fmaf(gf.x, of.x, fmaf(gf.y, of.y, sum));
+    }
+  }
+  if (dq_zero)
+    for (int64_t c = 4 * lane; c < p.d; c += 4 * kRowThreads)
+      *reinterpret_cast<float4*>(w.dq_accum + row * p.d + c) = make_float4(0.f, 0.f, 0.f, 0.f);
+  const unsigned row_lanes = 0xffffu << (threadIdx.x & 16);
+#pragma unroll
+  for (int s = kRowThreads / 2; s > 0; s >>= 1) sum += __shfl_xor_sync(row_lanes, sum, s);
+  if (lane == 0) w.dvec[row] = sum;
+}
+
 template <typename T, int kD>
 __global__ void __launch_bounds__(kThreads) AttentionGradKvKernel(AttentionFlashGradParams p, GradWork w) {
   using Tl = GradTiles<kD>;
@@ -432,6 +475,25 @@ __global__ void __launch_bounds__(256) AttentionGradDqStore(AttentionFlashGradPa
     const int64_t col = e % p.d, row = e / p.d;
     const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
     StoreElem<T>(p.dq_out, b * p.q_str.batch + h * p.q_str.head + i * p.q_str.row + col, acc[e] * p.scale, false);
+  }
+}
+
+// The same with 16-byte stores: D % 8 == 0, dQ's strides multiples of 8 elements from a 16-byte
+// aligned base.
+template <typename T>
+__global__ void __launch_bounds__(256) AttentionGradDqStoreVec(AttentionFlashGradParams p, const float* acc) {
+  const int64_t rows = p.batch * p.hq * p.sq;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kRowThreads;
+  if (row >= rows) return;
+  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
+  T* out = static_cast<T*>(p.dq_out) + b * p.q_str.batch + h * p.q_str.head + i * p.q_str.row;
+  const float* in = acc + row * p.d;
+  for (int64_t c = 8 * (threadIdx.x % kRowThreads); c < p.d; c += 8 * kRowThreads) {
+    const float4 x = *reinterpret_cast<const float4*>(in + c), y = *reinterpret_cast<const float4*>(in + c + 4);
+    const float sc = p.scale;
+    *reinterpret_cast<uint4*>(out + c) =
+        make_uint4(ptx::Pack2<T>(x.x * sc, x.y * sc), ptx::Pack2<T>(x.z * sc, x.w * sc),
+                   ptx::Pack2<T>(y.x * sc, y.y * sc), ptx::Pack2<T>(y.z * sc, y.w * sc));
   }
 }
 

@@ -92,11 +92,17 @@ cudaError_t Run(const AttentionFlashGradParams& p, char* workspace, cudaStream_t
   w.vec = p.d % 8 == 0 && p.dv % 8 == 0 && RowsAligned16(p.q, p.q_str) && RowsAligned16(p.k, p.k_str) &&
           RowsAligned16(p.v, p.v_str) && RowsAligned16(w.d_o, w.do_str);
 
-  if (rows > 0) {
+  const bool prep_vec = attention_grad::PrepVectorizes(p);
+  const bool prep_zeroes_dq = prep_vec && w.dq_accum && p.d % 4 == 0;
+  if (rows > 0 && prep_vec) {
+    const auto blocks = static_cast<unsigned>((rows + attention_grad::kRowsPerBlock - 1) / attention_grad::kRowsPerBlock);
+    attention_grad::AttentionGradPrepVecKernel<T><<<blocks, 256, 0, stream>>>(p, w, prep_zeroes_dq);
+    if (cudaError_t e = cudaGetLastError()) return e;
+  } else if (rows > 0) {
     attention_grad::AttentionGradPrepKernel<T><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p, w);
     if (cudaError_t e = cudaGetLastError()) return e;
   }
-  if (w.dq_accum) {
+  if (w.dq_accum && !prep_zeroes_dq) {
     if (cudaError_t e = cudaMemsetAsync(w.dq_accum, 0, static_cast<size_t>(rows * p.d) * sizeof(float), stream))
       return e;
   }
@@ -107,6 +113,11 @@ cudaError_t Run(const AttentionFlashGradParams& p, char* workspace, cudaStream_t
     default: e = LaunchMain<T, 256>(p, w, stream); break;
   }
   if (e != cudaSuccess || !w.dq_accum) return e;
+  if (p.d % 8 == 0 && RowsAligned16(p.dq_out, p.q_str)) {
+    const auto blocks = static_cast<unsigned>((rows + attention_grad::kRowsPerBlock - 1) / attention_grad::kRowsPerBlock);
+    attention_grad::AttentionGradDqStoreVec<T><<<blocks, 256, 0, stream>>>(p, w.dq_accum);
+    return cudaGetLastError();
+  }
   const int64_t count = rows * p.d;
   const int64_t blocks = std::min<int64_t>((count + 255) / 256, 65536);
   attention_grad::AttentionGradDqStore<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, w.dq_accum, count);

@@ -109,7 +109,8 @@ __device__ __forceinline__ void IssueRs(float (&acc)[kD / 2], const uint32_t (&a
 
 template <typename T, int kD, bool kCausal>
 __global__ void __launch_bounds__(kThreads, 1)
-    AttentionGradKvWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashGradParams p, const GradWork w) {
+    AttentionGradKvWgmmaKernel(const __grid_constant__ Maps maps, const AttentionFlashGradParams p, const GradWork w,
+                               int order_heads) {
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
   using L = Layout<kD>;
@@ -123,7 +124,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t* sds = sq + L::kStages * 2 * L::kQBytes;  // buffer i: sds + i * kDsBytes
 
   const int tid = threadIdx.x, wg = tid / 128, t = tid % 128, lane = t % 32;
-  const int64_t n0 = int64_t(blockIdx.x) * kBlockN, kvh = blockIdx.y, b = blockIdx.z;
+  // Block order (blocks start in index order): groups of order_heads (kv head, batch) pairs, the
+  // group of heads_total % order_heads first; inside a group the key tiles in order, each for the
+  // group's heads. order_heads = 1 is key tile, then kv head, then batch.
+  int64_t kvh, b, n0;
+  {
+    const int64_t heads_total = p.hkv * p.batch, key_tiles = (p.sk + kBlockN - 1) / kBlockN;
+    const int64_t rem = heads_total % order_heads, first = rem * key_tiles, index = blockIdx.x;
+    int64_t base = 0, size = rem, r = index;
+    if (index >= first) {
+      const int64_t g = (index - first) / (order_heads * key_tiles);
+      base = rem + g * order_heads, size = order_heads, r = index - first - g * order_heads * key_tiles;
+    }
+    const int64_t hb = base + r % size;
+    n0 = (r / size) * kBlockN, kvh = hb % p.hkv, b = hb / p.hkv;
+  }
   const int64_t group = p.hq / p.hkv, diag = p.sk - p.sq;
   const int64_t q_tiles = (p.sq + kBlockM - 1) / kBlockM;
   const int64_t first_tile = kCausal ? min(q_tiles, max(int64_t(0), n0 - diag) / kBlockM) : 0;

@@ -160,6 +160,14 @@ template <int kPending>
 __device__ __forceinline__ void WgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
+// Four 8 x 8 matrices of 16-bit elements, each held as mma's accumulator pairs (lane l: row l / 4,
+// columns 2 (l % 4), + 1; register i: matrix i), stored transposed: row c of matrix i (its column c,
+// 8 elements, 16 bytes) at the shared-memory address lane 8 i + c gives.
+__device__ __forceinline__ void StMatrixX4Trans(uint32_t row_addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(row_addr), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 // Keeps the compiler from moving accesses to the accumulators across this point (they are written
 // asynchronously by wgmma between a commit and its wait).
 template <int kN>

@@ -182,6 +182,29 @@ def test_deterministic_mode_launches_no_atomic_dq_pass():
         assert not any(not_want in x for x in names), names
 
 
+# The prep and dQ store passes: (id, shape, dO type, prep kernel, store kernel). The 16-byte forms
+# where dO and O are in Q's type with Dv % 8 == 0 (prep) and D % 8 == 0 (store); the scalar ones
+# otherwise (a silent fallback would pass the accuracy tests).
+PASS_CASES = [
+    ("vector", "d64_100", np.float16, "AttentionGradPrepVecKernel", "AttentionGradDqStoreVec"),
+    ("dO_f32_scalar_prep", "d64_100", np.float32, "AttentionGradPrepKernel", "AttentionGradDqStoreVec"),
+    ("odd_dims_scalar", "d36_dv20_scalar_passes", np.float16, "AttentionGradPrepKernel", "AttentionGradDqStore"),
+]
+
+
+@pytest.mark.parametrize("case", PASS_CASES, ids=[c[0] for c in PASS_CASES])
+def test_prep_and_store_pass_forms(case):
+    _, name, do_t, prep, store = case
+    shape = GRAD_SHAPE[name]
+    inputs = _inputs(shape, False, np.float16, do_t, np.float16, None, rng())
+    out_shapes = [inputs[1].shape, inputs[2].shape, inputs[3].shape]
+    model = build_model("AttentionFlashGrad", inputs, _attrs(shape, False, 0, None), [np.float16] * 3)
+    run = BoundRun(cuda_session(model), inputs, out_shapes, [np.float16] * 3)
+    names = launched_kernels(run.run)
+    assert any(prep + "<" in x for x in names) and any(store + "<" in x for x in names), names
+    _check(run.run(), inputs, shape, False, None, TOL[np.float16])
+
+
 GRAPH_CASES = [("gqa_bshd_causal_atomic", "d64_gqa_bshd_sq_lt_sk", True, 0),
                ("d128_full_det", "d128_129", False, 1)]
 

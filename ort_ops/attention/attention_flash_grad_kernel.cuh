@@ -128,6 +128,14 @@ __device__ __forceinline__ float Lse2(const AttentionFlashGradParams& p, int64_t
   return Lse2Of(valid ? p.lse[row_index] : -INFINITY);
 }
 
+// The element offset of query row `row` (dense: (b Hq + h) Sq + i, as Dvec, the dQ accumulator and
+// the prep and store passes count them) in a tensor of strides `str` (Q's, or O's and dO's).
+__device__ __forceinline__ int64_t QueryRowOffset(const AttentionFlashGradParams& p, const AttentionStrides& str,
+                                                  int64_t row) {
+  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
+  return b * str.batch + h * str.head + i * str.row;
+}
+
 // One warp per row (b, h, i): Dvec = sum_c dO * O (f32), and dO's rounded copy.
 template <typename T>
 __global__ void __launch_bounds__(256) AttentionGradPrepKernel(AttentionFlashGradParams p, GradWork w) {
@@ -135,8 +143,7 @@ __global__ void __launch_bounds__(256) AttentionGradPrepKernel(AttentionFlashGra
   const int64_t row = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (row >= rows) return;
-  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
-  const int64_t off = b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row;
+  const int64_t off = QueryRowOffset(p, p.o_str, row);
   float sum = 0.f;
   for (int64_t col = lane; col < p.dv; col += 32) {
     const float g = LoadAsFloat<T>(p.d_o, off + col, p.do_f32);
@@ -153,6 +160,7 @@ __global__ void __launch_bounds__(256) AttentionGradPrepKernel(AttentionFlashGra
 // (a warp per row, or an element per thread, each with 64-bit index divisions) ran at a fraction of
 // the memory bandwidth.
 constexpr int kRowThreads = 16, kRowsPerBlock = 256 / kRowThreads;
+inline unsigned RowBlocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
 // Where the vector prep applies: dO and O in the input type, Dv and O's strides multiples of 8
 // elements from 16-byte aligned bases (dO has O's strides).
@@ -169,8 +177,7 @@ __global__ void __launch_bounds__(256) AttentionGradPrepVecKernel(AttentionFlash
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kRowThreads;
   const int lane = threadIdx.x % kRowThreads;
   if (row >= rows) return;  // whole 16-lane rows leave together
-  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
-  const int64_t off = b * p.o_str.batch + h * p.o_str.head + i * p.o_str.row;
+  const int64_t off = QueryRowOffset(p, p.o_str, row);
   float sum = 0.f;
   for (int64_t c = 8 * lane; c < p.dv; c += 8 * kRowThreads) {
     const uint4 g = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.d_o) + off + c);
@@ -473,8 +480,7 @@ __global__ void __launch_bounds__(256) AttentionGradDqStore(AttentionFlashGradPa
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t col = e % p.d, row = e / p.d;
-    const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
-    StoreElem<T>(p.dq_out, b * p.q_str.batch + h * p.q_str.head + i * p.q_str.row + col, acc[e] * p.scale, false);
+    StoreElem<T>(p.dq_out, QueryRowOffset(p, p.q_str, row) + col, acc[e] * p.scale, false);
   }
 }
 
@@ -485,8 +491,7 @@ __global__ void __launch_bounds__(256) AttentionGradDqStoreVec(AttentionFlashGra
   const int64_t rows = p.batch * p.hq * p.sq;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kRowThreads;
   if (row >= rows) return;
-  const int64_t i = row % p.sq, bh = row / p.sq, h = bh % p.hq, b = bh / p.hq;
-  T* out = static_cast<T*>(p.dq_out) + b * p.q_str.batch + h * p.q_str.head + i * p.q_str.row;
+  T* out = static_cast<T*>(p.dq_out) + QueryRowOffset(p, p.q_str, row);
   const float* in = acc + row * p.d;
   for (int64_t c = 8 * (threadIdx.x % kRowThreads); c < p.d; c += 8 * kRowThreads) {
     const float4 x = *reinterpret_cast<const float4*>(in + c), y = *reinterpret_cast<const float4*>(in + c + 4);

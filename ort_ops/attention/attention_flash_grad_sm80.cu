@@ -95,8 +95,7 @@ cudaError_t Run(const AttentionFlashGradParams& p, char* workspace, cudaStream_t
   const bool prep_vec = attention_grad::PrepVectorizes(p);
   const bool prep_zeroes_dq = prep_vec && w.dq_accum && p.d % 4 == 0;
   if (rows > 0 && prep_vec) {
-    const auto blocks = static_cast<unsigned>((rows + attention_grad::kRowsPerBlock - 1) / attention_grad::kRowsPerBlock);
-    attention_grad::AttentionGradPrepVecKernel<T><<<blocks, 256, 0, stream>>>(p, w, prep_zeroes_dq);
+    attention_grad::AttentionGradPrepVecKernel<T><<<attention_grad::RowBlocks(rows), 256, 0, stream>>>(p, w, prep_zeroes_dq);
     if (cudaError_t e = cudaGetLastError()) return e;
   } else if (rows > 0) {
     attention_grad::AttentionGradPrepKernel<T><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p, w);
@@ -114,8 +113,7 @@ cudaError_t Run(const AttentionFlashGradParams& p, char* workspace, cudaStream_t
   }
   if (e != cudaSuccess || !w.dq_accum) return e;
   if (p.d % 8 == 0 && RowsAligned16(p.dq_out, p.q_str)) {
-    const auto blocks = static_cast<unsigned>((rows + attention_grad::kRowsPerBlock - 1) / attention_grad::kRowsPerBlock);
-    attention_grad::AttentionGradDqStoreVec<T><<<blocks, 256, 0, stream>>>(p, w.dq_accum);
+    attention_grad::AttentionGradDqStoreVec<T><<<attention_grad::RowBlocks(rows), 256, 0, stream>>>(p, w.dq_accum);
     return cudaGetLastError();
   }
   const int64_t count = rows * p.d;

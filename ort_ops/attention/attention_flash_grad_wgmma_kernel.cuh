@@ -183,19 +183,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint8_t* q_dst = sq + st * 2 * L::kQBytes;
     MbarArriveExpectTx(&full[st], 2 * L::kQBytes);
 #pragma unroll
-    for (int x = 0; x < L::kBoxes; ++x) {
-      TmaLoad4d(q_dst + x * L::kQBoxBytes, &maps.q, &full[st], x * kBoxCols, m0, h, static_cast<int>(b));
-      TmaLoad4d(q_dst + L::kQBytes + x * L::kQBoxBytes, &maps.d_o, &full[st], x * kBoxCols, m0, h,
+    for (int box = 0; box < L::kBoxes; ++box) {
+      TmaLoad4d(q_dst + box * L::kQBoxBytes, &maps.q, &full[st], box * kBoxCols, m0, h, static_cast<int>(b));
+      TmaLoad4d(q_dst + L::kQBytes + box * L::kQBoxBytes, &maps.d_o, &full[st], box * kBoxCols, m0, h,
                 static_cast<int>(b));
     }
   };
   if (tid == 0 && steps > 0) {
     MbarArriveExpectTx(&kv_full, 2 * L::kKVBytes);
 #pragma unroll
-    for (int x = 0; x < L::kBoxes; ++x) {
-      TmaLoad4d(sk + x * L::kKVBoxBytes, &maps.k, &kv_full, x * kBoxCols, static_cast<int>(n0),
+    for (int box = 0; box < L::kBoxes; ++box) {
+      TmaLoad4d(sk + box * L::kKVBoxBytes, &maps.k, &kv_full, box * kBoxCols, static_cast<int>(n0),
                 static_cast<int>(kvh), static_cast<int>(b));
-      TmaLoad4d(sv + x * L::kKVBoxBytes, &maps.v, &kv_full, x * kBoxCols, static_cast<int>(n0),
+      TmaLoad4d(sv + box * L::kKVBoxBytes, &maps.v, &kv_full, box * kBoxCols, static_cast<int>(n0),
                 static_cast<int>(kvh), static_cast<int>(b));
     }
     load_step(0, pos0);

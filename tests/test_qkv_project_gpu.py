@@ -47,6 +47,7 @@ SHAPES = [
     ((), 64, 2048, (256, 64, 64)),       # GEMM, one row block, long K
     ((2,), 24, 1024, (136, 40, 24)),     # GEMM, segments of unequal tile counts
     ((), 128, 4096, (2048, 2048, 2048)),  # sm_90, no bias: one Hopper GEMM launch per projection
+    ((), 1, 4224, (4104, 4099, 2056)),  # sm_90: 323 blocks of two 16-column tiles, odd widths, K = 33 chunks
 ]
 BF16_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),
@@ -55,6 +56,7 @@ BF16_SHAPES = [
     ((2,), 40, "3g", (257, 33, 24)),
     ((), 129, "g", (512, 128, 128)),
     ((), 64, 2048, (256, 64, 64)),
+    ((), 1, 4224, (4104, 4099, 2056)),
 ]
 
 
@@ -421,20 +423,24 @@ def _decode_warps(name):
 
 @pytest.mark.parametrize("m", [1, 16])
 @pytest.mark.parametrize("ns", [(4096, 1024, 1024), (4096, 4096, 4096)], ids=["llama", "square"])
-@pytest.mark.parametrize("eight", ["1", "0"])
-def test_int8_decode_is_one_launch(m, ns, eight, monkeypatch):
+@pytest.mark.parametrize("eight,sixteen", [("1", "1"), ("1", "0"), ("0", "1")])
+def test_int8_decode_is_one_launch(m, ns, eight, sixteen, monkeypatch):
     """At M <= 16 with widths % 16 == 0 (Llama 3 8B's 4096 -> 4096/1024/1024, and 3 x 4096) the three
     projections are one launch of MatmulInt8's decode kernel, and nothing else of ours runs. Its blocks
-    have 8 warps exactly where the launcher's rule says (sm_90, M <= 8, no zero points, 128-column
-    tiles over 2/3 of the SMs: the square widths' 96 on an H100 / H200, not the Llama widths' 48),
-    else 4; KAIO_INT8_EIGHT_WARPS=0 keeps 4."""
+    have more than 4 warps exactly where the launcher's rule says (sm_90, M <= 8, no zero points,
+    128-column tiles over 2/3 of the SMs: the square widths' 96 on an H100 / H200, not the Llama
+    widths' 48): 16 where the tiles fit one per SM (96), else 8. KAIO_INT8_EIGHT_WARPS=0 keeps 4,
+    KAIO_INT8_SIXTEEN_WARPS=0 keeps 8."""
     from kaio_ort.reference import qkv_project_int8
 
     monkeypatch.setenv("KAIO_INT8_EIGHT_WARPS", eight)
+    monkeypatch.setenv("KAIO_INT8_SIXTEEN_WARPS", sixteen)
     props = pytest.importorskip("torch").cuda.get_device_properties(0)
     tiles = sum((n + 127) // 128 for n in ns)
     sm90 = (props.major, props.minor) == (9, 0)
-    eight_warps = eight == "1" and sm90 and m <= 8 and 3 * tiles > 2 * props.multi_processor_count
+    sms = props.multi_processor_count
+    eight_warps = eight == "1" and sm90 and m <= 8 and 3 * tiles > 2 * sms
+    warps = (16 if sixteen == "1" and tiles <= sms else 8) if eight_warps else 4
     g = rng()
     x, ws, ss, bs = _int8_operands(g, (), m, 4096, ns, np.float16, "channel", True)
     inputs = [x, *ws, *ss, *bs]
@@ -444,7 +450,31 @@ def test_int8_decode_is_one_launch(m, ns, eight, monkeypatch):
     _check(run.run(), qkv_project_int8(*inputs), TOL[np.float16], shapes)
     ours = our_kernel_launches(run.run)
     assert list(ours.values()) == [1] and "MatmulInt8DecodeKernel" in next(iter(ours)), ours
-    assert _decode_warps(next(iter(ours))) == (8 if eight_warps else 4), ours
+    assert _decode_warps(next(iter(ours))) == warps, ours
+
+
+@pytest.mark.parametrize("ns", [(4096, 1024, 1024), (4096, 4096, 4096)], ids=["llama", "square"])
+@pytest.mark.parametrize("pair", ["1", "0"])
+def test_int4_m1_kernel_choice(ns, pair, monkeypatch):
+    """At M = 1 the three projections are one launch. On sm_90 it is the two-tiles-a-block kernel where
+    those blocks number more than 2 and at most 3 per SM (the square widths' 384 on 132 SMs), else the
+    split decode kernel (the Llama widths' 192); KAIO_INT4_PAIR=0 keeps the split decode kernel."""
+    monkeypatch.setenv("KAIO_INT4_PAIR", pair)
+    props = pytest.importorskip("torch").cuda.get_device_properties(0)
+    blocks = sum((n + 31) // 32 for n in ns)
+    sms = props.multi_processor_count
+    paired = (pair == "1" and (props.major, props.minor) == (9, 0) and 2 * sms < blocks <= 3 * sms)
+    g = rng()
+    x, ws, ss, bs = _operands(g, (), 1, 4096, ns, 128, np.float16, True)
+    inputs = [x, *ws, *ss, *bs]
+    shapes = [(1, n) for n in ns]
+    run = BoundRun(cuda_session(build_model(OP, inputs, {"group_size": 128}, [np.float16] * 3)), inputs, shapes,
+                   [np.float16] * 3)
+    _check(run.run(), _chain_ref_qkv(x, ws, ss, bs, 128), TOL[np.float16], shapes)
+    ours = our_kernel_launches(run.run)
+    assert list(ours.values()) == [1], ours
+    name = next(iter(ours))
+    assert ("MatmulInt4OneRowTilesKernel" if paired else "MatmulInt4SplitDecodeKernel") in name, ours
 
 
 @pytest.mark.parametrize("m", [1, 40])

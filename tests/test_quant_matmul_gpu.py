@@ -62,6 +62,8 @@ SHAPES = [
     ((), 16, "3g", 4104),         # K = 3g: < 4 chunks (idle warps, no slices at g = 32), N % 32 = 8
     ((), 12, 1280, 17),           # 10 chunks in up to 2 slices: warps with 2 and 3 chunks
     ((2,), 8, 4096, 40),          # batch dims: 16 rows (two token tiles)
+    # M = 1 on sm_90 with 2-3 blocks of two 16-column tiles per SM: MatmulInt4OneRowTilesKernel
+    ((), 1, 4224, 9000),          # 282 blocks, N % 32 = 8 (a half tile), K = 33 chunks (unequal warps)
 ]
 
 
@@ -105,7 +107,7 @@ def test_matmul_int4_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtype):
 
 @pytest.mark.parametrize("lead,m,k,n", [((), 1, 4096, 300), ((), 1, "3g", 40), ((), 3, "3g", 13), ((), 12, "g", 40),
                                         ((2,), 40, "3g", 33), ((), 129, "g", 72), ((), 40, 2048, 264),
-                                        ((), 300, 1024, 3208)])
+                                        ((), 300, 1024, 3208), ((), 1, 4224, 9000)])
 @pytest.mark.parametrize("group_size", [32, 128])
 @pytest.mark.parametrize("with_zp", [False, True])
 @pytest.mark.parametrize("out_float", [True, False])
@@ -226,8 +228,8 @@ INT8_DECODE_SHAPES = [
     ((), 9, 4096, 1024, 128),
     ((), 12, 24, 16, 8),
     ((), 16, 8192, 512, 64),
-    ((), 2, 1000, 12288, 0),
-    ((), 1, 520, 11392, 8),
+    ((), 2, 1000, 12288, 0),      # sm_90, M <= 8, no zero points: 96 / 89 column blocks, one per SM in
+    ((), 1, 520, 11392, 8),       # 16-warp blocks (with zero points 4 warps); K tails of the 32-row step
 ]
 INT8_SHAPES = INT8_DECODE_SHAPES + [
     ((), 1, 4096, 264, 0),
@@ -280,7 +282,8 @@ def test_matmul_int8_w8a16_cuda_f16(lead, m, k, n, group_size, with_zp, out_dtyp
 
 @pytest.mark.parametrize("lead,m,k,n,group_size", [((), 1, 4096, 264, 0), ((), 4, 100, 13, 0), ((), 3, 1000, 40, 100),
                                                    ((), 1, 4096, 272, 0), ((), 13, 1000, 144, 8),
-                                                   ((), 40, 512, 136, 128), ((2,), 70, 96, 264, 32)])
+                                                   ((), 40, 512, 136, 128), ((2,), 70, 96, 264, 32),
+                                                   ((), 1, 1000, 12288, 0)])  # 16-warp decode blocks (sm_90)
 @pytest.mark.parametrize("with_zp", [False, True])
 def test_matmul_int8_w8a16_cuda_bf16(lead, m, k, n, group_size, with_zp):
     g = rng()

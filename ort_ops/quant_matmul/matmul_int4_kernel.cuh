@@ -778,13 +778,14 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
 // of each 8 (256 bytes), then (zero points with kPost) the chunk's sum of A as a float.
 constexpr int kSdRowBytesPerChunk = kChunk * 2 + 4;
 
-template <typename T, bool kSums>
+template <typename T, bool kSums, int kThreads = kSdThreads>
 __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begin, int c_end, uint4* a_pairs,
                                            float* a_sums) {
   const uint4* a = static_cast<const uint4*>(p.a);
   const int words = (c_end - c_begin) * (kChunk / 8), first = c_begin * (kChunk / 8);
-  // 16 consecutive threads take one chunk's 16 words (kSdThreads % 16 == 0: whole chunks a pass).
-  for (int w = threadIdx.x; w < words; w += kSdThreads) {
+  // 16 consecutive threads take one chunk's 16 words (kThreads % 16 == 0: whole chunks a pass). (Four
+  // passes' loads in flight at once ran slower: QkvProjectInt4 square 10.3 vs 9.8 us.)
+  for (int w = threadIdx.x; w < words; w += kThreads) {
     const uint4 v = 8 * int64_t(first + w) < p.k ? __ldg(a + first + w) : make_uint4(0, 0, 0, 0);  // K % 8 == 0
     uint32_t b[4];
     PairActivations(v, b);
@@ -809,10 +810,15 @@ __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begi
 // from shared memory (every lane feeds token 0: lanes g > 0 compute copies in output columns the
 // store skips). Pointers are formed once; a column past N reads column N - 1 instead (its sums are
 // never stored), so only K's tail is predicated. acc[0] / acc[2]: token 0 of columns g / g + 8.
-template <typename T, bool kZp, bool kPost>
+// stage_a() stages A's row (every thread of the block calls it; it ends in __syncthreads) once the
+// first chunk's loads are out, so the two overlap. H200, int4_decode_probe, us, vs staging first:
+// QkvProjectInt4 square widths 9.78-9.85 vs 10.11, Llama widths 7.29-7.36 vs 7.50, 1x14336x4096
+// 10.67-10.72 vs 11.02; with two chunks' loads out first 10.46 / 8.17 / 13.87 (slower), and with a
+// bulk L2 prefetch of the block's columns at the start 12.0 / 8.3 / 13.8.
+template <typename T, bool kZp, bool kPost, typename StageA>
 __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t n0, int g, int t, int c0, int c_begin,
                                              int c_end, int lg, const uint4* a_pairs, const float* a_sums,
-                                             float (&acc)[4]) {
+                                             float (&acc)[4], StageA&& stage_a) {
   const int n = int(p.n), k = int(p.k);  // (the launcher: K < 2^30, scale rows x N < 2^31)
   const int col0 = min(int(n0) + g, n - 1), col1 = min(int(n0) + g + 8, n - 1);
   const uint32_t* w0 = p.b + int64_t(col0) * (k >> 3) + 4 * t + (kChunk / 8) * c0;
@@ -873,6 +879,7 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
   const int mine = c0 < c_end ? (c_end - c0 + kSdWarps - 1) / kSdWarps : 0;  // this warp's chunks
   Chunk cur, nxt;
   load(0, cur);
+  stage_a();  // A's row staged while the first weights are in flight
   for (int j = 0; j < mine; j += 2) {
     load(j + 1, nxt);
     compute(j, cur);
@@ -903,8 +910,8 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
     static_assert(MW == 1 && NT8 == 1, "one token tile, 16 columns");
     extern __shared__ uint4 a_pairs[];
     float* a_sums = reinterpret_cast<float*>(a_pairs + (c_end - c_begin) * (kChunk / 8));
-    SdStageRow<T, kZp && kPost>(p, c_begin, c_end, a_pairs, a_sums);
-    SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, lg, a_pairs, a_sums, acc[0][0]);
+    auto stage_a = [&] { SdStageRow<T, kZp && kPost>(p, c_begin, c_end, a_pairs, a_sums); };
+    SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, lg, a_pairs, a_sums, acc[0][0], stage_a);
   } else {
     // Two chunks per lane in registers: the next one's loads go out before this one's math.
     SdChunk<T, MW, kZp> cur, nxt;
@@ -966,6 +973,36 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
     const int64_t col = n0 + 16 * mw + (ln >> 2) + 8 * (r >> 1);
     const int64_t row = 8 * nt + 2 * (ln & 3) + (r & 1);
     if (row < p.m && col < p.n) StoreOut<T>(p, row, col, slice_sum[e]);
+  }
+}
+
+// M = 1, unsplit, kTiles 16-column tiles a block of 4 kTiles warps (warps 4 i .. 4 i + 3: tile
+// kTiles x + i) sharing one staging of A's row: 1 / kTiles of the 4-warp kernel's A reads.
+template <typename T, bool kZp, bool kPost, int kTiles>
+__global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4OneRowTilesKernel(Int4Batch bt) {
+  constexpr int kThreads = kSdThreads * kTiles;
+  int64_t blk;
+  const MatmulInt4Params p = SegmentOf(bt, &blk);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t n0 = (blk * kTiles + warp / kSdWarps) * 16;
+  const int chunks = int((p.k + kChunk - 1) / kChunk);
+  const int lg = __ffs(p.group_size) - 1;
+  extern __shared__ uint4 a_pairs[];
+  float* a_sums = reinterpret_cast<float*>(a_pairs + chunks * (kChunk / 8));
+  float acc[4] = {};
+  auto stage_a = [&] { SdStageRow<T, kZp && kPost, kThreads>(p, 0, chunks, a_pairs, a_sums); };
+  SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, warp % kSdWarps, 0, chunks, lg, a_pairs, a_sums, acc, stage_a);
+  // Token 0 of columns g / g + 8 is held by the lanes with t == 0; each tile's 4 warps summed in order.
+  __shared__ float red[kTiles * kSdWarps][2][8];
+  if (t == 0) red[warp][0][g] = acc[0], red[warp][1][g] = acc[2];
+  __syncthreads();
+  if (tid < 16 * kTiles) {
+    const int tile = tid >> 4, h = (tid >> 3) & 1, gg = tid & 7;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kSdWarps; ++w) sum += red[kSdWarps * tile + w][h][gg];
+    const int64_t col = (blk * kTiles + tile) * 16 + 8 * h + gg;
+    if (col < p.n) StoreOut<T>(p, 0, col, sum);
   }
 }
 

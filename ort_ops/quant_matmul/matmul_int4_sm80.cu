@@ -175,11 +175,40 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, smem);
 }
 
+// M = 1, unsplit, two 16-column tiles a block of 8 warps sharing A's staged row
+// (MatmulInt4OneRowTilesKernel), on sm_90 where those blocks need more than 2 per SM but fit one wave
+// of 3. H200, int4_decode_probe (2026-11-29_int8_int4_m1_probes_h200.md), us, vs the 4-warp kernel:
+// QkvProjectInt4 1 x 4096 -> 3 x 4096 (384 blocks) 9.54-9.65 vs 9.83-9.87; where the blocks are fewer
+// or more it lost: the Llama widths (192) 7.62 vs 7.31, 1x14336x4096 (448) 14.6 vs 10.7, 1x4096x14336
+// (128) 19.8 vs 13.5; three tiles a block 9.65, six 10.06 (square widths). KAIO_INT4_PAIR=0: off.
+template <typename T, bool kZp, bool kPost>
+cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
+  using namespace int4mm;
+  constexpr int kTiles = 2;
+  const MatmulInt4Params& p = segs[0];
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  int64_t blocks = 0;
+  const Int4Batch bt = MakeBatch(segs, count, 16 * kTiles, &blocks);
+  if (p.sm < 90 || blocks <= 2 * sms || blocks > 3 * sms || !EnvSwitch("KAIO_INT4_PAIR", true))
+    return cudaErrorNotSupported;
+  const size_t smem = size_t((p.k + kChunk - 1) / kChunk) * kSdRowBytesPerChunk;  // A's row
+  if (smem > 48 * 1024 || p.k >= (int64_t(1) << 30)) return cudaErrorNotSupported;
+  for (int i = 0; i < count; ++i)  // the loop's 32-bit scale offsets
+    if ((p.k / p.group_size + 1) * segs[i].n >= (int64_t(1) << 31)) return cudaErrorNotSupported;
+  MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles><<<unsigned(blocks), kSdThreads * kTiles, smem, stream>>>(bt);
+  return cudaGetLastError();
+}
+
 // M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block.
 // Groups of 128 or more take the scales after the mma (f32), smaller ones before it.
 template <typename T, bool kZp>
 cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   const bool post = segs[0].group_size >= 128;
+  if (segs[0].m == 1 && OneRowEnabled()) {  // two tiles a block where that measured faster
+    const cudaError_t err = post ? LaunchOneRowTiles<T, kZp, true>(segs, count, stream)
+                                 : LaunchOneRowTiles<T, kZp, false>(segs, count, stream);
+    if (err != cudaErrorNotSupported) return err;
+  }
   if (segs[0].m == 1 && OneRowEnabled()) {  // A's row staged once per block (slices up to 24576 k)
     const cudaError_t err = post ? LaunchSplitAs<T, 1, 1, kZp, true, true>(segs, count, stream)
                                  : LaunchSplitAs<T, 1, 1, kZp, false, true>(segs, count, stream);

@@ -344,12 +344,13 @@ __device__ __forceinline__ void DecCompute(const DecStep<NT8>& st, float (&acc)[
 // blocks ptxas spilled (up to 72 / 248 bytes with scales). 12 warps keep ~96 KB of weights in flight per SM.
 // W = 8 (NT8 = 1 only): 2 blocks of 8 warps per SM at 128 registers (ptxas spills 12 bytes without
 // scales, 120 with): 16 warps, ~128 KB in flight per SM.
+// W = 16 (NT8 = 1, unsplit): one block per SM, its warps taking the 32-row steps in turn.
 template <int NT8, int W>
-constexpr int DecMinBlocks() { return W == 8 ? 2 : NT8 == 1 ? 3 : 2; }
+constexpr int DecMinBlocks() { return W == 16 ? 1 : W == 8 ? 2 : NT8 == 1 ? 3 : 2; }
 
 // Grid: x = the batch's 128-column blocks, y = `splits` K slices; launched as clusters of 1 x splits
 // (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one column block).
-// W warps a block (4 or 8) take the slice's 32-row steps in turn.
+// W warps a block (4, 8 or 16) take the slice's 32-row steps in turn.
 template <typename T, int NT8, int kMode, int W>
 __global__ void __launch_bounds__(32 * W, DecMinBlocks<NT8, W>()) MatmulInt8DecodeKernel(Int8Batch bt, int splits) {
   constexpr int kAcc = 8 * NT8 * 4, kDecWarps = W, kDecThreads = 32 * W;
@@ -374,20 +375,29 @@ __global__ void __launch_bounds__(32 * W, DecMinBlocks<NT8, W>()) MatmulInt8Deco
     DecCompute<T, NT8, kMode>(nxt, acc);
   }
 
-  // The warps' partial sums, then the slices' (fixed order both: deterministic).
-  __shared__ float red[kDecWarps][kAcc][32];
+  // The warps' partial sums, then the slices' (fixed order both: deterministic). Past 8 warps, warp
+  // w + 8 adds its sums to warp w's first (red holds 8 warps: 32 KB).
+  constexpr int kRedWarps = kDecWarps < 8 ? kDecWarps : 8;
+  __shared__ float red[kRedWarps][kAcc][32];
   __shared__ __align__(16) float slice_sum[kAcc * 32];
 #pragma unroll
-  for (int j = 0; j < 8; ++j)
+  for (int half = 0; half < kDecWarps / kRedWarps; ++half) {
+    if (warp / kRedWarps == half)
 #pragma unroll
-    for (int nt = 0; nt < NT8; ++nt)
+      for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) red[warp][(j * NT8 + nt) * 4 + r][lane] = acc[j][nt][r];
-  __syncthreads();
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            float& cell = red[warp % kRedWarps][(j * NT8 + nt) * 4 + r][lane];
+            cell = half == 0 ? acc[j][nt][r] : cell + acc[j][nt][r];
+          }
+    __syncthreads();
+  }
   for (int e = tid; e < kAcc * 32; e += kDecThreads) {
     float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < kDecWarps; ++w) sum += red[w][e >> 5][e & 31];
+    for (int w = 0; w < kRedWarps; ++w) sum += red[w][e >> 5][e & 31];
     slice_sum[e] = sum;
   }
   if (splits > 1) ClusterSliceSum(slice_sum, kAcc * 32, splits, slice);  // slice 0 ends with every slice's sums

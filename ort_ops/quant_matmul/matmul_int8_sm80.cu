@@ -162,7 +162,18 @@ bool DecodeEightWarps(const MatmulInt8Params& p, int64_t tiles) {
   return 3 * tiles > 2 * sms;
 }
 
-// M <= 8: one token tile (4 warps, or 8 without zero points where DecodeEightWarps); M = 9..16: two.
+// Where the 8-warp blocks would apply and the column blocks fit one per SM: blocks of 16 warps, K
+// unsplit (no cluster), each 8-warp half taking every other 32-row step. H200, int8_decode_probe
+// (2026-11-29_int8_int4_m1_probes_h200.md): QkvProjectInt8 1 x 4096 -> 3 x 4096 (96 tiles) 17.08-17.10
+// vs 17.80-17.87 us (8 warps in 2-CTA clusters), 1x14336x4096 (112) 21.04-21.09 vs 23.01-23.10.
+// KAIO_INT8_SIXTEEN_WARPS=0 keeps 8 (A/B runs).
+bool DecodeSixteenWarps(const MatmulInt8Params& p, int64_t tiles) {
+  const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  return DecodeEightWarps(p, tiles) && tiles <= sms && EnvSwitch("KAIO_INT8_SIXTEEN_WARPS", true);
+}
+
+// M <= 8: one token tile (4 warps, or 8 / 16 without zero points where DecodeEightWarps /
+// DecodeSixteenWarps); M = 9..16: two.
 template <typename T, int kMode>
 cudaError_t LaunchDecodeRows(const MatmulInt8Params* segs, int count, cudaStream_t stream) {
   const MatmulInt8Params& p = segs[0];
@@ -170,8 +181,11 @@ cudaError_t LaunchDecodeRows(const MatmulInt8Params* segs, int count, cudaStream
   const int8mm::Int8Batch bt = MakeBatch(segs, count, int8mm::kDecCols, &tiles);
   if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
   if (p.m > 8) return LaunchDecodeAs<T, 2, kMode, 4>(p, bt, tiles, stream);
-  if constexpr (kMode != int8mm::kDecScaledZp)  // (with zero points ptxas spills 236-316 bytes at 8 warps)
+  if constexpr (kMode != int8mm::kDecScaledZp) {  // (with zero points ptxas spills 236-316 bytes at 8 warps)
+    if (DecodeSixteenWarps(p, tiles))
+      return LaunchKSlices(int8mm::MatmulInt8DecodeKernel<T, 1, kMode, 16>, unsigned(tiles), 1, 512, stream, bt);
     if (DecodeEightWarps(p, tiles)) return LaunchDecodeAs<T, 1, kMode, 8>(p, bt, tiles, stream);
+  }
   return LaunchDecodeAs<T, 1, kMode, 4>(p, bt, tiles, stream);
 }
 

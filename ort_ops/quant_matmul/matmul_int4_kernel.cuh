@@ -977,7 +977,9 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
 }
 
 // M = 1, unsplit, kTiles 16-column tiles a block of 4 kTiles warps (warps 4 i .. 4 i + 3: tile
-// kTiles x + i) sharing one staging of A's row: 1 / kTiles of the 4-warp kernel's A reads.
+// kTiles x + i, SdOneRowLoop's loop each), one staging of A's row for all of them. The launcher takes
+// kTiles = 2 where those blocks fill 2-3 per SM: fewer, larger blocks, not the shared staging, are what
+// measured faster (3 and 6 tiles a block share it more and ran slower).
 template <typename T, bool kZp, bool kPost, int kTiles>
 __global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4OneRowTilesKernel(Int4Batch bt) {
   constexpr int kThreads = kSdThreads * kTiles;

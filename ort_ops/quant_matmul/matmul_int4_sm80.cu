@@ -130,6 +130,19 @@ bool SplitDecodeEnabled() { return EnvSwitch("KAIO_INT4_DECODE", true); }
 // M = 1 with A's row staged in shared memory (KAIO_INT4_ONE_ROW=0: A through L1 as at M > 1, for A/B runs).
 bool OneRowEnabled() { return EnvSwitch("KAIO_INT4_ONE_ROW", true); }
 
+// M = 1 with A's row staged in shared memory (the split kernel's kOneRow path and
+// MatmulInt4OneRowTilesKernel): the dynamic shared memory for a row of `chunks` 128-k chunks, or 0
+// where that does not fit the default 48 KB or the loop's 32-bit offsets would overflow (K < 2^30,
+// scale rows x N < 2^31 for every segment).
+size_t OneRowSmemBytes(const MatmulInt4Params* segs, int count, int64_t chunks) {
+  const MatmulInt4Params& p = segs[0];
+  const int64_t smem = chunks * int4mm::kSdRowBytesPerChunk;
+  if (smem > 48 * 1024 || p.k >= (int64_t(1) << 30)) return 0;
+  for (int i = 0; i < count; ++i)
+    if ((p.k / p.group_size + 1) * segs[i].n >= (int64_t(1) << 31)) return 0;
+  return size_t(smem);
+}
+
 // K slices: as many as keep tiles x slices within one wave of resident blocks (each warp at least
 // one 128-k chunk, 8 at most: the portable cluster size), on sm_90 only (clusters).
 template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow = false>
@@ -167,17 +180,15 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
     splits = 1;
   }
   size_t smem = 0;
-  if constexpr (kOneRow) {  // A's row for the longest slice; the loop's 32-bit scale offsets
-    smem = size_t((chunks + splits - 1) / splits) * kSdRowBytesPerChunk;
-    if (smem > 48 * 1024 || p.k >= (int64_t(1) << 30) || (p.k / p.group_size + 1) * p.n >= (int64_t(1) << 31))
-      return cudaErrorNotSupported;
+  if constexpr (kOneRow) {  // A's row for the longest slice
+    smem = OneRowSmemBytes(segs, count, (chunks + splits - 1) / splits);
+    if (smem == 0) return cudaErrorNotSupported;
   }
   return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, smem);
 }
 
-// M = 1, unsplit, two 16-column tiles a block of 8 warps sharing A's staged row
-// (MatmulInt4OneRowTilesKernel), on sm_90 where those blocks need more than 2 per SM but fit one wave
-// of 3. H200, int4_decode_probe (2026-11-29_int8_int4_m1_probes_h200.md), us, vs the 4-warp kernel:
+// M = 1, unsplit, two 16-column tiles a block of 8 warps (MatmulInt4OneRowTilesKernel), on sm_90 where
+// those blocks need more than 2 per SM but fit one wave of 3. H200, int4_decode_probe (2026-11-29_int8_int4_m1_probes_h200.md), us, vs the 4-warp kernel:
 // QkvProjectInt4 1 x 4096 -> 3 x 4096 (384 blocks) 9.54-9.65 vs 9.83-9.87; where the blocks are fewer
 // or more it lost: the Llama widths (192) 7.62 vs 7.31, 1x14336x4096 (448) 14.6 vs 10.7, 1x4096x14336
 // (128) 19.8 vs 13.5; three tiles a block 9.65, six 10.06 (square widths). KAIO_INT4_PAIR=0: off.
@@ -191,10 +202,8 @@ cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStrea
   const Int4Batch bt = MakeBatch(segs, count, 16 * kTiles, &blocks);
   if (p.sm < 90 || blocks <= 2 * sms || blocks > 3 * sms || !EnvSwitch("KAIO_INT4_PAIR", true))
     return cudaErrorNotSupported;
-  const size_t smem = size_t((p.k + kChunk - 1) / kChunk) * kSdRowBytesPerChunk;  // A's row
-  if (smem > 48 * 1024 || p.k >= (int64_t(1) << 30)) return cudaErrorNotSupported;
-  for (int i = 0; i < count; ++i)  // the loop's 32-bit scale offsets
-    if ((p.k / p.group_size + 1) * segs[i].n >= (int64_t(1) << 31)) return cudaErrorNotSupported;
+  const size_t smem = OneRowSmemBytes(segs, count, (p.k + kChunk - 1) / kChunk);  // A's whole row
+  if (smem == 0) return cudaErrorNotSupported;
   MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles><<<unsigned(blocks), kSdThreads * kTiles, smem, stream>>>(bt);
   return cudaGetLastError();
 }
@@ -204,14 +213,13 @@ cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStrea
 template <typename T, bool kZp>
 cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   const bool post = segs[0].group_size >= 128;
-  if (segs[0].m == 1 && OneRowEnabled()) {  // two tiles a block where that measured faster
-    const cudaError_t err = post ? LaunchOneRowTiles<T, kZp, true>(segs, count, stream)
-                                 : LaunchOneRowTiles<T, kZp, false>(segs, count, stream);
-    if (err != cudaErrorNotSupported) return err;
-  }
   if (segs[0].m == 1 && OneRowEnabled()) {  // A's row staged once per block (slices up to 24576 k)
-    const cudaError_t err = post ? LaunchSplitAs<T, 1, 1, kZp, true, true>(segs, count, stream)
-                                 : LaunchSplitAs<T, 1, 1, kZp, false, true>(segs, count, stream);
+    // Two tiles a block where that measured faster, else the split kernel's M = 1 path.
+    cudaError_t err = post ? LaunchOneRowTiles<T, kZp, true>(segs, count, stream)
+                           : LaunchOneRowTiles<T, kZp, false>(segs, count, stream);
+    if (err != cudaErrorNotSupported) return err;
+    err = post ? LaunchSplitAs<T, 1, 1, kZp, true, true>(segs, count, stream)
+               : LaunchSplitAs<T, 1, 1, kZp, false, true>(segs, count, stream);
     if (err != cudaErrorNotSupported) return err;
   }
   if (segs[0].m <= 8)

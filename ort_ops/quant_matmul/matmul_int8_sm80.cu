@@ -144,7 +144,8 @@ cudaError_t LaunchDecodeAs(const MatmulInt8Params& p, const int8mm::Int8Batch& b
   const int cap = std::min(kDecMaxSplits, std::max(1, EnvInt("KAIO_INT8_SPLITS", kDecMaxSplits)));
   int splits = 1;
   if (p.sm >= 90) {
-    const int64_t target = NT8 == 1 ? 2 * sms : 3 * sms / 2;  // blocks
+    // blocks; 16-warp blocks (one per SM, DecodeSixteenWarps) stay unsplit
+    const int64_t target = W == 16 ? sms : NT8 == 1 ? 2 * sms : 3 * sms / 2;
     while (splits < cap && tiles * (splits + 1) <= target && steps >= int64_t(W) * (splits + 1)) ++splits;
   }
   return LaunchKSlices(kernel, unsigned(tiles), splits, 32 * W, stream, bt);
@@ -182,8 +183,7 @@ cudaError_t LaunchDecodeRows(const MatmulInt8Params* segs, int count, cudaStream
   if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
   if (p.m > 8) return LaunchDecodeAs<T, 2, kMode, 4>(p, bt, tiles, stream);
   if constexpr (kMode != int8mm::kDecScaledZp) {  // (with zero points ptxas spills 236-316 bytes at 8 warps)
-    if (DecodeSixteenWarps(p, tiles))
-      return LaunchKSlices(int8mm::MatmulInt8DecodeKernel<T, 1, kMode, 16>, unsigned(tiles), 1, 512, stream, bt);
+    if (DecodeSixteenWarps(p, tiles)) return LaunchDecodeAs<T, 1, kMode, 16>(p, bt, tiles, stream);
     if (DecodeEightWarps(p, tiles)) return LaunchDecodeAs<T, 1, kMode, 8>(p, bt, tiles, stream);
   }
   return LaunchDecodeAs<T, 1, kMode, 4>(p, bt, tiles, stream);

@@ -456,7 +456,7 @@ def test_int8_decode_is_one_launch(m, ns, eight, sixteen, monkeypatch):
 @pytest.mark.parametrize("ns", [(4096, 1024, 1024), (4096, 4096, 4096)], ids=["llama", "square"])
 @pytest.mark.parametrize("pair", ["1", "0"])
 def test_int4_m1_kernel_choice(ns, pair, monkeypatch):
-    """At M = 1 the three projections are one launch. On sm_90 it is the two-tiles-a-block kernel where
+    """At M = 1 the three projections are one launch. On sm_90 it is the 32-columns-a-block kernel where
     those blocks number more than 2 and at most 3 per SM (the square widths' 384 on 132 SMs), else the
     split decode kernel (the Llama widths' 192); KAIO_INT4_PAIR=0 keeps the split decode kernel."""
     monkeypatch.setenv("KAIO_INT4_PAIR", pair)

@@ -8,7 +8,7 @@
 // launches timed with events measured ~10 us of launch overhead on the H200, not the kernels. Floor = weight + scale (+ zero point)
 // bytes at the HBM peak (H200 4.8 TB/s, H100 3.35; KAIO_PROBE_PEAK_TBS overrides).
 // KAIO_INT4_DECODE=0 selects the older decode kernels (read at each launch): run the binary twice
-// for old vs new; KAIO_PROBE_QUICK=1 skips the timed shapes.
+// for old vs new; KAIO_PROBE_QUICK=1 skips the timed shapes, KAIO_PROBE_TIMED=substring times only those.
 // Build and run on the GPU machine, from the repository root:
 //   nvcc -std=c++17 -O2 -DKAIO_HAS_SM90A -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I ort_ops -o /tmp/int4_decode_probe bench/device/int4_decode_probe.cu \
@@ -215,12 +215,23 @@ int main() {
     cases.push_back({m, 13, 4160, 64, true, m % 2 == 0, m % 3 != 0, true, false, {}});
     cases.push_back({m, 1, 96, 32, m % 2 == 0, m % 2 == 1, false, false, false, {}});
   }
+  // M = 1 on MatmulInt4OneRowTilesKernel (sm_90: 2-3 blocks of 32 columns per SM): K not a multiple of
+  // the 4-chunk step, every group size, zero points, bf16, N not a multiple of 32, three segments.
+  cases.push_back({1, 9000, 4224, 128, true, true, false, true, false, {}});
+  cases.push_back({1, 9000, 4160, 32, false, false, true, false, false, {}});
+  cases.push_back({1, 10000, 4160, 64, true, false, false, true, false, {}});
+  cases.push_back({1, 4104, 4224, 128, false, true, false, true, false, {4099, 2056}});
   // Long K with few columns (most K slices), group 64 with zero points, bf16, 16-bit Y.
   cases.push_back({1, 24, 14336, 64, true, true, false, true, false, {}});
   cases.push_back({12, 40, 11008, 128, true, false, true, false, false, {}});
   cases.push_back({3, 1000, 32, 32, true, false, true, true, false, {}});
   cases.push_back({9, 200, 128, 128, true, true, false, true, false, {3, 8}});
-  for (const Case& c : cases) RunCase(c, quick);
+  // KAIO_PROBE_TIMED=substring: time only the timed cases whose name contains it (the rest still checked).
+  const char* only = std::getenv("KAIO_PROBE_TIMED");
+  for (Case c : cases) {
+    if (only && c.timed && Name(c).find(only) == std::string::npos) c.timed = false;
+    RunCase(c, quick);
+  }
   std::printf("%s: %d of %zu cases failed\n", g_fail ? "FAIL" : "ok", g_fail, cases.size());
   return g_fail ? 1 : 0;
 }

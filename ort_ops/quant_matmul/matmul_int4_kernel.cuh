@@ -775,10 +775,29 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
 
 // ---- M = 1 (kOneRow): A's row staged once a block, a lean loop.
 // Shared memory (dynamic) per chunk of the slice: A's 128 k as the 4 registers PairActivations makes
-// of each 8 (256 bytes), then (zero points with kPost) the chunk's sum of A as a float.
-constexpr int kSdRowBytesPerChunk = kChunk * 2 + 4;
+// of each 8 (16 words of 16 bytes), then (zero points with kPost) the chunk's sum of A as a float.
+// Lane t of SdOneRowLoop reads words 4 t .. 4 t + 3 of its chunk, one an instruction.
+// Unpadded: chunk c at 16 c, lanes t and t + 2 on the same banks (two wavefronts an instruction).
+// Padded (kPadded): chunk c at 18 c, lane t's words from 4 t + t / 2, so the 16-byte bank groups of
+// lanes t = 0..3 are {0, 4, 1, 5} + i and the next chunk's {2, 6, 3, 7} + i: one wavefront for one
+// or two chunks an instruction, two for four (SdOneRowLoop's kR), the fewest for 256 distinct bytes.
+// H200, int4_decode_probe, QkvProjectInt4 square widths on MatmulInt4OneRowTilesKernel, us:
+// unpadded 9.51-9.62, padded kR = 1 / 2 / 4: 9.37 / 9.15-9.17 / 9.07-9.08 (an XOR swizzle of the
+// unpadded words, kR = 1 / 2: 9.45-9.51, 9.48-9.52; one word of padding, kR = 4: 9.12). On the
+// split kernel's M = 1 path (kR = 1) padding measured mixed (QkvProjectInt4 Llama widths 7.16-7.23
+// vs 7.29-7.35, 1x14336x4096 10.92-10.96 vs 10.63-10.75): it stays unpadded.
+template <bool kPadded>
+struct SdRowLayout {
+  static constexpr int kWords = kPadded ? kChunk / 8 + 2 : kChunk / 8;  // 16-byte words a chunk
+  static constexpr int kBytesPerChunk = kWords * 16 + 4;                 // with the chunk's sum of A
+  __device__ __forceinline__ static int Lane(int t) { return kPadded ? 4 * t + (t >> 1) : 4 * t; }
+  // Where word w of the row (chunk w / 16, lane t = w / 4 % 4, its word w % 4) is stored.
+  __device__ __forceinline__ static int Pos(int w) {
+    return kPadded ? (w >> 4) * kWords + Lane((w >> 2) & 3) + (w & 3) : w;
+  }
+};
 
-template <typename T, bool kSums, int kThreads = kSdThreads>
+template <typename T, bool kSums, int kThreads = kSdThreads, typename Layout = SdRowLayout<false>>
 __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begin, int c_end, uint4* a_pairs,
                                            float* a_sums) {
   const uint4* a = static_cast<const uint4*>(p.a);
@@ -789,7 +808,7 @@ __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begi
     const uint4 v = 8 * int64_t(first + w) < p.k ? __ldg(a + first + w) : make_uint4(0, 0, 0, 0);  // K % 8 == 0
     uint32_t b[4];
     PairActivations(v, b);
-    a_pairs[w] = make_uint4(b[0], b[1], b[2], b[3]);
+    a_pairs[Layout::Pos(w)] = make_uint4(b[0], b[1], b[2], b[3]);
     if constexpr (kSums) {
       float sum = 0.f;
 #pragma unroll
@@ -815,19 +834,26 @@ __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begi
 // QkvProjectInt4 square widths 9.78-9.85 vs 10.11, Llama widths 7.29-7.36 vs 7.50, 1x14336x4096
 // 10.67-10.72 vs 11.02; with two chunks' loads out first 10.46 / 8.17 / 13.87 (slower), and with a
 // bulk L2 prefetch of the block's columns at the start 12.0 / 8.3 / 13.8.
-template <typename T, bool kZp, bool kPost, typename StageA>
+template <typename T, bool kZp, bool kPost, int kR = 1, typename Layout = SdRowLayout<false>, typename StageA>
 __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t n0, int g, int t, int c0, int c_begin,
                                              int c_end, int lg, const uint4* a_pairs, const float* a_sums,
                                              float (&acc)[4], StageA&& stage_a) {
+  static_assert(kR == 1 || kR == 2 || kR == 4, "k ranges a warp step");
   const int n = int(p.n), k = int(p.k);  // (the launcher: K < 2^30, scale rows x N < 2^31)
-  const int col0 = min(int(n0) + g, n - 1), col1 = min(int(n0) + g + 8, n - 1);
+  // kR > 1: the mma's row g is column g / kR of the tile (16 / kR wide; row g + 8: (g + 8) / kR) over
+  // chunk c0 + g % kR. Token slot n of the B operand is fed by the lanes g = n with their own chunk's
+  // A, so slot g % kR carries row g's chunk: D[g][g % kR] is row g's sum (the other slots: unused).
+  const int r = g % kR, warp_c0 = c0;
+  c0 += r;
+  const int col0 = min(int(n0) + g / kR, n - 1), col1 = min(int(n0) + (g + 8) / kR, n - 1);
   const uint32_t* w0 = p.b + int64_t(col0) * (k >> 3) + 4 * t + (kChunk / 8) * c0;
   const uint32_t* w1 = p.b + int64_t(col1) * (k >> 3) + 4 * t + (kChunk / 8) * c0;
   const unsigned short* s0p = static_cast<const unsigned short*>(p.scales) + col0;
   const unsigned short* s1p = static_cast<const unsigned short*>(p.scales) + col1;
   const unsigned short* z0p = kZp ? static_cast<const unsigned short*>(p.zero_points) + col0 : nullptr;
   const unsigned short* z1p = kZp ? static_cast<const unsigned short*>(p.zero_points) + col1 : nullptr;
-  const uint4* ap = a_pairs + (c0 - c_begin) * (kChunk / 8) + 4 * t;
+  const uint4* ap = a_pairs + (c0 - c_begin) * Layout::kWords + Layout::Lane(t);
+  const int odd = kR > 1 ? (g & 1) : 0;  // D[g][r] is register r % 2 (r's parity is g's)
   struct Chunk {
     uint4 w0, w1;
     uint32_t s0, s1, z0, z1;
@@ -844,7 +870,7 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
     if constexpr (kZp) ch.z0 = LoadHalfIf(z0p + row, ok), ch.z1 = LoadHalfIf(z1p + row, ok);
   };
   auto compute = [&](int j, const Chunk& ch) {
-    const uint4* a = ap + (kSdWarps * kChunk / 8) * j;
+    const uint4* a = ap + kSdWarps * Layout::kWords * j;
     float part[4] = {};
     float* d = kPost ? part : acc;
     uint32_t s0 = 0, s1 = 0, z0 = 0, z1 = 0;
@@ -866,7 +892,7 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
       Mma<T>(d, x[1], y[1], x[3], y[3], av.y, av.w);
     }
     if constexpr (kPost) {  // acc += scale * (sum q a - zp * sum a)
-      float v0 = part[0], v1 = part[2];
+      float v0 = odd ? part[1] : part[0], v1 = odd ? part[3] : part[2];
       if constexpr (kZp) {
         const float asum = a_sums[c0 - c_begin + kSdWarps * j];
         v0 = fmaf(-ToFloat<T>(uint16_t(ch.z0)), asum, v0);
@@ -876,7 +902,9 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
       acc[2] = fmaf(ToFloat<T>(uint16_t(ch.s1)), v1, acc[2]);
     }
   };
-  const int mine = c0 < c_end ? (c_end - c0 + kSdWarps - 1) / kSdWarps : 0;  // this warp's chunks
+  // This warp's steps (every lane runs them: the mma is warp-wide; a lane's chunks past c_end load
+  // zeros, and its A there must be staged zeros: the launcher stages whole steps).
+  const int mine = warp_c0 < c_end ? (c_end - warp_c0 + kSdWarps - 1) / kSdWarps : 0;
   Chunk cur, nxt;
   load(0, cur);
   stage_a();  // A's row staged while the first weights are in flight
@@ -887,11 +915,13 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
     load(j + 2, cur);
     compute(j + 1, nxt);
   }
+  if constexpr (!kPost)
+    if (odd) acc[0] = acc[1], acc[2] = acc[3];
 }
 
 // Grid: x = the batch's column tiles, y = `splits` K slices; launched as clusters of 1 x splits
 // (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one tile).
-// kOneRow (M = 1): A's row staged in dynamic shared memory (kSdRowBytesPerChunk a chunk of the slice).
+// kOneRow (M = 1): A's row staged in dynamic shared memory (SdRowLayout<false>, unpadded).
 template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow>
 __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneRow>())
     MatmulInt4SplitDecodeKernel(Int4Batch bt, int splits) {
@@ -909,7 +939,7 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
   if constexpr (kOneRow) {
     static_assert(MW == 1 && NT8 == 1, "one token tile, 16 columns");
     extern __shared__ uint4 a_pairs[];
-    float* a_sums = reinterpret_cast<float*>(a_pairs + (c_end - c_begin) * (kChunk / 8));
+    float* a_sums = reinterpret_cast<float*>(a_pairs + (c_end - c_begin) * SdRowLayout<false>::kWords);
     auto stage_a = [&] { SdStageRow<T, kZp && kPost>(p, c_begin, c_end, a_pairs, a_sums); };
     SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, lg, a_pairs, a_sums, acc[0][0], stage_a);
   } else {
@@ -976,34 +1006,41 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
   }
 }
 
-// M = 1, unsplit, kTiles 16-column tiles a block of 4 kTiles warps (warps 4 i .. 4 i + 3: tile
-// kTiles x + i, SdOneRowLoop's loop each), one staging of A's row for all of them. The launcher takes
-// kTiles = 2 where those blocks fill 2-3 per SM: fewer, larger blocks, not the shared staging, are what
-// measured faster (3 and 6 tiles a block share it more and ran slower).
-template <typename T, bool kZp, bool kPost, int kTiles>
+// M = 1, unsplit, blocks of 4 kTiles warps and 16 kTiles columns, one staging of A's row (padded
+// layout) for all of them. kR = 1: warps 4 i .. 4 i + 3 take 16-column tile i (SdOneRowLoop's loop
+// each). kR = 2 / 4: tiles of 16 / kR columns, 4 / kR warps each, a warp's step kR neighbouring chunks
+// (one load instruction reads 128 / 256 contiguous bytes of each of its columns, kR = 1: 64 of 8).
+// The launcher takes kTiles = 2, kR = 4 where those blocks fill 2-3 per SM: fewer, larger blocks, not
+// the shared staging, are what measured faster (3 and 6 tiles a block share it more and ran slower).
+template <typename T, bool kZp, bool kPost, int kTiles, int kR>
 __global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4OneRowTilesKernel(Int4Batch bt) {
-  constexpr int kThreads = kSdThreads * kTiles;
+  constexpr int kThreads = kSdThreads * kTiles, kWarpsPerTile = kSdWarps / kR, kTileCols = 16 / kR;
+  using Layout = SdRowLayout<true>;
   int64_t blk;
   const MatmulInt4Params p = SegmentOf(bt, &blk);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int64_t n0 = (blk * kTiles + warp / kSdWarps) * 16;
+  const int64_t n0 = blk * 16 * kTiles + (warp / kWarpsPerTile) * kTileCols;
   const int chunks = int((p.k + kChunk - 1) / kChunk);
+  const int staged = (chunks + kSdWarps - 1) / kSdWarps * kSdWarps;  // whole steps (zeros past K)
   const int lg = __ffs(p.group_size) - 1;
   extern __shared__ uint4 a_pairs[];
-  float* a_sums = reinterpret_cast<float*>(a_pairs + chunks * (kChunk / 8));
+  float* a_sums = reinterpret_cast<float*>(a_pairs + staged * Layout::kWords);
   float acc[4] = {};
-  auto stage_a = [&] { SdStageRow<T, kZp && kPost, kThreads>(p, 0, chunks, a_pairs, a_sums); };
-  SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, warp % kSdWarps, 0, chunks, lg, a_pairs, a_sums, acc, stage_a);
-  // Token 0 of columns g / g + 8 is held by the lanes with t == 0; each tile's 4 warps summed in order.
+  auto stage_a = [&] { SdStageRow<T, kZp && kPost, kThreads, Layout>(p, 0, staged, a_pairs, a_sums); };
+  SdOneRowLoop<T, kZp, kPost, kR, Layout>(p, n0, g, t, (warp % kWarpsPerTile) * kR, 0, chunks, lg, a_pairs,
+                                          a_sums, acc, stage_a);
+  // Row g's sums (columns g / kR, (g + 8) / kR of the tile) are token g % kR's: lane t = (g % kR) / 2.
   __shared__ float red[kTiles * kSdWarps][2][8];
-  if (t == 0) red[warp][0][g] = acc[0], red[warp][1][g] = acc[2];
+  if (t == (g % kR) >> 1) red[warp][0][g] = acc[0], red[warp][1][g] = acc[2];
   __syncthreads();
-  if (tid < 16 * kTiles) {
-    const int tile = tid >> 4, h = (tid >> 3) & 1, gg = tid & 7;
+  if (tid < 16 * kTiles) {  // column tid of the block: the tile's warps and k ranges summed in order
+    const int tile = tid / kTileCols, j = tid % kTileCols, h = j / (8 / kR), g0 = (j % (8 / kR)) * kR;
     float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < kSdWarps; ++w) sum += red[kSdWarps * tile + w][h][gg];
-    const int64_t col = (blk * kTiles + tile) * 16 + 8 * h + gg;
+    for (int w = 0; w < kWarpsPerTile; ++w)
+#pragma unroll
+      for (int r = 0; r < kR; ++r) sum += red[kWarpsPerTile * tile + w][h][g0 + r];
+    const int64_t col = blk * 16 * kTiles + tid;
     if (col < p.n) StoreOut<T>(p, 0, col, sum);
   }
 }

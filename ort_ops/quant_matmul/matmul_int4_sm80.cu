@@ -134,9 +134,9 @@ bool OneRowEnabled() { return EnvSwitch("KAIO_INT4_ONE_ROW", true); }
 // MatmulInt4OneRowTilesKernel): the dynamic shared memory for a row of `chunks` 128-k chunks, or 0
 // where that does not fit the default 48 KB or the loop's 32-bit offsets would overflow (K < 2^30,
 // scale rows x N < 2^31 for every segment).
-size_t OneRowSmemBytes(const MatmulInt4Params* segs, int count, int64_t chunks) {
+size_t OneRowSmemBytes(const MatmulInt4Params* segs, int count, int64_t chunks, int64_t bytes_per_chunk) {
   const MatmulInt4Params& p = segs[0];
-  const int64_t smem = chunks * int4mm::kSdRowBytesPerChunk;
+  const int64_t smem = chunks * bytes_per_chunk;
   if (smem > 48 * 1024 || p.k >= (int64_t(1) << 30)) return 0;
   for (int i = 0; i < count; ++i)
     if ((p.k / p.group_size + 1) * segs[i].n >= (int64_t(1) << 31)) return 0;
@@ -181,17 +181,21 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   }
   size_t smem = 0;
   if constexpr (kOneRow) {  // A's row for the longest slice
-    smem = OneRowSmemBytes(segs, count, (chunks + splits - 1) / splits);
+    smem = OneRowSmemBytes(segs, count, (chunks + splits - 1) / splits, SdRowLayout<false>::kBytesPerChunk);
     if (smem == 0) return cudaErrorNotSupported;
   }
   return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, smem);
 }
 
-// M = 1, unsplit, two 16-column tiles a block of 8 warps (MatmulInt4OneRowTilesKernel), on sm_90 where
-// those blocks need more than 2 per SM but fit one wave of 3. H200, int4_decode_probe (2026-11-29_int8_int4_m1_probes_h200.md), us, vs the 4-warp kernel:
-// QkvProjectInt4 1 x 4096 -> 3 x 4096 (384 blocks) 9.54-9.65 vs 9.83-9.87; where the blocks are fewer
-// or more it lost: the Llama widths (192) 7.62 vs 7.31, 1x14336x4096 (448) 14.6 vs 10.7, 1x4096x14336
-// (128) 19.8 vs 13.5; three tiles a block 9.65, six 10.06 (square widths). KAIO_INT4_PAIR=0: off.
+// M = 1, unsplit, 32 columns a block of 8 warps (MatmulInt4OneRowTilesKernel: 8 tiles of 4 columns,
+// a warp each, four neighbouring chunks a step, A's row staged padded), on sm_90 where those blocks
+// need more than 2 per SM but fit one wave of 3. H200, int4_decode_probe, us: QkvProjectInt4
+// 1 x 4096 -> 3 x 4096 (384 blocks) 9.11-9.15 vs 9.53 with two 16-column tiles of 4 warps and A
+// unpadded (2026-11-29_int4_m1_row_layout_probes_h200.md), which had measured 9.54-9.65 vs 9.83-9.87 on
+// the 4-warp split kernel (2026-11-29_int8_int4_m1_probes_h200.md). Where the blocks are fewer or more
+// it loses: the Llama widths (192) 7.13 vs 7.25-7.29 (a gain too small for a wider rule), 1x14336x4096
+// (448) 13.7 vs 10.7, 1x4096x14336 (128) 17.5 vs 13.5, 1x4096x4096 (128) 6.58 vs 5.77 (the older
+// decode kernel). KAIO_INT4_PAIR=0: off.
 template <typename T, bool kZp, bool kPost>
 cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   using namespace int4mm;
@@ -202,9 +206,12 @@ cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStrea
   const Int4Batch bt = MakeBatch(segs, count, 16 * kTiles, &blocks);
   if (p.sm < 90 || blocks <= 2 * sms || blocks > 3 * sms || !EnvSwitch("KAIO_INT4_PAIR", true))
     return cudaErrorNotSupported;
-  const size_t smem = OneRowSmemBytes(segs, count, (p.k + kChunk - 1) / kChunk);  // A's whole row
+  constexpr int kR = 4;
+  // A's whole row, in whole steps of 4 chunks (the kernel stages zeros past K).
+  const size_t smem =
+      OneRowSmemBytes(segs, count, (p.k + 4 * kChunk - 1) / (4 * kChunk) * 4, SdRowLayout<true>::kBytesPerChunk);
   if (smem == 0) return cudaErrorNotSupported;
-  MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles><<<unsigned(blocks), kSdThreads * kTiles, smem, stream>>>(bt);
+  MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles, kR><<<unsigned(blocks), kSdThreads * kTiles, smem, stream>>>(bt);
   return cudaGetLastError();
 }
 

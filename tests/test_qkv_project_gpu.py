@@ -455,15 +455,20 @@ def test_int8_decode_is_one_launch(m, ns, eight, sixteen, monkeypatch):
 
 @pytest.mark.parametrize("ns", [(4096, 1024, 1024), (4096, 4096, 4096)], ids=["llama", "square"])
 @pytest.mark.parametrize("pair", ["1", "0"])
-def test_int4_m1_kernel_choice(ns, pair, monkeypatch):
+@pytest.mark.parametrize("slices", ["1", "0"])
+def test_int4_m1_kernel_choice(ns, pair, slices, monkeypatch):
     """At M = 1 the three projections are one launch. On sm_90 it is the 32-columns-a-block kernel where
-    those blocks number more than 2 and at most 3 per SM (the square widths' 384 on 132 SMs), else the
-    split decode kernel (the Llama widths' 192); KAIO_INT4_PAIR=0 keeps the split decode kernel."""
+    those blocks number more than 2 and at most 3 per SM (the square widths' 384 on 132 SMs), or, with
+    K in two slices, more than 1.9 (the Llama widths' 192); else the split decode kernel.
+    KAIO_INT4_PAIR=0 keeps the split decode kernel, KAIO_INT4_TILE_SLICES=0 the unsplit rule alone."""
     monkeypatch.setenv("KAIO_INT4_PAIR", pair)
+    monkeypatch.setenv("KAIO_INT4_TILE_SLICES", slices)
     props = pytest.importorskip("torch").cuda.get_device_properties(0)
     blocks = sum((n + 31) // 32 for n in ns)
     sms = props.multi_processor_count
-    paired = (pair == "1" and (props.major, props.minor) == (9, 0) and 2 * sms < blocks <= 3 * sms)
+    unsplit = 2 * sms < blocks <= 3 * sms
+    sliced = not unsplit and slices == "1" and 19 * sms < 20 * blocks and 2 * blocks <= 3 * sms
+    paired = pair == "1" and (props.major, props.minor) == (9, 0) and (unsplit or sliced)
     g = rng()
     x, ws, ss, bs = _operands(g, (), 1, 4096, ns, 128, np.float16, True)
     inputs = [x, *ws, *ss, *bs]
@@ -475,6 +480,8 @@ def test_int4_m1_kernel_choice(ns, pair, monkeypatch):
     assert list(ours.values()) == [1], ours
     name = next(iter(ours))
     assert ("MatmulInt4OneRowTilesKernel" if paired else "MatmulInt4SplitDecodeKernel") in name, ours
+    if paired:  # its last template argument: kSliced
+        assert re.search(r"MatmulInt4OneRowTilesKernel<.*, (true|false)>", name).group(1) == str(sliced).lower(), ours
 
 
 @pytest.mark.parametrize("m", [1, 40])

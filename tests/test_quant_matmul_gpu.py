@@ -56,14 +56,16 @@ SHAPES = [
     ((2,), 520, 1152, 1032),      # sm_90, >= 1024 rows: weights dequantised first, then the dense GEMM
     # Split decode kernel (M <= 16, any N): 16-column tiles at M <= 8, 32 at 9..16; K split over a
     # cluster of up to 8 CTAs (sm_90) when tiles x slices fit one wave; 128-k chunks to 4 warps in turn.
-    ((), 1, 4096, 4104),          # N % 16 = 8: a half tile; 257 tiles (2 K slices on 132 SMs)
+    ((), 1, 4096, 4104),          # N % 16 = 8: a half tile; 257 tiles (sm_90: the tiles kernel below, 2 slices)
     ((), 8, 14336, 24),           # last M with one token tile; long K in 8 slices (2 tiles)
     ((), 9, 4096, 4099),          # first M with two token tiles; N odd, % 32 = 3
     ((), 16, "3g", 4104),         # K = 3g: < 4 chunks (idle warps, no slices at g = 32), N % 32 = 8
     ((), 12, 1280, 17),           # 10 chunks in up to 2 slices: warps with 2 and 3 chunks
     ((2,), 8, 4096, 40),          # batch dims: 16 rows (two token tiles)
-    # M = 1 on sm_90 with 2-3 blocks of two 16-column tiles per SM: MatmulInt4OneRowTilesKernel
-    ((), 1, 4224, 9000),          # 282 blocks, N % 32 = 8 (a half tile), K = 33 chunks (unequal warps)
+    # M = 1 on sm_90, 32 columns a block, unsplit at 2-3 blocks per SM or in 2 K slices (a cluster) at
+    # 1.9-3: MatmulInt4OneRowTilesKernel
+    ((), 1, 4224, 9000),          # 282 blocks, N % 32 = 8 (a half tile), K = 33 chunks (a part step)
+    ((), 1, 4160, 4099),          # 129 blocks in 2 slices of 16 / 17 chunks (K = 32.5 chunks), N odd
 ]
 
 

@@ -44,7 +44,8 @@ int ResidentBlocks(int threads) {
 // kernel(batch, splits) on a grid of tiles x splits K slices: with splits > 1 as clusters of
 // 1 x splits (a cluster = the slices of one tile, summed through distributed shared memory; sm_90),
 // else, or where no cluster of that size fits, unsplit: kernel<<<tiles, threads>>>(batch, 1).
-// dynamic_smem: bytes a block (<= 48 KB: no opt-in).
+// dynamic_smem: bytes a block (<= 48 KB: no opt-in), sized for one slice: where it is nonzero and
+// no cluster fits, cudaErrorNotSupported instead of the unsplit launch.
 template <typename Kernel, typename Batch>
 cudaError_t LaunchKSlices(Kernel kernel, unsigned tiles, int splits, unsigned threads, cudaStream_t stream,
                           const Batch& batch, size_t dynamic_smem = 0) {
@@ -62,7 +63,9 @@ cudaError_t LaunchKSlices(Kernel kernel, unsigned tiles, int splits, unsigned th
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     if (cudaLaunchKernelEx(&cfg, kernel, batch, splits) == cudaSuccess) return cudaSuccess;
-    cudaGetLastError();  // no cluster of that size fits (or none at all): unsplit below
+    cudaGetLastError();  // no cluster of that size fits (or none at all): unsplit below, unless
+    // the block's dynamic shared memory holds one slice's data: then the caller takes another path
+    if (dynamic_smem > 0) return cudaErrorNotSupported;
   }
   kernel<<<dim3(tiles, 1), threads, dynamic_smem, stream>>>(batch, 1);
   return cudaGetLastError();

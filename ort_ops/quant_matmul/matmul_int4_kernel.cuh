@@ -1006,42 +1006,78 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
   }
 }
 
-// M = 1, unsplit, blocks of 4 kTiles warps and 16 kTiles columns, one staging of A's row (padded
-// layout) for all of them. kR = 1: warps 4 i .. 4 i + 3 take 16-column tile i (SdOneRowLoop's loop
-// each). kR = 2 / 4: tiles of 16 / kR columns, 4 / kR warps each, a warp's step kR neighbouring chunks
-// (one load instruction reads 128 / 256 contiguous bytes of each of its columns, kR = 1: 64 of 8).
-// The launcher takes kTiles = 2, kR = 4 where those blocks fill 2-3 per SM: fewer, larger blocks, not
-// the shared staging, are what measured faster (3 and 6 tiles a block share it more and ran slower).
-template <typename T, bool kZp, bool kPost, int kTiles, int kR>
-__global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4OneRowTilesKernel(Int4Batch bt) {
+// M = 1, blocks of 4 kTiles warps and 16 kTiles columns, one staging of A's row (padded layout) for
+// all of them. kR = 1: warps 4 i .. 4 i + 3 take 16-column tile i (SdOneRowLoop's loop each).
+// kR = 2 / 4: tiles of 16 / kR columns, 4 / kR warps each, a warp's step kR neighbouring chunks (one
+// load instruction reads 128 / 256 contiguous bytes of each of its columns, kR = 1: 64 of 8).
+// Grid: x = the batch's column blocks, y = `splits` K slices (kSliced), launched as clusters of
+// 1 x splits (sm_90) whose CTAs stage and stream only their slice; slice 0 sums the slices' column
+// sums from distributed shared memory in a fixed order (deterministic, one launch, no scratch).
+// kSliced = false compiles the unsplit kernel without the slicing arithmetic (its division before
+// the first loads measured ~0.1 us at the square QKV widths: 9.23-9.25 vs 9.09-9.17 us).
+// The launcher takes kTiles = 2, kR = 4 where blocks x slices fill 2-3 per SM: fewer, larger blocks,
+// not the shared staging, are what measured faster (3 and 6 tiles a block share it more and ran slower).
+template <typename T, bool kZp, bool kPost, int kTiles, int kR, bool kSliced>
+__global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4OneRowTilesKernel(Int4Batch bt,
+                                                                                               int splits) {
   constexpr int kThreads = kSdThreads * kTiles, kWarpsPerTile = kSdWarps / kR, kTileCols = 16 / kR;
+  constexpr int kCols = 16 * kTiles;
   using Layout = SdRowLayout<true>;
   int64_t blk;
   const MatmulInt4Params p = SegmentOf(bt, &blk);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int64_t n0 = blk * 16 * kTiles + (warp / kWarpsPerTile) * kTileCols;
-  const int chunks = int((p.k + kChunk - 1) / kChunk);
-  const int staged = (chunks + kSdWarps - 1) / kSdWarps * kSdWarps;  // whole steps (zeros past K)
+  const int64_t n0 = blk * kCols + (warp / kWarpsPerTile) * kTileCols;
+  const int chunks = int((p.k + kChunk - 1) / kChunk), slice = int(blockIdx.y);
+  // (chunks < 2^23: 32-bit products; unsplit (kSliced false) no division before the first loads)
+  const int c_begin = kSliced ? chunks * slice / splits : 0;
+  const int c_end = kSliced ? chunks * (slice + 1) / splits : chunks;
+  // Whole steps of the slice (past c_end: A's values, or zeros past K, against zero weights).
+  const int staged = (c_end - c_begin + kSdWarps - 1) / kSdWarps * kSdWarps;
   const int lg = __ffs(p.group_size) - 1;
   extern __shared__ uint4 a_pairs[];
   float* a_sums = reinterpret_cast<float*>(a_pairs + staged * Layout::kWords);
   float acc[4] = {};
-  auto stage_a = [&] { SdStageRow<T, kZp && kPost, kThreads, Layout>(p, 0, staged, a_pairs, a_sums); };
-  SdOneRowLoop<T, kZp, kPost, kR, Layout>(p, n0, g, t, (warp % kWarpsPerTile) * kR, 0, chunks, lg, a_pairs,
-                                          a_sums, acc, stage_a);
+  auto stage_a = [&] {
+    SdStageRow<T, kZp && kPost, kThreads, Layout>(p, c_begin, c_begin + staged, a_pairs, a_sums);
+  };
+  SdOneRowLoop<T, kZp, kPost, kR, Layout>(p, n0, g, t, c_begin + (warp % kWarpsPerTile) * kR, c_begin, c_end, lg,
+                                          a_pairs, a_sums, acc, stage_a);
   // Row g's sums (columns g / kR, (g + 8) / kR of the tile) are token g % kR's: lane t = (g % kR) / 2.
   __shared__ float red[kTiles * kSdWarps][2][8];
+  __shared__ float col_sum[kCols];
   if (t == (g % kR) >> 1) red[warp][0][g] = acc[0], red[warp][1][g] = acc[2];
   __syncthreads();
-  if (tid < 16 * kTiles) {  // column tid of the block: the tile's warps and k ranges summed in order
+  if (tid < kCols) {  // column tid of the block: the tile's warps and k ranges summed in order
     const int tile = tid / kTileCols, j = tid % kTileCols, h = j / (8 / kR), g0 = (j % (8 / kR)) * kR;
     float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < kWarpsPerTile; ++w)
 #pragma unroll
       for (int r = 0; r < kR; ++r) sum += red[kWarpsPerTile * tile + w][h][g0 + r];
-    const int64_t col = blk * 16 * kTiles + tid;
-    if (col < p.n) StoreOut<T>(p, 0, col, sum);
+    col_sum[tid] = sum;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (kSliced && splits > 1) {  // slice 0 (cluster rank 0: the cluster spans grid y) adds the others
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+    if (slice == 0 && tid < kCols) {
+      const uint32_t local = static_cast<uint32_t>(__cvta_generic_to_shared(col_sum + tid));
+      float sum = col_sum[tid];
+      for (int r = 1; r < splits; ++r) {
+        uint32_t remote;
+        float v;
+        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(r));
+        asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
+        sum += v;
+      }
+      col_sum[tid] = sum;
+    }
+    // The other CTAs' shared memory must outlive slice 0's reads.
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+  }
+#endif
+  if (slice == 0 && tid < kCols) {  // (each thread stores the column it summed: no barrier needed)
+    const int64_t col = blk * kCols + tid;
+    if (col < p.n) StoreOut<T>(p, 0, col, col_sum[tid]);
   }
 }
 

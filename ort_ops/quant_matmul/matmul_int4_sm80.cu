@@ -187,32 +187,48 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   return LaunchKSlices(kernel, unsigned(tiles), splits, kSdThreads, stream, bt, smem);
 }
 
-// M = 1, unsplit, 32 columns a block of 8 warps (MatmulInt4OneRowTilesKernel: 8 tiles of 4 columns,
-// a warp each, four neighbouring chunks a step, A's row staged padded), on sm_90 where those blocks
-// need more than 2 per SM but fit one wave of 3. H200, int4_decode_probe, us: QkvProjectInt4
-// 1 x 4096 -> 3 x 4096 (384 blocks) 9.11-9.15 vs 9.53 with two 16-column tiles of 4 warps and A
-// unpadded (2026-11-29_int4_m1_row_layout_probes_h200.md), which had measured 9.54-9.65 vs 9.83-9.87 on
-// the 4-warp split kernel (2026-11-29_int8_int4_m1_probes_h200.md). Where the blocks are fewer or more
-// it loses: the Llama widths (192) 7.13 vs 7.25-7.29 (a gain too small for a wider rule), 1x14336x4096
-// (448) 13.7 vs 10.7, 1x4096x14336 (128) 17.5 vs 13.5, 1x4096x4096 (128) 6.58 vs 5.77 (the older
-// decode kernel). KAIO_INT4_PAIR=0: off.
+// M = 1, 32 columns a block of 8 warps (MatmulInt4OneRowTilesKernel: 8 tiles of 4 columns, a warp
+// each, four neighbouring chunks a step, A's row staged padded), on sm_90 where those blocks number
+// more than 2 and at most 3 per SM, or, with K split in two over a cluster, more than 1.9. H200,
+// int4_decode_probe (2026-11-29_int4_m1_row_layout_probes_h200.md), us, vs the kernels otherwise used:
+// QkvProjectInt4 1 x 4096 -> 3 x 4096 (384 blocks, unsplit) 9.09-9.17 vs 9.53 (two 16-column tiles
+// of 4 warps, A unpadded, which had measured 9.54-9.65 vs 9.83-9.87 on the 4-warp split kernel); the
+// Llama widths (192 blocks, 2 slices) 6.48-6.51 vs 7.29-7.31; 1x4096x14336 (128, 2 slices) 12.44-12.46
+// vs 13.45; 1x4096x4096 (128, 2 slices) 5.75-5.79 vs 5.76-5.78 (groups 32 / 64, zero points: 6.01-6.14
+// vs 6.18-6.51). It lost unsplit at other block counts (1x14336x4096, 448: 13.7 vs 10.7; 128 blocks:
+// 17.5 / 6.58 vs 13.5 / 5.77) and in 3 slices (1x4096x4096 9.4 vs 5.8, 1x4096x14336 18.4 vs 13.4).
+// KAIO_INT4_PAIR=0: off; KAIO_INT4_TILE_SLICES=0: unsplit only.
 template <typename T, bool kZp, bool kPost>
 cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   using namespace int4mm;
-  constexpr int kTiles = 2;
+  constexpr int kTiles = 2, kR = 4;
   const MatmulInt4Params& p = segs[0];
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
+  const int64_t chunks = (p.k + kChunk - 1) / kChunk;
   int64_t blocks = 0;
   const Int4Batch bt = MakeBatch(segs, count, 16 * kTiles, &blocks);
-  if (p.sm < 90 || blocks <= 2 * sms || blocks > 3 * sms || !EnvSwitch("KAIO_INT4_PAIR", true))
-    return cudaErrorNotSupported;
-  constexpr int kR = 4;
-  // A's whole row, in whole steps of 4 chunks (the kernel stages zeros past K).
-  const size_t smem =
-      OneRowSmemBytes(segs, count, (p.k + 4 * kChunk - 1) / (4 * kChunk) * 4, SdRowLayout<true>::kBytesPerChunk);
+  if (p.sm < 90 || !EnvSwitch("KAIO_INT4_PAIR", true)) return cudaErrorNotSupported;
+  // Unsplit where the blocks number 2-3 per SM (as measured), else two slices (each at least two
+  // 4-chunk steps) where blocks x 2 number 1.9-3 per SM.
+  int splits = 1;
+  if (blocks <= 2 * sms || blocks > 3 * sms) {
+    if (10 * 2 * blocks <= 19 * sms || 2 * blocks > 3 * sms || chunks < 4 * kSdWarps ||
+        !EnvSwitch("KAIO_INT4_TILE_SLICES", true))
+      return cudaErrorNotSupported;
+    splits = 2;
+  }
+  // A's row for the longest slice, in whole steps of 4 chunks.
+  const int64_t slice_chunks = (chunks + splits - 1) / splits;
+  const size_t smem = OneRowSmemBytes(segs, count, (slice_chunks + kSdWarps - 1) / kSdWarps * kSdWarps,
+                                      SdRowLayout<true>::kBytesPerChunk);
   if (smem == 0) return cudaErrorNotSupported;
-  MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles, kR><<<unsigned(blocks), kSdThreads * kTiles, smem, stream>>>(bt);
-  return cudaGetLastError();
+  if (splits == 1) {
+    MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles, kR, false>
+        <<<unsigned(blocks), kSdThreads * kTiles, smem, stream>>>(bt, 1);
+    return cudaGetLastError();
+  }
+  return LaunchKSlices(MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles, kR, true>, unsigned(blocks), splits,
+                       kSdThreads * kTiles, stream, bt, smem);
 }
 
 // M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block.

@@ -65,7 +65,7 @@ SHAPES = [
     # M = 1 on sm_90, 32 columns a block, unsplit at 2-3 blocks per SM or in 2 K slices (a cluster) at
     # 1.9-3: MatmulInt4OneRowTilesKernel
     ((), 1, 4224, 9000),          # 282 blocks, N % 32 = 8 (a half tile), K = 33 chunks (a part step)
-    ((), 1, 4160, 4099),          # 129 blocks in 2 slices of 16 / 17 chunks (K = 32.5 chunks), N odd
+    ((), 1, 4224, 4099),          # 129 blocks in 2 slices of 16 / 17 chunks (K = 33 chunks), N odd
 ]
 
 

@@ -47,7 +47,7 @@ SHAPES = [
     ((), 64, 2048, (256, 64, 64)),       # GEMM, one row block, long K
     ((2,), 24, 1024, (136, 40, 24)),     # GEMM, segments of unequal tile counts
     ((), 128, 4096, (2048, 2048, 2048)),  # sm_90, no bias: one Hopper GEMM launch per projection
-    ((), 1, 4224, (4104, 4099, 2056)),  # sm_90: 323 blocks of two 16-column tiles, odd widths, K = 33 chunks
+    ((), 1, 4224, (4104, 4099, 2056)),  # sm_90: 323 blocks of 32 columns, unsplit; odd widths, K = 33 chunks
 ]
 BF16_SHAPES = [
     ((), 1, 4096, (256, 64, 64)),

@@ -797,6 +797,13 @@ struct SdRowLayout {
   }
 };
 
+// Chunks rounded up to whole steps of kSdWarps (the launcher's shared-memory size and the kernel's
+// staging of MatmulInt4OneRowTilesKernel, whose warps with kR > 1 read to their step's end).
+template <typename I>
+__host__ __device__ constexpr I SdWholeSteps(I chunks) {
+  return (chunks + kSdWarps - 1) / kSdWarps * kSdWarps;
+}
+
 template <typename T, bool kSums, int kThreads = kSdThreads, typename Layout = SdRowLayout<false>>
 __device__ __forceinline__ void SdStageRow(const MatmulInt4Params& p, int c_begin, int c_end, uint4* a_pairs,
                                            float* a_sums) {
@@ -1032,7 +1039,7 @@ __global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4One
   const int c_begin = kSliced ? chunks * slice / splits : 0;
   const int c_end = kSliced ? chunks * (slice + 1) / splits : chunks;
   // Whole steps of the slice (past c_end: A's values, or zeros past K, against zero weights).
-  const int staged = (c_end - c_begin + kSdWarps - 1) / kSdWarps * kSdWarps;
+  const int staged = SdWholeSteps(c_end - c_begin);
   const int lg = __ffs(p.group_size) - 1;
   extern __shared__ uint4 a_pairs[];
   float* a_sums = reinterpret_cast<float*>(a_pairs + staged * Layout::kWords);
@@ -1044,7 +1051,7 @@ __global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4One
                                           a_pairs, a_sums, acc, stage_a);
   // Row g's sums (columns g / kR, (g + 8) / kR of the tile) are token g % kR's: lane t = (g % kR) / 2.
   __shared__ float red[kTiles * kSdWarps][2][8];
-  __shared__ float col_sum[kCols];
+  __shared__ __align__(16) float col_sum[kCols];
   if (t == (g % kR) >> 1) red[warp][0][g] = acc[0], red[warp][1][g] = acc[2];
   __syncthreads();
   if (tid < kCols) {  // column tid of the block: the tile's warps and k ranges summed in order
@@ -1056,26 +1063,11 @@ __global__ void __launch_bounds__(kSdThreads * kTiles, 6 / kTiles) MatmulInt4One
       for (int r = 0; r < kR; ++r) sum += red[kWarpsPerTile * tile + w][h][g0 + r];
     col_sum[tid] = sum;
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (kSliced && splits > 1) {  // slice 0 (cluster rank 0: the cluster spans grid y) adds the others
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-    if (slice == 0 && tid < kCols) {
-      const uint32_t local = static_cast<uint32_t>(__cvta_generic_to_shared(col_sum + tid));
-      float sum = col_sum[tid];
-      for (int r = 1; r < splits; ++r) {
-        uint32_t remote;
-        float v;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(r));
-        asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
-        sum += v;
-      }
-      col_sum[tid] = sum;
-    }
-    // The other CTAs' shared memory must outlive slice 0's reads.
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+  if constexpr (kSliced) {  // slice 0 (cluster rank = slice: the cluster spans grid y) adds the others'
+    if (splits > 1) ClusterSliceSum(col_sum, kCols, splits, slice);
+    __syncthreads();
   }
-#endif
-  if (slice == 0 && tid < kCols) {  // (each thread stores the column it summed: no barrier needed)
+  if (slice == 0 && tid < kCols) {  // (unsplit: the thread reads back its own column)
     const int64_t col = blk * kCols + tid;
     if (col < p.n) StoreOut<T>(p, 0, col, col_sum[tid]);
   }

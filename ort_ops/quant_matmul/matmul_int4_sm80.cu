@@ -203,11 +203,11 @@ cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStrea
   using namespace int4mm;
   constexpr int kTiles = 2, kR = 4;
   const MatmulInt4Params& p = segs[0];
+  if (p.sm < 90 || !EnvSwitch("KAIO_INT4_PAIR", true)) return cudaErrorNotSupported;
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
   const int64_t chunks = (p.k + kChunk - 1) / kChunk;
   int64_t blocks = 0;
   const Int4Batch bt = MakeBatch(segs, count, 16 * kTiles, &blocks);
-  if (p.sm < 90 || !EnvSwitch("KAIO_INT4_PAIR", true)) return cudaErrorNotSupported;
   // Unsplit where the blocks number 2-3 per SM (as measured), else two slices (each at least two
   // 4-chunk steps) where blocks x 2 number 1.9-3 per SM.
   int splits = 1;
@@ -219,8 +219,7 @@ cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStrea
   }
   // A's row for the longest slice, in whole steps of 4 chunks.
   const int64_t slice_chunks = (chunks + splits - 1) / splits;
-  const size_t smem = OneRowSmemBytes(segs, count, (slice_chunks + kSdWarps - 1) / kSdWarps * kSdWarps,
-                                      SdRowLayout<true>::kBytesPerChunk);
+  const size_t smem = OneRowSmemBytes(segs, count, SdWholeSteps(slice_chunks), SdRowLayout<true>::kBytesPerChunk);
   if (smem == 0) return cudaErrorNotSupported;
   if (splits == 1) {
     MatmulInt4OneRowTilesKernel<T, kZp, kPost, kTiles, kR, false>
@@ -237,7 +236,7 @@ template <typename T, bool kZp>
 cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   const bool post = segs[0].group_size >= 128;
   if (segs[0].m == 1 && OneRowEnabled()) {  // A's row staged once per block (slices up to 24576 k)
-    // Two tiles a block where that measured faster, else the split kernel's M = 1 path.
+    // The 32-column kernel where its rule says, else the split kernel's M = 1 path.
     cudaError_t err = post ? LaunchOneRowTiles<T, kZp, true>(segs, count, stream)
                            : LaunchOneRowTiles<T, kZp, false>(segs, count, stream);
     if (err != cudaErrorNotSupported) return err;

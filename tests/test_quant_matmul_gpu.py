@@ -61,6 +61,8 @@ SHAPES = [
     ((), 9, 4096, 4099),          # first M with two token tiles; N odd, % 32 = 3
     ((), 16, "3g", 4104),         # K = 3g: < 4 chunks (idle warps, no slices at g = 32), N % 32 = 8
     ((), 12, 1280, 17),           # 10 chunks in up to 2 slices: warps with 2 and 3 chunks
+    ((), 16, 4096, 4096),         # two token tiles: 128 tiles in 2 slices (at most 2 at M = 9..16)
+    ((), 13, 9216, 2056),         # 65 tiles, long K in 2 slices of 36 chunks, N % 32 = 8
     ((2,), 8, 4096, 40),          # batch dims: 16 rows (two token tiles)
     # M = 1 on sm_90, 32 columns a block, unsplit at 2-3 blocks per SM or in 2 K slices (a cluster) at
     # 1.9-3: MatmulInt4OneRowTilesKernel
@@ -123,6 +125,21 @@ def test_matmul_int4_cuda_bf16(lead, m, k, n, group_size, with_zp, out_float):
     (y,) = run_op_cuda("MatmulInt4", [a, b, scales, zp], attrs, [ref.shape], [out_t])
     err = rel_err(y, ref)
     assert err <= TOL[BF16], f"relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("m,k", [(16, 4096), (9, 14336)])
+def test_int4_two_token_tiles_kernel_choice(m, k):
+    """M = 9..16 (two token tiles) takes the split decode kernel, K in at most two slices on sm_90, also
+    where N % 8 == 0 would let the older decode kernel run (4096 columns: 128 tiles): one launch."""
+    g = rng()
+    a, b, scales, zp = _operands(g, (), m, k, 4096, 128, False, np.float16)
+    ref = _chain_ref(a, b, scales, zp, 128)
+    run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales], {"group_size": 128}, [np.float32])),
+                   [a, b, scales], [ref.shape], [np.float32])
+    (y,) = run.run()
+    assert rel_err(y, ref) <= TOL[np.float32]
+    ours = our_kernel_launches(run.run)
+    assert list(ours.values()) == [1] and "MatmulInt4SplitDecodeKernel" in next(iter(ours)), ours
 
 
 @pytest.mark.parametrize("m", [4, 48])

@@ -155,23 +155,28 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   if (tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
   const int64_t sms = p.sm_count > 0 ? p.sm_count : 132;
   const int64_t chunks = (p.k + kChunk - 1) / kChunk;
+  // Two token tiles (M = 9..16): at most two slices. H200, int4_decode_probe (f16, group 128, us,
+  // 2026-11-29_int4_m16_slices_probes_h200.md): 16x4096x4096 9.64 in 2 slices vs 10.6 in 3, 14.3 in
+  // 4 (the cap of one wave) and 12.55 on the older decode kernel that took over there;
+  // 16x4096x14336 21.0 vs 23.5 / 29.1 in 3 / 4. At M <= 8 two slices lost to the older kernel
+  // (8x4096x4096 7.20 vs 6.76).
+  constexpr int kMaxSplits = NT8 == 2 ? 2 : kSdMaxSplits;
   int splits = 1;
   if (p.sm >= 90) {
     const int64_t wave = sms * ResidentBlocks<kernel>(kSdThreads);
-    while (splits < kSdMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
+    while (splits < kMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
       ++splits;
   }
   // Measured on an H200 (bench/results/2026-11-27_quant_matmul_int4_{,old_decode_}3c78027a.md and
   // ..._qkv_project_int4_{3c78027a,4759fb0f}.md, CUPTI, cold weights): unsplit or in 2 slices this
   // kernel beats the older ones (1x14336x4096 14.9 vs 15.6 us, 16x14336x4096 19.0 vs 28.7;
   // QkvProjectInt4 4096 -> 4096/1024/1024 at M=1 8.8 vs 10.1, M=16 11.1 vs 14.6); in 4 slices it
-  // loses at M <= 8 (1x4096x4096 8.6 vs 5.8, 1x4096x14336 17.6 vs 13.4) and at M = 16 with short K
-  // (16x4096x4096 14.4 vs 12.6), and wins at M = 16 with long K (16x4096x14336 29.3 vs 40.4). Where
-  // it loses and the older decode kernel applies (every N % 8 == 0; its arithmetic is this one's),
-  // that one runs instead.
+  // loses at M <= 8 (1x4096x4096 8.6 vs 5.8, 1x4096x14336 17.6 vs 13.4). Where it would take more
+  // than 2 slices (M <= 8) and the older decode kernel applies (every N % 8 == 0; its arithmetic is
+  // this one's), that one runs instead.
   bool older_applies = true;
   for (int i = 0; i < count; ++i) older_applies = older_applies && segs[i].n % 8 == 0;
-  if (splits > 2 && older_applies && !(p.m > 8 && p.k >= 8192)) {
+  if (splits > 2 && older_applies) {
     // M = 1 (A staged once a block): unsplit where the tiles alone give every SM two blocks. H200,
     // int4_decode_probe: QkvProjectInt4's Llama widths (384 tiles) 8.00 us vs 8.49 on the older kernel
     // (8.13 in 2 slices); with 256 tiles (N = 4096) the older kernel stays ahead (K = 4096: 5.79 vs

@@ -3,6 +3,8 @@
 reference of the dequantised weights; MatmulInt8 W8A8 (int8 wgmma on sm_90, mma.sync elsewhere)
 bit for bit against the float64 reference rounded as the CPU kernel rounds it; IOBinding with NaN-poisoned, guarded outputs (bfloat16 too),
 CUDA-graph replay and repeated runs."""
+import re
+
 import numpy as np
 import pytest
 from gpu_harness import (BoundRun, bind_input_at_offset, chain_ref_codes, cuda_graph_test, cuda_session,
@@ -127,19 +129,29 @@ def test_matmul_int4_cuda_bf16(lead, m, k, n, group_size, with_zp, out_float):
     assert err <= TOL[BF16], f"relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("m,k", [(16, 4096), (9, 14336)])
-def test_int4_two_token_tiles_kernel_choice(m, k):
+@pytest.mark.parametrize("m,k,n", [(16, 4096, 4096), (9, 14336, 4096), (16, 4096, 14336)])
+@pytest.mark.parametrize("prefetch", ["1", "0"])
+def test_int4_two_token_tiles_kernel_choice(m, k, n, prefetch, monkeypatch):
     """M = 9..16 (two token tiles) takes the split decode kernel, K in at most two slices on sm_90, also
-    where N % 8 == 0 would let the older decode kernel run (4096 columns: 128 tiles): one launch."""
+    where N % 8 == 0 would let the older decode kernel run (4096 columns: 128 tiles): one launch. On
+    sm_90 it prefetches A with the weights (its last template argument) where the tiles fit one wave
+    of 3 blocks per SM (not 14336 columns: 448 tiles), unless KAIO_INT4_PREFETCH_A=0."""
+    monkeypatch.setenv("KAIO_INT4_PREFETCH_A", prefetch)
+    props = pytest.importorskip("torch").cuda.get_device_properties(0)
+    tiles = (n + 31) // 32
+    prefetched = prefetch == "1" and (props.major, props.minor) == (9, 0) and tiles <= 3 * props.multi_processor_count
     g = rng()
-    a, b, scales, zp = _operands(g, (), m, k, 4096, 128, False, np.float16)
+    a, b, scales, zp = _operands(g, (), m, k, n, 128, False, np.float16)
     ref = _chain_ref(a, b, scales, zp, 128)
     run = BoundRun(cuda_session(build_model("MatmulInt4", [a, b, scales], {"group_size": 128}, [np.float32])),
                    [a, b, scales], [ref.shape], [np.float32])
     (y,) = run.run()
     assert rel_err(y, ref) <= TOL[np.float32]
     ours = our_kernel_launches(run.run)
-    assert list(ours.values()) == [1] and "MatmulInt4SplitDecodeKernel" in next(iter(ours)), ours
+    assert list(ours.values()) == [1], ours
+    name = next(iter(ours))
+    assert "MatmulInt4SplitDecodeKernel" in name, ours
+    assert re.search(r"MatmulInt4SplitDecodeKernel<.*, (true|false)>", name).group(1) == str(prefetched).lower(), ours
 
 
 @pytest.mark.parametrize("m", [4, 48])

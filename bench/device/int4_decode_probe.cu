@@ -207,6 +207,7 @@ int main() {
   cases.push_back({16, 4096, 4096, 128, false, false, true, false, true, {1024, 1024}});
   // ... and a square layer's (3 x 4096 columns), timed.
   cases.push_back({1, 4096, 4096, 128, false, false, true, false, true, {4096, 4096}});
+  cases.push_back({16, 4096, 4096, 128, false, false, true, false, true, {4096, 4096}});
   // Edges, every M = 1..16: N not a multiple of 16 / 32 (4104, 4099, 1), K not a multiple of 128
   // (4160 = 130 x 32 with group 32, 4160 with group 64, 96 < one chunk), short K (32).
   for (int m = 1; m <= 16; ++m) {

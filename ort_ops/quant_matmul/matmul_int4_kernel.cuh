@@ -676,10 +676,12 @@ struct SdShape {
 // (at 128 ptxas spilled 20 bytes). sm_80's code (no K slices) is held less tightly: at these caps
 // its ptxas spilled 4-16 bytes. M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's
 // constants in registers (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs
-// 13.7, zero points 12.4 vs 12.9, group 128 and QkvProjectInt4's widths equal).
-template <int NT8, bool kZp, bool kPost, bool kOneRow>
+// 13.7, zero points 12.4 vs 12.9, group 128 and QkvProjectInt4's widths equal). A prefetched with the
+// weights (kPrefetchA): 170 (3 blocks; 128 spilled 24-336 bytes).
+template <int NT8, bool kZp, bool kPost, bool kOneRow, bool kPrefetchA = false>
 constexpr int SdMinBlocks() {
   if (kOneRow) return 6;
+  if (kPrefetchA) return 3;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   return NT8 == 1 ? 6 : 3;
 #else
@@ -687,21 +689,33 @@ constexpr int SdMinBlocks() {
 #endif
 }
 
-template <typename T, int MW, bool kZp>
+template <typename T, int MW, bool kZp, int NA = 0>
 struct SdChunk {
   uint4 w[MW][2];      // columns 16 mw + g, 16 mw + g + 8
   uint32_t s[MW][2];   // their scales (16-bit, as loaded)
   uint32_t z[MW][2];   // their zero points (kZp)
+  uint4 a[NA > 0 ? NA : 1][4];  // NA > 0: tokens g + 8 nt's 32 k, loaded with the weights
 };
 
 // The weights, scales and zero points of chunk c for this lane (zeros past K, past the slice, past N).
-template <typename T, int MW, bool kZp>
+template <typename T, int MW, bool kZp, int NA>
 __device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, int g, int t, int c, int c_end, int lg,
-                                       SdChunk<T, MW, kZp>* ch) {
+                                       SdChunk<T, MW, kZp, NA>* ch) {
   const int64_t kk = int64_t(c) * kChunk + 32 * t;
   const bool k_ok = c < c_end && kk < p.k;
   const unsigned short* sc = static_cast<const unsigned short*>(p.scales);
   const unsigned short* zp = static_cast<const unsigned short*>(p.zero_points);
+  if constexpr (NA > 0) {
+    const T* a = static_cast<const T*>(p.a);
+#pragma unroll
+    for (int nt = 0; nt < NA; ++nt) {
+      const int r = g + 8 * nt;
+      const bool ok = k_ok && r < p.m;
+      const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+#pragma unroll
+      for (int i = 0; i < 4; ++i) ch->a[nt][i] = ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0);
+    }
+  }
 #pragma unroll
   for (int mw = 0; mw < MW; ++mw)
 #pragma unroll
@@ -715,9 +729,10 @@ __device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, in
     }
 }
 
-template <typename T, int MW, int NT8, bool kZp, bool kPost>
-__device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChunk<T, MW, kZp>& ch, int g, int t,
+template <typename T, int MW, int NT8, bool kZp, bool kPost, int NA>
+__device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChunk<T, MW, kZp, NA>& ch, int g, int t,
                                           int c, int c_end, float (&acc)[MW][NT8][4]) {
+  static_assert(NA == 0 || NA == NT8, "every token tile's A prefetched, or none");
   const int64_t kk = int64_t(c) * kChunk + 32 * t;
   const bool k_ok = c < c_end && kk < p.k;
   const T* a = static_cast<const T*>(p.a);
@@ -726,11 +741,16 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
   uint32_t ap[NT8][4][4];
 #pragma unroll
   for (int nt = 0; nt < NT8; ++nt) {
-    const int r = g + 8 * nt;
-    const bool ok = k_ok && r < p.m;
-    const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+    if constexpr (NA > 0) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
+      for (int i = 0; i < 4; ++i) PairActivations(ch.a[nt][i], ap[nt][i]);
+    } else {
+      const int r = g + 8 * nt;
+      const bool ok = k_ok && r < p.m;
+      const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+#pragma unroll
+      for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
+    }
   }
   float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk
   if constexpr (kPost && kZp) TokenSums<T>(ap, asum);
@@ -929,9 +949,15 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
 // Grid: x = the batch's column tiles, y = `splits` K slices; launched as clusters of 1 x splits
 // (splits > 1 only on sm_90, where the cluster's CTAs are the slices of one tile).
 // kOneRow (M = 1): A's row staged in dynamic shared memory (SdRowLayout<false>, unpadded).
-template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow>
-__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneRow>())
+// kPrefetchA (M = 9..16): each chunk's 32 k of the lane's two tokens are loaded with its weights, one
+// chunk ahead, instead of from L1 / L2 right before its mma (32 more registers a chunk, so 3 blocks
+// per SM instead of 4). H200, int4_decode_probe, us: 16x4096x4096 8.83 vs 9.68-9.74, 16x4096x14336
+// 18.4 vs 21.1, QkvProjectInt4 Llama widths 10.2 vs 11.0; with 448 tiles (16x14336x4096, more than
+// one wave of 3 blocks) 22.1 vs 19.0 (2026-11-29_int4_m16_slices_probes_h200.md).
+template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow, bool kPrefetchA = false>
+__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneRow, kPrefetchA>())
     MatmulInt4SplitDecodeKernel(Int4Batch bt, int splits) {
+  static_assert(!kPrefetchA || (NT8 == 2 && !kOneRow), "A prefetched with the weights: two token tiles");
   using S = SdShape<MW, NT8>;
   int64_t blk;
   const MatmulInt4Params p = SegmentOf(bt, &blk);
@@ -951,14 +977,14 @@ __global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneR
     SdOneRowLoop<T, kZp, kPost>(p, n0, g, t, c_begin + warp, c_begin, c_end, lg, a_pairs, a_sums, acc[0][0], stage_a);
   } else {
     // Two chunks per lane in registers: the next one's loads go out before this one's math.
-    SdChunk<T, MW, kZp> cur, nxt;
+    SdChunk<T, MW, kZp, kPrefetchA ? NT8 : 0> cur, nxt;
     int c = c_begin + warp;
-    SdLoad<T, MW, kZp>(p, n0, g, t, c, c_end, lg, &cur);
+    SdLoad(p, n0, g, t, c, c_end, lg, &cur);
     for (; c < c_end; c += 2 * kSdWarps) {
-      SdLoad<T, MW, kZp>(p, n0, g, t, c + kSdWarps, c_end, lg, &nxt);
+      SdLoad(p, n0, g, t, c + kSdWarps, c_end, lg, &nxt);
       SdCompute<T, MW, NT8, kZp, kPost>(p, cur, g, t, c, c_end, acc);
       if (c + kSdWarps >= c_end) break;
-      SdLoad<T, MW, kZp>(p, n0, g, t, c + 2 * kSdWarps, c_end, lg, &cur);
+      SdLoad(p, n0, g, t, c + 2 * kSdWarps, c_end, lg, &cur);
       SdCompute<T, MW, NT8, kZp, kPost>(p, nxt, g, t, c + kSdWarps, c_end, acc);
     }
   }

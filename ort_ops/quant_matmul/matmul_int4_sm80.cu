@@ -145,10 +145,11 @@ size_t OneRowSmemBytes(const MatmulInt4Params* segs, int count, int64_t chunks, 
 
 // K slices: as many as keep tiles x slices within one wave of resident blocks (each warp at least
 // one 128-k chunk, 8 at most: the portable cluster size), on sm_90 only (clusters).
-template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow = false>
+// kPrefetchA: only where the tiles fit one wave of its blocks, on sm_90 (else cudaErrorNotSupported).
+template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow = false, bool kPrefetchA = false>
 cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   using namespace int4mm;
-  constexpr auto kernel = MatmulInt4SplitDecodeKernel<T, MW, NT8, kZp, kPost, kOneRow>;
+  constexpr auto kernel = MatmulInt4SplitDecodeKernel<T, MW, NT8, kZp, kPost, kOneRow, kPrefetchA>;
   const MatmulInt4Params& p = segs[0];
   int64_t tiles = 0;
   const Int4Batch bt = MakeBatch(segs, count, SdShape<MW, NT8>::kCols, &tiles);
@@ -164,8 +165,11 @@ cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t 
   int splits = 1;
   if (p.sm >= 90) {
     const int64_t wave = sms * ResidentBlocks<kernel>(kSdThreads);
+    if (kPrefetchA && tiles > wave) return cudaErrorNotSupported;
     while (splits < kMaxSplits && tiles * (splits + 1) <= wave && chunks >= int64_t(kSdWarps) * (splits + 1))
       ++splits;
+  } else if (kPrefetchA) {
+    return cudaErrorNotSupported;  // (not measured off sm_90)
   }
   // Measured on an H200 (bench/results/2026-11-27_quant_matmul_int4_{,old_decode_}3c78027a.md and
   // ..._qkv_project_int4_{3c78027a,4759fb0f}.md, CUPTI, cold weights): unsplit or in 2 slices this
@@ -235,8 +239,10 @@ cudaError_t LaunchOneRowTiles(const MatmulInt4Params* segs, int count, cudaStrea
                        kSdThreads * kTiles, stream, bt, smem);
 }
 
-// M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block.
-// Groups of 128 or more take the scales after the mma (f32), smaller ones before it.
+// M <= 8: one token tile, 16 columns a block; M = 9..16: two token tiles, 32 columns a block, A
+// prefetched with the weights on sm_90 where the tiles fit one wave of 3 blocks per SM
+// (KAIO_INT4_PREFETCH_A=0: never, for A/B runs). Groups of 128 or more take the scales after the mma
+// (f32), smaller ones before it.
 template <typename T, bool kZp>
 cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t stream) {
   const bool post = segs[0].group_size >= 128;
@@ -252,6 +258,11 @@ cudaError_t LaunchSplit(const MatmulInt4Params* segs, int count, cudaStream_t st
   if (segs[0].m <= 8)
     return post ? LaunchSplitAs<T, 1, 1, kZp, true>(segs, count, stream)
                 : LaunchSplitAs<T, 1, 1, kZp, false>(segs, count, stream);
+  if (EnvSwitch("KAIO_INT4_PREFETCH_A", true)) {  // M = 9..16 with A prefetched where its tiles fit one wave
+    const cudaError_t err = post ? LaunchSplitAs<T, 2, 2, kZp, true, false, true>(segs, count, stream)
+                                 : LaunchSplitAs<T, 2, 2, kZp, false, false, true>(segs, count, stream);
+    if (err != cudaErrorNotSupported) return err;
+  }
   return post ? LaunchSplitAs<T, 2, 2, kZp, true>(segs, count, stream)
               : LaunchSplitAs<T, 2, 2, kZp, false>(segs, count, stream);
 }

@@ -672,8 +672,9 @@ struct SdShape {
   static constexpr int kCols = 16 * MW, kAcc = MW * NT8 * 4;
 };
 // Registers: 64 at M <= 8 (8 blocks of 4 warps per SM: 1056 on 132 SMs, the 896 tiles of N = 14336
-// in one wave); 128 for two token tiles x two column tiles, 168 with zero points on the f32 sums
-// (at 128 ptxas spilled 20 bytes). sm_80's code (no K slices) is held less tightly: at these caps
+// in one wave); 128 for two token tiles x two column tiles, also with zero points on the f32 sums,
+// where ptxas spills 20 bytes at 128 but 168 (3 blocks) ran 16x14336x4096's 448 tiles in 1.13 waves:
+// 30.6 vs 22.2 us (H200, int4_decode_probe, 2026-11-29_int4_m16_slices_probes_h200.md). sm_80's code (no K slices) is held less tightly: at these caps
 // its ptxas spilled 4-16 bytes. M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's
 // constants in registers (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs
 // 13.7, zero points 12.4 vs 12.9, group 128 and QkvProjectInt4's widths equal). A prefetched with the
@@ -685,7 +686,7 @@ constexpr int SdMinBlocks() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   return NT8 == 1 ? 6 : 3;
 #else
-  return NT8 == 1 ? 8 : kZp && kPost ? 3 : 4;
+  return NT8 == 1 ? 8 : 4;
 #endif
 }
 

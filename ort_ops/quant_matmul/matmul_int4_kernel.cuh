@@ -673,9 +673,9 @@ struct SdShape {
 };
 // Registers: 64 at M <= 8 (8 blocks of 4 warps per SM: 1056 on 132 SMs, the 896 tiles of N = 14336
 // in one wave); 128 for two token tiles x two column tiles, also with zero points on the f32 sums,
-// where ptxas spills 20 bytes at 128 but 168 (3 blocks) ran 16x14336x4096's 448 tiles in 1.13 waves:
-// 30.6 vs 22.2 us (H200, int4_decode_probe, 2026-11-29_int4_m16_slices_probes_h200.md). sm_80's code (no K slices) is held less tightly: at these caps
-// its ptxas spilled 4-16 bytes. M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's
+// where ptxas spills 20 bytes at 128 but 168 (3 blocks) ran 16x14336x4096's 448 tiles in 1.13
+// waves: 30.6 vs 22.2 us (H200, int4_decode_probe, 2026-11-29_int4_m16_slices_probes_h200.md).
+// sm_80's code (no K slices) is held less tightly: at these caps its ptxas spilled 4-16 bytes. M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's
 // constants in registers (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs
 // 13.7, zero points 12.4 vs 12.9, group 128 and QkvProjectInt4's widths equal). A prefetched with the
 // weights (kPrefetchA): 170 (3 blocks; 128 spilled 24-336 bytes).
@@ -734,11 +734,8 @@ template <typename T, int MW, int NT8, bool kZp, bool kPost, int NA>
 __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChunk<T, MW, kZp, NA>& ch, int g, int t,
                                           int c, int c_end, float (&acc)[MW][NT8][4]) {
   static_assert(NA == 0 || NA == NT8, "every token tile's A prefetched, or none");
-  const int64_t kk = int64_t(c) * kChunk + 32 * t;
-  const bool k_ok = c < c_end && kk < p.k;
-  const T* a = static_cast<const T*>(p.a);
   // This lane's tokens over its 32 k, paired as DequantCodes pairs the codes (zeros past K / M:
-  // their weights are zero codes too, so they add exact zeros).
+  // their weights are zero codes too, so they add exact zeros), from the chunk (NA > 0) or loaded here.
   uint32_t ap[NT8][4][4];
 #pragma unroll
   for (int nt = 0; nt < NT8; ++nt) {
@@ -746,6 +743,9 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
 #pragma unroll
       for (int i = 0; i < 4; ++i) PairActivations(ch.a[nt][i], ap[nt][i]);
     } else {
+      const int64_t kk = int64_t(c) * kChunk + 32 * t;
+      const bool k_ok = c < c_end && kk < p.k;
+      const T* a = static_cast<const T*>(p.a);
       const int r = g + 8 * nt;
       const bool ok = k_ok && r < p.m;
       const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));

@@ -57,7 +57,8 @@ SHAPES = [
     ((), 100, 8320, 1032),        # 9 tiles in 14 slices (of 9-10 64-k steps), row and column tails
     ((2,), 520, 1152, 1032),      # sm_90, >= 1024 rows: weights dequantised first, then the dense GEMM
     # Split decode kernel (M <= 16, any N): 16-column tiles at M <= 8, 32 at 9..16; K split over a
-    # cluster of up to 8 CTAs (sm_90) when tiles x slices fit one wave; 128-k chunks to 4 warps in turn.
+    # cluster of up to 8 CTAs (sm_90; 2 at M = 9..16, there with A prefetched where the tiles fit one
+    # wave of 3 blocks per SM) when tiles x slices fit one wave; 128-k chunks to 4 warps in turn.
     ((), 1, 4096, 4104),          # N % 16 = 8: a half tile; 257 tiles (sm_90: the tiles kernel below, 2 slices)
     ((), 8, 14336, 24),           # last M with one token tile; long K in 8 slices (2 tiles)
     ((), 9, 4096, 4099),          # first M with two token tiles; N odd, % 32 = 3

@@ -675,10 +675,11 @@ struct SdShape {
 // in one wave); 128 for two token tiles x two column tiles, also with zero points on the f32 sums,
 // where ptxas spills 20 bytes at 128 but 168 (3 blocks) ran 16x14336x4096's 448 tiles in 1.13
 // waves: 30.6 vs 22.2 us (H200, int4_decode_probe, 2026-11-29_int4_m16_slices_probes_h200.md).
-// sm_80's code (no K slices) is held less tightly: at these caps its ptxas spilled 4-16 bytes. M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's
-// constants in registers (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs
-// 13.7, zero points 12.4 vs 12.9, group 128 and QkvProjectInt4's widths equal). A prefetched with the
-// weights (kPrefetchA): 170 (3 blocks; 128 spilled 24-336 bytes).
+// sm_80's code (no K slices) is held less tightly: at these caps its ptxas spilled 4-16 bytes.
+// M = 1 (kOneRow): 80 (6 blocks), where ptxas keeps the dequantisation's constants in registers
+// (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs 13.7, zero points 12.4
+// vs 12.9, group 128 and QkvProjectInt4's widths equal). A prefetched with the weights (kPrefetchA):
+// 170 (3 blocks; 128 spilled 24-336 bytes).
 template <int NT8, bool kZp, bool kPost, bool kOneRow, bool kPrefetchA = false>
 constexpr int SdMinBlocks() {
   if (kOneRow) return 6;
@@ -698,7 +699,19 @@ struct SdChunk {
   uint4 a[NA > 0 ? NA : 1][4];  // NA > 0: tokens g + 8 nt's 32 k, loaded with the weights
 };
 
-// The weights, scales and zero points of chunk c for this lane (zeros past K, past the slice, past N).
+// Word i (8 k) of A's 32 k from kk of token g + 8 nt, the lane's share of a chunk (zeros past K / the
+// slice: !k_ok, and past M). SdLoad takes them with the weights (NA > 0), SdCompute right before the
+// mma otherwise.
+template <typename T>
+__device__ __forceinline__ uint4 SdTokenWord(const MatmulInt4Params& p, int g, int nt, int64_t kk, bool k_ok, int i) {
+  const int r = g + 8 * nt;
+  const bool ok = k_ok && r < p.m;
+  const uint4* src = reinterpret_cast<const uint4*>(static_cast<const T*>(p.a) + (ok ? int64_t(r) * p.k + kk : 0));
+  return ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0);
+}
+
+// The weights, scales and zero points of chunk c for this lane (zeros past K, past the slice, past N),
+// and with NA > 0 its tokens' A.
 template <typename T, int MW, bool kZp, int NA>
 __device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, int g, int t, int c, int c_end, int lg,
                                        SdChunk<T, MW, kZp, NA>* ch) {
@@ -706,17 +719,10 @@ __device__ __forceinline__ void SdLoad(const MatmulInt4Params& p, int64_t n0, in
   const bool k_ok = c < c_end && kk < p.k;
   const unsigned short* sc = static_cast<const unsigned short*>(p.scales);
   const unsigned short* zp = static_cast<const unsigned short*>(p.zero_points);
-  if constexpr (NA > 0) {
-    const T* a = static_cast<const T*>(p.a);
 #pragma unroll
-    for (int nt = 0; nt < NA; ++nt) {
-      const int r = g + 8 * nt;
-      const bool ok = k_ok && r < p.m;
-      const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
+  for (int nt = 0; nt < NA; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) ch->a[nt][i] = ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0);
-    }
-  }
+    for (int i = 0; i < 4; ++i) ch->a[nt][i] = SdTokenWord<T>(p, g, nt, kk, k_ok, i);
 #pragma unroll
   for (int mw = 0; mw < MW; ++mw)
 #pragma unroll
@@ -739,19 +745,14 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
   uint32_t ap[NT8][4][4];
 #pragma unroll
   for (int nt = 0; nt < NT8; ++nt) {
-    if constexpr (NA > 0) {
+    const int64_t kk = int64_t(c) * kChunk + 32 * t;
+    const bool k_ok = c < c_end && kk < p.k;
+    auto word = [&](int i) {
+      if constexpr (NA > 0) return ch.a[nt][i];
+      else return SdTokenWord<T>(p, g, nt, kk, k_ok, i);
+    };
 #pragma unroll
-      for (int i = 0; i < 4; ++i) PairActivations(ch.a[nt][i], ap[nt][i]);
-    } else {
-      const int64_t kk = int64_t(c) * kChunk + 32 * t;
-      const bool k_ok = c < c_end && kk < p.k;
-      const T* a = static_cast<const T*>(p.a);
-      const int r = g + 8 * nt;
-      const bool ok = k_ok && r < p.m;
-      const uint4* src = reinterpret_cast<const uint4*>(a + (ok ? int64_t(r) * p.k + kk : 0));
-#pragma unroll
-      for (int i = 0; i < 4; ++i) PairActivations(ok ? __ldg(src + i) : make_uint4(0, 0, 0, 0), ap[nt][i]);
-    }
+    for (int i = 0; i < 4; ++i) PairActivations(word(i), ap[nt][i]);
   }
   float asum[NT8][4] = {};  // kPost with zero points: each token's sum of A over the chunk
   if constexpr (kPost && kZp) TokenSums<T>(ap, asum);

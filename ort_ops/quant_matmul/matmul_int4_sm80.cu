@@ -144,7 +144,8 @@ size_t OneRowSmemBytes(const MatmulInt4Params* segs, int count, int64_t chunks, 
 }
 
 // K slices: as many as keep tiles x slices within one wave of resident blocks (each warp at least
-// one 128-k chunk, 8 at most: the portable cluster size), on sm_90 only (clusters).
+// one 128-k chunk, 8 at most: the portable cluster size; 2 with two token tiles), on sm_90 only
+// (clusters).
 // kPrefetchA: only where the tiles fit one wave of its blocks, on sm_90 (else cudaErrorNotSupported).
 template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow = false, bool kPrefetchA = false>
 cudaError_t LaunchSplitAs(const MatmulInt4Params* segs, int count, cudaStream_t stream) {

@@ -38,6 +38,9 @@ SHAPES = [
     ((), 34000, 72, 120, ()),     # wgmma 256-row tiles, one tile column: single CTAs (no pair)
     ((), 3900, 136, 1032, ()),    # wgmma in CTA pairs: odd tile columns, the last tile's second A half past M
     ((2,), 1100, 72, 2048, ()),   # CTA pairs over two batches of A, B broadcast
+    # wgmma, [K, N] B with K >= 2048 in wide tiles: run as Y^T = B^T A^T, Y stored transposed
+    ((2,), 1100, 2056, 2184, ()),  # batches of B broadcast, row / column / K tails
+    ((3,), 800, 2048, 1544, (3,)),  # a B per batch
 ]
 F16_OPS, BF16_OPS = ["MatmulTc", "MatmulTcAsync"], ["MatmulTcBf16", "MatmulTcBf16Async"]
 # f32 accumulation of exact f16 products: far below 1e-4 in f32; f16 outputs add one rounding.
@@ -254,22 +257,22 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
     model = build_model("MatmulTcGrad", [dy, a, b_in], {"trans_b": trans_b}, [np.float16, np.float16])
     run = BoundRun(cuda_session(model), [dy, a, b_in], [a.shape, b_in.shape], [np.float16, np.float16])
     names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
-    # the kernel name ends "<T, BOp, kConsumers, kTransA, kCluster>"
-    assert any(", true, 1>" in x for x in names) and any(", false, 1>" in x for x in names), names
+    # the kernel name ends "<T, BOp, kConsumers, kTransA, kCluster, kTransposeY>"
+    assert any(", true, 1, false>" in x for x in names) and any(", false, 1, false>" in x for x in names), names
     for got, ref in zip(run.run(), matmul_grad(dy, a, b_in, trans_b=bool(trans_b))):
         assert rel_err(got, ref) <= GRAD_TOL[np.float16]
 
 
 # The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches (read at each
 # launch): case -> (switches, M x K x N, the kernel name's tail "DenseB<trans_b, tile N>, consumers,
-# trans_a, cluster>").
+# trans_a, cluster, transposed Y>"). K < 2048: [K, N] B is not swapped (test_kn_b_swapped_on_sm90).
 TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY")
 TILE_CASES = {
-    "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1>"),
-    "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1>"),
-    "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2>"),
-    "skinny": ({}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1>"),
-    "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1>"),
+    "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1, false>"),
+    "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1, false>"),
+    "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2, false>"),
+    "skinny": ({}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1, false>"),
+    "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1, false>"),
 }
 
 
@@ -318,6 +321,38 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     want = tail.format(tb="true" if trans_b else "false")
     assert names and all(want in x for x in names), (want, names)
     _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
+
+
+# [K, N] B in wide tiles (matmul_tc_sm90.cu, SwapOperands): case -> (KAIO_WGMMA_SWAP, M x K x N, the
+# kernel name's tail). From K = 2048 the kernel computes Y^T = B^T A^T (B as the MN-major A operand,
+# A as [N, K]-style B) and stores Y transposed through shared memory; 3900 x 1032 is 144 wide tiles
+# with row, column and K tails.
+SWAP_CASES = {
+    "swapped": (None, (3900, 2056, 1032), "DenseB<true, 256>, 2, true, 1, true>"),
+    "unswapped_by_switch": ("0", (3900, 2056, 1032), "DenseB<false, 256>, 2, false, 1, false>"),
+    "short_k": (None, (3900, 1032, 1032), "DenseB<false, 256>, 2, false, 1, false>"),
+    "swapped_by_switch": ("1", (3900, 1032, 1032), "DenseB<true, 256>, 2, true, 1, true>"),
+}
+
+
+@cuda_graph_test("MatmulTcAsync")
+@pytest.mark.parametrize("case", list(SWAP_CASES))
+def test_kn_b_swapped_on_sm90(case, monkeypatch):
+    """On Hopper, [K, N] B with K >= 2048 in wide tiles runs as the transposed product (wgmma reads
+    MN-major B slower than MN-major A); each kernel choice right and, in a CUDA graph, replaying what
+    eager runs compute."""
+    require_sm90()
+    swap, (m, k, n), tail = SWAP_CASES[case]
+    for v in TILE_SWITCHES:
+        monkeypatch.delenv(v, raising=False)
+    if swap is None:
+        monkeypatch.delenv("KAIO_WGMMA_SWAP", raising=False)
+    else:
+        monkeypatch.setenv("KAIO_WGMMA_SWAP", swap)
+    g, a, b, model, run = _matmul_case(m, k, n, 0)
+    names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
+    assert names and all(tail in x for x in names), (tail, names)
+    _right_and_graph_replays_eager(model, run, a, b, 0, g)
 
 
 # The sync kernel's tiles (matmul_tc_sm80.cu, WideTileFor): case -> (KAIO_MATMUL_WIDE, M x K x N, the

@@ -397,6 +397,21 @@ int main() {
     Overhead();
     return 0;
   }
+  // KAIO_PROBE_SWAP=1: [K, N] B in wide tiles, the swapped kernel (Y^T = B^T A^T) beside the unswapped
+  // one and [N, K] B, over K (where the swap starts paying: the launcher's kSwapMinK).
+  if (std::getenv("KAIO_PROBE_SWAP")) {
+    for (int k : {256, 512, 1024, 2048, 4096})
+      for (bool out16 : {false, true})
+        for (const char* swap : {"0", "1"}) {
+          setenv("KAIO_WGMMA_SWAP", swap, 1);
+          std::printf("KAIO_WGMMA_SWAP=%s  ", swap);
+          ok &= Dense(4096, 4096, k, false, false, 20, false, false, out16);
+        }
+    unsetenv("KAIO_WGMMA_SWAP");
+    for (int k : {1024, 4096}) ok &= Dense(4096, 4096, k, true, false, 20);
+    std::printf(ok ? "ALL OK\n" : "FAILURES\n");
+    return ok ? 0 : 1;
+  }
   // KAIO_PROBE_QUANT_SPEED=1: only the quantized GEMM's K-slice speed lines (A/B runs of builds).
   if (std::getenv("KAIO_PROBE_QUANT_SPEED")) {
     ok &= Quantized<8>(128, 4096, 4096, 128, false, false, 50);
@@ -438,6 +453,10 @@ int main() {
       ok &= Dense(2200, 2184, 264, trans_b, bf16, 3);     // a wide tile's last boxes past N (3 of 4 loaded)
       ok &= Dense(2200, 2184, 264, trans_b, bf16, 3, false, false, true);  // 16-bit output
       ok &= Dense(300, 264, 520, trans_b, bf16, 3, false, false, true);
+      // K >= 2048 ([K, N] B: the swapped kernel, Y stored transposed through shared memory): row,
+      // column and K tails, the last tile's second consumer wholly past N
+      ok &= Dense(2200, 2184, 2056, trans_b, bf16, 3);
+      ok &= Dense(2200, 2184, 2056, trans_b, bf16, 3, false, false, true);
     }
   // Pairs of CTAs sharing A tiles (tall tiles, >= 2 tile columns): an odd tile column count (the
   // second CTA of the last pair wholly past N), a row tail leaving the last tile's second A half

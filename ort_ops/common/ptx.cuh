@@ -63,6 +63,20 @@ __device__ __forceinline__ uint32_t Pack2(float a, float b) {
   }
 }
 
+// An 8 x 8 matrix of 16-bit values transposed across the warp (sm_75+): a tensor-core fragment
+// (lane l holds row l / 4, columns 2 (l % 4) and + 1) comes back as the fragment of its transpose.
+__device__ __forceinline__ uint32_t MovMatrixTrans(uint32_t v) {
+  uint32_t t;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(t) : "r"(v));
+  return t;
+}
+// The same for two 32-bit values (a, b) a lane: their low and high halves as two 16-bit matrices.
+__device__ __forceinline__ void MovMatrixTrans32(uint32_t& a, uint32_t& b) {
+  const uint32_t lo = MovMatrixTrans(__byte_perm(a, b, 0x5410)), hi = MovMatrixTrans(__byte_perm(a, b, 0x7632));
+  a = __byte_perm(lo, hi, 0x5410);
+  b = __byte_perm(lo, hi, 0x7632);
+}
+
 // A 4 x 4 transpose across each quad of lanes (lane % 4 = q): afterwards v[i] of lane q holds what
 // lane i held in v[q]. The tensor-core fragments give lane q columns 2q, 2q + 1 of each 8-column
 // block; after the transpose over four blocks, lane q holds all 8 columns of block q: one 16-byte

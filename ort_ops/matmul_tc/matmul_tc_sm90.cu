@@ -33,13 +33,14 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
   return last / matrix_elems + 1;
 }
 
-template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1, int kTileN = 128>
+template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1, int kTileN = 128,
+          bool kTransposeY = false>
 cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
   using BOp = matmul_wgmma::DenseB<kTransB, kTileN>;
   BOp b_op;
   b_op.map = map_b;
   b_op.n = p.n;
-  return matmul_wgmma::LaunchWgmma<T, BOp, kConsumers, kTransA, kCluster>(p, map_a, b_op, stream);
+  return matmul_wgmma::LaunchWgmma<T, BOp, kConsumers, kTransA, kCluster, kTransposeY>(p, map_a, b_op, stream);
 }
 
 // Pairs of CTAs sharing A tiles (the kernel's kCluster = 2): off unless KAIO_WGMMA_CLUSTER=1; on the
@@ -48,6 +49,15 @@ bool PairsEnabled() { return EnvSwitch("KAIO_WGMMA_CLUSTER", false); }
 // Wide 128 x 256 tiles (two consumers, wgmma m64n256) where 256-row tiles would fill the GPU: the
 // same tile area, half the A and B fragment reads per product; KAIO_WGMMA_WIDE=0 keeps 256 x 128.
 bool WideEnabled() { return EnvSwitch("KAIO_WGMMA_WIDE", true); }
+// [K, N] B in large tiles as Y^T = B^T A^T: B becomes wgmma's MN-major A operand (64 columns of N a
+// consumer) and A its K-major B operand, and the epilogue stores the tile transposed. wgmma reads an
+// MN-major B operand (the 128-256 columns of the unswapped kernel) 8-17 % slower than a K-major one,
+// an MN-major A at the K-major rate (H200, wgmma_probe, 4096^3: 695 [K, N] B, 800 [N, K] B, 783
+// swapped; bench/results/2026-11-29_wgmma_swap_probes_h200.md). Its epilogue goes through shared
+// memory (the transpose), which costs more than the faster main loop saves where K is short:
+// from kSwapMinK on by default. KAIO_WGMMA_SWAP=0 / 1 forces either (A/B runs).
+constexpr int64_t kSwapMinK = 2048;
+bool SwapOperands(const MatmulTcParams& p) { return EnvSwitch("KAIO_WGMMA_SWAP", p.k >= kSwapMinK); }
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
 bool SkinnyEnabled() { return EnvSwitch("KAIO_WGMMA_SKINNY", true); }
@@ -105,6 +115,24 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 // partial buffer always (side-by-side runs).
 bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
 
+// Y = A B with B [K, N] in wide tiles, run as the transposed product (SwapEnabled): p' = (B as the
+// K x N' "trans_a" A, A as the N' x K "trans_b" B), N' = M, so the kernel's 128 x 256 tiles cover
+// 256 rows x 128 columns of Y. a_count / b_count: the matrices A and B hold.
+template <typename T>
+cudaError_t LaunchSwapped(const MatmulTcParams& p, int64_t a_count, int64_t b_count, cudaStream_t stream) {
+  MatmulTcParams s = p;
+  s.a = p.b, s.b = p.a;
+  s.m = p.n, s.n = p.m;
+  s.trans_a = s.trans_b = true;
+  s.quad_stores = true;
+  for (int i = 0; i < p.batch_rank; ++i) s.a_batch_stride[i] = p.b_batch_stride[i], s.b_batch_stride[i] = p.a_batch_stride[i];
+  CUtensorMap map_a, map_b;
+  if (!MakeMap(&map_a, s.in_type, s.a, s.k, s.m, b_count, kBlockK) ||
+      !MakeMap(&map_b, s.in_type, s.b, s.n, s.k, a_count, BBoxRows(Tiles::kWide)))
+    return cudaErrorNotSupported;
+  return Launch<T, true, 2, true, 1, 256, true>(s, map_a, map_b, stream);
+}
+
 }  // namespace
 
 cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) {
@@ -122,6 +150,9 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
   const bool pairs = LargeTiles(p) && !p.trans_a && !p.partial && TileColumns(p) >= 2 && PairsEnabled();
   const Tiles tiles = PickTiles(p, pairs);
   p.quad_stores = QuadStores(tiles == Tiles::kWide, p);
+  if (tiles == Tiles::kWide && !p.trans_a && !p.trans_b && !p.partial && SwapOperands(p))
+    return p.in_type == MatmulElem::kF16 ? LaunchSwapped<__half>(p, a_count, b_count, stream)
+                                         : LaunchSwapped<__nv_bfloat16>(p, a_count, b_count, stream);
   CUtensorMap map_a, map_b;
   // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
   bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)

@@ -178,14 +178,89 @@ __device__ __forceinline__ float AccValue(int32_t acc, double scale) {
   return static_cast<float>(static_cast<double>(acc) * scale);
 }
 
+// kTransposeY's staging: per consumer, 64 Y rows of its 64 Y columns, f32 (256-byte rows; 16-bit Y
+// uses half), in 16-byte units swizzled by TransposedUnitXor so that neither the fragment's writes (8
+// lanes: rows 8 q + r, r in {2 i, 2 i + 1}) nor the row reads conflict in banks.
+constexpr int kTransposedYRowsBytes = 64 * 256;
+__device__ __forceinline__ int TransposedUnitXor(int row) { return ((row >> 3) & 3) | ((row & 1) << 2); }
+
+// The epilogue of kTransposeY for one consumer: accumulators of a 64 x kTileN tile of Y^T (the m64nN
+// fragment) into Y rows y_row0 .. + kTileN, columns y_col0 .. + 64, in chunks of 64 rows through
+// y_tile (kTransposedYRowsBytes); barrier_id: a named barrier of this consumer's 128 threads. p.m, p.n:
+// Y's columns and rows.
+template <typename OutT, int kAcc>
+__device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_t* y_tile, bool out_f32,
+                                                int64_t y_row0, int64_t y_col0, int64_t y_base,
+                                                const MatmulTcParams& p, int barrier_id) {
+  constexpr int kTileN = kAcc * 2;
+  const int t = threadIdx.x % 128, q = t % 4, lane_row = (t % 32) / 4, warp = t / 32;
+  auto sync = [&] { asm volatile("bar.sync %0, 128;\n" ::"r"(barrier_id) : "memory"); };
+  uint4* units = reinterpret_cast<uint4*>(y_tile);
+#pragma unroll
+  for (int chunk = 0; chunk < kTileN / 64; ++chunk) {
+    if (chunk > 0) sync();  // the previous chunk's rows are read out
+#pragma unroll
+    for (int gg = 0; gg < 2; ++gg) {
+      const int g = 2 * chunk + gg, row = 32 * gg + 8 * q + lane_row, x = TransposedUnitXor(row);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int piece = 2 * warp + h;  // Y columns 8 piece .. + 7 of the 64
+        if (out_f32) {
+          uint32_t lo[4], hi[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            lo[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2]);
+            hi[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2 + 1]);
+            ptx::MovMatrixTrans32(lo[i], hi[i]);
+          }
+          ptx::QuadTranspose(lo);
+          ptx::QuadTranspose(hi);
+          units[row * 16 + ((2 * piece) ^ x)] = make_uint4(lo[0], hi[0], lo[1], hi[1]);
+          units[row * 16 + ((2 * piece + 1) ^ x)] = make_uint4(lo[2], hi[2], lo[3], hi[3]);
+        } else {
+          uint32_t v[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            v[i] = ptx::MovMatrixTrans(
+                ptx::Pack2<OutT>(acc[(4 * g + i) * 4 + h * 2], acc[(4 * g + i) * 4 + h * 2 + 1]));
+          ptx::QuadTranspose(v);
+          units[row * 8 + (piece ^ x)] = make_uint4(v[0], v[1], v[2], v[3]);
+        }
+      }
+    }
+    sync();  // the chunk's 64 rows are in y_tile
+    // Out as rows: 16-byte units of 8 (f32: 4) Y columns, a warp's store covering 4 (2) whole row
+    // segments. N % 8 == 0: a unit lies wholly inside or past Y's columns.
+    const int units_per_row = out_f32 ? 16 : 8;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int u = i * 128 + t;
+      if (!out_f32 && i >= 4) break;
+      const int row = u / units_per_row, unit = u % units_per_row;
+      const int64_t y_row = y_row0 + 64 * chunk + row, y_col = y_col0 + unit * (units_per_row == 16 ? 4 : 8);
+      if (y_row >= p.n || y_col >= p.m) continue;
+      const uint4 val = units[row * units_per_row + (unit ^ TransposedUnitXor(row))];
+      if (out_f32) *reinterpret_cast<uint4*>(static_cast<float*>(p.y) + y_base + y_row * p.m + y_col) = val;
+      else *reinterpret_cast<uint4*>(static_cast<OutT*>(p.y) + y_base + y_row * p.m + y_col) = val;
+    }
+  }
+  sync();  // y_tile is free for the next tile's epilogue
+}
+
 // kTransA (MatmulTcGrad's dB): A is K x M, its map's boxes 64 k rows x 64 m columns, one per
 // consumer (the consumer's 64 rows of the tile), read MN-major by wgmma. A box wholly past M is not
 // loaded: the rows it would hold are never stored.
-template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1>
+// kTransposeY: the product is Y^T (p's A and B are the caller's B and A, swapped by the launcher:
+// [K, N] B as the MN-major A operand, A as [N, K]-style K-major B), stored into Y as its transpose
+// (p.m and p.n are Y's columns and rows). wgmma reads an MN-major A operand (64 rows a consumer) at
+// the K-major rate, an MN-major B (128-256 columns) 8-17 % slower
+// (bench/results/2026-11-29_wgmma_swap_probes_h200.md).
+template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1, bool kTransposeY = false>
 __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     MatmulWgmmaKernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ BOp b_op, MatmulTcParams p) {
   static_assert(kCluster == 1 || (kCluster == 2 && !kTransA && kConsumers == 4),
                 "pairs: K-major A, 256-row tiles in halves of 128 rows (LaunchPairs' box), DenseB's skip past N");
+  static_assert(!kTransposeY || (kTransA && kCluster == 1 && !IsS8<T>()), "Y^T: the swapped dense operands");
 #if KAIO_SM90A_DEVICE
   using namespace sm90;
   using B = Block<BOp, kConsumers>;
@@ -370,7 +445,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
     const int64_t y_base = p.partial ? unit % splits * p.m * p.n : c.batch * p.m * p.n;  // (slice_cluster: partial unset)
     float* out_f = p.partial ? p.partial : y_f;
     auto value = [&](int i) { return AccValue(acc[i], acc_scale); };  // accumulator i as Y's float
-    if (!p.quad_stores) {
+    if (!kTransposeY && !p.quad_stores) {
       // Each lane's column pairs. BOp::kRowStores (dense B): one row test per row and one predicate
       // per column block (the columns' offsets fit 32 bits); a branch and 64-bit index math per
       // store cost a one-tile GEMM ~1.3 us (7x128x64: 3.9 -> 2.65 us; a bare TMA + wgmma kernel
@@ -415,37 +490,47 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
       }
       continue;
     }
+    if constexpr (kTransposeY) {
+      // The tile is Y^T's: 64 Y columns a consumer (its rows), kTileN Y rows. movmatrix transposes
+      // each 8 x 8 block of the fragment, so lane (r, q) holds Y row 8 j + r, Y columns 2 q and + 1
+      // of the block's 8; the quad transpose then gives lane q Y row 8 (4 g + q) + r, 8 consecutive Y
+      // columns. Stored straight to Y, a warp's store would touch 32 rows (4096^3: 512 vs 694
+      // TFLOP/s), so they go through this consumer's shared tile of 64 Y rows first, then out as rows.
+      uint8_t* y_tile = extra + BOp::kExtraBytes + w * kTransposedYRowsBytes;
+      StoreTransposed<OutT>(acc, y_tile, out_f32, c.n0, c.m0 + w * 64, y_base, p, 2 + w);
+    } else {
 #pragma unroll
-    for (int g = 0; g < kTileN / 32; ++g) {
-      const int64_t col = c.n0 + 32 * g + 8 * q;
+      for (int g = 0; g < kTileN / 32; ++g) {
+        const int64_t col = c.n0 + 32 * g + 8 * q;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int64_t row = row0 + 8 * h;
-        const bool in = row < p.m && col < p.n;
-        const int64_t at = y_base + row * p.n + col;
-        if (p.partial || out_f32) {
-          uint32_t lo[4], hi[4];
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = row0 + 8 * h;
+          const bool in = row < p.m && col < p.n;
+          const int64_t at = y_base + row * p.n + col;
+          if (p.partial || out_f32) {
+            uint32_t lo[4], hi[4];
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            lo[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2));
-            hi[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2 + 1));
+            for (int i = 0; i < 4; ++i) {
+              lo[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2));
+              hi[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2 + 1));
+            }
+            ptx::QuadTranspose(lo);
+            ptx::QuadTranspose(hi);
+            if (in) {
+              float4* dst = reinterpret_cast<float4*>(out_f + at);
+              dst[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]), __uint_as_float(lo[1]),
+                                   __uint_as_float(hi[1]));
+              dst[1] = make_float4(__uint_as_float(lo[2]), __uint_as_float(hi[2]), __uint_as_float(lo[3]),
+                                   __uint_as_float(hi[3]));
+            }
+          } else {
+            uint32_t v[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+              v[i] = ptx::Pack2<OutT>(value((4 * g + i) * 4 + h * 2), value((4 * g + i) * 4 + h * 2 + 1));
+            ptx::QuadTranspose(v);
+            if (in) *reinterpret_cast<uint4*>(y_t + at) = make_uint4(v[0], v[1], v[2], v[3]);
           }
-          ptx::QuadTranspose(lo);
-          ptx::QuadTranspose(hi);
-          if (in) {
-            float4* dst = reinterpret_cast<float4*>(out_f + at);
-            dst[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]), __uint_as_float(lo[1]),
-                                 __uint_as_float(hi[1]));
-            dst[1] = make_float4(__uint_as_float(lo[2]), __uint_as_float(hi[2]), __uint_as_float(lo[3]),
-                                 __uint_as_float(hi[3]));
-          }
-        } else {
-          uint32_t v[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            v[i] = ptx::Pack2<OutT>(value((4 * g + i) * 4 + h * 2), value((4 * g + i) * 4 + h * 2 + 1));
-          ptx::QuadTranspose(v);
-          if (in) *reinterpret_cast<uint4*>(y_t + at) = make_uint4(v[0], v[1], v[2], v[3]);
         }
       }
     }
@@ -511,11 +596,12 @@ cudaLaunchConfig_t ClusterConfig(cudaLaunchAttribute* cluster, int cluster_size,
 
 // With kCluster > 1: clusters of kCluster CTAs, as many as can be resident at once (a cluster's CTAs
 // share a GPC, so fewer than sm_count / kCluster may fit), map_a's boxes holding half the tile rows.
-template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1>
+template <typename T, class BOp, int kConsumers, bool kTransA = false, int kCluster = 1, bool kTransposeY = false>
 cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const BOp& b_op, cudaStream_t stream) {
   using B = Block<BOp, kConsumers>;
-  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA, kCluster>;
-  if (cudaError_t e = AllowSharedMemory<kernel>(B::kSmemBytes)) return e;
+  constexpr auto kernel = MatmulWgmmaKernel<T, BOp, kConsumers, kTransA, kCluster, kTransposeY>;
+  constexpr int kSmemBytes = B::kSmemBytes + (kTransposeY ? kConsumers * kTransposedYRowsBytes : 0);
+  if (cudaError_t e = AllowSharedMemory<kernel>(kSmemBytes)) return e;
   const int64_t n_groups = ((p.n + BOp::kTileN - 1) / BOp::kTileN + kCluster - 1) / kCluster;
   const int64_t units =
       p.batch_count * ((p.m + B::kRows - 1) / B::kRows) * n_groups * (p.partial || p.slice_cluster ? p.k_split : 1);
@@ -538,7 +624,7 @@ cudaError_t LaunchWgmma(const MatmulTcParams& p, const CUtensorMap& map_a, const
       return e == cudaSuccess ? e : cudaErrorNotSupported;
     }
     const int64_t ctas = units < p.sm_count ? units : p.sm_count;
-    kernel<<<static_cast<unsigned>(ctas), B::kThreads, B::kSmemBytes, stream>>>(map_a, b_op, p);
+    kernel<<<static_cast<unsigned>(ctas), B::kThreads, kSmemBytes, stream>>>(map_a, b_op, p);
     return cudaGetLastError();
   } else {
     cudaLaunchAttribute cluster;

@@ -60,12 +60,16 @@ def all_ops() -> None:
             elem = TensorProto.BFLOAT16 if bf16 else TensorProto.FLOAT16
             inputs = [[harness.as_elem(rng.standard_normal((size, size), np.float32), bf16) for _ in range(2)]
                       for _ in range(sets)]
-            ort_sess = harness.cuda_session(model("ort", size, size, size, elem), register=False)
-            ort_t = harness.device_times_us(ort_sess, harness.bindings(ort_sess, inputs), iters=iters)
+            ops = [o for o in KERNELS if ("Bf16" in o) == bf16]
+            sessions = {}
+            for name in ["ort", *ops]:
+                sess = harness.cuda_session(model(name, size, size, size, elem), register=(name != "ort"))
+                sessions[name] = (sess, harness.bindings(sess, inputs))
+            times = harness.interleaved_times_us(sessions, iters=iters)  # ORT and both ops taking turns
+            ort_t = times["ort"]
             series["ORT MatMul bf16" if bf16 else "ORT MatMul f16"].append(2.0 * size ** 3 / ort_t["median_us"] / 1e6)
-            for op in (o for o in KERNELS if ("Bf16" in o) == bf16):
-                sess = harness.cuda_session(model(op, size, size, size, elem))
-                t = harness.device_times_us(sess, harness.bindings(sess, inputs), iters=iters)
+            for op in ops:
+                t = times[op]
                 series[op].append(2.0 * size ** 3 / t["median_us"] / 1e6)
                 rows.append(harness.Row(f"{op} {size}^3", t, ort_t, 2.0 * size ** 3, bytes_, {"weight_sets": sets}))
                 print(rows[-1].summary(), flush=True)
@@ -112,10 +116,11 @@ def main() -> None:
         sets = harness.sets_for_cold_l2(bytes_)
         input_sets = [[harness.as_elem(rng.standard_normal((m, k), np.float32), bf16),
                        harness.as_elem(rng.standard_normal((k, n), np.float32), bf16)] for _ in range(sets)]
-        times = {}
+        sessions = {}
         for who, name in (("kaio", op), ("ort", "ort")):
             sess = harness.cuda_session(model(name, m, n, k, elem), register=(who == "kaio"))
-            times[who] = harness.device_times_us(sess, harness.bindings(sess, input_sets), iters=iters)
+            sessions[who] = (sess, harness.bindings(sess, input_sets))
+        times = harness.interleaved_times_us(sessions, iters=iters)
         rows.append(harness.Row(f"{m}x{n}x{k}", times["kaio"], times["ort"], 2.0 * m * n * k, bytes_,
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)

@@ -55,10 +55,11 @@ def main() -> None:
         sets = harness.sets_for_cold_l2(bytes_)
         input_sets = [[harness.as_elem(rng.standard_normal(s, np.float32), bf16) for s in ((t, n), (t, k), (k, n))]
                       for _ in range(sets)]
-        times = {}
+        sessions = {}
         for who in ("kaio", "ort"):
             sess = harness.cuda_session(model(who == "kaio", t, k, n, elem), register=(who == "kaio"))
-            times[who] = harness.device_times_us(sess, harness.bindings(sess, input_sets), iters=iters)
+            sessions[who] = (sess, harness.bindings(sess, input_sets))
+        times = harness.interleaved_times_us(sessions, iters=iters)
         rows.append(harness.Row(f"{t}x{k}x{n}", times["kaio"], times["ort"], 2 * 2.0 * t * k * n, bytes_,
                                 {"weight_sets": sets}))
         print(rows[-1].summary(), flush=True)

@@ -6,7 +6,10 @@ Method (the anchors' method, ../shared/anchors.md):
   torch.profiler; runs are grouped by their kernel count and the median over `iters` runs is
   reported (after `warmup` runs that stay out of the numbers);
 - "cold" weights: the run cycles through several input sets whose total size exceeds twice the
-  L2 cache, so consecutive runs read their weights from HBM as in a real model.
+  L2 cache, so consecutive runs read their weights from HBM as in a real model;
+- where a benchmark times its ops with `interleaved_times_us`, the ops take turns in rounds of
+  iters / rounds runs (the order reversed every other round), so that the GPU's clock, which drifts
+  with power and heat over seconds of dense tensor-core work, is the same for all of them.
 Results: a JSON file (every number, device, date, commit) and a markdown table under
 bench/results/, plus a PNG chart when matplotlib is present.
 """
@@ -122,8 +125,30 @@ def device_times_us(sess: ort.InferenceSession, binds: list, iters: int = 50, wa
         raise RuntimeError(f"{len(kernels)} kernels over {iters} runs: runs launch different kernel counts {names}")
     per_run = len(kernels) // iters
     runs = [sum(e.time_range.elapsed_us() for e in kernels[i * per_run:(i + 1) * per_run]) for i in range(iters)]
+    return _times(runs, per_run, names, len(binds))
+
+
+def _times(runs: list, per_run: int, names: list, sets: int) -> dict:
     return {"median_us": statistics.median(runs), "mean_us": statistics.fmean(runs), "min_us": min(runs),
-            "kernels_per_run": per_run, "kernel_names": names, "iters": iters, "sets": len(binds)}
+            "kernels_per_run": per_run, "kernel_names": names, "iters": len(runs), "sets": sets, "runs_us": runs}
+
+
+def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: int = 10) -> dict:
+    """device_times_us of several ops (name -> (session, bindings)) taking turns: `rounds` rounds of
+    iters // rounds timed runs each, the order reversed every other round; each op's median is over
+    all its runs. Side by side in time as well as in one process."""
+    per_round = max(1, iters // rounds)
+    runs = {name: [] for name in ops}
+    last = {}
+    for r in range(rounds):
+        order = list(ops) if r % 2 == 0 else list(reversed(ops))
+        for name in order:
+            sess, binds = ops[name]
+            t = device_times_us(sess, binds, iters=per_round, warmup=warmup if r == 0 else 2)
+            runs[name] += t["runs_us"]
+            last[name] = t
+    return {name: _times(runs[name], last[name]["kernels_per_run"], last[name]["kernel_names"], last[name]["sets"])
+            for name in ops}
 
 
 def run_meta() -> dict:

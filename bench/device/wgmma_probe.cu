@@ -412,6 +412,17 @@ int main() {
     std::printf(ok ? "ALL OK\n" : "FAILURES\n");
     return ok ? 0 : 1;
   }
+  // KAIO_PROBE_TRANS_A=1: speed lines of trans_a (MatmulTcGrad's dB: both operands MN-major) at the
+  // gradient benchmark's dB shapes, for A/B runs of the tile switches (KAIO_WGMMA_WIDE=0: 256 x 128).
+  if (std::getenv("KAIO_PROBE_TRANS_A")) {
+    ok &= Dense(4096, 4096, 4096, false, false, 20, true);
+    ok &= Dense(14336, 4096, 4096, false, false, 10, true);
+    ok &= Dense(4096, 14336, 4096, false, false, 10, true);
+    ok &= Dense(4096, 4096, 2048, false, false, 20, true);
+    ok &= Dense(4096, 4096, 4096, false, false, 20, true, false, true);
+    std::printf(ok ? "ALL OK\n" : "FAILURES\n");
+    return ok ? 0 : 1;
+  }
   // KAIO_PROBE_QUANT_SPEED=1: only the quantized GEMM's K-slice speed lines (A/B runs of builds).
   if (std::getenv("KAIO_PROBE_QUANT_SPEED")) {
     ok &= Quantized<8>(128, 4096, 4096, 128, false, false, 50);

@@ -391,6 +391,40 @@ void Overhead() {
   }
 }
 
+// The op's decode path (RunMatmulTc, 16-bit Y, the K slices MatmulTcKSplit picks) with B cold in L2
+// as in the benchmarks: eight copies of B (8 x 32 MiB at 4096^2), each launch reading the next. Times
+// only (the exact cases check the results); event-timed, so gaps between the op's kernels count.
+void ColdDecode(int m, int n, int k, bool trans_b, bool bf16, const char* splits) {
+  constexpr int kCopies = 8, kReps = 400;
+  std::vector<uint16_t> a16(size_t(m) * k), b16(size_t(k) * n);
+  for (auto& v : a16) v = Bits16(float(std::rand() % 5 - 2), bf16);
+  for (auto& v : b16) v = Bits16(float(std::rand() % 5 - 2), bf16);
+  uint16_t* da = ToDevice(a16);
+  std::vector<uint16_t*> db;
+  for (int c = 0; c < kCopies; ++c) db.push_back(ToDevice(b16));
+  MatmulTcParams p;
+  p.a = da;
+  p.in_type = p.out_type = bf16 ? MatmulElem::kBF16 : MatmulElem::kF16;
+  p.trans_b = trans_b;
+  p.use_async = true;
+  p.m = m, p.n = n, p.k = k;
+  p.sm = 90, p.sm_count = SmCount();
+  CHECK(cudaMalloc(&p.y, 2 * size_t(m) * n));
+  p.k_split = MatmulTcKSplit(p);
+  if (p.k_split > 1) CHECK(cudaMalloc(&p.partial, sizeof(float) * p.k_split * m * n));
+  int i = 0;
+  auto launch = [&] {
+    p.b = db[i++ % kCopies];
+    return static_cast<cudaError_t>(RunMatmulTc(p, nullptr));
+  };
+  for (int w = 0; w < 16; ++w) CHECK(launch());
+  const float ms = TimeMs(launch, kReps);
+  std::printf("cold decode %s %dx%dx%d%s splits %d (KAIO_MATMUL_SPLITS=%s) | %.2f us\n", bf16 ? "bf16" : "f16", m, n,
+              k, trans_b ? " trans_b" : "", int(p.k_split), *splits ? splits : "unset", ms * 1e3);
+  cudaFree(da), cudaFree(p.y), cudaFree(p.partial);
+  for (auto* b : db) cudaFree(b);
+}
+
 int main() {
   bool ok = true;
   if (std::getenv("KAIO_PROBE_OVERHEAD")) {
@@ -422,6 +456,19 @@ int main() {
     ok &= Dense(4096, 4096, 4096, false, false, 20, true, false, true);
     std::printf(ok ? "ALL OK\n" : "FAILURES\n");
     return ok ? 0 : 1;
+  }
+  // KAIO_PROBE_M16=1: 16x4096x4096 ([K, N] B, 16-bit Y) through RunMatmulTc at each K-slice count
+  // (KAIO_MATMUL_SPLITS; unset: MatmulTcKSplit's choice), for A/B runs of the decode path.
+  if (std::getenv("KAIO_PROBE_M16")) {
+    for (int rep = 0; rep < 2; ++rep)
+      for (bool bf16 : {false, true})
+        for (const char* splits : {"", "2", "3", "4", "6", "8"}) {
+          if (*splits) setenv("KAIO_MATMUL_SPLITS", splits, 1);
+          else unsetenv("KAIO_MATMUL_SPLITS");
+          for (bool trans_b : {false, true}) ColdDecode(16, 4096, 4096, trans_b, bf16, splits);
+        }
+    unsetenv("KAIO_MATMUL_SPLITS");
+    return 0;
   }
   // KAIO_PROBE_QUANT_SPEED=1: only the quantized GEMM's K-slice speed lines (A/B runs of builds).
   if (std::getenv("KAIO_PROBE_QUANT_SPEED")) {

@@ -189,7 +189,8 @@ def test_async_ops_take_the_wgmma_kernel_on_sm90(op, m, k, n, trans_b):
 # MatmulTcGrad: (A shape, B shape as [..., K, N]): the wgmma path (dims % 8 == 0) and the mma.sync one,
 # M = 1, a weight B broadcast over batch dims (the batch joins dB's reduction, with a K tail), both
 # batched, both broadcasting (dA and dB summed from per-batch products), A broadcast (dA summed),
-# tiles in several persistent rounds, split K (a long reduction over few output tiles).
+# tiles in several persistent rounds, split K (a long reduction over few output tiles), and with
+# trans_b dA = dY B over N = 2184 in wide tiles (B as stored [N, K]: the swapped kernel on sm_90).
 GRAD_SHAPES = [
     ((64, 128), (128, 96)),
     ((1, 40), (40, 24)),
@@ -202,6 +203,7 @@ GRAD_SHAPES = [
     ((2048, 512), (512, 1024)),
     ((8, 512, 128), (128, 64)),
     ((16, 4096), (4096, 520)),
+    ((2200, 2048), (2048, 2184)),
 ]
 # dY (float or the operands' type) times 16-bit operands, f32 sums, one rounding to dA / dB's type; a
 # float dY is rounded to the operands' type first.

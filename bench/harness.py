@@ -145,6 +145,10 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
         for name in order:
             sess, binds = ops[name]
             t = device_times_us(sess, binds, iters=per_round, warmup=warmup if r == 0 else 2)
+            if name in last and (t["kernels_per_run"], t["kernel_names"]) != (last[name]["kernels_per_run"],
+                                                                          last[name]["kernel_names"]):
+                raise RuntimeError(f"{name}: rounds launched different kernels {last[name]['kernel_names']} "
+                                   f"vs {t['kernel_names']}")
             runs[name] += t["runs_us"]
             last[name] = t
     return {name: _times(runs[name], last[name]["kernels_per_run"], last[name]["kernel_names"], last[name]["sets"])

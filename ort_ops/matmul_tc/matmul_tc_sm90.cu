@@ -115,7 +115,7 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 // partial buffer always (side-by-side runs).
 bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
 
-// Y = A B with B [K, N] in wide tiles, run as the transposed product (SwapEnabled): p' = (B as the
+// Y = A B with B [K, N] in wide tiles, run as the transposed product (SwapOperands): p' = (B as the
 // K x N' "trans_a" A, A as the N' x K "trans_b" B), N' = M, so the kernel's 128 x 256 tiles cover
 // 256 rows x 128 columns of Y. a_count / b_count: the matrices A and B hold.
 template <typename T>
@@ -123,8 +123,7 @@ cudaError_t LaunchSwapped(const MatmulTcParams& p, int64_t a_count, int64_t b_co
   MatmulTcParams s = p;
   s.a = p.b, s.b = p.a;
   s.m = p.n, s.n = p.m;
-  s.trans_a = s.trans_b = true;
-  s.quad_stores = true;
+  s.trans_a = s.trans_b = true;  // (the kernel's kTransposeY epilogue ignores quad_stores)
   for (int i = 0; i < p.batch_rank; ++i) s.a_batch_stride[i] = p.b_batch_stride[i], s.b_batch_stride[i] = p.a_batch_stride[i];
   CUtensorMap map_a, map_b;
   if (!MakeMap(&map_a, s.in_type, s.a, s.k, s.m, b_count, kBlockK) ||
@@ -149,10 +148,10 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
   // Large tiles, at least two tile columns, no K slices: pairs of CTAs may read each A tile from L2 once.
   const bool pairs = LargeTiles(p) && !p.trans_a && !p.partial && TileColumns(p) >= 2 && PairsEnabled();
   const Tiles tiles = PickTiles(p, pairs);
-  p.quad_stores = QuadStores(tiles == Tiles::kWide, p);
   if (tiles == Tiles::kWide && !p.trans_a && !p.trans_b && !p.partial && SwapOperands(p))
     return p.in_type == MatmulElem::kF16 ? LaunchSwapped<__half>(p, a_count, b_count, stream)
                                          : LaunchSwapped<__nv_bfloat16>(p, a_count, b_count, stream);
+  p.quad_stores = QuadStores(tiles == Tiles::kWide, p);
   CUtensorMap map_a, map_b;
   // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
   bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)

@@ -237,7 +237,7 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
       const int u = i * 128 + t;
       if (!out_f32 && i >= 4) break;
       const int row = u / units_per_row, unit = u % units_per_row;
-      const int64_t y_row = y_row0 + 64 * chunk + row, y_col = y_col0 + unit * (units_per_row == 16 ? 4 : 8);
+      const int64_t y_row = y_row0 + 64 * chunk + row, y_col = y_col0 + unit * (64 / units_per_row);
       if (y_row >= p.n || y_col >= p.m) continue;
       const uint4 val = units[row * units_per_row + (unit ^ TransposedUnitXor(row))];
       if (out_f32) *reinterpret_cast<uint4*>(static_cast<float*>(p.y) + y_base + y_row * p.m + y_col) = val;

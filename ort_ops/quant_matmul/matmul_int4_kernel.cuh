@@ -680,7 +680,7 @@ struct SdShape {
 // (H200, int4_decode_probe, us, 6 vs 8 blocks: 1x14336x4096 group 32 13.1 vs 13.7, zero points 12.4
 // vs 12.9, group 128 and QkvProjectInt4's widths equal). A prefetched with the weights (kPrefetchA):
 // 170 (3 blocks; 128 spilled 24-336 bytes).
-template <int NT8, bool kZp, bool kPost, bool kOneRow, bool kPrefetchA = false>
+template <int NT8, bool kOneRow, bool kPrefetchA = false>
 constexpr int SdMinBlocks() {
   if (kOneRow) return 6;
   if (kPrefetchA) return 3;
@@ -743,10 +743,10 @@ __device__ __forceinline__ void SdCompute(const MatmulInt4Params& p, const SdChu
   // This lane's tokens over its 32 k, paired as DequantCodes pairs the codes (zeros past K / M:
   // their weights are zero codes too, so they add exact zeros), from the chunk (NA > 0) or loaded here.
   uint32_t ap[NT8][4][4];
+  const int64_t kk = int64_t(c) * kChunk + 32 * t;
+  const bool k_ok = c < c_end && kk < p.k;
 #pragma unroll
   for (int nt = 0; nt < NT8; ++nt) {
-    const int64_t kk = int64_t(c) * kChunk + 32 * t;
-    const bool k_ok = c < c_end && kk < p.k;
     auto word = [&](int i) {
       if constexpr (NA > 0) return ch.a[nt][i];
       else return SdTokenWord<T>(p, g, nt, kk, k_ok, i);
@@ -957,7 +957,7 @@ __device__ __forceinline__ void SdOneRowLoop(const MatmulInt4Params& p, int64_t 
 // 18.4 vs 21.1, QkvProjectInt4 Llama widths 10.2 vs 11.0; with 448 tiles (16x14336x4096, more than
 // one wave of 3 blocks) 22.1 vs 19.0 (2026-11-29_int4_m16_slices_probes_h200.md).
 template <typename T, int MW, int NT8, bool kZp, bool kPost, bool kOneRow, bool kPrefetchA = false>
-__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kZp, kPost, kOneRow, kPrefetchA>())
+__global__ void __launch_bounds__(kSdThreads, SdMinBlocks<NT8, kOneRow, kPrefetchA>())
     MatmulInt4SplitDecodeKernel(Int4Batch bt, int splits) {
   static_assert(!kPrefetchA || (NT8 == 2 && !kOneRow), "A prefetched with the weights: two token tiles");
   using S = SdShape<MW, NT8>;

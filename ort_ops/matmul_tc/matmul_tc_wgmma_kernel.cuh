@@ -178,6 +178,32 @@ __device__ __forceinline__ float AccValue(int32_t acc, double scale) {
   return static_cast<float>(static_cast<double>(acc) * scale);
 }
 
+// Column blocks 4 g .. 4 g + 3 (8 columns each) of the m64nN fragment's rows 8 h + lane / 4, as 16-byte
+// units: value(i) is accumulator i as Y's float. The fragment gives lane q columns 2 q, 2 q + 1 of each
+// block; QuadTranspose regroups them so that lane q holds all 8 columns of block 4 g + q: f32 in lo
+// (even columns) and hi (odd), 16-bit in v. kMovMatrix: each 8 x 8 block is first transposed across
+// the warp (movmatrix), so the lane holds 8 consecutive elements of a row of the tile's transpose.
+template <bool kMovMatrix, class Value>
+__device__ __forceinline__ void QuadUnitsF32(const Value& value, int g, int h, uint32_t (&lo)[4], uint32_t (&hi)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    lo[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2));
+    hi[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2 + 1));
+    if constexpr (kMovMatrix) ptx::MovMatrixTrans32(lo[i], hi[i]);
+  }
+  ptx::QuadTranspose(lo);
+  ptx::QuadTranspose(hi);
+}
+template <typename OutT, bool kMovMatrix, class Value>
+__device__ __forceinline__ void QuadUnits16(const Value& value, int g, int h, uint32_t (&v)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    v[i] = ptx::Pack2<OutT>(value((4 * g + i) * 4 + h * 2), value((4 * g + i) * 4 + h * 2 + 1));
+    if constexpr (kMovMatrix) v[i] = ptx::MovMatrixTrans(v[i]);
+  }
+  ptx::QuadTranspose(v);
+}
+
 // kTransposeY's staging: per consumer, 64 Y rows of its 64 Y columns, f32 (256-byte rows; 16-bit Y
 // uses half), in 16-byte units swizzled by TransposedUnitXor so that neither the fragment's writes (8
 // lanes: rows 8 q + r, r in {2 i, 2 i + 1}) nor the row reads conflict in banks.
@@ -196,6 +222,7 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
   const int t = threadIdx.x % 128, q = t % 4, lane_row = (t % 32) / 4, warp = t / 32;
   auto sync = [&] { asm volatile("bar.sync %0, 128;\n" ::"r"(barrier_id) : "memory"); };
   uint4* units = reinterpret_cast<uint4*>(y_tile);
+  auto value = [&](int i) { return acc[i]; };
 #pragma unroll
   for (int chunk = 0; chunk < kTileN / 64; ++chunk) {
     if (chunk > 0) sync();  // the previous chunk's rows are read out
@@ -207,23 +234,12 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
         const int piece = 2 * warp + h;  // Y columns 8 piece .. + 7 of the 64
         if (out_f32) {
           uint32_t lo[4], hi[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            lo[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2]);
-            hi[i] = __float_as_uint(acc[(4 * g + i) * 4 + h * 2 + 1]);
-            ptx::MovMatrixTrans32(lo[i], hi[i]);
-          }
-          ptx::QuadTranspose(lo);
-          ptx::QuadTranspose(hi);
+          QuadUnitsF32<true>(value, g, h, lo, hi);
           units[row * 16 + ((2 * piece) ^ x)] = make_uint4(lo[0], hi[0], lo[1], hi[1]);
           units[row * 16 + ((2 * piece + 1) ^ x)] = make_uint4(lo[2], hi[2], lo[3], hi[3]);
         } else {
           uint32_t v[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            v[i] = ptx::MovMatrixTrans(
-                ptx::Pack2<OutT>(acc[(4 * g + i) * 4 + h * 2], acc[(4 * g + i) * 4 + h * 2 + 1]));
-          ptx::QuadTranspose(v);
+          QuadUnits16<OutT, true>(value, g, h, v);
           units[row * 8 + (piece ^ x)] = make_uint4(v[0], v[1], v[2], v[3]);
         }
       }
@@ -509,13 +525,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           const int64_t at = y_base + row * p.n + col;
           if (p.partial || out_f32) {
             uint32_t lo[4], hi[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              lo[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2));
-              hi[i] = __float_as_uint(value((4 * g + i) * 4 + h * 2 + 1));
-            }
-            ptx::QuadTranspose(lo);
-            ptx::QuadTranspose(hi);
+            QuadUnitsF32<false>(value, g, h, lo, hi);
             if (in) {
               float4* dst = reinterpret_cast<float4*>(out_f + at);
               dst[0] = make_float4(__uint_as_float(lo[0]), __uint_as_float(hi[0]), __uint_as_float(lo[1]),
@@ -525,10 +535,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
             }
           } else {
             uint32_t v[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-              v[i] = ptx::Pack2<OutT>(value((4 * g + i) * 4 + h * 2), value((4 * g + i) * 4 + h * 2 + 1));
-            ptx::QuadTranspose(v);
+            QuadUnits16<OutT, false>(value, g, h, v);
             if (in) *reinterpret_cast<uint4*>(y_t + at) = make_uint4(v[0], v[1], v[2], v[3]);
           }
         }

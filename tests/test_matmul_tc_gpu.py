@@ -268,7 +268,7 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
 # The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches (read at each
 # launch): case -> (switches, M x K x N, the kernel name's tail "DenseB<trans_b, tile N>, consumers,
 # trans_a, cluster, transposed Y>"). K < 2048: [K, N] B is not swapped (test_kn_b_swapped_on_sm90).
-TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY")
+TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY", "KAIO_WGMMA_SWAP")
 TILE_CASES = {
     "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1, false>"),
     "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1, false>"),
@@ -303,6 +303,21 @@ def _right_and_graph_replays_eager(model, run, a, b, trans_b, g):
     np.testing.assert_array_equal(replay, eager)
 
 
+def _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, tail):
+    """With the Hopper GEMM's switches as `switches` (the others unset): every wgmma kernel the op
+    launches ends in `tail`, and the op is right eagerly and in a CUDA graph."""
+    require_sm90()
+    for v in TILE_SWITCHES:
+        if v in switches:
+            monkeypatch.setenv(v, switches[v])
+        else:
+            monkeypatch.delenv(v, raising=False)
+    g, a, b, model, run = _matmul_case(m, k, n, trans_b)
+    names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
+    assert names and all(tail in x for x in names), (tail, names)
+    _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
+
+
 @cuda_graph_test("MatmulTcAsync")
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("case", list(TILE_CASES))
@@ -311,29 +326,20 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), 64 x 128 for M <= 64 (128 x 128 with
     KAIO_WGMMA_SKINNY=0, here with split K); each right and, captured in a CUDA graph (the pairs'
     occupancy query happens once, outside the capture), replaying what eager runs compute."""
-    require_sm90()
     switches, (m, k, n), tail = TILE_CASES[case]
-    for v in TILE_SWITCHES:
-        if v in switches:
-            monkeypatch.setenv(v, switches[v])
-        else:
-            monkeypatch.delenv(v, raising=False)
-    g, a, b, model, run = _matmul_case(m, k, n, trans_b)
-    names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
     want = tail.format(tb="true" if trans_b else "false")
-    assert names and all(want in x for x in names), (want, names)
-    _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
+    _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, want)
 
 
-# [K, N] B in wide tiles (matmul_tc_sm90.cu, SwapOperands): case -> (KAIO_WGMMA_SWAP, M x K x N, the
-# kernel name's tail). From K = 2048 the kernel computes Y^T = B^T A^T (B as the MN-major A operand,
+# [K, N] B in wide tiles (matmul_tc_sm90.cu, SwapOperands): case -> (switches, M x K x N, the kernel
+# name's tail). From K = 2048 the kernel computes Y^T = B^T A^T (B as the MN-major A operand,
 # A as [N, K]-style B) and stores Y transposed through shared memory; 3900 x 1032 is 144 wide tiles
 # with row, column and K tails.
 SWAP_CASES = {
-    "swapped": (None, (3900, 2056, 1032), "DenseB<true, 256>, 2, true, 1, true>"),
-    "unswapped_by_switch": ("0", (3900, 2056, 1032), "DenseB<false, 256>, 2, false, 1, false>"),
-    "short_k": (None, (3900, 1032, 1032), "DenseB<false, 256>, 2, false, 1, false>"),
-    "swapped_by_switch": ("1", (3900, 1032, 1032), "DenseB<true, 256>, 2, true, 1, true>"),
+    "swapped": ({}, (3900, 2056, 1032), "DenseB<true, 256>, 2, true, 1, true>"),
+    "unswapped_by_switch": ({"KAIO_WGMMA_SWAP": "0"}, (3900, 2056, 1032), "DenseB<false, 256>, 2, false, 1, false>"),
+    "short_k": ({}, (3900, 1032, 1032), "DenseB<false, 256>, 2, false, 1, false>"),
+    "swapped_by_switch": ({"KAIO_WGMMA_SWAP": "1"}, (3900, 1032, 1032), "DenseB<true, 256>, 2, true, 1, true>"),
 }
 
 
@@ -343,18 +349,8 @@ def test_kn_b_swapped_on_sm90(case, monkeypatch):
     """On Hopper, [K, N] B with K >= 2048 in wide tiles runs as the transposed product (wgmma reads
     MN-major B slower than MN-major A); each kernel choice right and, in a CUDA graph, replaying what
     eager runs compute."""
-    require_sm90()
-    swap, (m, k, n), tail = SWAP_CASES[case]
-    for v in TILE_SWITCHES:
-        monkeypatch.delenv(v, raising=False)
-    if swap is None:
-        monkeypatch.delenv("KAIO_WGMMA_SWAP", raising=False)
-    else:
-        monkeypatch.setenv("KAIO_WGMMA_SWAP", swap)
-    g, a, b, model, run = _matmul_case(m, k, n, 0)
-    names = [x for x in launched_kernels(run.run) if "MatmulWgmmaKernel" in x]
-    assert names and all(tail in x for x in names), (tail, names)
-    _right_and_graph_replays_eager(model, run, a, b, 0, g)
+    switches, (m, k, n), tail = SWAP_CASES[case]
+    _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, 0, tail)
 
 
 # The sync kernel's tiles (matmul_tc_sm80.cu, WideTileFor): case -> (KAIO_MATMUL_WIDE, M x K x N, the

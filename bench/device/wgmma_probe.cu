@@ -470,12 +470,23 @@ int main() {
     unsetenv("KAIO_MATMUL_SPLITS");
     return 0;
   }
-  // KAIO_PROBE_QUANT_SPEED=1: only the quantized GEMM's K-slice speed lines (A/B runs of builds).
+  // KAIO_PROBE_QUANT_K=1: the quantized GEMM at M = 128, N = 4096 over K (4 slices: 8 to 64 k steps a
+  // CTA), for the per-step cost and the fixed one (read with ncu).
+  if (std::getenv("KAIO_PROBE_QUANT_K")) {
+    for (int k : {2048, 4096, 8192, 16384}) ok &= Quantized<4>(128, 4096, k, 128, false, false, 10);
+    std::printf(ok ? "ALL OK\n" : "FAILURES\n");
+    return ok ? 0 : 1;
+  }
+  // KAIO_PROBE_QUANT_SPEED=1: only the quantized GEMM's speed lines, K slices (M = 128) and dequantised
+  // first (M = 2048), for A/B runs of builds.
   if (std::getenv("KAIO_PROBE_QUANT_SPEED")) {
     ok &= Quantized<8>(128, 4096, 4096, 128, false, false, 50);
     ok &= Quantized<8>(128, 4096, 14336, 128, false, false, 20);
     ok &= Quantized<4>(128, 4096, 4096, 128, false, false, 50);
     ok &= Quantized<4>(128, 4096, 14336, 128, false, false, 20);
+    ok &= Quantized<4>(2048, 4096, 4096, 128, false, false, 20);  // the weights dequantised first
+    ok &= Quantized<4>(2048, 14336, 4096, 128, false, false, 10);
+    ok &= Quantized<8>(2048, 4096, 4096, 128, false, false, 20);
     std::printf(ok ? "ALL OK\n" : "FAILURES\n");
     return ok ? 0 : 1;
   }

@@ -68,6 +68,17 @@ constexpr int kStages = 4;  // ring depth of 2- and 4-consumer blocks
 constexpr int kBoxBBytes = kRowElems * kBlockK * 2;   // one 64-column box of a [K, N] B tile: 8 KiB
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
 
+// A B policy's ring depth at 2 or 4 consumers: its kRing where it names one (stages smaller than
+// dense B's leave room for more), else kStages.
+template <class BOp, class = void>
+struct PolicyRing {
+  static constexpr int value = kStages;
+};
+template <class BOp>
+struct PolicyRing<BOp, std::void_t<decltype(BOp::kRing)>> {
+  static constexpr int value = BOp::kRing;
+};
+
 // The shape of a block with kConsumers consumer warpgroups of 64 rows each: a ring of kRing stages,
 // each holding the A tile and BOp::kStageBytes of B, rounded up to 1024 bytes (swizzle atoms stay
 // aligned); BOp's own buffers (kExtraBytes) follow the ring. One consumer (skinny 64-row tiles, for
@@ -76,10 +87,11 @@ template <class BOp, int kConsumers>
 struct Block {
   static constexpr int kRows = 64 * kConsumers;                  // block tile rows (M)
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kRing = kConsumers == 1 ? 2 * kStages : kStages;
+  static constexpr int kRing = kConsumers == 1 ? 2 * kStages : PolicyRing<BOp>::value;
   static constexpr int kTileABytes = kRows * kBlockK * 2;
   static constexpr int kStageBytes = (kTileABytes + BOp::kStageBytes + 1023) / 1024 * 1024;
   static constexpr int kSmemBytes = kRing * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
+  static_assert(kSmemBytes <= 232448, "a block's opt-in shared memory on sm_90: 227 KiB");
 };
 
 // B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch), kTileN (128 or 256) columns wide.

@@ -16,22 +16,23 @@ int64_t MatmulInt4WgmmaSplits(const MatmulInt4Params& p) {
   return matmul_wgmma::QuantGemmSplits(p);
 }
 
-// The weights dequantised into W [N, K] (K-major: the dense GEMM's trans_b operand), one 32-bit
-// word (8 codes of one column) a thread, with the wgmma kernel's arithmetic (DequantPair).
+// The weights dequantised into W [N, K] (K-major: the dense GEMM's trans_b operand), an item a
+// 32-bit word (8 codes of one column), with the wgmma kernel's arithmetic (DequantPair).
 template <typename T, bool kZp>
 __global__ void __launch_bounds__(matmul_wgmma::kDequantThreads) DequantInt4Kernel(MatmulInt4Params p, uint4* w) {
-  const int64_t row_words = p.k / 8, total = p.n * row_words;
+  const uint32_t row_words = uint32_t(p.k / 8), group_words = uint32_t(p.group_size / 8), cols = uint32_t(p.n);
   const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
   const uint16_t* zero_points = static_cast<const uint16_t*>(p.zero_points);
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = i / row_words, at = (i % row_words) * 8 / p.group_size * p.n + n;
-    const uint32_t word = __ldg(p.b + i), s2 = Bcast(__ldg(scales + at));
-    const uint32_t z2 = kZp ? Bcast(__ldg(zero_points + at)) : 0u;
-    w[i] = make_uint4(int4mm::DequantPair<T, kZp, 0>(word, word >> 4, s2, z2),
-                      int4mm::DequantPair<T, kZp, 1>(word, word >> 4, s2, z2),
-                      int4mm::DequantPair<T, kZp, 2>(word, word >> 4, s2, z2),
-                      int4mm::DequantPair<T, kZp, 3>(word, word >> 4, s2, z2));
-  }
+  matmul_wgmma::DequantItems(
+      uint32_t(p.n) * row_words, [&](uint32_t i) { return __ldg(p.b + i); },
+      [&](uint32_t i, uint32_t word) {
+        const uint32_t n = i / row_words, at = (i - n * row_words) / group_words * cols + n;
+        const uint32_t s2 = Bcast(__ldg(scales + at)), z2 = kZp ? Bcast(__ldg(zero_points + at)) : 0u, w4 = word >> 4;
+        w[i] = make_uint4(int4mm::DequantPair<T, kZp, 0>(word, w4, s2, z2),
+                          int4mm::DequantPair<T, kZp, 1>(word, w4, s2, z2),
+                          int4mm::DequantPair<T, kZp, 2>(word, w4, s2, z2),
+                          int4mm::DequantPair<T, kZp, 3>(word, w4, s2, z2));
+      });
 }
 
 int64_t MatmulInt4WgmmaScratchBytes(const MatmulInt4Params& p) {

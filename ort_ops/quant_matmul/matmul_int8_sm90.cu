@@ -21,21 +21,21 @@ int64_t MatmulInt8WgmmaSplits(const MatmulInt8Params& p) {
   return matmul_wgmma::QuantGemmSplits(p);
 }
 
-// The weights dequantised into W [K, N] in A's type, 8 columns of one row a thread, with the wgmma
-// kernel's arithmetic (DequantSegment). N % 16 == 0 (MatmulInt8WgmmaSplits).
+// The weights dequantised into W [K, N] in A's type, an item 8 columns of one row (N % 16 == 0,
+// MatmulInt8WgmmaSplits), with the wgmma kernel's arithmetic (DequantSegment).
 template <typename T, bool kZp>
 __global__ void __launch_bounds__(matmul_wgmma::kDequantThreads) DequantInt8Kernel(MatmulInt8Params p, uint4* w) {
-  const int64_t row_segs = p.n / 8, total = p.k * row_segs;
+  const uint32_t row_items = uint32_t(p.n / 8), cols = uint32_t(p.n), group = uint32_t(p.group_size);
   const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
   const uint16_t* zero_points = static_cast<const uint16_t*>(p.zero_points);
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t k = i / row_segs, c = (i % row_segs) * 8;
-    const int64_t at = (p.group_size > 0 ? k / p.group_size : 0) * p.n + c;
-    const uint2 b = __ldg(reinterpret_cast<const uint2*>(p.b + k * p.n + c));
-    const uint4 s = __ldg(reinterpret_cast<const uint4*>(scales + at));
-    const uint4 z = kZp ? __ldg(reinterpret_cast<const uint4*>(zero_points + at)) : make_uint4(0, 0, 0, 0);
-    w[i] = int8mm::DequantSegment<T>(b, s, z, kZp);
-  }
+  matmul_wgmma::DequantItems(
+      uint32_t(p.k) * row_items, [&](uint32_t i) { return __ldg(reinterpret_cast<const uint2*>(p.b) + i); },
+      [&](uint32_t i, uint2 b) {
+        const uint32_t k = i / row_items, at = (group > 0 ? k / group : 0) * cols + (i - k * row_items) * 8;
+        const uint4 s = __ldg(reinterpret_cast<const uint4*>(scales + at));
+        const uint4 z = kZp ? __ldg(reinterpret_cast<const uint4*>(zero_points + at)) : make_uint4(0, 0, 0, 0);
+        w[i] = int8mm::DequantSegment<T>(b, s, z, kZp);
+      });
 }
 
 int64_t MatmulInt8WgmmaScratchBytes(const MatmulInt8Params& p) {

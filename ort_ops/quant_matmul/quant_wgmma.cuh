@@ -98,8 +98,9 @@ cudaError_t LaunchQuantGemm(const Quant& q, int64_t splits, void* scratch, int64
 // (RunMatmulTc) on them: the quantized kernel dequantises each 128 x 64 weight tile again for every
 // 128-row tile of A, ~1250 cycles a step that the dense kernel spends on its wgmma instead
 // (2048x4096x4096: 386 TFLOP/s quantized, ~735 dense at 4096^3, wgmma_probe, H200), and one pass
-// over the weights costs ~10 us at 4096 x 4096. From kDequantFirstRows rows, where that pass is a
-// small part; not where the dense GEMM would split K (scratch for its slices too).
+// over the weights costs ~12 us at 4096 x 4096 (DequantItems, cold caches). From kDequantFirstRows
+// rows, where that pass is a small part; not where the dense GEMM would split K (scratch for its
+// slices too).
 // KAIO_QUANT_DEQUANT_FIRST=0: the quantized kernel at every M (side-by-side runs).
 constexpr int64_t kDequantFirstRows = 1024;
 
@@ -113,11 +114,16 @@ MatmulTcParams DequantFirstGemm(const Quant& q, const void* w, bool trans_b) {
   return tp;
 }
 
+// The weights' dequantisation kernels (DequantInt4Kernel, DequantInt8Kernel) take items of 8
+// weights (16 bytes out) with 32-bit indices: fewer than 2^31 of them.
+constexpr int64_t kDequantItemWeights = 8;
+constexpr int64_t kDequantMaxItems = int64_t(1) << 31;
+
 // Host: whether a product the kernel takes (QuantGemmSplits > 0, so it runs there) is dequantised first.
 template <class Quant>
 bool DequantFirst(const Quant& q, bool trans_b) {
-  return q.m >= kDequantFirstRows && MatmulTcKSplit(DequantFirstGemm(q, nullptr, trans_b)) == 1 &&
-         EnvSwitch("KAIO_QUANT_DEQUANT_FIRST", true);
+  return q.m >= kDequantFirstRows && q.n * q.k / kDequantItemWeights < kDequantMaxItems &&
+         MatmulTcKSplit(DequantFirstGemm(q, nullptr, trans_b)) == 1 && EnvSwitch("KAIO_QUANT_DEQUANT_FIRST", true);
 }
 
 // Host: the scratch of a product's Hopper regime, `splits` from QuantGemmSplits (0: the kernel does
@@ -130,9 +136,32 @@ int64_t QuantWgmmaScratchBytes(const Quant& q, int64_t splits, bool trans_b) {
   return splits > 1 ? splits * q.m * q.n * int64_t(sizeof(float)) : 0;
 }
 
-// Threads a block of the weights' dequantisation kernels (DequantInt4Kernel, DequantInt8Kernel): a
-// grid-stride loop over N x K / 8 items of 8 weights (16 bytes out) each.
+// Threads a block of the weights' dequantisation kernels, and items a thread takes in one step.
 constexpr int kDequantThreads = 256;
+constexpr int kDequantItemsPerThread = 4;
+
+// Device: store(i, load(i)) for the items i in [0, total) (< kDequantMaxItems), a grid-stride loop
+// over warps: a warp takes kDequantItemsPerThread x 32 consecutive items a step, lane l items l,
+// l + 32, ..., so each load and store instruction of the warp covers consecutive items (coalesced),
+// and a thread's loads are issued before its stores. H200 under ncu (cold caches), 4096 x 4096 INT4
+// weights: 11.8 us, against 12.8 for one item a thread with 64-bit index divisions and ~27 for four
+// consecutive items a thread (64-byte stores 64 bytes apart);
+// bench/results/2026-11-30_quant_gemm_probes_h200.md.
+template <class Load, class Store>
+__device__ __forceinline__ void DequantItems(uint32_t total, const Load& load, const Store& store) {
+  constexpr uint32_t kWarpItems = 32 * kDequantItemsPerThread;
+  const uint32_t lane = threadIdx.x % 32, warps = gridDim.x * blockDim.x / 32;
+  for (uint32_t base = (blockIdx.x * blockDim.x + threadIdx.x) / 32 * kWarpItems; base < total;
+       base += warps * kWarpItems) {
+    decltype(load(0u)) v[kDequantItemsPerThread];
+#pragma unroll
+    for (int j = 0; j < kDequantItemsPerThread; ++j)
+      if (base + j * 32 + lane < total) v[j] = load(base + j * 32 + lane);
+#pragma unroll
+    for (int j = 0; j < kDequantItemsPerThread; ++j)
+      if (base + j * 32 + lane < total) store(base + j * 32 + lane, v[j]);
+  }
+}
 
 // Host: the DequantFirst regime. dequant(TypeTag<T>, kZp constant, blocks) launches the
 // dequantisation of the weights into `scratch` (QuantWgmmaScratchBytes) on `blocks` blocks; then the
@@ -140,8 +169,8 @@ constexpr int kDequantThreads = 256;
 template <class Quant, class Dequant>
 cudaError_t RunDequantFirst(const Quant& q, void* scratch, bool trans_b, const Dequant& dequant, cudaStream_t stream) {
   if (!scratch) return cudaErrorNotSupported;
-  const int64_t items = q.n * q.k / 8;
-  const int64_t blocks = std::min<int64_t>((items + kDequantThreads - 1) / kDequantThreads, 8 * int64_t(q.sm_count));
+  const int64_t items = q.n * q.k / kDequantItemWeights, per_block = kDequantThreads * kDequantItemsPerThread;
+  const int64_t blocks = std::min<int64_t>((items + per_block - 1) / per_block, 8 * int64_t(q.sm_count));
   const cudaError_t e = WithTypes(q, [&](auto t, auto zp) { return dequant(t, zp, static_cast<unsigned>(blocks)); });
   if (e != cudaSuccess) return e;
   return static_cast<cudaError_t>(RunMatmulTc(DequantFirstGemm(q, scratch, trans_b), stream));

@@ -10,6 +10,9 @@
 
 namespace kaio {
 
+// The most dynamic shared memory one block may opt into on sm_90 (H100 / H200): 227 KiB.
+constexpr int kSm90SmemPerBlock = 232448;
+
 // The flag is per kernel because the template parameter is the kernel itself. (A template on the
 // kernel's type shares one flag among every kernel of the same signature: only the first one
 // launched was opted in and the others failed with cudaErrorInvalidValue.)

@@ -91,7 +91,7 @@ struct Block {
   static constexpr int kTileABytes = kRows * kBlockK * 2;
   static constexpr int kStageBytes = (kTileABytes + BOp::kStageBytes + 1023) / 1024 * 1024;
   static constexpr int kSmemBytes = kRing * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
-  static_assert(kSmemBytes <= 232448, "a block's opt-in shared memory on sm_90: 227 KiB");
+  static_assert(kSmemBytes <= kSm90SmemPerBlock, "a block's opt-in shared memory on sm_90");
 };
 
 // B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch), kTileN (128 or 256) columns wide.

@@ -22,7 +22,7 @@ namespace {
 // Shared memory per block (opt-in) and per SM by compute capability.
 void SmemLimits(int sm, int* per_block, int* per_sm) {
   if (sm == 90 || sm == 100 || sm == 103) {
-    *per_block = 232448, *per_sm = 233472;  // 227 / 228 KB
+    *per_block = kSm90SmemPerBlock, *per_sm = 233472;  // 227 / 228 KB
   } else if (sm == 80 || sm == 87) {
     *per_block = 166912, *per_sm = 167936;  // 163 / 164 KB
   } else {

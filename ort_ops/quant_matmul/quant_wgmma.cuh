@@ -114,15 +114,19 @@ MatmulTcParams DequantFirstGemm(const Quant& q, const void* w, bool trans_b) {
   return tp;
 }
 
-// The weights' dequantisation kernels (DequantInt4Kernel, DequantInt8Kernel) take items of 8
-// weights (16 bytes out) with 32-bit indices: fewer than 2^31 of them.
-constexpr int64_t kDequantItemWeights = 8;
+// Host: the items of the weights' dequantisation kernels (DequantInt4Kernel, DequantInt8Kernel): 8
+// weights each (one INT4 word, or 8 int8 of a row; 16 bytes out). Their indices are 32-bit: fewer
+// than kDequantMaxItems.
 constexpr int64_t kDequantMaxItems = int64_t(1) << 31;
+template <class Quant>
+int64_t DequantItemCount(const Quant& q) {
+  return q.n * q.k / 8;
+}
 
 // Host: whether a product the kernel takes (QuantGemmSplits > 0, so it runs there) is dequantised first.
 template <class Quant>
 bool DequantFirst(const Quant& q, bool trans_b) {
-  return q.m >= kDequantFirstRows && q.n * q.k / kDequantItemWeights < kDequantMaxItems &&
+  return q.m >= kDequantFirstRows && DequantItemCount(q) < kDequantMaxItems &&
          MatmulTcKSplit(DequantFirstGemm(q, nullptr, trans_b)) == 1 && EnvSwitch("KAIO_QUANT_DEQUANT_FIRST", true);
 }
 
@@ -169,7 +173,7 @@ __device__ __forceinline__ void DequantItems(uint32_t total, const Load& load, c
 template <class Quant, class Dequant>
 cudaError_t RunDequantFirst(const Quant& q, void* scratch, bool trans_b, const Dequant& dequant, cudaStream_t stream) {
   if (!scratch) return cudaErrorNotSupported;
-  const int64_t items = q.n * q.k / kDequantItemWeights, per_block = kDequantThreads * kDequantItemsPerThread;
+  const int64_t items = DequantItemCount(q), per_block = kDequantThreads * kDequantItemsPerThread;
   const int64_t blocks = std::min<int64_t>((items + per_block - 1) / per_block, 8 * int64_t(q.sm_count));
   const cudaError_t e = WithTypes(q, [&](auto t, auto zp) { return dequant(t, zp, static_cast<unsigned>(blocks)); });
   if (e != cudaSuccess) return e;

@@ -268,12 +268,16 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
 # The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches (read at each
 # launch): case -> (switches, M x K x N, the kernel name's tail "DenseB<trans_b, tile N>, consumers,
 # trans_a, cluster, transposed Y>"). K < 2048: [K, N] B is not swapped (test_kn_b_swapped_on_sm90).
-TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY", "KAIO_WGMMA_SWAP")
+TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY", "KAIO_WGMMA_SWAP", "KAIO_WGMMA_NARROW")
 TILE_CASES = {
     "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1, false>"),
     "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1, false>"),
     "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2, false>"),
-    "skinny": ({}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1, false>"),
+    # M <= 64 with split K: narrow 64 x 64 tiles (17 here, 2 slices a cluster); 1 x 4096 x 4096: 64
+    # tiles of 2 slices where 64 x 128 tiles would need clusters of 4 (more than an H200 holds at once)
+    "narrow": ({}, (40, 1032, 1032), "DenseB<{tb}, 64>, 1, false, 1, false>"),
+    "narrow_decode": ({}, (1, 4096, 4096), "DenseB<{tb}, 64>, 1, false, 1, false>"),
+    "skinny": ({"KAIO_WGMMA_NARROW": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1, false>"),
 }
 
@@ -323,9 +327,10 @@ def _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, tail
 @pytest.mark.parametrize("case", list(TILE_CASES))
 def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     """On Hopper: 128 x 256 tiles where large tiles fill the GPU (256 x 128 with KAIO_WGMMA_WIDE=0, in
-    CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), 64 x 128 for M <= 64 (128 x 128 with
-    KAIO_WGMMA_SKINNY=0, here with split K); each right and, captured in a CUDA graph (the pairs'
-    occupancy query happens once, outside the capture), replaying what eager runs compute."""
+    CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), for M <= 64 with split K 64 x 64 (64 x 128
+    with KAIO_WGMMA_NARROW=0, 128 x 128 with KAIO_WGMMA_SKINNY=0); each right and, captured in a CUDA
+    graph (the clusters' occupancy query happens once, outside the capture), replaying what eager runs
+    compute."""
     switches, (m, k, n), tail = TILE_CASES[case]
     want = tail.format(tb="true" if trans_b else "false")
     _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, want)
@@ -388,8 +393,8 @@ def test_sync_tile_shapes(case, trans_b, monkeypatch):
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("slice_cluster", ["1", "0"])
 def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatch):
-    """On Hopper, skinny tiles with K split (40 x 1032 x 1032: 9 tiles, 2 slices) run each tile's slices
-    as one thread-block cluster that adds them in shared memory: one launch, no combine kernel; with
+    """On Hopper, skinny tiles with K split (40 x 1032 x 1032: 17 narrow tiles, 2 slices) run each tile's
+    slices as one thread-block cluster that adds them in shared memory: one launch, no combine kernel; with
     KAIO_WGMMA_SLICE_CLUSTER=0 (read at each launch) f32 slices and the combine kernel. Both right,
     and a CUDA-graph replay computes what eager runs do."""
     require_sm90()

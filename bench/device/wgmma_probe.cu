@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -458,8 +459,26 @@ int main() {
     return ok ? 0 : 1;
   }
   // KAIO_PROBE_M16=1: 16x4096x4096 ([K, N] B, 16-bit Y) through RunMatmulTc at each K-slice count
-  // (KAIO_MATMUL_SPLITS; unset: MatmulTcKSplit's choice), for A/B runs of the decode path.
-  if (std::getenv("KAIO_PROBE_M16")) {
+  // (KAIO_MATMUL_SPLITS; unset: MatmulTcKSplit's choice), for A/B runs of the decode path; with
+  // KAIO_PROBE_M16=narrow, the op's own slices and the small decode shapes with narrow tiles on and off.
+  if (const char* m16 = std::getenv("KAIO_PROBE_M16")) {
+    if (std::string(m16) == "narrow") {
+      struct Shape {
+        int m, n, k;
+      };
+      for (int rep = 0; rep < 2; ++rep)
+        for (const char* narrow : {"1", "0"}) {
+          setenv("KAIO_WGMMA_NARROW", narrow, 1);
+          for (const Shape& s : {Shape{16, 4096, 4096}, Shape{7, 2056, 1032}, Shape{64, 2056, 1032}, Shape{1, 4096, 4096}})
+            for (bool bf16 : {false, true})
+              for (bool trans_b : {false, true}) {
+                std::printf("KAIO_WGMMA_NARROW=%s  ", narrow);
+                ColdDecode(s.m, s.n, s.k, trans_b, bf16, "");
+              }
+        }
+      unsetenv("KAIO_WGMMA_NARROW");
+      return 0;
+    }
     for (int rep = 0; rep < 2; ++rep)
       for (bool bf16 : {false, true})
         for (const char* splits : {"", "2", "3", "4", "6", "8"}) {
@@ -544,6 +563,9 @@ int main() {
       ok &= Dense(7, 2056, 1032, trans_b, bf16, 3, false, false, true, true);
       ok &= Dense(16, 2048, 8192, trans_b, bf16, 3, false, false, true, true);  // 8 K slices
       ok &= Dense(16, 512, 8192, trans_b, bf16, 3, false, false, false, true);  // 16 K slices
+      // Narrow 64 x 64 tiles: N and K tails, clusters of 5 slices (16 tiles); unsplit (79 tiles).
+      ok &= Dense(9, 1000, 3000, trans_b, bf16, 3, false, false, true, true);
+      ok &= Dense(5, 5000, 1040, trans_b, bf16, 3, false, false, false, true);
     }
   ok &= Dense(40, 264, 520, false, false, 3, true);
   // MatmulTcGrad's dB: A read transposed (MN-major), wgmma and mma.sync; M % 64 != 0 leaves a consumer's

@@ -3,6 +3,7 @@
 // captures them by value with the launch), and a persistent grid of one CTA per SM.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 
 #include "common/aligned.h"
 #include "common/env_switch.h"
@@ -115,6 +116,28 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 // partial buffer always (side-by-side runs).
 bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
 
+// Narrow 64 x 64 tiles for K-sliced skinny products: twice the tiles of 64 x 128 ones, so the same
+// CTAs take half the slices, and their clusters fit where those of the wider tiles do not
+// (16x4096x4096: 64 tiles in clusters of 2 slices, not 32 tiles of 4 slices through the partial
+// buffer and the combine kernel). Slices: the op's k_split, at most the SMs a tile. Declined
+// (cudaErrorNotSupported) where those clusters are not all resident at once. KAIO_WGMMA_NARROW=0:
+// never (side-by-side runs).
+bool NarrowEnabled() { return EnvSwitch("KAIO_WGMMA_NARROW", true); }
+template <typename T>
+cudaError_t LaunchNarrow(const MatmulTcParams& p, const CUtensorMap& map_a, int64_t b_count, cudaStream_t stream) {
+  const int64_t tiles = (p.n + 63) / 64, slices = std::min<int64_t>(p.k_split, std::max<int64_t>(1, p.sm_count / tiles));
+  MatmulTcParams q = p;
+  q.partial = nullptr;
+  q.k_split = slices;
+  q.slice_cluster = slices > 1;
+  CUtensorMap map_b;
+  if (!(p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, 64)
+                  : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK)))
+    return cudaErrorNotSupported;
+  return p.trans_b ? Launch<T, true, 1, false, 1, 64>(q, map_a, map_b, stream)
+                   : Launch<T, false, 1, false, 1, 64>(q, map_a, map_b, stream);
+}
+
 // Y = A B with B [K, N] in wide tiles, run as the transposed product (SwapOperands): p' = (B as the
 // K x N' "trans_a" A, A as the N' x K "trans_b" B), N' = M, so the kernel's 128 x 256 tiles cover
 // 256 rows x 128 columns of Y. a_count / b_count: the matrices A and B hold.
@@ -179,6 +202,11 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
   // partial buffer below.
   if (tiles == Tiles::kSkinny && p.partial && !p.trans_a && p.batch_count == 1 && p.k_split >= 2 && p.k_split <= 8 &&
       SliceClustersEnabled()) {
+    if (NarrowEnabled()) {
+      const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchNarrow<__half>(p, map_a, b_count, stream)
+                                                          : LaunchNarrow<__nv_bfloat16>(p, map_a, b_count, stream);
+      if (e != cudaErrorNotSupported) return e;
+    }
     MatmulTcParams q = p;
     q.partial = nullptr;
     q.slice_cluster = true;

@@ -6,12 +6,13 @@
 //
 // Block: warpgroup 0 produces (one thread issues the TMA loads), kConsumers warpgroups (1, 2 or 4)
 // consume: each multiplies 64 rows of the (64 kConsumers) x kTileN output tile with wgmma m64nNk16
-// (N = kTileN: 128, or 256 for DenseB's wide tiles), f32 accumulators in registers, and stores them
-// (the producer meanwhile loads the next tile's first stages). Stages of (64 kConsumers) x 64 (A)
-// and 64 x kTileN (B), 128-byte swizzled as TMA writes them; kStages deep (twice that with one
-// consumer). Tiles of 256 x 128 (four consumers) or 128 x 256 (two, wide) halve the operand traffic
-// per output against 128 x 128; 128 x 128 keeps more CTAs busy when the output has few tiles; 64 x
-// 128 (one consumer, skinny) serves M <= 64 without multiplying rows past M.
+// (N = kTileN: 128; DenseB's wide tiles 256, its narrow ones 64), f32 accumulators in registers, and
+// stores them (the producer meanwhile loads the next tile's first stages). Stages of (64 kConsumers)
+// x 64 (A) and 64 x kTileN (B), 128-byte swizzled as TMA writes them; kStages deep (one consumer: as
+// many as fit in kSkinnyRingBytes). Tiles of 256 x 128 (four consumers) or 128 x 256 (two, wide)
+// halve the operand traffic per output against 128 x 128; 128 x 128 keeps more CTAs busy when the
+// output has few tiles; 64 x 128 (one consumer, skinny) serves M <= 64 without multiplying rows past
+// M, and 64 x 64 (narrow) gives such products twice the tiles where they are K-sliced.
 // Clusters (kCluster = 2, dense B): the two CTAs of a cluster take horizontally adjacent tiles (the
 // same rows of A) and each loads half of the A tile, multicast into both CTAs' stages, so A crosses
 // L2 once per pair: a stage's full barrier counts both halves, its empty barrier the consumers of
@@ -79,22 +80,27 @@ struct PolicyRing<BOp, std::void_t<decltype(BOp::kRing)>> {
   static constexpr int value = BOp::kRing;
 };
 
+// One consumer (skinny 64-row tiles, for M <= 64, where the product streams B from memory): as many
+// stages as fit in this many bytes, at most 16 (64 x 128 tiles: 8 of 24 KiB; 64 x 64: 12 of 16 KiB).
+constexpr int kSkinnyRingBytes = 192 * 1024;
+
 // The shape of a block with kConsumers consumer warpgroups of 64 rows each: a ring of kRing stages,
 // each holding the A tile and BOp::kStageBytes of B, rounded up to 1024 bytes (swizzle atoms stay
-// aligned); BOp's own buffers (kExtraBytes) follow the ring. One consumer (skinny 64-row tiles, for
-// M <= 64, where the product streams B from memory) gets a ring twice as deep: more bytes in flight.
+// aligned); BOp's own buffers (kExtraBytes) follow the ring. One consumer gets the deep ring of
+// kSkinnyRingBytes: more bytes in flight.
 template <class BOp, int kConsumers>
 struct Block {
   static constexpr int kRows = 64 * kConsumers;                  // block tile rows (M)
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kRing = kConsumers == 1 ? 2 * kStages : PolicyRing<BOp>::value;
   static constexpr int kTileABytes = kRows * kBlockK * 2;
   static constexpr int kStageBytes = (kTileABytes + BOp::kStageBytes + 1023) / 1024 * 1024;
+  static constexpr int kRing =
+      kConsumers == 1 ? (kSkinnyRingBytes / kStageBytes < 16 ? kSkinnyRingBytes / kStageBytes : 16) : PolicyRing<BOp>::value;
   static constexpr int kSmemBytes = kRing * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
   static_assert(kSmemBytes <= kSm90SmemPerBlock, "a block's opt-in shared memory on sm_90");
 };
 
-// B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch), kTileN (128 or 256) columns wide.
+// B as f16 / bf16 tiles of a 3-D tensor map (cols, rows, batch), kTileN (64, 128 or 256) columns wide.
 // kTransB: B is [N, K] (K-major, as wgmma reads it), one box of kTileN rows; otherwise [K, N], read
 // MN-major from kTileN / 64 boxes of 64 columns.
 // Byte for byte the same with int8 B (W8A8, kTransB only): a box of kTileN rows x 128 bytes (128 k).
@@ -108,7 +114,7 @@ struct DenseB {
   static constexpr int kExtraBytes = 0;
   static constexpr int kWgmmaTransB = kTransB ? 0 : 1;
   static constexpr bool kRowStores = true;  // the epilogue's row-wise stores (see the kernel)
-  static_assert(kN == 128 || kN == 256, "wgmma m64n128 or m64n256");
+  static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma m64n64, m64n128 or m64n256");
 
   // [K, N] boxes wholly past N are not loaded: the columns they would hold are never stored, and a
   // column's products do not mix with other columns'. A tile wholly past N (a cluster's second CTA

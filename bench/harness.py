@@ -125,12 +125,18 @@ def device_times_us(sess: ort.InferenceSession, binds: list, iters: int = 50, wa
         raise RuntimeError(f"{len(kernels)} kernels over {iters} runs: runs launch different kernel counts {names}")
     per_run = len(kernels) // iters
     runs = [sum(e.time_range.elapsed_us() for e in kernels[i * per_run:(i + 1) * per_run]) for i in range(iters)]
-    return _times(runs, per_run, names, len(binds))
+    # Each launch of a run by its place in the run: (name, its times over the runs).
+    steps = [(kernels[j].name, [kernels[i * per_run + j].time_range.elapsed_us() for i in range(iters)])
+             for j in range(per_run)]
+    return _times(runs, per_run, names, len(binds), steps)
 
 
-def _times(runs: list, per_run: int, names: list, sets: int) -> dict:
+def _times(runs: list, per_run: int, names: list, sets: int, steps: list) -> dict:
+    """The summary of `runs` (device time of each run, us); steps: (kernel name, its times) for each
+    launch of a run in launch order, reported as each launch's median (where a run's time goes)."""
     return {"median_us": statistics.median(runs), "mean_us": statistics.fmean(runs), "min_us": min(runs),
-            "kernels_per_run": per_run, "kernel_names": names, "iters": len(runs), "sets": sets, "runs_us": runs}
+            "kernels_per_run": per_run, "kernel_names": names, "iters": len(runs), "sets": sets, "runs_us": runs,
+            "launch_medians_us": [[name, statistics.median(t)] for name, t in steps], "_steps": steps}
 
 
 def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: int = 10) -> dict:
@@ -139,7 +145,7 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
     all its runs. Side by side in time as well as in one process."""
     per_round = max(1, iters // rounds)
     runs = {name: [] for name in ops}
-    last = {}
+    steps, last = {}, {}
     for r in range(rounds):
         order = list(ops) if r % 2 == 0 else list(reversed(ops))
         for name in order:
@@ -150,8 +156,10 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
                 raise RuntimeError(f"{name}: rounds launched different kernels {last[name]['kernel_names']} "
                                    f"vs {t['kernel_names']}")
             runs[name] += t["runs_us"]
+            steps[name] = [(n, steps[name][j][1] + x if name in steps else x) for j, (n, x) in enumerate(t["_steps"])]
             last[name] = t
-    return {name: _times(runs[name], last[name]["kernels_per_run"], last[name]["kernel_names"], last[name]["sets"])
+    return {name: _times(runs[name], last[name]["kernels_per_run"], last[name]["kernel_names"], last[name]["sets"],
+                         steps[name])
             for name in ops}
 
 
@@ -204,8 +212,12 @@ def write_results(name: str, rows: list[Row], title: str, notes: str = "") -> Pa
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"{meta['date'][:10]}_{name}_{meta['commit'][:8]}"
     summaries = [r.summary() for r in rows]
+    def public(row: dict) -> dict:  # the timing dicts without their working keys ("_steps": every time)
+        return {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
+                for k, v in row.items()}
+
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "summary": summaries,
-                                                      "rows": [asdict(r) for r in rows]}, indent=1))
+                                                      "rows": [public(asdict(r)) for r in rows]}, indent=1))
     cols = list(summaries[0].keys())
     lines = [f"# {title}", "", f"device: {meta['device']}; date: {meta['date']}; commit: {meta['commit']}; "
              f"onnxruntime {meta['onnxruntime']}", "", meta["method"], "",

@@ -268,16 +268,20 @@ def test_grad_takes_the_wgmma_kernels_on_sm90(trans_b):
 # The Hopper GEMM's tile shapes (matmul_tc_sm90.cu) under each setting of its switches (read at each
 # launch): case -> (switches, M x K x N, the kernel name's tail "DenseB<trans_b, tile N>, consumers,
 # trans_a, cluster, transposed Y>"). K < 2048: [K, N] B is not swapped (test_kn_b_swapped_on_sm90).
-TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY", "KAIO_WGMMA_SWAP", "KAIO_WGMMA_NARROW")
+TILE_SWITCHES = ("KAIO_WGMMA_CLUSTER", "KAIO_WGMMA_WIDE", "KAIO_WGMMA_SKINNY", "KAIO_WGMMA_SWAP", "KAIO_WGMMA_NARROW",
+                 "KAIO_WGMMA_DECODE")
 TILE_CASES = {
     "wide": ({}, (3900, 136, 1032), "DenseB<{tb}, 256>, 2, false, 1, false>"),
     "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1, false>"),
     "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2, false>"),
-    # M <= 64 with split K: narrow 64 x 64 tiles (17 here, 2 slices a cluster); 1 x 4096 x 4096: 64
-    # tiles of 2 slices where 64 x 128 tiles would need clusters of 4 (more than an H200 holds at once)
+    # M <= 64 with K slices capped by K: narrow 64 x 64 tiles (17 here in clusters of 2 slices: 34
+    # CTAs, not 18); M <= 16 otherwise: decode tiles (16 A rows a stage; M = 1 and 16 here, the
+    # slices through the partial buffer)
     "narrow": ({}, (40, 1032, 1032), "DenseB<{tb}, 64>, 1, false, 1, false>"),
-    "narrow_decode": ({}, (1, 4096, 4096), "DenseB<{tb}, 64>, 1, false, 1, false>"),
+    "decode": ({}, (1, 4096, 4096), "DecodeB<{tb}>, 1, false, 1, false>"),
+    "decode_m16": ({}, (16, 4096, 4096), "DecodeB<{tb}>, 1, false, 1, false>"),
     "skinny": ({"KAIO_WGMMA_NARROW": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1, false>"),
+    "skinny_m16": ({"KAIO_WGMMA_DECODE": "0"}, (16, 4096, 4096), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1, false>"),
 }
 
@@ -327,10 +331,11 @@ def _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, tail
 @pytest.mark.parametrize("case", list(TILE_CASES))
 def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     """On Hopper: 128 x 256 tiles where large tiles fill the GPU (256 x 128 with KAIO_WGMMA_WIDE=0, in
-    CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), for M <= 64 with split K 64 x 64 (64 x 128
-    with KAIO_WGMMA_NARROW=0, 128 x 128 with KAIO_WGMMA_SKINNY=0); each right and, captured in a CUDA
-    graph (the clusters' occupancy query happens once, outside the capture), replaying what eager runs
-    compute."""
+    CTA pairs sharing A tiles with KAIO_WGMMA_CLUSTER=1), for M <= 64 64 x 128 (narrow 64 x 64 where
+    that gives more CTAs, decode tiles loading 16 A rows for M <= 16; KAIO_WGMMA_NARROW=0 /
+    KAIO_WGMMA_DECODE=0 keep 64 x 128, KAIO_WGMMA_SKINNY=0 128 x 128); each right and, captured in a
+    CUDA graph (the clusters' occupancy query happens once, outside the capture), replaying what eager
+    runs compute."""
     switches, (m, k, n), tail = TILE_CASES[case]
     want = tail.format(tb="true" if trans_b else "false")
     _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, want)

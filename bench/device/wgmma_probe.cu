@@ -460,23 +460,28 @@ int main() {
   }
   // KAIO_PROBE_M16=1: 16x4096x4096 ([K, N] B, 16-bit Y) through RunMatmulTc at each K-slice count
   // (KAIO_MATMUL_SPLITS; unset: MatmulTcKSplit's choice), for A/B runs of the decode path; with
-  // KAIO_PROBE_M16=narrow, the op's own slices and the small decode shapes with narrow tiles on and off.
+  // KAIO_PROBE_M16=ab, the op's own slices on the decode shapes with the skinny-tile switches
+  // (narrow 64 x 64 tiles, decode tiles of 16 A rows) each way.
   if (const char* m16 = std::getenv("KAIO_PROBE_M16")) {
-    if (std::string(m16) == "narrow") {
+    if (std::string(m16) == "ab") {
       struct Shape {
         int m, n, k;
       };
       for (int rep = 0; rep < 2; ++rep)
-        for (const char* narrow : {"1", "0"}) {
-          setenv("KAIO_WGMMA_NARROW", narrow, 1);
-          for (const Shape& s : {Shape{16, 4096, 4096}, Shape{7, 2056, 1032}, Shape{64, 2056, 1032}, Shape{1, 4096, 4096}})
-            for (bool bf16 : {false, true})
-              for (bool trans_b : {false, true}) {
-                std::printf("KAIO_WGMMA_NARROW=%s  ", narrow);
-                ColdDecode(s.m, s.n, s.k, trans_b, bf16, "");
-              }
-        }
+        for (const char* narrow : {"1", "0"})
+          for (const char* decode : {"1", "0"}) {
+            setenv("KAIO_WGMMA_NARROW", narrow, 1);
+            setenv("KAIO_WGMMA_DECODE", decode, 1);
+            for (const Shape& s : {Shape{16, 4096, 4096}, Shape{7, 2056, 1032}, Shape{64, 2056, 1032},
+                                   Shape{1, 4096, 4096}, Shape{16, 14336, 4096}, Shape{16, 4096, 14336}})
+              for (bool bf16 : {false, true})
+                for (bool trans_b : {false, true}) {
+                  std::printf("KAIO_WGMMA_NARROW=%s KAIO_WGMMA_DECODE=%s  ", narrow, decode);
+                  ColdDecode(s.m, s.n, s.k, trans_b, bf16, "");
+                }
+          }
       unsetenv("KAIO_WGMMA_NARROW");
+      unsetenv("KAIO_WGMMA_DECODE");
       return 0;
     }
     for (int rep = 0; rep < 2; ++rep)

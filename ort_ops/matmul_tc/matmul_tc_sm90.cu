@@ -34,14 +34,18 @@ int64_t OperandCount(const MatmulTcParams& p, const int64_t* stride, int64_t mat
   return last / matrix_elems + 1;
 }
 
-template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1, int kTileN = 128,
-          bool kTransposeY = false>
-cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
-  using BOp = matmul_wgmma::DenseB<kTransB, kTileN>;
+template <typename T, class BOp, int kConsumers, bool kTransA, int kCluster = 1, bool kTransposeY = false>
+cudaError_t LaunchB(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
   BOp b_op;
   b_op.map = map_b;
   b_op.n = p.n;
   return matmul_wgmma::LaunchWgmma<T, BOp, kConsumers, kTransA, kCluster, kTransposeY>(p, map_a, b_op, stream);
+}
+template <typename T, bool kTransB, int kConsumers, bool kTransA, int kCluster = 1, int kTileN = 128,
+          bool kTransposeY = false>
+cudaError_t Launch(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b, cudaStream_t stream) {
+  return LaunchB<T, matmul_wgmma::DenseB<kTransB, kTileN>, kConsumers, kTransA, kCluster, kTransposeY>(p, map_a, map_b,
+                                                                                                      stream);
 }
 
 // Pairs of CTAs sharing A tiles (the kernel's kCluster = 2): off unless KAIO_WGMMA_CLUSTER=1; on the
@@ -62,6 +66,10 @@ bool SwapOperands(const MatmulTcParams& p) { return EnvSwitch("KAIO_WGMMA_SWAP",
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
 bool SkinnyEnabled() { return EnvSwitch("KAIO_WGMMA_SKINNY", true); }
+// Decode tiles (DecodeB) for M <= 16: skinny tiles whose stages load 16 A rows, so 12 stages fit
+// instead of 8; KAIO_WGMMA_DECODE=0 keeps the skinny tiles there (side-by-side runs).
+constexpr int64_t kDecodeRows = 16;
+bool DecodeEnabled() { return EnvSwitch("KAIO_WGMMA_DECODE", true); }
 // The epilogue's quad-transposed 16-byte stores where they measured faster: wide tiles writing
 // 16-bit Y (wgmma_probe, H200, bench/results/gpu_checks_4759fb0f.md: 4096^3 0.187 vs 0.206 ms,
 // 8192^3 1.462 vs 1.502). With f32 Y they were even (0.197 vs 0.200), with 128 x 128 tiles and short
@@ -83,7 +91,7 @@ cudaError_t LaunchPairs(const MatmulTcParams& p, int64_t a_count, const CUtensor
 
 // The tile shape: large (256 x 128 or 128 x 256) where such tiles still give every SM one; skinny
 // (64 x 128) for M <= 64; else 128 x 128 (more, smaller tiles).
-enum class Tiles { kSkinny, kSmall, kTall, kWide };
+enum class Tiles { kDecode, kSkinny, kSmall, kTall, kWide };
 int64_t TileColumns(const MatmulTcParams& p) { return (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN; }
 bool LargeTiles(const MatmulTcParams& p) { return p.batch_count * ((p.m + 255) / 256) * TileColumns(p) >= p.sm_count; }
 // pairs: CTA pairs, which run tall tiles. Int8 (W8A8) has no tall instance: large tiles are wide or none.
@@ -91,10 +99,14 @@ Tiles PickTiles(const MatmulTcParams& p, bool pairs) {
   const bool large = LargeTiles(p);
   if (large && (pairs || (p.in_type != MatmulElem::kI8 && !WideEnabled()))) return Tiles::kTall;
   if (large && WideEnabled()) return Tiles::kWide;
-  return p.m <= 64 && SkinnyEnabled() ? Tiles::kSkinny : Tiles::kSmall;
+  if (p.m > 64 || !SkinnyEnabled()) return Tiles::kSmall;
+  return p.m <= kDecodeRows && !p.trans_a && p.in_type != MatmulElem::kI8 && DecodeEnabled() ? Tiles::kDecode
+                                                                                             : Tiles::kSkinny;
 }
 // The rows of A's boxes (a block's rows; K-major A) and of [N, K] B's (a block's columns).
-int ABoxRows(Tiles t) { return t == Tiles::kTall ? 256 : t == Tiles::kSkinny ? 64 : 128; }
+int ABoxRows(Tiles t) {
+  return t == Tiles::kTall ? 256 : t == Tiles::kSkinny ? 64 : t == Tiles::kDecode ? int(kDecodeRows) : 128;
+}
 int BBoxRows(Tiles t) { return t == Tiles::kWide ? 256 : 128; }
 
 template <typename T, bool kTransB, bool kTransA = false>
@@ -104,6 +116,9 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
     case Tiles::kTall: return Launch<T, kTransB, 4, kTransA>(p, map_a, map_b, stream);
     case Tiles::kWide: return Launch<T, kTransB, 2, kTransA, 1, 256>(p, map_a, map_b, stream);
     case Tiles::kSkinny: return Launch<T, kTransB, 1, kTransA>(p, map_a, map_b, stream);
+    case Tiles::kDecode:
+      if constexpr (!kTransA) return LaunchB<T, matmul_wgmma::DecodeB<kTransB>, 1, false>(p, map_a, map_b, stream);
+      return cudaErrorNotSupported;  // (PickTiles: never with trans_a)
     default: return Launch<T, kTransB, 2, kTransA>(p, map_a, map_b, stream);
   }
 }
@@ -124,8 +139,14 @@ bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true)
 // never (side-by-side runs).
 bool NarrowEnabled() { return EnvSwitch("KAIO_WGMMA_NARROW", true); }
 template <typename T>
-cudaError_t LaunchNarrow(const MatmulTcParams& p, const CUtensorMap& map_a, int64_t b_count, cudaStream_t stream) {
+cudaError_t LaunchNarrow(const MatmulTcParams& p, int64_t a_count, int64_t b_count, cudaStream_t stream) {
   const int64_t tiles = (p.n + 63) / 64, slices = std::min<int64_t>(p.k_split, std::max<int64_t>(1, p.sm_count / tiles));
+  // Only where that gives more CTAs than the 64 x 128 tiles' (the op's slices capped by K, not by
+  // the SMs): at the same CTA count the narrow tiles stream B slower (16x4096x4096, 128 CTAs: 18.1 vs
+  // 15.7 us; 7x2056x1032, 66 instead of 34 CTAs: 7.3 vs 8.1 us; wgmma_probe, H200).
+  if (tiles * slices <= TileColumns(p) * p.k_split) return cudaErrorNotSupported;
+  CUtensorMap map_a;
+  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(Tiles::kSkinny))) return cudaErrorNotSupported;
   MatmulTcParams q = p;
   q.partial = nullptr;
   q.k_split = slices;
@@ -200,11 +221,12 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
   // Skinny tiles with 2-8 K slices (8: the portable cluster size), one CTA each: the slices of a
   // tile as one cluster (no partial buffer, no combine kernel); where no such cluster launches, the
   // partial buffer below.
-  if (tiles == Tiles::kSkinny && p.partial && !p.trans_a && p.batch_count == 1 && p.k_split >= 2 && p.k_split <= 8 &&
+  const bool one_consumer = tiles == Tiles::kSkinny || tiles == Tiles::kDecode;
+  if (one_consumer && p.partial && !p.trans_a && p.batch_count == 1 && p.k_split >= 2 && p.k_split <= 8 &&
       SliceClustersEnabled()) {
     if (NarrowEnabled()) {
-      const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchNarrow<__half>(p, map_a, b_count, stream)
-                                                          : LaunchNarrow<__nv_bfloat16>(p, map_a, b_count, stream);
+      const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchNarrow<__half>(p, a_count, b_count, stream)
+                                                          : LaunchNarrow<__nv_bfloat16>(p, a_count, b_count, stream);
       if (e != cudaErrorNotSupported) return e;
     }
     MatmulTcParams q = p;

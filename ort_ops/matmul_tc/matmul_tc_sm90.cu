@@ -143,14 +143,10 @@ cudaError_t LaunchNarrow(const MatmulTcParams& p, int64_t a_count, int64_t b_cou
   const int64_t tiles = (p.n + 63) / 64, slices = std::min<int64_t>(p.k_split, std::max<int64_t>(1, p.sm_count / tiles));
   // Only where that gives more CTAs than the 64 x 128 tiles' (the op's slices capped by K, not by
   // the SMs): at the same CTA count the narrow tiles stream B slower (16x4096x4096, 128 CTAs: 18.1 vs
-  // 15.7 us; 7x2056x1032, 66 instead of 34 CTAs: 7.3 vs 8.1 us; wgmma_probe, H200). Decode tiles
-  // (M <= 16, 16 stages) also at the same count.
-  const bool decode = p.m <= kDecodeRows && DecodeEnabled();
-  const int64_t ctas = tiles * slices, wide_ctas = TileColumns(p) * p.k_split;
-  if (ctas < wide_ctas || (ctas == wide_ctas && !decode)) return cudaErrorNotSupported;
+  // 15.7 us; 7x2056x1032, 66 instead of 34 CTAs: 7.3 vs 8.1 us; wgmma_probe, H200).
+  if (tiles * slices <= TileColumns(p) * p.k_split) return cudaErrorNotSupported;
   CUtensorMap map_a;
-  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(decode ? Tiles::kDecode : Tiles::kSkinny)))
-    return cudaErrorNotSupported;
+  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(Tiles::kSkinny))) return cudaErrorNotSupported;
   MatmulTcParams q = p;
   q.partial = nullptr;
   q.k_split = slices;
@@ -159,10 +155,6 @@ cudaError_t LaunchNarrow(const MatmulTcParams& p, int64_t a_count, int64_t b_cou
   if (!(p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, 64)
                   : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK)))
     return cudaErrorNotSupported;
-  using matmul_wgmma::DecodeB;
-  if (decode)
-    return p.trans_b ? LaunchB<T, DecodeB<true, 64>, 1, false>(q, map_a, map_b, stream)
-                     : LaunchB<T, DecodeB<false, 64>, 1, false>(q, map_a, map_b, stream);
   return p.trans_b ? Launch<T, true, 1, false, 1, 64>(q, map_a, map_b, stream)
                    : Launch<T, false, 1, false, 1, 64>(q, map_a, map_b, stream);
 }

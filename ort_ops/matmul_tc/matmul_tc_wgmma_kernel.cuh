@@ -159,14 +159,13 @@ struct DenseB {
   }
 };
 
-// DenseB's skinny tiles (64 x kN) for M <= 16: a stage holds 16 A rows (2 KiB, not 8), wgmma's rows
-// 16-63 reading the B tile that follows (their sums are never stored), so more stages fit in 216 KiB
-// (at most 16): 64 x 128 tiles 12 stages of 18 KiB (192 KiB of B in flight instead of 128), 64 x 64
-// tiles 16 of 10 KiB.
-template <bool kTransB, int kN = kBlockN>
-struct DecodeB : DenseB<kTransB, kN> {
+// DenseB's 64 x 128 skinny tiles for M <= 16: a stage holds 16 A rows (2 KiB, not 8), wgmma's rows
+// 16-63 reading the B tile that follows (their sums are never stored), so 12 stages of 18 KiB fit: 192
+// KiB of B in flight instead of 128.
+template <bool kTransB>
+struct DecodeB : DenseB<kTransB, kBlockN> {
   static constexpr int kARows = 16;
-  static constexpr int kRing = (216 * 1024) / (kARows * 128 + kN * 128) < 16 ? (216 * 1024) / (kARows * 128 + kN * 128) : 16;
+  static constexpr int kRing = 12;
 };
 
 // Output tile `tile` of the persistent schedule: its batch, first row and first column. Within a

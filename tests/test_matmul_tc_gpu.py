@@ -182,7 +182,7 @@ def test_async_ops_take_the_wgmma_kernel_on_sm90(op, m, k, n, trans_b):
     model = build_model(op, [a, b_in], {"trans_b": trans_b}, [np.float32], bf16_io=True)
     run = BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
     names = launched_kernels(run.run)
-    assert any("MatmulWgmmaKernel" in x and "DenseB" in x for x in names), names
+    assert any("MatmulWgmmaKernel" in x and ("DenseB" in x or "DecodeB" in x) for x in names), names
     assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
 
 
@@ -275,11 +275,11 @@ TILE_CASES = {
     "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1, false>"),
     "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2, false>"),
     # M <= 64 with K slices capped by K: narrow 64 x 64 tiles (17 here in clusters of 2 slices: 34
-    # CTAs, not 18); M <= 16 otherwise: decode tiles (16 A rows a stage; M = 1 and 16 here, the
-    # slices through the partial buffer)
+    # CTAs, not 18); M <= 16 otherwise: decode tiles with [K, N] B (16 A rows a stage; M = 1 and 16
+    # here, the slices through the partial buffer), skinny tiles with [N, K] B
     "narrow": ({}, (40, 1032, 1032), "DenseB<{tb}, 64>, 1, false, 1, false>"),
-    "decode": ({}, (1, 4096, 4096), "DecodeB<{tb}>, 1, false, 1, false>"),
-    "decode_m16": ({}, (16, 4096, 4096), "DecodeB<{tb}>, 1, false, 1, false>"),
+    "decode": ({}, (1, 4096, 4096), "{decode}, 1, false, 1, false>"),
+    "decode_m16": ({}, (16, 4096, 4096), "{decode}, 1, false, 1, false>"),
     "skinny": ({"KAIO_WGMMA_NARROW": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "skinny_m16": ({"KAIO_WGMMA_DECODE": "0"}, (16, 4096, 4096), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1, false>"),
@@ -337,7 +337,7 @@ def test_tile_shapes_on_sm90(case, trans_b, monkeypatch):
     CUDA graph (the clusters' occupancy query happens once, outside the capture), replaying what eager
     runs compute."""
     switches, (m, k, n), tail = TILE_CASES[case]
-    want = tail.format(tb="true" if trans_b else "false")
+    want = tail.format(tb="true" if trans_b else "false", decode="DenseB<true, 128>" if trans_b else "DecodeB<false>")
     _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, want)
 
 

@@ -66,8 +66,10 @@ bool SwapOperands(const MatmulTcParams& p) { return EnvSwitch("KAIO_WGMMA_SWAP",
 // Skinny 64 x 128 tiles (one consumer, an 8-stage ring) for M <= 64: no wgmma rows past M beyond the
 // first 64, twice the B bytes in flight per SM; KAIO_WGMMA_SKINNY=0 keeps 128 x 128.
 bool SkinnyEnabled() { return EnvSwitch("KAIO_WGMMA_SKINNY", true); }
-// Decode tiles (DecodeB) for M <= 16: skinny tiles whose stages load 16 A rows, so 12 stages fit
-// instead of 8; KAIO_WGMMA_DECODE=0 keeps the skinny tiles there (side-by-side runs).
+// Decode tiles (DecodeB) for M <= 16 with [K, N] B: skinny tiles whose stages load 16 A rows, so 12
+// stages fit instead of 8. wgmma_probe (H200, two calls): 1.5-4 % faster with [K, N] B at 1 / 16 x
+// 4096 x 4096, 16 x 14336 x 4096 and 16 x 4096 x 14336; with [N, K] B from 1 % faster to 2 % slower,
+// so not there. KAIO_WGMMA_DECODE=0 keeps the skinny tiles (side-by-side runs).
 constexpr int64_t kDecodeRows = 16;
 bool DecodeEnabled() { return EnvSwitch("KAIO_WGMMA_DECODE", true); }
 // The epilogue's quad-transposed 16-byte stores where they measured faster: wide tiles writing
@@ -100,8 +102,8 @@ Tiles PickTiles(const MatmulTcParams& p, bool pairs) {
   if (large && (pairs || (p.in_type != MatmulElem::kI8 && !WideEnabled()))) return Tiles::kTall;
   if (large && WideEnabled()) return Tiles::kWide;
   if (p.m > 64 || !SkinnyEnabled()) return Tiles::kSmall;
-  return p.m <= kDecodeRows && !p.trans_a && p.in_type != MatmulElem::kI8 && DecodeEnabled() ? Tiles::kDecode
-                                                                                             : Tiles::kSkinny;
+  const bool decode = p.m <= kDecodeRows && !p.trans_a && !p.trans_b && p.in_type != MatmulElem::kI8;
+  return decode && DecodeEnabled() ? Tiles::kDecode : Tiles::kSkinny;
 }
 // The rows of A's boxes (a block's rows; K-major A) and of [N, K] B's (a block's columns).
 int ABoxRows(Tiles t) {
@@ -117,8 +119,8 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
     case Tiles::kWide: return Launch<T, kTransB, 2, kTransA, 1, 256>(p, map_a, map_b, stream);
     case Tiles::kSkinny: return Launch<T, kTransB, 1, kTransA>(p, map_a, map_b, stream);
     case Tiles::kDecode:
-      if constexpr (!kTransA) return LaunchB<T, matmul_wgmma::DecodeB<kTransB>, 1, false>(p, map_a, map_b, stream);
-      return cudaErrorNotSupported;  // (PickTiles: never with trans_a)
+      if constexpr (!kTransA && !kTransB) return LaunchB<T, matmul_wgmma::DecodeB<false>, 1, false>(p, map_a, map_b, stream);
+      return cudaErrorNotSupported;  // (PickTiles: [K, N] B only)
     default: return Launch<T, kTransB, 2, kTransA>(p, map_a, map_b, stream);
   }
 }

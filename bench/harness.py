@@ -125,18 +125,18 @@ def device_times_us(sess: ort.InferenceSession, binds: list, iters: int = 50, wa
         raise RuntimeError(f"{len(kernels)} kernels over {iters} runs: runs launch different kernel counts {names}")
     per_run = len(kernels) // iters
     runs = [sum(e.time_range.elapsed_us() for e in kernels[i * per_run:(i + 1) * per_run]) for i in range(iters)]
-    # Each launch of a run by its place in the run: (name, its times over the runs).
-    steps = [(kernels[j].name, [kernels[i * per_run + j].time_range.elapsed_us() for i in range(iters)])
-             for j in range(per_run)]
-    return _times(runs, per_run, names, len(binds), steps)
+    # Each launch of a run by its place in the run: [name, its times over the runs].
+    launches = [[kernels[j].name, [kernels[i * per_run + j].time_range.elapsed_us() for i in range(iters)]]
+                for j in range(per_run)]
+    return _times(runs, per_run, names, len(binds), launches)
 
 
-def _times(runs: list, per_run: int, names: list, sets: int, steps: list) -> dict:
-    """The summary of `runs` (device time of each run, us); steps: (kernel name, its times) for each
-    launch of a run in launch order, reported as each launch's median (where a run's time goes)."""
+def _times(runs: list, per_run: int, names: list, sets: int, launches: list) -> dict:
+    """The summary of `runs` (device time of each run, us); launches: [kernel name, its times] for
+    each launch of a run in launch order, summarised as each launch's median (where a run's time goes)."""
     return {"median_us": statistics.median(runs), "mean_us": statistics.fmean(runs), "min_us": min(runs),
             "kernels_per_run": per_run, "kernel_names": names, "iters": len(runs), "sets": sets, "runs_us": runs,
-            "launch_medians_us": [[name, statistics.median(t)] for name, t in steps], "_steps": steps}
+            "launch_medians_us": [[name, statistics.median(t)] for name, t in launches], "launch_runs_us": launches}
 
 
 def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: int = 10) -> dict:
@@ -145,7 +145,8 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
     all its runs. Side by side in time as well as in one process."""
     per_round = max(1, iters // rounds)
     runs = {name: [] for name in ops}
-    steps, last = {}, {}
+    launches = {name: [] for name in ops}  # [kernel name, its times] a launch, over all rounds
+    last = {}
     for r in range(rounds):
         order = list(ops) if r % 2 == 0 else list(reversed(ops))
         for name in order:
@@ -156,10 +157,13 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
                 raise RuntimeError(f"{name}: rounds launched different kernels {last[name]['kernel_names']} "
                                    f"vs {t['kernel_names']}")
             runs[name] += t["runs_us"]
-            steps[name] = [(n, steps[name][j][1] + x if name in steps else x) for j, (n, x) in enumerate(t["_steps"])]
+            if not launches[name]:
+                launches[name] = [[n, []] for n, _ in t["launch_runs_us"]]
+            for mine, (_, times) in zip(launches[name], t["launch_runs_us"]):
+                mine[1] += times
             last[name] = t
     return {name: _times(runs[name], last[name]["kernels_per_run"], last[name]["kernel_names"], last[name]["sets"],
-                         steps[name])
+                         launches[name])
             for name in ops}
 
 
@@ -212,12 +216,8 @@ def write_results(name: str, rows: list[Row], title: str, notes: str = "") -> Pa
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"{meta['date'][:10]}_{name}_{meta['commit'][:8]}"
     summaries = [r.summary() for r in rows]
-    def public(row: dict) -> dict:  # the timing dicts without their working keys ("_steps": every time)
-        return {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
-                for k, v in row.items()}
-
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "summary": summaries,
-                                                      "rows": [public(asdict(r)) for r in rows]}, indent=1))
+                                                      "rows": [asdict(r) for r in rows]}, indent=1))
     cols = list(summaries[0].keys())
     lines = [f"# {title}", "", f"device: {meta['device']}; date: {meta['date']}; commit: {meta['commit']}; "
              f"onnxruntime {meta['onnxruntime']}", "", meta["method"], "",

@@ -275,11 +275,11 @@ TILE_CASES = {
     "tall": ({"KAIO_WGMMA_WIDE": "0"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 1, false>"),
     "pairs": ({"KAIO_WGMMA_CLUSTER": "1"}, (3900, 136, 1032), "DenseB<{tb}, 128>, 4, false, 2, false>"),
     # M <= 64 with K slices capped by K: narrow 64 x 64 tiles (17 here in clusters of 2 slices: 34
-    # CTAs, not 18); M <= 16 otherwise: decode tiles with [K, N] B (16 A rows a stage; M = 1 and 16
-    # here, the slices through the partial buffer), skinny tiles with [N, K] B
+    # CTAs, not 18); M <= 16 otherwise: decode tiles with [K, N] B (16 A rows a stage; the slices
+    # through the partial buffer), skinny tiles with [N, K] B and from M = 17
     "narrow": ({}, (40, 1032, 1032), "DenseB<{tb}, 64>, 1, false, 1, false>"),
-    "decode": ({}, (1, 4096, 4096), "{decode}, 1, false, 1, false>"),
-    "decode_m16": ({}, (16, 4096, 4096), "{decode}, 1, false, 1, false>"),
+    "decode": ({}, (16, 4096, 4096), "{decode}, 1, false, 1, false>"),
+    "skinny_past_decode_rows": ({}, (17, 4096, 4096), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "skinny": ({"KAIO_WGMMA_NARROW": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "skinny_m16": ({"KAIO_WGMMA_DECODE": "0"}, (16, 4096, 4096), "DenseB<{tb}, 128>, 1, false, 1, false>"),
     "small": ({"KAIO_WGMMA_SKINNY": "0"}, (40, 1032, 1032), "DenseB<{tb}, 128>, 2, false, 1, false>"),

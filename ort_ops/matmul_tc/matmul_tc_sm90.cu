@@ -70,7 +70,7 @@ bool SkinnyEnabled() { return EnvSwitch("KAIO_WGMMA_SKINNY", true); }
 // stages fit instead of 8. wgmma_probe (H200, two calls): 1.5-4 % faster with [K, N] B at 1 / 16 x
 // 4096 x 4096, 16 x 14336 x 4096 and 16 x 4096 x 14336; with [N, K] B from 1 % faster to 2 % slower,
 // so not there. KAIO_WGMMA_DECODE=0 keeps the skinny tiles (side-by-side runs).
-constexpr int64_t kDecodeRows = 16;
+using DecodeTileB = matmul_wgmma::DecodeB<false>;
 bool DecodeEnabled() { return EnvSwitch("KAIO_WGMMA_DECODE", true); }
 // The epilogue's quad-transposed 16-byte stores where they measured faster: wide tiles writing
 // 16-bit Y (wgmma_probe, H200, bench/results/gpu_checks_4759fb0f.md: 4096^3 0.187 vs 0.206 ms,
@@ -92,8 +92,9 @@ cudaError_t LaunchPairs(const MatmulTcParams& p, int64_t a_count, const CUtensor
 }
 
 // The tile shape: large (256 x 128 or 128 x 256) where such tiles still give every SM one; skinny
-// (64 x 128) for M <= 64; else 128 x 128 (more, smaller tiles).
-enum class Tiles { kDecode, kSkinny, kSmall, kTall, kWide };
+// (64 x 128) for M <= 64 (decode tiles for M <= 16 with [K, N] B); else 128 x 128 (more, smaller
+// tiles). Narrow (64 x 64) tiles are the K-sliced skinny products' first try (RunMatmulTcWgmma).
+enum class Tiles { kDecode, kNarrow, kSkinny, kSmall, kTall, kWide };
 int64_t TileColumns(const MatmulTcParams& p) { return (p.n + matmul_wgmma::kBlockN - 1) / matmul_wgmma::kBlockN; }
 bool LargeTiles(const MatmulTcParams& p) { return p.batch_count * ((p.m + 255) / 256) * TileColumns(p) >= p.sm_count; }
 // pairs: CTA pairs, which run tall tiles. Int8 (W8A8) has no tall instance: large tiles are wide or none.
@@ -102,25 +103,46 @@ Tiles PickTiles(const MatmulTcParams& p, bool pairs) {
   if (large && (pairs || (p.in_type != MatmulElem::kI8 && !WideEnabled()))) return Tiles::kTall;
   if (large && WideEnabled()) return Tiles::kWide;
   if (p.m > 64 || !SkinnyEnabled()) return Tiles::kSmall;
-  const bool decode = p.m <= kDecodeRows && !p.trans_a && !p.trans_b && p.in_type != MatmulElem::kI8;
+  const bool decode = p.m <= DecodeTileB::kARows && !p.trans_a && !p.trans_b && p.in_type != MatmulElem::kI8;
   return decode && DecodeEnabled() ? Tiles::kDecode : Tiles::kSkinny;
 }
 // The rows of A's boxes (a block's rows; K-major A) and of [N, K] B's (a block's columns).
 int ABoxRows(Tiles t) {
-  return t == Tiles::kTall ? 256 : t == Tiles::kSkinny ? 64 : t == Tiles::kDecode ? int(kDecodeRows) : 128;
+  switch (t) {
+    case Tiles::kTall: return 256;
+    case Tiles::kDecode: return DecodeTileB::kARows;
+    case Tiles::kNarrow:
+    case Tiles::kSkinny: return 64;
+    default: return 128;
+  }
 }
-int BBoxRows(Tiles t) { return t == Tiles::kWide ? 256 : 128; }
+int BBoxRows(Tiles t) { return t == Tiles::kWide ? 256 : t == Tiles::kNarrow ? 64 : 128; }
+
+// The operands' tensor maps for `tiles`. A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M)
+// 64 k rows x 64 m per consumer; B: [N, K] boxes of the tile's columns, [K, N] boxes of 64 k x 64 n.
+struct OperandMaps {
+  CUtensorMap a, b;
+};
+bool MakeOperandMaps(OperandMaps* maps, const MatmulTcParams& p, Tiles tiles, int64_t a_count, int64_t b_count) {
+  const bool ok = p.trans_a ? MakeMap(&maps->a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)
+                            : MakeMap(&maps->a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(tiles));
+  return ok && (p.trans_b ? MakeMap(&maps->b, p.in_type, p.b, p.n, p.k, b_count, BBoxRows(tiles))
+                          : MakeMap(&maps->b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
+}
 
 template <typename T, bool kTransB, bool kTransA = false>
-cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const CUtensorMap& map_b,
-                        cudaStream_t stream, Tiles tiles) {
+cudaError_t LaunchTiles(const MatmulTcParams& p, const OperandMaps& maps, cudaStream_t stream, Tiles tiles) {
+  const CUtensorMap &map_a = maps.a, &map_b = maps.b;
   switch (tiles) {
     case Tiles::kTall: return Launch<T, kTransB, 4, kTransA>(p, map_a, map_b, stream);
     case Tiles::kWide: return Launch<T, kTransB, 2, kTransA, 1, 256>(p, map_a, map_b, stream);
     case Tiles::kSkinny: return Launch<T, kTransB, 1, kTransA>(p, map_a, map_b, stream);
     case Tiles::kDecode:
-      if constexpr (!kTransA && !kTransB) return LaunchB<T, matmul_wgmma::DecodeB<false>, 1, false>(p, map_a, map_b, stream);
+      if constexpr (!kTransA && !kTransB) return LaunchB<T, DecodeTileB, 1, false>(p, map_a, map_b, stream);
       return cudaErrorNotSupported;  // (PickTiles: [K, N] B only)
+    case Tiles::kNarrow:
+      if constexpr (!kTransA) return Launch<T, kTransB, 1, false, 1, 64>(p, map_a, map_b, stream);
+      return cudaErrorNotSupported;  // (never with trans_a)
     default: return Launch<T, kTransB, 2, kTransA>(p, map_a, map_b, stream);
   }
 }
@@ -134,31 +156,15 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const CUtensorMap& map_a, const
 bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
 
 // Narrow 64 x 64 tiles for K-sliced skinny products: twice the tiles of 64 x 128 ones, so the same
-// CTAs take half the slices, and their clusters fit where those of the wider tiles do not
-// (16x4096x4096: 64 tiles in clusters of 2 slices, not 32 tiles of 4 slices through the partial
-// buffer and the combine kernel). Slices: the op's k_split, at most the SMs a tile. Declined
-// (cudaErrorNotSupported) where those clusters are not all resident at once. KAIO_WGMMA_NARROW=0:
-// never (side-by-side runs).
+// CTAs take half the slices, and their clusters fit where those of the wider tiles do not. Slices:
+// the op's k_split, at most the SMs a tile (1: unsplit). Taken only where that gives more CTAs than
+// the 64 x 128 tiles' (the op's slices capped by K, not by the SMs): at the same CTA count the
+// narrow tiles stream B slower (16x4096x4096, 128 CTAs: 18.1 vs 15.7 us; 7x2056x1032, 66 instead of
+// 34 CTAs: 7.3 vs 8.1 us; wgmma_probe, H200); 0 where not. KAIO_WGMMA_NARROW=0: never.
 bool NarrowEnabled() { return EnvSwitch("KAIO_WGMMA_NARROW", true); }
-template <typename T>
-cudaError_t LaunchNarrow(const MatmulTcParams& p, int64_t a_count, int64_t b_count, cudaStream_t stream) {
+int64_t NarrowSlices(const MatmulTcParams& p) {
   const int64_t tiles = (p.n + 63) / 64, slices = std::min<int64_t>(p.k_split, std::max<int64_t>(1, p.sm_count / tiles));
-  // Only where that gives more CTAs than the 64 x 128 tiles' (the op's slices capped by K, not by
-  // the SMs): at the same CTA count the narrow tiles stream B slower (16x4096x4096, 128 CTAs: 18.1 vs
-  // 15.7 us; 7x2056x1032, 66 instead of 34 CTAs: 7.3 vs 8.1 us; wgmma_probe, H200).
-  if (tiles * slices <= TileColumns(p) * p.k_split) return cudaErrorNotSupported;
-  CUtensorMap map_a;
-  if (!MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(Tiles::kSkinny))) return cudaErrorNotSupported;
-  MatmulTcParams q = p;
-  q.partial = nullptr;
-  q.k_split = slices;
-  q.slice_cluster = slices > 1;
-  CUtensorMap map_b;
-  if (!(p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, 64)
-                  : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK)))
-    return cudaErrorNotSupported;
-  return p.trans_b ? Launch<T, true, 1, false, 1, 64>(q, map_a, map_b, stream)
-                   : Launch<T, false, 1, false, 1, 64>(q, map_a, map_b, stream);
+  return NarrowEnabled() && tiles * slices > TileColumns(p) * p.k_split ? slices : 0;
 }
 
 // Y = A B with B [K, N] in wide tiles, run as the transposed product (SwapOperands): p' = (B as the
@@ -198,45 +204,44 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
     return p.in_type == MatmulElem::kF16 ? LaunchSwapped<__half>(p, a_count, b_count, stream)
                                          : LaunchSwapped<__nv_bfloat16>(p, a_count, b_count, stream);
   p.quad_stores = QuadStores(tiles == Tiles::kWide, p);
-  CUtensorMap map_a, map_b;
-  // A: boxes of the tile's rows x 64 k, or (trans_a, A is K x M) 64 k rows x 64 m per consumer.
-  bool ok = p.trans_a ? MakeMap(&map_a, p.in_type, p.a, p.k, p.m, a_count, kBlockK)
-                      : MakeMap(&map_a, p.in_type, p.a, p.m, p.k, a_count, ABoxRows(tiles));
-  ok = ok && (p.trans_b ? MakeMap(&map_b, p.in_type, p.b, p.n, p.k, b_count, BBoxRows(tiles))
-                        : MakeMap(&map_b, p.in_type, p.b, p.k, p.n, b_count, kBlockK));
-  if (!ok) return cudaErrorNotSupported;
-  if (pairs) {
-    const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchPairs<__half>(p, a_count, map_b, stream)
-                                                        : LaunchPairs<__nv_bfloat16>(p, a_count, map_b, stream);
-    if (e != cudaErrorNotSupported) return e;  // else: no cluster fits; the single-CTA kernel below
-  }
-  auto launch_tiles = [&](const MatmulTcParams& x) {
+  auto launch_tiles = [&](const MatmulTcParams& x, const OperandMaps& maps, Tiles t) {
     if (x.trans_a)
-      return x.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(x, map_a, map_b, stream, tiles)
-                                           : LaunchTiles<__nv_bfloat16, false, true>(x, map_a, map_b, stream, tiles);
+      return x.in_type == MatmulElem::kF16 ? LaunchTiles<__half, false, true>(x, maps, stream, t)
+                                           : LaunchTiles<__nv_bfloat16, false, true>(x, maps, stream, t);
     if (x.in_type == MatmulElem::kF16)
-      return x.trans_b ? LaunchTiles<__half, true>(x, map_a, map_b, stream, tiles)
-                       : LaunchTiles<__half, false>(x, map_a, map_b, stream, tiles);
-    return x.trans_b ? LaunchTiles<__nv_bfloat16, true>(x, map_a, map_b, stream, tiles)
-                     : LaunchTiles<__nv_bfloat16, false>(x, map_a, map_b, stream, tiles);
+      return x.trans_b ? LaunchTiles<__half, true>(x, maps, stream, t) : LaunchTiles<__half, false>(x, maps, stream, t);
+    return x.trans_b ? LaunchTiles<__nv_bfloat16, true>(x, maps, stream, t)
+                     : LaunchTiles<__nv_bfloat16, false>(x, maps, stream, t);
   };
   // Skinny tiles with 2-8 K slices (8: the portable cluster size), one CTA each: the slices of a
-  // tile as one cluster (no partial buffer, no combine kernel); where no such cluster launches, the
-  // partial buffer below.
-  const bool one_consumer = tiles == Tiles::kSkinny || tiles == Tiles::kDecode;
-  if (one_consumer && p.partial && !p.trans_a && p.batch_count == 1 && p.k_split >= 2 && p.k_split <= 8 &&
-      SliceClustersEnabled()) {
-    if (NarrowEnabled()) {
-      const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchNarrow<__half>(p, a_count, b_count, stream)
-                                                          : LaunchNarrow<__nv_bfloat16>(p, a_count, b_count, stream);
-      if (e != cudaErrorNotSupported) return e;
+  // tile as one cluster (no partial buffer, no combine kernel), first in narrow tiles where they add
+  // CTAs; where no such cluster launches, the partial buffer below.
+  const bool slice_clusters = (tiles == Tiles::kSkinny || tiles == Tiles::kDecode) && p.partial && !p.trans_a &&
+                              p.batch_count == 1 && p.k_split >= 2 && p.k_split <= 8 && SliceClustersEnabled();
+  if (const int64_t slices = slice_clusters ? NarrowSlices(p) : 0) {
+    MatmulTcParams q = p;
+    q.partial = nullptr;
+    q.k_split = slices;
+    q.slice_cluster = slices > 1;
+    OperandMaps narrow;
+    if (MakeOperandMaps(&narrow, q, Tiles::kNarrow, a_count, b_count)) {
+      if (const cudaError_t e = launch_tiles(q, narrow, Tiles::kNarrow); e != cudaErrorNotSupported) return e;
     }
+  }
+  OperandMaps maps;
+  if (!MakeOperandMaps(&maps, p, tiles, a_count, b_count)) return cudaErrorNotSupported;
+  if (pairs) {
+    const cudaError_t e = p.in_type == MatmulElem::kF16 ? LaunchPairs<__half>(p, a_count, maps.b, stream)
+                                                        : LaunchPairs<__nv_bfloat16>(p, a_count, maps.b, stream);
+    if (e != cudaErrorNotSupported) return e;  // else: no cluster fits; the single-CTA kernel below
+  }
+  if (slice_clusters) {
     MatmulTcParams q = p;
     q.partial = nullptr;
     q.slice_cluster = true;
-    if (const cudaError_t e = launch_tiles(q); e != cudaErrorNotSupported) return e;
+    if (const cudaError_t e = launch_tiles(q, maps, tiles); e != cudaErrorNotSupported) return e;
   }
-  const cudaError_t e = launch_tiles(p);
+  const cudaError_t e = launch_tiles(p, maps, tiles);
   if (e != cudaSuccess || !p.partial) return e;
   return static_cast<cudaError_t>(RunMatmulTcCombine(p, stream));  // the slices' sums into Y
 }

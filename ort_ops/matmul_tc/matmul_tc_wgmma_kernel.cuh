@@ -70,43 +70,22 @@ constexpr int kBoxBBytes = kRowElems * kBlockK * 2;   // one 64-column box of a 
 constexpr int kGroupM = 8;                             // tile order: 8 row tiles, then the next columns
 
 // One consumer (skinny 64-row tiles, for M <= 64, where the product streams B from memory): as many
-// stages as fit in this many bytes, at most 16 (64 x 128 tiles: 8 of 24 KiB; 64 x 64: 12 of 16 KiB).
+// stages as fit in this many bytes (64 x 128 tiles: 8 of 24 KiB; 64 x 64: 12 of 16 KiB).
 constexpr int kSkinnyRingBytes = 192 * 1024;
-constexpr int SkinnyRing(int stage_bytes) { return kSkinnyRingBytes / stage_bytes < 16 ? kSkinnyRingBytes / stage_bytes : 16; }
-
-// A B policy's ring depth: its kRing where it names one (stages smaller than dense B's leave room for
-// more), else kDefault.
-template <class BOp, int kDefault, class = void>
-struct PolicyRing {
-  static constexpr int value = kDefault;
-};
-template <class BOp, int kDefault>
-struct PolicyRing<BOp, kDefault, std::void_t<decltype(BOp::kRing)>> {
-  static constexpr int value = BOp::kRing;
-};
-// The A rows a stage holds: the block's (kRows), or the policy's kARows where it names them (decode
-// tiles: M <= 16 rows loaded; wgmma's other rows read whatever follows, and are never stored).
-template <class BOp, int kRows, class = void>
-struct PolicyARows {
-  static constexpr int value = kRows;
-};
-template <class BOp, int kRows>
-struct PolicyARows<BOp, kRows, std::void_t<decltype(BOp::kARows)>> {
-  static constexpr int value = BOp::kARows;
-};
 
 // The shape of a block with kConsumers consumer warpgroups of 64 rows each: a ring of kRing stages,
 // each holding the A tile and BOp::kStageBytes of B, rounded up to 1024 bytes (swizzle atoms stay
-// aligned); BOp's own buffers (kExtraBytes) follow the ring. One consumer gets the deep ring of
-// kSkinnyRingBytes (more bytes in flight) unless the policy names its own.
+// aligned); BOp's own buffers (kExtraBytes) follow the ring. A policy's kRing and kARows override the
+// block's ring depth and A rows where nonzero; else kStages (one consumer: the deep ring of
+// kSkinnyRingBytes, more bytes in flight) and all kRows rows.
 template <class BOp, int kConsumers>
 struct Block {
   static constexpr int kRows = 64 * kConsumers;                  // block tile rows (M)
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kTileABytes = PolicyARows<BOp, kRows>::value * kBlockK * 2;
-  static_assert(PolicyARows<BOp, kRows>::value == kRows || kConsumers == 1, "fewer A rows: one consumer");
+  static constexpr int kTileABytes = (BOp::kARows ? BOp::kARows : kRows) * kBlockK * 2;
+  static_assert(BOp::kARows == 0 || kConsumers == 1, "fewer A rows: one consumer");
   static constexpr int kStageBytes = (kTileABytes + BOp::kStageBytes + 1023) / 1024 * 1024;
-  static constexpr int kRing = PolicyRing<BOp, kConsumers == 1 ? SkinnyRing(kStageBytes) : kStages>::value;
+  static constexpr int kRing = BOp::kRing ? BOp::kRing : kConsumers == 1 ? kSkinnyRingBytes / kStageBytes : kStages;
   static constexpr int kSmemBytes = kRing * kStageBytes + BOp::kExtraBytes + 1024;  // + slack to align to 1024
   static_assert(kSmemBytes <= kSm90SmemPerBlock, "a block's opt-in shared memory on sm_90");
 };
@@ -123,6 +102,7 @@ struct DenseB {
   static constexpr int kBoxes = kN / kRowElems;
   static constexpr int kStageBytes = kBoxes * kBoxBBytes;
   static constexpr int kExtraBytes = 0;
+  static constexpr int kRing = 0, kARows = 0;  // the block's (Block)
   static constexpr int kWgmmaTransB = kTransB ? 0 : 1;
   static constexpr bool kRowStores = true;  // the epilogue's row-wise stores (see the kernel)
   static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma m64n64, m64n128 or m64n256");
@@ -159,9 +139,9 @@ struct DenseB {
   }
 };
 
-// DenseB's 64 x 128 skinny tiles for M <= 16: a stage holds 16 A rows (2 KiB, not 8), wgmma's rows
-// 16-63 reading the B tile that follows (their sums are never stored), so 12 stages of 18 KiB fit: 192
-// KiB of B in flight instead of 128.
+// DenseB's 64 x 128 skinny tiles for M <= kARows: a stage holds 16 A rows (2 KiB, not 8), wgmma's
+// rows 16-63 reading the B tile that follows (their sums are never stored), so 12 stages of 18 KiB
+// fit (216 KiB, past kSkinnyRingBytes): 192 KiB of B in flight instead of 128.
 template <bool kTransB>
 struct DecodeB : DenseB<kTransB, kBlockN> {
   static constexpr int kARows = 16;

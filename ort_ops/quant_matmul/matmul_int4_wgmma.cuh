@@ -38,6 +38,7 @@ struct Int4B {
   // more than dense B's 32 KiB stages allow. H200, wgmma_probe under ncu (cold caches), 4 K slices:
   // 128x4096x4096 17.3 vs 18.9 us at 4 stages, 128x4096x14336 39.8 vs 43.8; 8 stages 18.4 / 41.0.
   static constexpr int kRing = 6;
+  static constexpr int kARows = 0;  // the block's (Block)
   // The epilogue's per-store loop, not its row-wise stores (the kernel's kRowStores: measured).
   static constexpr bool kRowStores = false;
   static constexpr int kWgmmaTransB = 0;                          // [N, K] tile: K-major

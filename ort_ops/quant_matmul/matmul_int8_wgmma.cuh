@@ -34,6 +34,7 @@ struct Int8B {
   // more than dense B's stages allow. H200, wgmma_probe under ncu (cold caches), 4 K slices:
   // 128x4096x4096 17.4 vs 19.3 us at 4 stages, 128x4096x14336 42.2 vs 43.7; 7 stages 18.1 / 44.1.
   static constexpr int kRing = 5;
+  static constexpr int kARows = 0;  // the block's (Block)
   // The epilogue's per-store loop, not its row-wise stores (the kernel's kRowStores: measured).
   static constexpr bool kRowStores = false;
   static constexpr int kWgmmaTransB = 1;                        // [K, N] tile: MN-major

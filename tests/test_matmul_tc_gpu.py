@@ -404,6 +404,7 @@ def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatc
     and a CUDA-graph replay computes what eager runs do."""
     require_sm90()
     monkeypatch.setenv("KAIO_WGMMA_SLICE_CLUSTER", slice_cluster)
+    monkeypatch.setenv("KAIO_WGMMA_TILE_COUNTERS", "0")  # (the other way to one launch)
     for v in TILE_SWITCHES:
         monkeypatch.delenv(v, raising=False)
     m, k, n = 40, 1032, 1032
@@ -413,6 +414,54 @@ def test_k_slices_summed_in_a_cluster_on_sm90(slice_cluster, trans_b, monkeypatc
     assert any("MatmulWgmmaKernel" in x for x in names), names
     assert (not combine) if slice_cluster == "1" else combine, names
     _right_and_graph_replays_eager(model, run, a, b, trans_b, g)
+
+
+# K-sliced products whose slices go through the partial buffer (no cluster of slices): 32 decode tiles
+# in 4 slices (the 32 clusters of 4 would not all be resident), 128 x 128 tiles in 5 slices with row
+# and column tails, and 16 slices (past the largest cluster) with a column tail.
+COUNTED_SLICE_SHAPES = [(16, 4096, 4096), (100, 3000, 264), (7, 8192, 136)]
+
+
+@cuda_graph_test("MatmulTcAsync")
+@pytest.mark.parametrize("out_f16", [False, True])
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("m,k,n", COUNTED_SLICE_SHAPES)
+def test_k_slices_summed_by_the_last_slice_on_sm90(m, k, n, trans_b, out_f16, monkeypatch):
+    """On Hopper, the CTA that finishes a tile's last K slice adds the slices into Y (counted on the
+    stream's tile counters, which it returns to zero): one launch, no combine kernel. Right on fresh
+    inputs run after run (a counter left nonzero would leave Y unwritten), bit for bit what
+    KAIO_WGMMA_TILE_COUNTERS=0 (the combine kernel, the same order of sums) gives, and a CUDA graph
+    captures the one launch and replays what eager runs compute."""
+    require_sm90()
+    for v in TILE_SWITCHES:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("KAIO_WGMMA_TILE_COUNTERS", "1")
+    g = rng()
+    out_t = np.float16 if out_f16 else np.float32
+    b_op = (lambda x: np.ascontiguousarray(x.T)) if trans_b else (lambda x: x)
+    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    model = build_model("MatmulTcAsync", [a, b_op(b)], {"trans_b": trans_b} | ({"out_dtype": 10} if out_f16 else {}),
+                        [out_t])
+    run = BoundRun(cuda_session(model), [a, b_op(b)], [(m, n)], [out_t])
+    names = list(our_kernel_launches(run.run))
+    assert any("MatmulWgmmaKernel" in x for x in names) and not any("CombineKernel" in x for x in names), names
+    for _ in range(3):
+        a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+        run.update_inputs([a, b_op(b)])
+        counted = run.run()[0]
+        assert rel_err(counted, matmul(a, b)) <= TOL[out_t]
+    monkeypatch.setenv("KAIO_WGMMA_TILE_COUNTERS", "0")
+    assert any("CombineKernel" in x for x in our_kernel_launches(run.run))
+    np.testing.assert_array_equal(run.run()[0], counted)
+    monkeypatch.setenv("KAIO_WGMMA_TILE_COUNTERS", "1")
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_op(b)], [(m, n)], [out_t])
+    np.testing.assert_array_equal(graph_run.run()[0], counted)  # captures the graph
+    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
+    graph_run.update_inputs([a2, b_op(b2)])
+    assert not any("CombineKernel" in x for x in our_kernel_launches(graph_run.run))
+    replay = graph_run.run()[0]
+    run.update_inputs([a2, b_op(b2)])
+    np.testing.assert_array_equal(replay, run.run()[0])
 
 
 def _sync_kernels(names):

@@ -14,7 +14,7 @@
 //     -I ort_ops -o /tmp/int4_decode_probe bench/device/int4_decode_probe.cu \
 //     ort_ops/quant_matmul/matmul_int4_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu && \
 //   KAIO_INT4_DECODE=0 /tmp/int4_decode_probe && /tmp/int4_decode_probe
-// probe-sources: ort_ops/quant_matmul/matmul_int4_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/matmul_tc/matmul_tc_sm90.cu
+// probe-sources: ort_ops/quant_matmul/matmul_int4_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/common/stream_counters.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -15,7 +15,7 @@
 //     -I ort_ops -o /tmp/int8_decode_probe bench/device/int8_decode_probe.cu \
 //     ort_ops/quant_matmul/matmul_int8_sm80.cu ort_ops/quant_matmul/matmul_int8_sm90.cu && \
 //   KAIO_INT8_DECODE=0 /tmp/int8_decode_probe && /tmp/int8_decode_probe
-// probe-sources: ort_ops/quant_matmul/matmul_int8_sm80.cu ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/matmul_tc/matmul_tc_sm90.cu
+// probe-sources: ort_ops/quant_matmul/matmul_int8_sm80.cu ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/common/stream_counters.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

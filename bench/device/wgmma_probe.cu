@@ -10,7 +10,7 @@
 //     -I ort_ops -o /tmp/wgmma_probe bench/device/wgmma_probe.cu ort_ops/matmul_tc/matmul_tc_sm90.cu \
 //     ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu \
 //     ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/quant_matmul/matmul_w8a8_sm80.cu && /tmp/wgmma_probe
-// probe-sources: ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/quant_matmul/matmul_w8a8_sm80.cu
+// probe-sources: ort_ops/matmul_tc/matmul_tc_sm90.cu ort_ops/matmul_tc/matmul_tc_sm80.cu ort_ops/quant_matmul/matmul_int4_sm90.cu ort_ops/quant_matmul/matmul_int8_sm90.cu ort_ops/quant_matmul/matmul_w8a8_sm80.cu ort_ops/common/stream_counters.cu
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -461,8 +461,24 @@ int main() {
   // KAIO_PROBE_M16=1: 16x4096x4096 ([K, N] B, 16-bit Y) through RunMatmulTc at each K-slice count
   // (KAIO_MATMUL_SPLITS; unset: MatmulTcKSplit's choice), for A/B runs of the decode path; with
   // KAIO_PROBE_M16=ab, the op's own slices on the decode shapes with the skinny-tile switches
-  // (narrow 64 x 64 tiles, decode tiles of 16 A rows) each way.
+  // (narrow 64 x 64 tiles, decode tiles of 16 A rows) each way; with KAIO_PROBE_M16=counters, 1 / 16 x
+  // 4096 x 4096 / 14336 with the slices summed by the last one (KAIO_WGMMA_TILE_COUNTERS) each way.
   if (const char* m16 = std::getenv("KAIO_PROBE_M16")) {
+    if (std::string(m16) == "counters") {  // the slices summed by the last one, or by the combine kernel
+      for (int rep = 0; rep < 2; ++rep)
+        for (const char* counters : {"1", "0"}) {
+          setenv("KAIO_WGMMA_TILE_COUNTERS", counters, 1);
+          for (int m : {1, 16})
+            for (int k : {4096, 14336})
+              for (bool bf16 : {false, true})
+                for (bool trans_b : {false, true}) {
+                  std::printf("KAIO_WGMMA_TILE_COUNTERS=%s  ", counters);
+                  ColdDecode(m, 4096, k, trans_b, bf16, "");
+                }
+        }
+      unsetenv("KAIO_WGMMA_TILE_COUNTERS");
+      return 0;
+    }
     if (std::string(m16) == "ab") {
       struct Shape {
         int m, n, k;

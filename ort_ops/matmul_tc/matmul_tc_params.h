@@ -49,6 +49,10 @@ struct MatmulTcParams {
   // the CTAs of one thread-block cluster and slice 0 adds the others' sums from their shared memory
   // before the epilogue writes Y (partial unused, no second kernel).
   bool slice_cluster = false;
+  // Hopper GEMM only (its launcher): with partial, the CTA that finishes a tile's last slice adds the
+  // slices into Y itself, counting them on tile_counters[tile] (zero before, returned to zero by that
+  // CTA; common/stream_counters.h): no second kernel.
+  int* tile_counters = nullptr;
 
   // in_type kI8 (MatmulInt8 W8A8, RunMatmulS8Wgmma): Y = float(double(s32 sum) * *acc_scale), the
   // scale one float in device memory (read by the kernel: no host synchronisation).

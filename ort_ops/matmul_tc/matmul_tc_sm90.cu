@@ -8,6 +8,7 @@
 #include "common/aligned.h"
 #include "common/env_switch.h"
 #include "common/sm90.cuh"
+#include "common/stream_counters.h"
 #include "common/tensor_map.h"
 #include "matmul_tc/matmul_tc_wgmma_kernel.cuh"
 
@@ -155,6 +156,11 @@ cudaError_t LaunchTiles(const MatmulTcParams& p, const OperandMaps& maps, cudaSt
 // partial buffer always (side-by-side runs).
 bool SliceClustersEnabled() { return EnvSwitch("KAIO_WGMMA_SLICE_CLUSTER", true); }
 
+// K slices through the partial buffer summed by the CTA that finishes a tile's last slice
+// (p.tile_counters, the stream's counters) instead of the combine kernel: one launch, Y bit for bit
+// the same. KAIO_WGMMA_TILE_COUNTERS=0: the combine kernel (side-by-side runs).
+bool TileCountersEnabled() { return EnvSwitch("KAIO_WGMMA_TILE_COUNTERS", true); }
+
 // Narrow 64 x 64 tiles for K-sliced skinny products: twice the tiles of 64 x 128 ones, so the same
 // CTAs take half the slices, and their clusters fit where those of the wider tiles do not. Slices:
 // the op's k_split, at most the SMs a tile (1: unsplit). Taken only where that gives more CTAs than
@@ -240,6 +246,14 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
     q.partial = nullptr;
     q.slice_cluster = true;
     if (const cudaError_t e = launch_tiles(q, maps, tiles); e != cudaErrorNotSupported) return e;
+  }
+  const bool counted = tiles == Tiles::kSmall || tiles == Tiles::kSkinny || tiles == Tiles::kDecode;  // (the kernel's)
+  if (int* counters = p.partial && counted && !pairs && Aligned16(p.y) && TileCountersEnabled()
+                          ? StreamCounters(stream, ((p.m + 63) / 64) * ((p.n + 63) / 64))
+                          : nullptr) {
+    MatmulTcParams q = p;
+    q.tile_counters = counters;
+    return launch_tiles(q, maps, tiles);  // the last slice of each tile writes Y
   }
   const cudaError_t e = launch_tiles(p, maps, tiles);
   if (e != cudaSuccess || !p.partial) return e;

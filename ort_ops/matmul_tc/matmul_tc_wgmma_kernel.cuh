@@ -281,6 +281,64 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
   sync();  // y_tile is free for the next tile's epilogue
 }
 
+// Split K with p.tile_counters (the launcher's alternative to the combine kernel), after every
+// consumer thread (kThreads of them, thread index tid) stored this CTA's slice of tile `tile` to
+// p.partial: one thread counts the slice in on the tile's counter; the CTA that brings it to `splits`
+// adds the tile's slices in slice order from p.partial (the combine kernel's order and rounding: Y
+// is bit for bit the same), writes Y and returns the counter to zero for the next launch on this
+// stream. The fence before the count publishes this slice's stores (the CUDA programming guide's
+// last-block pattern). The tile: rows m0 .. + block_m, columns n0 .. + kTileN of Y.
+template <typename OutT, int kTileN, int kThreads>
+__device__ __forceinline__ void AddSlicesIfLast(const MatmulTcParams& p, uint32_t tile, uint32_t splits, int64_t m0,
+                                                int64_t n0, int block_m, int tid, int* last) {
+  __threadfence();
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+  if (tid == 0) {
+    *last = atomicAdd(p.tile_counters + tile, 1) == static_cast<int>(splits) - 1;
+    if (*last) atomicExch(p.tile_counters + tile, 0);  // every slice has counted in
+  }
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+  if (!*last) return;
+  __threadfence();
+  // 4-column units, 4 a thread at a time, every slice's loads of a round issued before its adds.
+  constexpr int kUnitsPerRow = kTileN / 4;
+  const int rows = static_cast<int>(min(p.m - m0, static_cast<int64_t>(block_m)));
+  const int cols = static_cast<int>(min(p.n - n0, static_cast<int64_t>(kTileN)));  // % 8 == 0
+  const int units = rows * kUnitsPerRow;
+  const int64_t slice = p.m * p.n;
+  const bool out_f32 = p.out_type == MatmulElem::kF32;
+  for (int u0 = 0; u0 < units; u0 += 4 * kThreads) {
+    int64_t at[4];
+    bool in[4];
+    float4 sum[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int u = u0 + j * kThreads + tid, row = u / kUnitsPerRow, col = u % kUnitsPerRow * 4;
+      in[j] = u < units && col < cols;
+      at[j] = (m0 + row) * p.n + n0 + col;
+      sum[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll 4
+    for (uint32_t z = 0; z < splits; ++z) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (!in[j]) continue;
+        const float4 v = __ldcg(reinterpret_cast<const float4*>(p.partial + z * slice + at[j]));
+        sum[j].x += v.x, sum[j].y += v.y, sum[j].z += v.z, sum[j].w += v.w;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (!in[j]) continue;
+      if (out_f32)
+        *reinterpret_cast<float4*>(static_cast<float*>(p.y) + at[j]) = sum[j];
+      else
+        *reinterpret_cast<uint2*>(static_cast<OutT*>(p.y) + at[j]) =
+            make_uint2(ptx::Pack2<OutT>(sum[j].x, sum[j].y), ptx::Pack2<OutT>(sum[j].z, sum[j].w));
+    }
+  }
+}
+
 // kTransA (MatmulTcGrad's dB): A is K x M, its map's boxes 64 k rows x 64 m columns, one per
 // consumer (the consumer's 64 rows of the tile), read MN-major by wgmma. A box wholly past M is not
 // loaded: the rows it would hold are never stored.
@@ -307,6 +365,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
   using OutT = std::conditional_t<kS8, __half, T>;  // Y's 16-bit type (W8A8: float16)
   extern __shared__ uint8_t smem_raw[];
   __shared__ uint64_t full[kStages], empty[kStages];
+  __shared__ int slice_last;  // AddSlicesIfLast's answer to the consumers
   // The swizzle pattern repeats every 1024 bytes and wgmma's descriptors assume atoms aligned to it.
   // (Offset from the shared array itself, so the compiler keeps shared loads and stores.)
   uint8_t* ring = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
@@ -522,9 +581,7 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           }
         }
       }
-      continue;
-    }
-    if constexpr (kTransposeY) {
+    } else if constexpr (kTransposeY) {
       // The tile is Y^T's: 64 Y columns a consumer (its rows), kTileN Y rows. movmatrix transposes
       // each 8 x 8 block of the fragment, so lane (r, q) holds Y row 8 j + r, Y columns 2 q and + 1
       // of the block's 8; the quad transpose then gives lane q Y row 8 (4 g + q) + r, 8 consecutive Y
@@ -558,6 +615,11 @@ __global__ void __launch_bounds__(Block<BOp, kConsumers>::kThreads, 1)
           }
         }
       }
+    }
+    if constexpr (!kS8 && !kTransposeY && kConsumers <= 2 && kCluster == 1) {  // (the launcher's tiles)
+      if (p.tile_counters)
+        AddSlicesIfLast<OutT, kTileN, 128 * kConsumers>(p, unit / splits, splits, c.m0, c.n0, kBlockM, t + 128 * w,
+                                                        &slice_last);
     }
   }
   }  // consumers

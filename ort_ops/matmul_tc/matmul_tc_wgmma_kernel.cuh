@@ -286,54 +286,65 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
 // p.partial: one thread counts the slice in on the tile's counter; the CTA that brings it to `splits`
 // adds the tile's slices in slice order from p.partial (the combine kernel's order and rounding: Y
 // is bit for bit the same), writes Y and returns the counter to zero for the next launch on this
-// stream. The fence before the count publishes this slice's stores (the CUDA programming guide's
-// last-block pattern). The tile: rows m0 .. + block_m, columns n0 .. + kTileN of Y.
+// stream. Ordering as cooperative groups' grid sync: barrier, then one thread's fence and atomic
+// (cumulative over the CTA's stores), its fence after, barrier. The tile: rows m0 .. + block_m,
+// columns n0 .. + kTileN of Y.
 template <typename OutT, int kTileN, int kThreads>
 __device__ __forceinline__ void AddSlicesIfLast(const MatmulTcParams& p, uint32_t tile, uint32_t splits, int64_t m0,
                                                 int64_t n0, int block_m, int tid, int* last) {
-  __threadfence();
   asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
   if (tid == 0) {
+    __threadfence();
     *last = atomicAdd(p.tile_counters + tile, 1) == static_cast<int>(splits) - 1;
-    if (*last) atomicExch(p.tile_counters + tile, 0);  // every slice has counted in
+    if (*last) {
+      atomicExch(p.tile_counters + tile, 0);  // every slice has counted in
+      __threadfence();
+    }
   }
   asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
   if (!*last) return;
-  __threadfence();
-  // 4-column units, 4 a thread at a time, every slice's loads of a round issued before its adds.
+  // 4-column units, 4 a thread at a time; the loads of 4 slices issued before their adds (branch-free:
+  // a unit past the tile reads unit 0 of the slice, and is not stored).
   constexpr int kUnitsPerRow = kTileN / 4;
   const int rows = static_cast<int>(min(p.m - m0, static_cast<int64_t>(block_m)));
   const int cols = static_cast<int>(min(p.n - n0, static_cast<int64_t>(kTileN)));  // % 8 == 0
   const int units = rows * kUnitsPerRow;
-  const int64_t slice = p.m * p.n;
+  const uint32_t slice = static_cast<uint32_t>(p.m * p.n);  // < 2^31 (k_split * M * N floats of scratch)
   const bool out_f32 = p.out_type == MatmulElem::kF32;
+  const float4* part = reinterpret_cast<const float4*>(p.partial);
   for (int u0 = 0; u0 < units; u0 += 4 * kThreads) {
-    int64_t at[4];
+    uint32_t at[4];  // float4 index in a slice
     bool in[4];
     float4 sum[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int u = u0 + j * kThreads + tid, row = u / kUnitsPerRow, col = u % kUnitsPerRow * 4;
       in[j] = u < units && col < cols;
-      at[j] = (m0 + row) * p.n + n0 + col;
+      at[j] = in[j] ? static_cast<uint32_t>(((m0 + row) * p.n + n0 + col) / 4) : 0u;
       sum[j] = make_float4(0.f, 0.f, 0.f, 0.f);
     }
-#pragma unroll 4
-    for (uint32_t z = 0; z < splits; ++z) {
+    for (uint32_t z0 = 0; z0 < splits; z0 += 4) {
+      float4 v[4][4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        if (!in[j]) continue;
-        const float4 v = __ldcg(reinterpret_cast<const float4*>(p.partial + z * slice + at[j]));
-        sum[j].x += v.x, sum[j].y += v.y, sum[j].z += v.z, sum[j].w += v.w;
+      for (int zz = 0; zz < 4; ++zz) {
+        const uint32_t z = min(z0 + zz, splits - 1) * (slice / 4);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[zz][j] = __ldcg(part + z + at[j]);
       }
+#pragma unroll
+      for (int zz = 0; zz < 4; ++zz)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (z0 + zz < splits) sum[j].x += v[zz][j].x, sum[j].y += v[zz][j].y, sum[j].z += v[zz][j].z, sum[j].w += v[zz][j].w;
     }
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       if (!in[j]) continue;
+      const int64_t e = int64_t(at[j]) * 4;
       if (out_f32)
-        *reinterpret_cast<float4*>(static_cast<float*>(p.y) + at[j]) = sum[j];
+        *reinterpret_cast<float4*>(static_cast<float*>(p.y) + e) = sum[j];
       else
-        *reinterpret_cast<uint2*>(static_cast<OutT*>(p.y) + at[j]) =
+        *reinterpret_cast<uint2*>(static_cast<OutT*>(p.y) + e) =
             make_uint2(ptx::Pack2<OutT>(sum[j].x, sum[j].y), ptx::Pack2<OutT>(sum[j].z, sum[j].w));
     }
   }

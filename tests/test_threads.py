@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-from op_harness import CPU, CUDA, build_model, feeds, rng, session
+from op_harness import CPU, CUDA, build_model, feeds, randn, rng, session
 from small_nodes import SMALL_NODES
 
 THREADS = 8
@@ -100,7 +100,21 @@ def _run_threads(make_session, inputs, expected, provider, runs_per_thread):
 @pytest.mark.parametrize("shared", [False, True], ids=["own_sessions", "one_session"])
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_threads_agree_and_memory_stays_flat(op, shared, provider):
-    inputs, attrs, out_types = SMALL_NODES[op](rng())
+    _threads_agree_and_memory_stays_flat(op, *SMALL_NODES[op](rng()), shared, provider)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shared", [False, True], ids=["own_sessions", "one_session"])
+def test_k_sliced_matmul_threads_agree_on_cuda(shared):
+    """MatmulTcAsync at 100 x 3000 x 264: on Hopper 3 tiles x 5 K slices, summed into Y by each tile's
+    last slice through its stream's tile counters (common/stream_counters.h). Threads on one session
+    or on their own run on their own streams and agree with the single-threaded result bit for bit."""
+    g = rng()
+    inputs = [randn(g, (100, 3000), np.float16), randn(g, (3000, 264), np.float16)]
+    _threads_agree_and_memory_stays_flat("MatmulTcAsync", inputs, {}, [np.float32], shared, CUDA)
+
+
+def _threads_agree_and_memory_stays_flat(op, inputs, attrs, out_types, shared, provider):
     model = build_model(op, inputs, attrs, out_types)
     first = session(model, provider)
     expected = [np.asarray(o) for o in first.run(None, feeds(first, inputs))]

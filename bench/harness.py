@@ -4,7 +4,9 @@ Method (the anchors' method, ../shared/anchors.md):
 - inputs and outputs live on the GPU (IOBinding), so a run launches only the op's kernels;
 - device time = the sum of the CUDA kernels one run launched, read with CUPTI through
   torch.profiler; runs are grouped by their kernel count and the median over `iters` runs is
-  reported (after `warmup` runs that stay out of the numbers);
+  reported (after `warmup` runs that stay out of the numbers); beside it each run's span, its first
+  kernel's start to its last kernel's end (the gaps between an op's kernels included: what CUDA
+  events around them measure), as *_span_us;
 - "cold" weights: the run cycles through several input sets whose total size exceeds twice the
   L2 cache, so consecutive runs read their weights from HBM as in a real model;
 - where a benchmark times its ops with `interleaved_times_us`, the ops take turns in rounds of
@@ -125,16 +127,21 @@ def device_times_us(sess: ort.InferenceSession, binds: list, iters: int = 50, wa
         raise RuntimeError(f"{len(kernels)} kernels over {iters} runs: runs launch different kernel counts {names}")
     per_run = len(kernels) // iters
     runs = [sum(e.time_range.elapsed_us() for e in kernels[i * per_run:(i + 1) * per_run]) for i in range(iters)]
+    # A run's span: its first kernel's start to its last kernel's end, the gaps between its kernels
+    # included (what CUDA events around the run's kernels measure, less the host's time before them).
+    spans = [kernels[(i + 1) * per_run - 1].time_range.end - kernels[i * per_run].time_range.start for i in range(iters)]
     # Each launch of a run by its place in the run: [name, its times over the runs].
     launches = [[kernels[j].name, [kernels[i * per_run + j].time_range.elapsed_us() for i in range(iters)]]
                 for j in range(per_run)]
-    return _times(runs, per_run, names, len(binds), launches)
+    return _times(runs, per_run, names, len(binds), launches, spans)
 
 
-def _times(runs: list, per_run: int, names: list, sets: int, launches: list) -> dict:
-    """The summary of `runs` (device time of each run, us); launches: [kernel name, its times] for
-    each launch of a run in launch order, summarised as each launch's median (where a run's time goes)."""
+def _times(runs: list, per_run: int, names: list, sets: int, launches: list, spans: list) -> dict:
+    """The summary of `runs` (device time of each run, us) and `spans` (each run's first kernel start
+    to last kernel end, us); launches: [kernel name, its times] for each launch of a run in launch
+    order, summarised as each launch's median (where a run's time goes)."""
     return {"median_us": statistics.median(runs), "mean_us": statistics.fmean(runs), "min_us": min(runs),
+            "span_median_us": statistics.median(spans), "spans_us": spans,
             "kernels_per_run": per_run, "kernel_names": names, "iters": len(runs), "sets": sets, "runs_us": runs,
             "launch_medians_us": [[name, statistics.median(t)] for name, t in launches], "launch_runs_us": launches}
 
@@ -145,6 +152,7 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
     all its runs. Side by side in time as well as in one process."""
     per_round = max(1, iters // rounds)
     runs = {name: [] for name in ops}
+    spans = {name: [] for name in ops}
     launches = {name: [] for name in ops}  # [kernel name, its times] a launch, over all rounds
     last = {}
     for r in range(rounds):
@@ -157,13 +165,14 @@ def interleaved_times_us(ops: dict, iters: int = 50, rounds: int = 5, warmup: in
                 raise RuntimeError(f"{name}: rounds launched different kernels {last[name]['kernel_names']} "
                                    f"vs {t['kernel_names']}")
             runs[name] += t["runs_us"]
+            spans[name] += t["spans_us"]
             if not launches[name]:
                 launches[name] = [[n, []] for n, _ in t["launch_runs_us"]]
             for mine, (_, times) in zip(launches[name], t["launch_runs_us"]):
                 mine[1] += times
             last[name] = t
     return {name: _times(runs[name], last[name]["kernels_per_run"], last[name]["kernel_names"], last[name]["sets"],
-                         launches[name])
+                         launches[name], spans[name])
             for name in ops}
 
 
@@ -201,9 +210,14 @@ class Row:
     def summary(self) -> dict:
         k = self.kaio["median_us"] if self.kaio else None
         o = self.ort["median_us"] if self.ort else None
+        ks = self.kaio.get("span_median_us") if self.kaio else None
+        os_ = self.ort.get("span_median_us") if self.ort else None
         return {"case": self.case, "kaio_us": None if k is None else round(k, 2),
                 "ort_us": None if o is None else round(o, 2),
                 "kaio_vs_ort": round(o / k, 3) if k and o else None,  # > 1: we are faster
+                "kaio_span_us": None if ks is None else round(ks, 2),
+                "ort_span_us": None if os_ is None else round(os_, 2),
+                "span_kaio_vs_ort": round(os_ / ks, 3) if ks and os_ else None,
                 "kaio_tflops": round(self.flops / k / 1e6, 1) if self.flops and k else None,
                 "ort_tflops": round(self.flops / o / 1e6, 1) if self.flops and o else None,
                 "floor_us": round(self.floor_us, 2),

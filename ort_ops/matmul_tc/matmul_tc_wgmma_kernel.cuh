@@ -286,20 +286,18 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
 // p.partial: one thread counts the slice in on the tile's counter; the CTA that brings it to `splits`
 // adds the tile's slices in slice order from p.partial (the combine kernel's order and rounding: Y
 // is bit for bit the same), writes Y and returns the counter to zero for the next launch on this
-// stream. Ordering as cooperative groups' grid sync: barrier, then one thread's fence and atomic
-// (cumulative over the CTA's stores), its fence after, barrier. The tile: rows m0 .. + block_m,
-// columns n0 .. + kTileN of Y.
+// stream. Ordering: barrier, one thread's acq_rel atomic (its release cumulative over the CTA's
+// stores, as in CUTLASS's split-K semaphore), barrier. The tile: rows m0 .. + block_m, columns n0 ..
+// + kTileN of Y.
 template <typename OutT, int kTileN, int kThreads>
 __device__ __forceinline__ void AddSlicesIfLast(const MatmulTcParams& p, uint32_t tile, uint32_t splits, int64_t m0,
                                                 int64_t n0, int block_m, int tid, int* last) {
   asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
   if (tid == 0) {
-    __threadfence();
-    *last = atomicAdd(p.tile_counters + tile, 1) == static_cast<int>(splits) - 1;
-    if (*last) {
-      atomicExch(p.tile_counters + tile, 0);  // every slice has counted in
-      __threadfence();
-    }
+    int done;  // acq_rel: releases the CTA's slice (ordered before by the barrier), acquires the others'
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(done) : "l"(p.tile_counters + tile) : "memory");
+    *last = done == static_cast<int>(splits) - 1;
+    if (*last) asm volatile("st.relaxed.gpu.global.s32 [%0], 0;\n" ::"l"(p.tile_counters + tile) : "memory");  // all counted in
   }
   asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
   if (!*last) return;

@@ -4,7 +4,8 @@
 // memset and stays capturable by CUDA graphs. Keyed by stream: the work of one stream runs in order,
 // so two launches never hold the same counters at once (ORT's concurrent Run()s use different
 // streams). A CUDA graph captured on one stream must not be replayed on another while that first
-// stream runs the same kernels.
+// stream runs the same kernels. The memory lives as long as the process (a cudaDeviceReset would
+// leave it dangling; neither ORT nor torch resets a device).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -286,29 +286,37 @@ TILE_CASES = {
 }
 
 
-def _matmul_case(m, k, n, trans_b, op="MatmulTcAsync"):
-    """Fresh f16 operands of an M x K x N `op` (B as [N, K] with trans_b), its f32-output model and an
-    eager BoundRun of it: (rng, a, b, model, run)."""
+def _b_as_stored(trans_b):
+    """B [K, N] as the op takes it: itself, or [N, K] with trans_b."""
+    return (lambda x: np.ascontiguousarray(x.T)) if trans_b else (lambda x: x)
+
+
+def _matmul_case(m, k, n, trans_b, op="MatmulTcAsync", out_t=np.float32):
+    """Fresh f16 operands of an M x K x N `op` (B as [N, K] with trans_b), its model with Y of out_t
+    (float32 or float16) and an eager BoundRun of it: (rng, a, b, model, run)."""
     g = rng()
     a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    b_in = np.ascontiguousarray(b.T) if trans_b else b
-    model = build_model(op, [a, b_in], {"trans_b": trans_b}, [np.float32])
-    return g, a, b, model, BoundRun(cuda_session(model), [a, b_in], [(m, n)], [np.float32])
+    b_in = _b_as_stored(trans_b)(b)
+    attrs = {"trans_b": trans_b} | ({"out_dtype": 10} if out_t == np.float16 else {})
+    model = build_model(op, [a, b_in], attrs, [out_t])
+    return g, a, b, model, BoundRun(cuda_session(model), [a, b_in], [(m, n)], [out_t])
 
 
-def _right_and_graph_replays_eager(model, run, a, b, trans_b, g):
+def _right_and_graph_replays_eager(model, run, a, b, trans_b, g, out_t=np.float32):
     """The op's eager run (`run`) and a CUDA graph's capturing run on (a, b) against the
-    float64 reference; then the graph replayed on new inputs equals an eager run on them, bit for bit."""
+    float64 reference; then the graph replayed on new inputs equals an eager run on them, bit for bit.
+    Returns the graph's BoundRun (its inputs the new ones)."""
     m, n = a.shape[0], b.shape[1]
-    b_op = (lambda x: np.ascontiguousarray(x.T)) if trans_b else (lambda x: x)
-    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[np.float32]
-    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_op(b)], [(m, n)], [np.float32])
-    assert rel_err(graph_run.run()[0], matmul(a, b)) <= TOL[np.float32]
+    b_op = _b_as_stored(trans_b)
+    assert rel_err(run.run()[0], matmul(a, b)) <= TOL[out_t]
+    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_op(b)], [(m, n)], [out_t])
+    assert rel_err(graph_run.run()[0], matmul(a, b)) <= TOL[out_t]
     a2, b2 = randn(g, a.shape, np.float16), randn(g, b.shape, np.float16)
     graph_run.update_inputs([a2, b_op(b2)])
     replay = graph_run.run()[0]
-    eager = BoundRun(cuda_session(model), [a2, b_op(b2)], [(m, n)], [np.float32]).run()[0]
+    eager = BoundRun(cuda_session(model), [a2, b_op(b2)], [(m, n)], [out_t]).run()[0]
     np.testing.assert_array_equal(replay, eager)
+    return graph_run
 
 
 def _kernel_choice_right_in_graphs(monkeypatch, switches, m, k, n, trans_b, tail):
@@ -423,10 +431,10 @@ COUNTED_SLICE_SHAPES = [(16, 4096, 4096), (100, 3000, 264), (7, 8192, 136)]
 
 
 @cuda_graph_test("MatmulTcAsync")
-@pytest.mark.parametrize("out_f16", [False, True])
+@pytest.mark.parametrize("out_t", [np.float32, np.float16])
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("m,k,n", COUNTED_SLICE_SHAPES)
-def test_k_slices_summed_by_the_last_slice_on_sm90(m, k, n, trans_b, out_f16, monkeypatch):
+def test_k_slices_summed_by_the_last_slice_on_sm90(m, k, n, trans_b, out_t, monkeypatch):
     """On Hopper, the CTA that finishes a tile's last K slice adds the slices into Y (counted on the
     stream's tile counters, which it returns to zero): one launch, no combine kernel. Right on fresh
     inputs run after run (a counter left nonzero would leave Y unwritten), bit for bit what
@@ -436,15 +444,10 @@ def test_k_slices_summed_by_the_last_slice_on_sm90(m, k, n, trans_b, out_f16, mo
     for v in TILE_SWITCHES:
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("KAIO_WGMMA_TILE_COUNTERS", "1")
-    g = rng()
-    out_t = np.float16 if out_f16 else np.float32
-    b_op = (lambda x: np.ascontiguousarray(x.T)) if trans_b else (lambda x: x)
-    a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    model = build_model("MatmulTcAsync", [a, b_op(b)], {"trans_b": trans_b} | ({"out_dtype": 10} if out_f16 else {}),
-                        [out_t])
-    run = BoundRun(cuda_session(model), [a, b_op(b)], [(m, n)], [out_t])
+    g, a, b, model, run = _matmul_case(m, k, n, trans_b, out_t=out_t)
     names = list(our_kernel_launches(run.run))
     assert any("MatmulWgmmaKernel" in x for x in names) and not any("CombineKernel" in x for x in names), names
+    b_op = _b_as_stored(trans_b)
     for _ in range(3):
         a, b = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
         run.update_inputs([a, b_op(b)])
@@ -454,14 +457,8 @@ def test_k_slices_summed_by_the_last_slice_on_sm90(m, k, n, trans_b, out_f16, mo
     assert any("CombineKernel" in x for x in our_kernel_launches(run.run))
     np.testing.assert_array_equal(run.run()[0], counted)
     monkeypatch.setenv("KAIO_WGMMA_TILE_COUNTERS", "1")
-    graph_run = BoundRun(cuda_session(model, cuda_graph=True), [a, b_op(b)], [(m, n)], [out_t])
-    np.testing.assert_array_equal(graph_run.run()[0], counted)  # captures the graph
-    a2, b2 = randn(g, (m, k), np.float16), randn(g, (k, n), np.float16)
-    graph_run.update_inputs([a2, b_op(b2)])
+    graph_run = _right_and_graph_replays_eager(model, run, a, b, trans_b, g, out_t)
     assert not any("CombineKernel" in x for x in our_kernel_launches(graph_run.run))
-    replay = graph_run.run()[0]
-    run.update_inputs([a2, b_op(b2)])
-    np.testing.assert_array_equal(replay, run.run()[0])
 
 
 def _sync_kernels(names):

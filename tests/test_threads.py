@@ -108,7 +108,8 @@ def test_threads_agree_and_memory_stays_flat(op, shared, provider):
 def test_k_sliced_matmul_threads_agree_on_cuda(shared):
     """MatmulTcAsync at 100 x 3000 x 264: on Hopper 3 tiles x 5 K slices, summed into Y by each tile's
     last slice through its stream's tile counters (common/stream_counters.h). Threads on one session
-    or on their own run on their own streams and agree with the single-threaded result bit for bit."""
+    or on their own, on whichever streams ORT gives their runs, agree with the single-threaded result
+    bit for bit."""
     g = rng()
     inputs = [randn(g, (100, 3000), np.float16), randn(g, (3000, 264), np.float16)]
     _threads_agree_and_memory_stays_flat("MatmulTcAsync", inputs, {}, [np.float32], shared, CUDA)

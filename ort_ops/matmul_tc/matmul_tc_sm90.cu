@@ -248,7 +248,7 @@ cudaError_t RunMatmulTcWgmma(const MatmulTcParams& params, cudaStream_t stream) 
     if (const cudaError_t e = launch_tiles(q, maps, tiles); e != cudaErrorNotSupported) return e;
   }
   const bool counted = tiles == Tiles::kSmall || tiles == Tiles::kSkinny || tiles == Tiles::kDecode;  // (the kernel's)
-  if (int* counters = p.partial && counted && !pairs && Aligned16(p.y) && p.k_split * p.m * p.n < kTmaCoordMax &&
+  if (int* counters = p.partial && counted && !pairs && Aligned16(p.y) && p.k_split * p.m * p.n < matmul_wgmma::kMaxPartialFloats &&
                           TileCountersEnabled()
                           ? StreamCounters(stream, ((p.m + 63) / 64) * ((p.n + 63) / 64))
                           : nullptr) {

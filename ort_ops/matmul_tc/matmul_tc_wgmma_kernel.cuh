@@ -289,6 +289,8 @@ __device__ __forceinline__ void StoreTransposed(const float (&acc)[kAcc], uint8_
 // stream. Ordering: barrier, one thread's acq_rel atomic (its release cumulative over the CTA's
 // stores, as in CUTLASS's split-K semaphore), barrier. The tile: rows m0 .. + block_m, columns n0 ..
 // + kTileN of Y.
+// AddSlicesIfLast's partial-buffer indices are 32-bit: fewer than this many floats (k_split * M * N).
+constexpr int64_t kMaxPartialFloats = int64_t(1) << 31;
 template <typename OutT, int kTileN, int kThreads>
 __device__ __forceinline__ void AddSlicesIfLast(const MatmulTcParams& p, uint32_t tile, uint32_t splits, int64_t m0,
                                                 int64_t n0, int block_m, int tid, int* last) {
@@ -307,7 +309,7 @@ __device__ __forceinline__ void AddSlicesIfLast(const MatmulTcParams& p, uint32_
   const int rows = static_cast<int>(min(p.m - m0, static_cast<int64_t>(block_m)));
   const int cols = static_cast<int>(min(p.n - n0, static_cast<int64_t>(kTileN)));  // % 8 == 0
   const int units = rows * kUnitsPerRow;
-  const uint32_t slice = static_cast<uint32_t>(p.m * p.n);  // < 2^31 (k_split * M * N floats of scratch)
+  const uint32_t slice = static_cast<uint32_t>(p.m * p.n);  // (the launcher: k_split * M * N < kMaxPartialFloats)
   const bool out_f32 = p.out_type == MatmulElem::kF32;
   const float4* part = reinterpret_cast<const float4*>(p.partial);
   for (int u0 = 0; u0 < units; u0 += 4 * kThreads) {
